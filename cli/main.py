@@ -1,0 +1,205 @@
+"""The ``prospero`` command line: thin typer commands over the :mod:`prospero_jax` library.
+
+Every command reports bad input (a malformed `.vm` file, a missing file, an unsupported
+output format, an unknown device) as one ``error: ...`` line on stderr and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+import prospero_jax as pj
+from prospero_jax._image import image_format
+
+app = typer.Typer(
+    name="prospero",
+    help="Render, inspect and benchmark implicit-surface programs (.vm) with JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"prospero-jax {pj.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Render, inspect and benchmark implicit-surface programs (.vm) with JAX.
+
+    A .vm program is a straight-line list of instructions, one per line: ID OPCODE ARGS.
+
+    Its value at a point (x, y) is the last instruction's; where it is negative, the point is inside the shape and its pixel is drawn white.
+    """
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the library's input errors into one line on stderr and exit status 2."""
+    try:
+        yield
+    except (pj.VMError, ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        raise typer.Exit(130) from None
+
+
+def _load(file: Path | None) -> pj.Program:
+    return pj.shapes.demo_program() if file is None else pj.load(file)
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--region must be XMIN,XMAX,YMIN,YMAX, got {text!r}") from None
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError(f"--region must have XMIN < XMAX and YMIN < YMAX, got {text!r}")
+    return xmin, xmax, ymin, ymax
+
+
+FileArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A .vm program. Leave out to use the built-in demo model.",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+
+@app.command()
+def render(
+    file: FileArg = None,
+    size: Annotated[int, typer.Option("--size", "-s", min=1, help="Image side in pixels.")] = 1024,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Image to write: .png or .pgm (binary P5). [default: FILE's name as .png]",
+            show_default=False,
+        ),
+    ] = None,
+    dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, gpu, cuda or tpu. [default: JAX's default device]"),
+    ] = None,
+    region: Annotated[
+        str, typer.Option(help="The square drawn, as XMIN,XMAX,YMIN,YMAX.")
+    ] = "-1,1,-1,1",
+    z: Annotated[float, typer.Option(help="The z plane sliced, for 3D models.")] = 0.0,
+    cache: Annotated[
+        bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
+    ] = True,
+) -> None:
+    """Render FILE (or the built-in demo) as a black-and-white image.
+
+    White (255) where the program's value is negative, black elsewhere; row 0 is the top.
+
+    Examples: `prospero render` draws the demo model to demo.png;
+    `prospero render prospero.vm --size 1024 -o out.pgm` draws the challenge's image.
+    """
+    with _user_errors():
+        program = _load(file)
+        out = output or Path(f"{file.stem if file else 'demo'}.png")
+        image_format(out)  # fail before rendering, not after
+        if not out.parent.is_dir():
+            raise ValueError(f"{out}: directory {out.parent} does not exist")
+        if cache:
+            pj.enable_compilation_cache()
+        start = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]rendering[/] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} tiles"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"{program.source} at {size}²", total=None)
+            image = pj.render(
+                program,
+                size,
+                region=_region(region),
+                z=z,
+                dtype=dtype.value,
+                device=device,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        pj.write_image(out, image)
+        inside = float((image > 0).mean())
+        seconds = time.perf_counter() - start
+        typer.echo(f"wrote {out} ({size}×{size}, {inside:.1%} inside) in {seconds:.2f} s")
+
+
+@app.command()
+def info(
+    file: FileArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """Describe a program: size, opcodes, constants, depth and liveness.
+
+    "max live values" is the most values alive at once when evaluating in order and freeing each after its last use: it bounds the memory of an interpreter like the oracle.
+    """
+    with _user_errors():
+        facts = pj.describe(_load(file))
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    out = Console()
+    simple = facts["simplified"]
+    consts = facts["constants"]
+    table = Table(title=facts["source"], show_header=False, title_justify="left")
+    table.add_row("instructions", f"{facts['instructions']:,}")
+    table.add_row("inputs", ", ".join(facts["inputs"]) or "none")
+    table.add_row("depth", f"{facts['depth']:,}")
+    table.add_row("max live values", f"{facts['max_live']:,}")
+    table.add_row(
+        "constants",
+        f"{consts['count']:,} ({consts['distinct']:,} distinct, "
+        f"range {consts['min']:g} … {consts['max']:g})"
+        if consts["count"]
+        else "none",
+    )
+    table.add_row(
+        "after simplify",
+        f"{simple['instructions']:,} instructions ({simple['non_constant']:,} non-constant), "
+        f"max live {simple['max_live']:,}",
+    )
+    table.add_row("digest", facts["digest"][:16])
+    out.print(table)
+    histogram = Table("opcode", "count", "share", title="opcodes", title_justify="left")
+    for name, count in facts["histogram"].items():
+        histogram.add_row(name, f"{count:,}", f"{count / facts['instructions']:.1%}")
+    out.print(histogram)

@@ -1,0 +1,66 @@
+"""prospero-jax: a JAX-traced compiler for implicit-surface programs in the `.vm` format.
+
+The pipeline, one module per stage::
+
+    .vm text --parse--> Program --passes--> Program --lower--> f(x, y, z) --render--> image
+
+Public API:
+
+* :func:`parse`, :func:`load`: `.vm` text or file → :class:`Program` (errors:
+  :class:`VMError`, which names the source and line);
+* :func:`simplify` and friends: Program → Program passes; :func:`describe`: facts;
+* :func:`to_function`: Program → ``f(x, y, z=0.0)``, pure and traceable by JAX;
+* :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0);
+* :func:`write_image`: image → PGM or PNG file, atomically;
+* :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
+* :mod:`prospero_jax.reference`: the float64 NumPy oracle;
+* :mod:`prospero_jax.shapes`: a builder that emits `.vm` programs (and the demo model).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from prospero_jax import reference, shapes
+from prospero_jax._cache import default_cache_dir, enable_compilation_cache
+from prospero_jax._image import read_pgm, write_image
+from prospero_jax._lower import to_function
+from prospero_jax._ops import OPS, Op
+from prospero_jax._parse import VMError, load, parse
+from prospero_jax._passes import (
+    deduplicate,
+    describe,
+    eliminate_dead_code,
+    fold_constants,
+    max_live,
+    simplify,
+)
+from prospero_jax._render import render
+from prospero_jax._tape import Program
+
+try:
+    __version__ = version("prospero-jax")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.1.0"
+
+__all__ = [
+    "OPS",
+    "Op",
+    "Program",
+    "VMError",
+    "__version__",
+    "deduplicate",
+    "default_cache_dir",
+    "describe",
+    "eliminate_dead_code",
+    "enable_compilation_cache",
+    "fold_constants",
+    "load",
+    "max_live",
+    "parse",
+    "read_pgm",
+    "reference",
+    "render",
+    "shapes",
+    "simplify",
+    "to_function",
+    "write_image",
+]

@@ -1,0 +1,29 @@
+"""JAX's persistent compilation cache, pointed at the user's cache directory.
+
+Input: an optional directory. Output: none; JAX's config is updated so that compiled XLA
+executables are stored on disk and reused by later processes (the prospero closure's
+compile drops from seconds to a fraction of one; tracing is still paid).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/prospero-jax/jax`` (``~/.cache/prospero-jax/jax`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "prospero-jax" / "jax"
+
+
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache in ``path`` (default: the user cache)."""
+    directory = Path(path) if path is not None else default_cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory

@@ -1,0 +1,183 @@
+"""Stage 2, passes: Program → Program rewrites, and analyses of a Program.
+
+Input: a :class:`~prospero_jax._tape.Program`.
+Output: an equivalent Program (same value at every point, bit for bit in float64), or
+statistics about it.
+
+Rewrites (each returns a valid Program and keeps the surviving instructions' IDs):
+
+* :func:`fold_constants`: an instruction whose arguments are all constants becomes a
+  ``const`` holding its float64 value, when that value is finite;
+* :func:`deduplicate`: identical constants (same bits) and identical instructions (same
+  opcode and arguments, commutative ones in either order) are merged;
+* :func:`eliminate_dead_code`: instructions the last one does not depend on are dropped;
+* :func:`simplify`: all three, in that order.
+
+Analyses: :func:`last_uses` (the liveness the evaluators use to free values early),
+:func:`max_live`, :func:`depth` and :func:`describe` (what ``prospero info`` prints).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from prospero_jax._ops import CONST, INPUTS, OPS
+from prospero_jax._tape import Program
+
+
+def _select(program: Program, keep: np.ndarray, target: np.ndarray) -> Program:
+    """Keep rows ``keep`` (a boolean mask); ``target[j]`` is the row j's uses are sent to."""
+    new_index = np.cumsum(keep, dtype=np.int64) - 1
+    args = program.args.copy()
+    used = args >= 0
+    args[used] = new_index[target[args[used]]]
+    return Program(
+        opcodes=program.opcodes[keep],
+        args=args[keep],
+        consts=program.consts[keep],
+        ids=tuple(i for i, k in zip(program.ids, keep.tolist(), strict=True) if k),
+        source=program.source,
+    )
+
+
+def fold_constants(program: Program) -> Program:
+    """Replace each instruction whose arguments are all constants by its float64 value.
+
+    Results that are not finite (e.g. ``ln 0``) are left unfolded, so every ``const`` stays
+    finite and the program can still be written as `.vm` text.
+    """
+    opcodes = program.opcodes.copy()
+    args = program.args.copy()
+    consts = program.consts.copy()
+    is_const = opcodes == CONST
+    with np.errstate(all="ignore"):
+        for i in range(len(opcodes)):
+            op = OPS[opcodes[i]]
+            if op.rule is None or not all(is_const[args[i, : op.arity]]):
+                continue
+            value = float(op.rule(np, *consts[args[i, : op.arity]]))
+            if np.isfinite(value):
+                opcodes[i], consts[i], is_const[i] = CONST, value, True
+                args[i] = -1
+    if np.array_equal(opcodes, program.opcodes):
+        return program
+    return Program(opcodes, args, consts, program.ids, program.source)
+
+
+def deduplicate(program: Program) -> Program:
+    """Merge identical constants and instructions (common-subexpression elimination)."""
+    n = len(program)
+    target = np.arange(n)
+    seen: dict[tuple[Any, ...], int] = {}
+    opcodes, args = program.opcodes.tolist(), program.args.tolist()
+    const_bits = program.consts.view(np.int64).tolist()
+    for i in range(n):
+        code = opcodes[i]
+        a, b = args[i]
+        a = target[a] if a >= 0 else -1
+        b = target[b] if b >= 0 else -1
+        if OPS[code].commutative and a > b:
+            a, b = b, a
+        key = (code, const_bits[i]) if code == CONST else (code, a, b)
+        target[i] = seen.setdefault(key, i)
+    keep = target == np.arange(n)
+    if keep.all():
+        return program
+    # Rows that survive only point at survivors, because target was applied above.
+    return _select(program, keep, target)
+
+
+def eliminate_dead_code(program: Program) -> Program:
+    """Drop every instruction the program's value (the last instruction) does not need."""
+    n = len(program)
+    live = np.zeros(n, dtype=bool)
+    live[-1] = True
+    args = program.args.tolist()
+    for i in range(n - 1, -1, -1):
+        if live[i]:
+            for a in args[i]:
+                if a >= 0:
+                    live[a] = True
+    if live.all():
+        return program
+    return _select(program, live, np.arange(n))
+
+
+def simplify(program: Program) -> Program:
+    """Constant folding, then deduplication, then dead-code elimination."""
+    return eliminate_dead_code(deduplicate(fold_constants(program)))
+
+
+def _death_times(program: Program) -> np.ndarray:
+    """``death[v]``: the step after which value ``v`` is no longer needed.
+
+    That is its last user's index; its own index if nothing uses it (dead code); and the
+    tape's length for the root, which is never freed.
+    """
+    n = len(program)
+    death = np.arange(n, dtype=np.int64)
+    for i, (a, b) in enumerate(program.args.tolist()):
+        if a >= 0:
+            death[a] = i
+        if b >= 0:
+            death[b] = i
+    death[-1] = n
+    return death
+
+
+def last_uses(program: Program) -> list[list[int]]:
+    """``frees[i]``: the values to drop right after computing instruction ``i``.
+
+    An evaluator that drops ``frees[i]`` after each step keeps only live values,
+    :func:`max_live` of them at most. The root (last instruction) is never in it.
+    """
+    frees: list[list[int]] = [[] for _ in range(len(program))]
+    for value, step in enumerate(_death_times(program).tolist()):
+        if step < len(program):
+            frees[step].append(value)
+    return frees
+
+
+def max_live(program: Program) -> int:
+    """Most values alive at once when evaluating in order and freeing after last use."""
+    n = len(program)
+    freed_at = np.bincount(_death_times(program), minlength=n + 1)[:n]
+    alive_after = np.cumsum(1 - freed_at)  # values alive after each step
+    return int(np.max(alive_after + freed_at))  # ... and during it, before the frees
+
+
+def depth(program: Program) -> int:
+    """Longest chain of instructions from an input or constant to the value (inputs: 1)."""
+    level = np.zeros(len(program), dtype=np.int64)
+    for i, (a, b) in enumerate(program.args.tolist()):
+        level[i] = 1 + max(level[a] if a >= 0 else 0, level[b] if b >= 0 else 0)
+    return int(level[-1])
+
+
+def describe(program: Program) -> dict[str, Any]:
+    """Facts about a program, as plain data: sizes, opcode histogram, constants, liveness."""
+    consts = program.consts[program.opcodes == CONST]
+    simple = simplify(program)
+    inputs = [OPS[c].name for c in INPUTS if np.any(program.opcodes == c)]
+    return {
+        "source": program.source,
+        "instructions": len(program),
+        "inputs": inputs,
+        "histogram": program.histogram(),
+        "constants": {
+            "count": int(consts.size),
+            "distinct": int(np.unique(consts).size),
+            "min": float(consts.min()) if consts.size else None,
+            "max": float(consts.max()) if consts.size else None,
+        },
+        "depth": depth(program),
+        "max_live": max_live(program),
+        "simplified": {
+            "instructions": len(simple),
+            "non_constant": int(np.sum(simple.opcodes != CONST)),
+            "max_live": max_live(simple),
+        },
+        "digest": program.digest,
+    }

@@ -1,0 +1,137 @@
+"""Stage 4, render: Program → uint8 image, tile by tile, with one compiled kernel.
+
+Input: a Program, an image size ``N``, a region, a dtype and a device.
+Output: an ``(N, N)`` uint8 array, 255 where the program's value is < 0 (NaN is not),
+row 0 at the region's top (``ymax``), column 0 at its left (``xmin``).
+
+How: the image is cut into ``tile × tile`` squares. One jitted kernel takes a tile's
+column and row coordinates as data (two vectors, computed on the host exactly as the
+oracle computes them) and returns that tile's pixels, so one compilation serves every
+tile, every image size and every region; only the tile shape, dtype and device key the
+cache. Edge tiles are padded by repeating the last coordinate and cropped. Up to
+``IN_FLIGHT`` tiles are dispatched ahead, so the device computes while the host copies
+finished tiles out, and memory stays bounded by the output image plus a few tiles.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import UInt8
+
+from prospero_jax._lower import to_function
+from prospero_jax._tape import Program
+from prospero_jax.reference import DEFAULT_REGION, axes
+
+#: Tile side on CPU, and on accelerators (which want more work per call).
+CPU_TILE = 256
+ACCELERATOR_TILE = 2048
+#: Tiles dispatched ahead of the one being copied back.
+IN_FLIGHT = 2
+DTYPES = ("float32", "float64")
+
+Progress = Callable[[int, int], None]
+
+#: How many times a tile kernel has been traced, per program digest (for tests: a
+#: second render of another size must not retrace).
+trace_counts: collections.Counter[str] = collections.Counter()
+
+
+def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
+    """A JAX device from ``None`` (the default backend), a platform name or a Device.
+
+    Platform names are those of ``jax.devices(name)``: ``cpu``, ``gpu``, ``cuda``, ``tpu``.
+    """
+    if device is None or isinstance(device, jax.Device):
+        return device or jax.devices()[0]
+    try:
+        return jax.devices(device)[0]
+    except RuntimeError:
+        have = sorted({d.platform for d in jax.devices()})
+        raise ValueError(f"no {device!r} device available (have: {', '.join(have)})") from None
+
+
+def tile_size(size: int, device: jax.Device) -> int:
+    """The tile side for an image of ``size``: fixed per platform, smaller for tiny images.
+
+    Images smaller than the fixed tile use the next power of two (at least 8), so small
+    renders (tests, thumbnails) do not compute a whole tile of padding.
+    """
+    fixed = CPU_TILE if device.platform == "cpu" else ACCELERATOR_TILE
+    return min(fixed, max(8, 1 << (size - 1).bit_length()))
+
+
+@functools.lru_cache(maxsize=32)
+def tile_kernel(program: Program, dtype: str, tile: int) -> Callable[..., Any]:
+    """The jitted kernel ``(xs[tile], ys[tile], z) → uint8[tile, tile]`` for a program."""
+    field = to_function(program)
+
+    @jax.jit
+    def kernel(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
+        trace_counts[program.digest] += 1
+        value = field(xs[None, :], ys[:, None], z)
+        return jnp.where(value < 0, jnp.uint8(255), jnp.uint8(0))
+
+    del dtype, tile  # cache keys only: the kernel's shapes come from its arguments
+    return kernel
+
+
+def render(
+    program: Program,
+    size: int = 1024,
+    *,
+    region: tuple[float, float, float, float] = DEFAULT_REGION,
+    z: float = 0.0,
+    dtype: str = "float32",
+    device: str | jax.Device | None = None,
+    tile: int | None = None,
+    progress: Progress | None = None,
+) -> UInt8[np.ndarray, "size size"]:
+    """Render ``program`` as the challenge's ``size × size`` image (see the module docstring).
+
+    ``dtype`` is the working precision (``float32`` or ``float64``); ``device`` a platform
+    name or Device (default: JAX's default device); ``tile`` overrides the tile side;
+    ``progress(done, total)`` is called after each finished tile.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    dev = resolve_device(device)
+    side = tile or tile_size(size, dev)
+    xs, ys = axes(size, region)
+    tiles = -(-size // side)
+    pad = tiles * side - size
+    xs = np.pad(xs, (0, pad), mode="edge").astype(dtype)
+    ys = np.pad(ys, (0, pad), mode="edge").astype(dtype)
+    image = np.empty((size, size), dtype=np.uint8)
+    jobs = [(r, c) for r in range(tiles) for c in range(tiles)]
+
+    with jax.enable_x64(dtype == "float64"):
+        kernel = tile_kernel(program, dtype, side)
+        zz = jax.device_put(np.asarray(z, dtype), dev)
+        pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
+
+        def finish() -> None:
+            r, c, out = pending.popleft()
+            block = np.asarray(out)
+            h, w = min(side, size - r * side), min(side, size - c * side)
+            image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
+            if progress is not None:
+                progress(len(jobs) - len(pending) - len(todo), len(jobs))
+
+        todo = collections.deque(jobs)
+        while todo:
+            r, c = todo.popleft()
+            col = jax.device_put(xs[c * side : (c + 1) * side], dev)
+            row = jax.device_put(ys[r * side : (r + 1) * side], dev)
+            pending.append((r, c, kernel(col, row, zz)))
+            if len(pending) > IN_FLIGHT:
+                finish()
+        while pending:
+            finish()
+    return image

@@ -1,0 +1,110 @@
+"""The IR: an immutable straight-line tape of instructions held in NumPy arrays.
+
+Input: arrays built by the parser, a pass or the shape builder.
+Output: a :class:`Program`, the value every later stage takes.
+
+Invariants, checked on construction:
+
+* ``opcodes[i]`` is a valid index into :data:`prospero_jax._ops.OPS`;
+* ``args[i, k]`` is the index of an *earlier* instruction for ``k < arity``, and ``-1`` for
+  unused slots (SSA order: the tape is topologically sorted);
+* ``consts[i]`` is a finite float64 for ``const`` instructions and ``0.0`` elsewhere;
+* ``ids[i]`` is the instruction's name (``_1f`` in prospero); names are unique;
+* the program's value is the last instruction's; the tape is non-empty.
+
+All arrays are read-only, so a Program can be shared and hashed by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from jaxtyping import Float64, Int32
+
+from prospero_jax._ops import CONST, OPS, VAR_Z
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A `.vm` program as an immutable SSA tape (see the module docstring for invariants)."""
+
+    opcodes: Int32[np.ndarray, " n"]
+    args: Int32[np.ndarray, "n 2"]
+    consts: Float64[np.ndarray, " n"]
+    ids: tuple[str, ...]
+    source: str = "<program>"
+    _digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        opcodes = np.array(self.opcodes, dtype=np.int32)
+        args = np.array(self.args, dtype=np.int32).reshape(-1, 2)
+        consts = np.array(self.consts, dtype=np.float64)
+        n = len(opcodes)
+        if n == 0:
+            raise ValueError("a program needs at least one instruction")
+        if args.shape != (n, 2) or consts.shape != (n,) or len(self.ids) != n:
+            raise ValueError("opcodes, args, consts and ids must have one row per instruction")
+        if opcodes.min() < 0 or opcodes.max() >= len(OPS):
+            raise ValueError("opcode out of range")
+        arity = np.array([op.arity for op in OPS], dtype=np.int32)[opcodes]
+        used = np.arange(2)[None, :] < arity[:, None]
+        index = np.arange(n, dtype=np.int32)[:, None]
+        if np.any(used & ((args < 0) | (args >= index))) or np.any(~used & (args != -1)):
+            raise ValueError("every argument must name an earlier instruction")
+        is_const = opcodes == CONST
+        if not np.all(np.isfinite(consts[is_const])) or np.any(consts[~is_const] != 0):
+            raise ValueError("constants must be finite, and 0.0 outside const rows")
+        for a in (opcodes, args, consts):
+            a.flags.writeable = False
+        object.__setattr__(self, "opcodes", opcodes)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "consts", consts)
+        object.__setattr__(self, "ids", tuple(self.ids))
+        h = hashlib.sha256()
+        for a in (opcodes, args, consts):
+            h.update(a.tobytes())
+        object.__setattr__(self, "_digest", h.hexdigest())
+
+    # Identity by content: two programs with the same tape are interchangeable, whatever
+    # their names or source, so compiled functions can be cached per program.
+    def __hash__(self) -> int:
+        return hash(self._digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Program) and self._digest == other._digest
+
+    def __len__(self) -> int:
+        return len(self.opcodes)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the tape's arrays (not of names or source)."""
+        return self._digest
+
+    @property
+    def uses_z(self) -> bool:
+        """Whether the program reads ``var-z`` (a 3D model)."""
+        return bool(np.any(self.opcodes == VAR_Z))
+
+    def histogram(self) -> dict[str, int]:
+        """Instruction count per opcode name, most frequent first."""
+        counts = Counter(OPS[c].name for c in self.opcodes.tolist())
+        return dict(counts.most_common())
+
+    def to_vm(self, comment: str | None = None) -> str:
+        """The program as `.vm` text; ``parse(p.to_vm()) == p``."""
+        lines = [f"# {line}" for line in comment.splitlines()] if comment else []
+        ids = self.ids
+        for i, (code, (a, b), c) in enumerate(
+            zip(self.opcodes.tolist(), self.args.tolist(), self.consts.tolist(), strict=True)
+        ):
+            op = OPS[code]
+            if code == CONST:
+                lines.append(f"{ids[i]} const {c!r}")
+            else:
+                operands = [ids[a], ids[b]][: op.arity]
+                lines.append(" ".join([ids[i], op.name, *operands]))
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""The oracle: a float64 NumPy interpreter of `.vm` programs, with liveness GC.
+
+Input: a Program and coordinates (or an image size).
+Output: float64 values, or the challenge's uint8 image.
+
+This is the Prospero challenge's reference algorithm (evaluate every instruction on the
+whole grid, in order), with each value deleted after its last use, so at most
+``max_live`` arrays exist at once (about 1.1 GB for prospero at 1024²). It evaluates the
+tape exactly as written (no passes), always in float64, and is what every other
+evaluator is tested against. Use it for correctness, not speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Float64, UInt8
+
+from prospero_jax._tape import Program
+from prospero_jax._unroll import plan, run
+
+#: The challenge's square: (xmin, xmax, ymin, ymax).
+DEFAULT_REGION: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0)
+
+
+def axes(
+    size: int, region: tuple[float, float, float, float] = DEFAULT_REGION
+) -> tuple[Float64[np.ndarray, " size"], Float64[np.ndarray, " size"]]:
+    """Pixel-centre coordinates: ``xs`` left to right, ``ys`` top to bottom.
+
+    For the default region this is the challenge's ``s = linspace(-1, 1, N)``,
+    ``x, y = meshgrid(s, -s)``: ``xs == s`` and ``ys == -s``, bit for bit.
+    """
+    if size < 1:
+        raise ValueError(f"image size must be at least 1, got {size}")
+    xmin, xmax, ymin, ymax = region
+    return np.linspace(xmin, xmax, size), np.linspace(ymax, ymin, size)
+
+
+def evaluate(
+    program: Program,
+    x: Float64[np.ndarray, "..."] | float,
+    y: Float64[np.ndarray, "..."] | float,
+    z: Float64[np.ndarray, "..."] | float = 0.0,
+) -> Float64[np.ndarray, "..."]:
+    """The program's float64 value at points ``(x, y, z)`` (any broadcastable shapes)."""
+    x, y, z = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
+    with np.errstate(all="ignore"):
+        return np.asarray(run(plan(program), np, x, y, z, np.float64))
+
+
+def values(
+    program: Program,
+    size: int,
+    region: tuple[float, float, float, float] = DEFAULT_REGION,
+    z: float = 0.0,
+) -> Float64[np.ndarray, "size size"]:
+    """The program's float64 value at every pixel of a ``size × size`` image."""
+    xs, ys = axes(size, region)
+    return evaluate(program, xs[None, :], ys[:, None], z)
+
+
+def render(
+    program: Program,
+    size: int,
+    region: tuple[float, float, float, float] = DEFAULT_REGION,
+    z: float = 0.0,
+) -> UInt8[np.ndarray, "size size"]:
+    """The challenge's image: 255 where the float64 value is < 0, else 0 (NaN gives 0)."""
+    return to_pixels(values(program, size, region, z))
+
+
+def to_pixels(value: np.ndarray) -> UInt8[np.ndarray, "..."]:
+    """255 where ``value < 0``, else 0."""
+    return np.where(value < 0, np.uint8(255), np.uint8(0))
