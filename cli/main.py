@@ -25,10 +25,10 @@ from prospero_jax._image import image_format
 
 app = typer.Typer(
     name="prospero",
-    help="Render, inspect and benchmark implicit-surface programs (.vm) with JAX.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 console = Console(stderr=True)
 
@@ -55,7 +55,8 @@ def main(
 
     A .vm program is a straight-line list of instructions, one per line: ID OPCODE ARGS.
 
-    Its value at a point (x, y) is the last instruction's; where it is negative, the point is inside the shape and its pixel is drawn white.
+    Its value at a point (x, y) is the last instruction's; where it is negative, the
+    point is inside the shape and its pixel is drawn white.
     """
 
 
@@ -170,7 +171,9 @@ def info(
 ) -> None:
     """Describe a program: size, opcodes, constants, depth and liveness.
 
-    "max live values" is the most values alive at once when evaluating in order and freeing each after its last use: it bounds the memory of an interpreter like the oracle.
+    "max live values" is the most values alive at once when evaluating in order and
+    freeing each after its last use: it bounds the memory of an interpreter like the
+    oracle.
     """
     with _user_errors():
         facts = pj.describe(_load(file))

@@ -83,6 +83,8 @@ def deduplicate(program: Program) -> Program:
         key = (code, const_bits[i]) if code == CONST else (code, a, b)
         target[i] = seen.setdefault(key, i)
     keep = target == np.arange(n)
+    # The value is the last row, so it stays even if it repeats an earlier one.
+    keep[-1], target[-1] = True, n - 1
     if keep.all():
         return program
     # Rows that survive only point at survivors, because target was applied above.

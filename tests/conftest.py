@@ -1,0 +1,42 @@
+"""Shared fixtures: the challenge's inputs from ../shared, and a compile cache for the suite.
+
+``PROSPERO_SHARED`` overrides where the shared inputs live (default: ``../shared`` beside
+the project root). They are read in place, never copied.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import prospero_jax as pj
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("PROSPERO_SHARED", ROOT.parent / "shared"))
+
+# Compiled kernels survive between test runs (CI on the same machine, local reruns).
+pj.enable_compilation_cache(pj.default_cache_dir().parent / "jax-tests")
+
+
+def shared_path(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_file():
+        pytest.fail(f"missing shared input {path} (set PROSPERO_SHARED to its directory)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prospero() -> pj.Program:
+    return pj.load(shared_path("prospero.vm"))
+
+
+@pytest.fixture(scope="session")
+def hi() -> pj.Program:
+    return pj.load(shared_path("models/hi.vm"))
+
+
+@pytest.fixture(scope="session")
+def quarter() -> pj.Program:
+    return pj.load(shared_path("models/quarter.vm"))

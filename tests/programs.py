@@ -1,0 +1,30 @@
+"""Random `.vm` programs for property tests (hypothesis strategies)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+import prospero_jax as pj
+from prospero_jax._ops import OPS
+
+ALL_OPS = tuple(op.name for op in OPS if op.rule is not None)
+#: Ops whose derivative exists almost everywhere and is well conditioned on [-1, 1]².
+SMOOTH_OPS = ("neg", "square", "add", "sub", "mul", "min", "max", "abs", "sin", "cos", "atan")
+
+
+@st.composite
+def programs(draw: st.DrawFn, ops: tuple[str, ...] = ALL_OPS, max_size: int = 40) -> pj.Program:
+    """A random program over x and y: constants in [-2, 2], each op on earlier values."""
+    lines = ["_0 var-x", "_1 var-y"]
+    count = draw(st.integers(1, max_size))
+    for i in range(2, count + 2):
+        if draw(st.integers(0, 5)) == 0:
+            value = draw(st.floats(-2, 2, allow_nan=False, allow_infinity=False))
+            lines.append(f"_{i} const {value!r}")
+            continue
+        name = draw(st.sampled_from(ops))
+        arity = OPS[pj._ops.OPCODE[name]].arity
+        # Favour recent values, so programs are deep rather than wide.
+        args = [f"_{draw(st.integers(max(0, i - 6), i - 1))}" for _ in range(arity)]
+        lines.append(" ".join([f"_{i}", name, *args]))
+    return pj.parse("\n".join(lines), source="<random>")

@@ -1,0 +1,72 @@
+"""Passes keep every value (checked against the oracle); analyses count what they say."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+from hypothesis import given, settings
+
+import prospero_jax as pj
+from prospero_jax._ops import CONST
+from tests.programs import programs
+
+POINTS = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2, 500))
+
+
+def same_values(a: pj.Program, b: pj.Program) -> bool:
+    va, vb = (pj.reference.evaluate(p, *POINTS) for p in (a, b))
+    return bool(np.array_equal(va, vb, equal_nan=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(programs())
+def test_every_pass_preserves_values_bit_for_bit(program: pj.Program) -> None:
+    for rewrite in (pj.fold_constants, pj.deduplicate, pj.eliminate_dead_code, pj.simplify):
+        assert same_values(program, rewrite(program)), rewrite.__name__
+
+
+def test_simplify_on_prospero_and_models(prospero: pj.Program, hi: pj.Program) -> None:
+    for program in (prospero, hi):
+        simple = pj.simplify(program)
+        assert same_values(program, simple)
+        assert pj.simplify(simple) == simple  # a fixed point
+    assert len(pj.simplify(prospero)) < len(prospero)
+
+
+def test_fold_dedup_dce_each_do_their_job() -> None:
+    p = pj.parse(
+        "a const 2\nb const 3\nc mul a b\nx var-x\nd add x c\ne add c x\nf const 2\n"
+        "unused sqrt x\ng max d e\nh sub g f"
+    )
+    folded = pj.fold_constants(p)
+    assert folded.opcodes[2] == CONST and folded.consts[2] == 6.0
+    deduped = pj.deduplicate(folded)
+    assert "e" not in deduped.ids and "f" not in deduped.ids  # add is commutative; f == a
+    live = pj.eliminate_dead_code(deduped)
+    assert "unused" not in live.ids and "b" not in live.ids
+    assert live.ids[-1] == "h"
+    assert same_values(p, live)
+
+
+def test_folding_keeps_non_finite_results_unfolded() -> None:
+    p = pj.parse("z const 0\nl ln z\nx var-x\nr add x l")
+    assert pj.fold_constants(p).opcodes[1] != CONST
+
+
+def test_max_live_and_depth_on_a_hand_counted_program() -> None:
+    # x, y alive; s = x+y frees both; t = s*s frees s; then c, r.
+    p = pj.parse("x var-x\ny var-y\ns add x y\nt mul s s\nc const 1\nr sub t c")
+    assert pj.max_live(p) == 3  # x, y and s while s is computed
+    assert pj.describe(p)["depth"] == 4
+
+
+def test_oracle_frees_values_after_last_use(prospero: pj.Program) -> None:
+    side = 48
+    xs = np.linspace(-1, 1, side)
+    tracemalloc.start()
+    pj.reference.evaluate(prospero, xs[None, :], xs[:, None])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    array_bytes = side * side * 8
+    assert peak < 2 * pj.max_live(prospero) * array_bytes  # not len(prospero) arrays
