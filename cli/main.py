@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +33,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     float32 = "float32"
     float64 = "float64"
 
@@ -136,6 +136,8 @@ def render(
         image_format(out)  # fail before rendering, not after
         if not out.parent.is_dir():
             raise ValueError(f"{out}: directory {out.parent} does not exist")
+        bounds = _region(region)
+        target = pj.resolve_device(device)
         if cache:
             pj.enable_compilation_cache()
         start = time.perf_counter()
@@ -152,10 +154,10 @@ def render(
             image = pj.render(
                 program,
                 size,
-                region=_region(region),
+                region=bounds,
                 z=z,
                 dtype=dtype.value,
-                device=device,
+                device=target,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         pj.write_image(out, image)

@@ -33,7 +33,7 @@ from prospero_jax._passes import (
     max_live,
     simplify,
 )
-from prospero_jax._render import render
+from prospero_jax._render import render, resolve_device
 from prospero_jax._tape import Program
 
 try:
@@ -59,6 +59,7 @@ __all__ = [
     "read_pgm",
     "reference",
     "render",
+    "resolve_device",
     "shapes",
     "simplify",
     "to_function",

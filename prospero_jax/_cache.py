@@ -8,7 +8,9 @@ compile drops from seconds to a fraction of one; tracing is still paid).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import jax
 
@@ -23,7 +25,8 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path
     """Turn on JAX's persistent compilation cache in ``path`` (default: the user cache)."""
     directory = Path(path) if path is not None else default_cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
+    update("jax_compilation_cache_dir", str(directory))
+    update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    update("jax_persistent_cache_min_entry_size_bytes", 0)
     return directory

@@ -121,7 +121,9 @@ def load(path: str | os.PathLike[str]) -> Program:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise VMError(
-            f"not a text file (invalid UTF-8 at byte {err.start})", source, _line_of(data, err.start)
+            f"not a text file (invalid UTF-8 at byte {err.start})",
+            source,
+            _line_of(data, err.start),
         ) from None
     return parse(text, source=source)
 

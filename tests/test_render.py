@@ -139,14 +139,18 @@ def test_region_and_orientation() -> None:
     # Inside only where x < 0 and y > 0: the top-left quadrant of the image.
     program = pj.parse("x var-x\ny var-y\nny neg y\nr max x ny")
     image = pj.render(program, 8, region=(-2.0, 2.0, -2.0, 2.0))
-    assert image[:3, :3].all() and not image[5:, :].any() and not image[:, 5:].any()
+    assert image[:3, :3].all()
+    assert not image[5:, :].any()
+    assert not image[:, 5:].any()
     shifted = pj.render(program, 8, region=(-3.0, -1.0, 1.0, 3.0))  # all of it inside
     assert shifted.all()
 
 
 def test_z_slices_a_3d_program() -> None:
-    ball = pj.parse("x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
-                    "s add xx yy\nt add s zz\nr const 0.25\nd sub t r")
+    ball = pj.parse(
+        "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
+        "s add xx yy\nt add s zz\nr const 0.25\nd sub t r"
+    )
     assert pj.render(ball, 16, z=0.0).any()
     assert not pj.render(ball, 16, z=0.6).any()
 
