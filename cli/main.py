@@ -92,7 +92,6 @@ FileArg = Annotated[
     typer.Argument(
         help="A .vm program. Leave out to use the built-in demo model.",
         show_default=False,
-        dir_okay=False,
     ),
 ]
 

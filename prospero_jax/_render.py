@@ -68,8 +68,12 @@ def tile_size(size: int, device: jax.Device) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def tile_kernel(program: Program, dtype: str, tile: int) -> Callable[..., Any]:
-    """The jitted kernel ``(xs[tile], ys[tile], z) → uint8[tile, tile]`` for a program."""
+def tile_kernel(program: Program) -> Callable[..., Any]:
+    """The jitted kernel ``(xs[tile], ys[tile], z) → uint8[tile, tile]`` for a program.
+
+    JAX compiles it once per tile shape, dtype and device; this cache keeps one kernel
+    (and so its compilations) per program.
+    """
     field = to_function(program)
 
     @jax.jit
@@ -78,7 +82,6 @@ def tile_kernel(program: Program, dtype: str, tile: int) -> Callable[..., Any]:
         value = field(xs[None, :], ys[:, None], z)
         return jnp.where(value < 0, jnp.uint8(255), jnp.uint8(0))
 
-    del dtype, tile  # cache keys only: the kernel's shapes come from its arguments
     return kernel
 
 
@@ -112,7 +115,7 @@ def render(
     jobs = [(r, c) for r in range(tiles) for c in range(tiles)]
 
     with jax.enable_x64(dtype == "float64"):
-        kernel = tile_kernel(program, dtype, side)
+        kernel = tile_kernel(program)
         zz = jax.device_put(np.asarray(z, dtype), dev)
         pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
 

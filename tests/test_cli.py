@@ -76,6 +76,7 @@ def test_bad_programs_exit_2_with_one_line(kind: str, tmp_path: Path) -> None:
         (("render", "absent.vm"), "absent.vm: no such file"),
         (("info", "absent.vm"), "absent.vm: no such file"),
         (("render", "binary.vm"), "not a text file"),
+        (("render", "."), "is a directory"),
         (("render", "-o", "out.jpg", "-s", "8"), "unsupported image format '.jpg'"),
         (("render", "-o", "nowhere/out.png", "-s", "8"), "does not exist"),
         (("render", "--region", "1,2,3", "-s", "8"), "--region must be"),

@@ -27,6 +27,12 @@ def test_pgm_whose_pixels_start_with_whitespace_bytes(tmp_path: Path) -> None:
     assert np.array_equal(pj.read_pgm(tmp_path / "w.pgm"), pixels)
 
 
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    pj.write_image(tmp_path / "a.pgm", PIXELS)
+    (tmp_path / "b").write_bytes(b"")
+    assert (tmp_path / "a.pgm").stat().st_mode == (tmp_path / "b").stat().st_mode
+
+
 def test_png_round_trips(tmp_path: Path) -> None:
     pj.write_image(tmp_path / "a.PNG", PIXELS)
     image = Image.open(tmp_path / "a.PNG")
