@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import prospero_jax as pj
@@ -40,3 +41,9 @@ def hi() -> pj.Program:
 @pytest.fixture(scope="session")
 def quarter() -> pj.Program:
     return pj.load(shared_path("models/quarter.vm"))
+
+
+@pytest.fixture(scope="session")
+def oracle_values(prospero: pj.Program) -> dict[int, np.ndarray]:
+    """The float64 oracle's values of prospero at the sizes the tests compare (~15 s)."""
+    return {n: pj.reference.values(prospero, n) for n in (256, 512, 1024)}

@@ -100,12 +100,6 @@ def test_axes_are_the_challenges_linspace_meshgrid() -> None:
     assert np.array_equal(ys[:, None].repeat(1000, 1), y)
 
 
-@pytest.fixture(scope="session")
-def oracle_values(prospero: pj.Program) -> dict[int, np.ndarray]:
-    """The float64 oracle's values of prospero at the sizes the tests compare (~15 s)."""
-    return {n: pj.reference.values(prospero, n) for n in (256, 512, 1024)}
-
-
 @pytest.mark.slow
 def test_prospero_float64_matches_oracle_exactly(
     prospero: pj.Program, oracle_values: dict[int, np.ndarray]
