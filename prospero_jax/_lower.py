@@ -47,8 +47,8 @@ def to_function(program: Program, *, simplify: bool = True) -> Field:
         x, y, z = jnp.asarray(x), jnp.asarray(y), jnp.asarray(z)
         dtype = jnp.promote_types(jnp.result_type(x, y, z), jnp.float32)
         x, y, z = x.astype(dtype), y.astype(dtype), z.astype(dtype)
-        value: Array = run(steps, jnp, x, y, z, lambda c: np.asarray(c, dtype))
-        return value
+        value = run(steps, jnp, x, y, z, lambda c: np.asarray(c, dtype))
+        return jnp.broadcast_to(value, jnp.broadcast_shapes(x.shape, y.shape, z.shape))
 
     field.__name__ = field.__qualname__ = "vm_field"
     field.__doc__ = f"Value of {program.source} ({len(tape)} instructions) at (x, y, z)."

@@ -4,10 +4,26 @@ Input: nothing (this module is data).
 Output: ``OPS``, a tuple of :class:`Op` indexed by opcode number, and ``OPCODE``, the map
 from an opcode's name to its number.
 
-Each op's value rule is written once, generic over an array namespace ``xp`` (``numpy``
-or ``jax.numpy``): called with NumPy on float64 it is the oracle's reference semantics,
-called with ``jax.numpy`` it is the lowering that JAX traces (and differentiates).
-Invariants:
+Each op is described once, by rules written generic over an array namespace ``xp``
+(``numpy`` or ``jax.numpy``):
+
+* ``rule(xp, a, b)``, its value: called with NumPy on float64 it is the oracle's reference
+  semantics, called with ``jax.numpy`` it is the lowering that JAX traces, differentiates,
+  and runs inside the tape interpreter;
+* ``interval(xp, (alo, ahi), (blo, bhi))``, an interval ``(lo, hi)`` that contains the
+  op's value at every point whose arguments lie in the argument intervals. A NaN bound
+  means "may be NaN": rules return NaN bounds where the op can produce NaN on the box,
+  and evaluators poison an op whose arguments may be NaN (see :func:`interval_step`);
+* ``choose(xp, a, b)``, for ``min`` and ``max`` only: 1 where the argument intervals
+  prove the result is always ``a``, 2 where always ``b``, else 0 (the tape pruner
+  replaces the op by the chosen argument).
+
+Interval bounds are computed in the working dtype with the same round-to-nearest
+operations as point values, so monotone, correctly rounded ops (everything except the
+transcendental functions) give bounds that hold exactly; the transcendental ones are
+widened by about 8 float32 ulps and the smallest normal number on each side, which covers
+libm results that differ by a few ulps between code paths (XLA's vectorized and scalar
+``atan`` differ by 2) and XLA:CPU's flushing of subnormals. Invariants:
 
 * opcode numbers are positions in ``OPS`` and never change meaning within a process;
 * an op of arity 0 is an input (``var-x``/``var-y``/``var-z``) or ``const``; its ``rule`` is
@@ -22,6 +38,7 @@ Euclidean remainder in ``[0, |b|)``, ``compare`` is -1/0/1 (NaN if either side i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,14 +50,20 @@ Array = Any
 Rule = Callable[..., Array]
 
 
+Bounds = tuple[Array, Array]
+IntervalRule = Callable[..., Bounds]
+
+
 @dataclass(frozen=True)
 class Op:
-    """One opcode: its `.vm` name, its number of value arguments and its value rule."""
+    """One opcode: its `.vm` name, its arity and its value, interval and choice rules."""
 
     name: str
     arity: int
     rule: Rule | None
+    interval: IntervalRule | None = None
     commutative: bool = False
+    choose: Rule | None = None
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -91,42 +114,242 @@ def _binary(fn: str) -> Rule:
     return rule
 
 
+# Interval rules. Arguments are (lo, hi) pairs with lo <= hi and no NaN (the evaluator
+# poisons NaN arguments before calling a rule).
+
+
+def _widen(xp: Namespace, lo: Array, hi: Array) -> Bounds:
+    # About 8 ulps in float32 (libm results differ by a few ulps between XLA's scalar and
+    # vector code paths), plus the smallest normal number: XLA:CPU flushes subnormal
+    # arithmetic to zero but its libm functions return subnormals. Infinities stay.
+    def out(v: Array, direction: float) -> Array:
+        margin = xp.abs(v) * 2.0**-20 + xp.finfo(v.dtype).tiny
+        return xp.where(xp.isinf(v), v, v + direction * margin)
+
+    return out(lo, -1.0), out(hi, 1.0)
+
+
+def _nan_where(xp: Namespace, bad: Array, lo: Array, hi: Array) -> Bounds:
+    return xp.where(bad, xp.nan, lo), xp.where(bad, xp.nan, hi)
+
+
+def _monotone(fn: str, exact: bool = True) -> IntervalRule:
+    """For non-decreasing functions: (f(lo), f(hi))."""
+
+    def interval(xp: Namespace, a: Bounds) -> Bounds:
+        f = getattr(xp, fn)
+        lo, hi = f(a[0]), f(a[1])
+        return (lo, hi) if exact else _widen(xp, lo, hi)
+
+    return interval
+
+
+def _i_round(xp: Namespace, a: Bounds) -> Bounds:
+    return _round(xp, a[0]), _round(xp, a[1])
+
+
+def _i_neg(xp: Namespace, a: Bounds) -> Bounds:
+    return -a[1], -a[0]
+
+
+def _i_abs(xp: Namespace, a: Bounds) -> Bounds:
+    lo, hi = a
+    low = xp.where(lo >= 0, lo, xp.where(hi <= 0, -hi, xp.zeros_like(lo)))
+    return low, xp.maximum(xp.abs(lo), xp.abs(hi))
+
+
+def _i_square(xp: Namespace, a: Bounds) -> Bounds:
+    lo, hi = a
+    low = xp.where(lo >= 0, lo * lo, xp.where(hi <= 0, hi * hi, xp.zeros_like(lo)))
+    return low, xp.maximum(lo * lo, hi * hi)
+
+
+def _i_sqrt(xp: Namespace, a: Bounds) -> Bounds:
+    return _nan_where(xp, a[0] < 0, xp.sqrt(xp.maximum(a[0], 0)), xp.sqrt(a[1]))
+
+
+def _i_ln(xp: Namespace, a: Bounds) -> Bounds:
+    lo, hi = _widen(xp, xp.log(xp.maximum(a[0], 0)), xp.log(a[1]))
+    return _nan_where(xp, a[0] < 0, lo, hi)
+
+
+def _i_arc(fn: str, increasing: bool) -> IntervalRule:
+    def interval(xp: Namespace, a: Bounds) -> Bounds:
+        f = getattr(xp, fn)
+        lo, hi = (f(a[0]), f(a[1])) if increasing else (f(a[1]), f(a[0]))
+        lo, hi = _widen(xp, lo, hi)
+        return _nan_where(xp, (a[0] < -1) | (a[1] > 1), lo, hi)
+
+    return interval
+
+
+def _i_periodic(bound: float) -> IntervalRule:
+    """sin, cos: [-1, 1]; tan: all reals. NaN at infinite arguments."""
+
+    def interval(xp: Namespace, a: Bounds) -> Bounds:
+        lo, hi = _widen(xp, xp.full_like(a[0], -bound), xp.full_like(a[0], bound))
+        return _nan_where(xp, _infinite(xp, a), lo, hi)
+
+    return interval
+
+
+def _i_recip(xp: Namespace, a: Bounds) -> Bounds:
+    lo, hi = a
+    # 1/x is decreasing on each side of 0; a range that holds 0 (of either sign) reaches
+    # both infinities, so it is unknown.
+    return _nan_where(xp, _has_zero(a), 1 / hi, 1 / lo)
+
+
+def _i_not(xp: Namespace, a: Bounds) -> Bounds:
+    lo, hi = a
+    zero_possible = (lo <= 0) & (hi >= 0)
+    always_zero = (lo == 0) & (hi == 0)
+    return (
+        xp.where(always_zero, 1, 0).astype(lo.dtype),
+        xp.where(zero_possible, 1, 0).astype(lo.dtype),
+    )
+
+
+def _infinite(xp: Namespace, a: Bounds) -> Array:
+    return xp.isinf(a[0]) | xp.isinf(a[1])
+
+
+def _has_zero(a: Bounds) -> Array:
+    return (a[0] <= 0) & (a[1] >= 0)
+
+
+def _i_add(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    # inf + -inf is NaN at a point even where the bounds' sums are not.
+    bad = ((a[1] == xp.inf) & (b[0] == -xp.inf)) | ((a[0] == -xp.inf) & (b[1] == xp.inf))
+    return _nan_where(xp, bad, a[0] + b[0], a[1] + b[1])
+
+
+def _i_sub(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    bad = ((a[1] == xp.inf) & (b[1] == xp.inf)) | ((a[0] == -xp.inf) & (b[0] == -xp.inf))
+    return _nan_where(xp, bad, a[0] - b[1], a[1] - b[0])
+
+
+def _i_mul(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    p = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
+    lo = xp.minimum(xp.minimum(p[0], p[1]), xp.minimum(p[2], p[3]))
+    hi = xp.maximum(xp.maximum(p[0], p[1]), xp.maximum(p[2], p[3]))
+    bad = (_has_zero(a) & _infinite(xp, b)) | (_has_zero(b) & _infinite(xp, a))  # 0 * inf
+    return _nan_where(xp, bad, lo, hi)
+
+
+def _i_div(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    q = (a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1])
+    lo = xp.minimum(xp.minimum(q[0], q[1]), xp.minimum(q[2], q[3]))
+    hi = xp.maximum(xp.maximum(q[0], q[1]), xp.maximum(q[2], q[3]))
+    bad = _has_zero(b) | (_infinite(xp, a) & _infinite(xp, b))  # x / 0, inf / inf
+    return _nan_where(xp, bad, lo, hi)
+
+
+def _i_min(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    return xp.minimum(a[0], b[0]), xp.minimum(a[1], b[1])
+
+
+def _i_max(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    return xp.maximum(a[0], b[0]), xp.maximum(a[1], b[1])
+
+
+def _i_atan2(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    pi = xp.full_like(a[0], xp.pi)
+    return _widen(xp, -pi, pi)
+
+
+def _i_mod(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    m = xp.maximum(xp.abs(b[0]), xp.abs(b[1]))
+    bad = _has_zero(b) | _infinite(xp, a)
+    return _nan_where(xp, bad, xp.zeros_like(m), m)
+
+
+def _i_compare(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    less, greater = a[1] < b[0], a[0] > b[1]
+    equal = (a[0] == a[1]) & (b[0] == b[1]) & (a[0] == b[0])
+    lo = xp.where(less, -1, xp.where(greater, 1, xp.where(equal, 0, -1)))
+    hi = xp.where(less, -1, xp.where(greater, 1, xp.where(equal, 0, 1)))
+    return lo.astype(a[0].dtype), hi.astype(a[0].dtype)
+
+
+def _i_and(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    # a if a == 0 else b: b where a cannot be 0, 0 where it must be, else their hull.
+    never_zero = (a[0] > 0) | (a[1] < 0)
+    always_zero = (a[0] == 0) & (a[1] == 0)
+    zero = xp.zeros_like(a[0])
+    lo = xp.where(never_zero, b[0], xp.where(always_zero, zero, xp.minimum(b[0], zero)))
+    hi = xp.where(never_zero, b[1], xp.where(always_zero, zero, xp.maximum(b[1], zero)))
+    return lo, hi
+
+
+def _i_or(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
+    # a if a != 0 else b: a where it cannot be 0, b where it must be, else their hull.
+    never_zero = (a[0] > 0) | (a[1] < 0)
+    always_zero = (a[0] == 0) & (a[1] == 0)
+    lo = xp.where(never_zero, a[0], xp.where(always_zero, b[0], xp.minimum(a[0], b[0])))
+    hi = xp.where(never_zero, a[1], xp.where(always_zero, b[1], xp.maximum(a[1], b[1])))
+    return lo, hi
+
+
+# Choice rules: which argument min/max always returns on the box (strictly, so that the
+# replacement is exact: with ties the two may differ in the sign of a zero).
+
+
+def _choose_min(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+    return xp.where(a[1] < b[0], 1, xp.where(b[1] < a[0], 2, 0))
+
+
+def _choose_max(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+    return xp.where(a[0] > b[1], 1, xp.where(b[0] > a[1], 2, 0))
+
+
+def interval_step(op: Op, xp: Namespace, *args: Bounds) -> Bounds:
+    """Apply ``op``'s interval rule, poisoning the result where an argument may be NaN."""
+    assert op.interval is not None
+    lo, hi = op.interval(xp, *args)
+    poisoned = None
+    for alo, ahi in args:
+        bad = xp.isnan(alo) | xp.isnan(ahi)
+        poisoned = bad if poisoned is None else poisoned | bad
+    return (lo, hi) if poisoned is None else _nan_where(xp, poisoned, lo, hi)
+
+
 OPS: tuple[Op, ...] = (
-    # Inputs and constants: evaluators supply their values.
+    # Inputs and constants: evaluators supply their values and intervals.
     Op("var-x", 0, None),
     Op("var-y", 0, None),
     Op("var-z", 0, None),
     Op("const", 0, None),
     # Unary.
-    Op("neg", 1, _unary("negative")),
-    Op("abs", 1, _unary("abs")),
-    Op("square", 1, _unary("square")),
-    Op("sqrt", 1, _unary("sqrt")),
-    Op("recip", 1, _unary("reciprocal")),
-    Op("floor", 1, _unary("floor")),
-    Op("ceil", 1, _unary("ceil")),
-    Op("round", 1, _round),
-    Op("sin", 1, _unary("sin")),
-    Op("cos", 1, _unary("cos")),
-    Op("tan", 1, _unary("tan")),
-    Op("asin", 1, _unary("arcsin")),
-    Op("acos", 1, _unary("arccos")),
-    Op("atan", 1, _unary("arctan")),
-    Op("exp", 1, _unary("exp")),
-    Op("ln", 1, _unary("log")),
-    Op("not", 1, _not),
+    Op("neg", 1, _unary("negative"), _i_neg),
+    Op("abs", 1, _unary("abs"), _i_abs),
+    Op("square", 1, _unary("square"), _i_square),
+    Op("sqrt", 1, _unary("sqrt"), _i_sqrt),
+    Op("recip", 1, _unary("reciprocal"), _i_recip),
+    Op("floor", 1, _unary("floor"), _monotone("floor")),
+    Op("ceil", 1, _unary("ceil"), _monotone("ceil")),
+    Op("round", 1, _round, _i_round),
+    Op("sin", 1, _unary("sin"), _i_periodic(1.0)),
+    Op("cos", 1, _unary("cos"), _i_periodic(1.0)),
+    Op("tan", 1, _unary("tan"), _i_periodic(math.inf)),
+    Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True)),
+    Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False)),
+    Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False)),
+    Op("exp", 1, _unary("exp"), _monotone("exp", exact=False)),
+    Op("ln", 1, _unary("log"), _i_ln),
+    Op("not", 1, _not, _i_not),
     # Binary.
-    Op("add", 2, _binary("add"), commutative=True),
-    Op("sub", 2, _binary("subtract")),
-    Op("mul", 2, _binary("multiply"), commutative=True),
-    Op("div", 2, _binary("divide")),
-    Op("min", 2, _binary("minimum"), commutative=True),
-    Op("max", 2, _binary("maximum"), commutative=True),
-    Op("atan2", 2, _binary("arctan2")),
-    Op("mod", 2, _mod),
-    Op("compare", 2, _compare),
-    Op("and", 2, _and),
-    Op("or", 2, _or),
+    Op("add", 2, _binary("add"), _i_add, commutative=True),
+    Op("sub", 2, _binary("subtract"), _i_sub),
+    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True),
+    Op("div", 2, _binary("divide"), _i_div),
+    Op("min", 2, _binary("minimum"), _i_min, commutative=True, choose=_choose_min),
+    Op("max", 2, _binary("maximum"), _i_max, commutative=True, choose=_choose_max),
+    Op("atan2", 2, _binary("arctan2"), _i_atan2),
+    Op("mod", 2, _mod, _i_mod),
+    Op("compare", 2, _compare, _i_compare),
+    Op("and", 2, _and, _i_and),
+    Op("or", 2, _or, _i_or),
 )
 
 OPCODE: dict[str, int] = {op.name: code for code, op in enumerate(OPS)}

@@ -1,10 +1,11 @@
 """The unrolled evaluator: one Python loop over the tape, shared by the oracle and JAX.
 
-Input: a Program, an array namespace (``numpy`` or ``jax.numpy``), the coordinate arrays
-and a function that turns a constant into a scalar of the working dtype.
-Output: the program's value, broadcast to the coordinates' shape.
+Input: a Program, an array namespace (``numpy`` or ``jax.numpy``), the inputs' values and
+a function that turns a constant into a value of the working dtype.
+Output: the program's value (the last instruction's).
 
-Every instruction is evaluated by its rule in :data:`prospero_jax._ops.OPS`. Values are
+Every instruction is evaluated by its rule in :data:`prospero_jax._ops.OPS`: the value
+rule (points) or the interval rule (``(lo, hi)`` pairs), chosen when planning. Values are
 dropped right after their last use (:func:`prospero_jax._passes.last_uses`), so at most
 ``max_live`` intermediates exist at once: with NumPy that is the liveness GC that keeps
 the oracle near 1 GB at 1024²; under JAX tracing it keeps the tracer list short, and
@@ -13,11 +14,12 @@ XLA's buffer assignment does the same job in the compiled code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Rule
+from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Rule, interval_step
 from prospero_jax._passes import last_uses
 from prospero_jax._tape import Program
 
@@ -33,17 +35,25 @@ class Step:
     frees: tuple[int, ...]
 
 
-def plan(program: Program) -> tuple[Step, ...]:
-    """Precompute the evaluation steps of ``program`` (done once per program, not per call)."""
+def plan(program: Program, rules: Literal["value", "interval"] = "value") -> tuple[Step, ...]:
+    """Precompute the evaluation steps of ``program`` (done once per program, not per call).
+
+    ``rules`` picks what each step computes: values, or intervals (pairs ``(lo, hi)``).
+    """
     frees = last_uses(program)
     steps = []
     for i, (code, row, c) in enumerate(
         zip(program.opcodes.tolist(), program.args.tolist(), program.consts.tolist(), strict=True)
     ):
         op = OPS[code]
+        rule = op.rule if rules == "value" or op.rule is None else _interval_rule(op)
         kind = code if op.rule is None else -1
-        steps.append(Step(kind, op.rule, tuple(row[: op.arity]), c, tuple(frees[i])))
+        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, tuple(frees[i])))
     return tuple(steps)
+
+
+def _interval_rule(op: Any) -> Rule:
+    return functools.partial(interval_step, op)
 
 
 def run(
@@ -54,11 +64,10 @@ def run(
     z: Any,
     constant: Callable[[float], Any],
 ) -> Any:
-    """Evaluate planned steps on coordinates ``x, y, z`` with namespace ``xp``.
+    """Evaluate planned steps on inputs ``x, y, z`` with namespace ``xp``.
 
-    ``constant(c)`` makes the working-dtype scalar for a ``const``; the result is broadcast
-    to the shape of ``x``, ``y`` and ``z`` together, so a constant program still gives an
-    image.
+    ``constant(c)`` makes the working-dtype value of a ``const``. The result is the last
+    step's value, not broadcast: a constant program gives a scalar.
     """
     inputs = {VAR_X: x, VAR_Y: y, VAR_Z: z}
     values: list[Any] = [None] * len(steps)
@@ -71,5 +80,4 @@ def run(
             values[i] = inputs[step.kind]
         for j in step.frees:
             values[j] = None
-    shape = xp.broadcast_shapes(xp.shape(x), xp.shape(y), xp.shape(z))
-    return xp.broadcast_to(values[-1], shape)
+    return values[-1]

@@ -45,7 +45,8 @@ def evaluate(
     """The program's float64 value at points ``(x, y, z)`` (any broadcastable shapes)."""
     x, y, z = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
     with np.errstate(all="ignore"):
-        return np.asarray(run(plan(program), np, x, y, z, np.float64))
+        value = run(plan(program), np, x, y, z, np.float64)
+    return np.broadcast_to(value, np.broadcast_shapes(x.shape, y.shape, z.shape)).copy()
 
 
 def values(

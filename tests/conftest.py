@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import prospero_jax as pj
 
@@ -47,3 +48,10 @@ def quarter() -> pj.Program:
 def oracle_values(prospero: pj.Program) -> dict[int, np.ndarray]:
     """The float64 oracle's values of prospero at the sizes the tests compare (~15 s)."""
     return {n: pj.reference.values(prospero, n) for n in (256, 512, 1024)}
+
+
+# CI runs a fixed sequence of examples, so a run is reproducible; locally, hypothesis
+# explores new ones each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -1,0 +1,58 @@
+"""Interval lowering: Program → a pure function of JAX intervals.
+
+Input: a Program.
+Output: ``g(x, y, z=Interval(0, 0))`` over :class:`Interval` pytrees ``(lo, hi)``, built by
+running the unrolled evaluator with each op's interval rule from the op table.
+
+Contract (soundness): for every point with ``x.lo <= px <= x.hi`` (and likewise y, z),
+the program's value at that point, computed in the same dtype, lies in ``[lo, hi]`` of
+the result, or the result has a NaN bound (meaning "unknown: the value may be NaN").
+This closure is for small programs, tests and research; its compile time grows with the
+tape (``../shared/README.md``: ~50 s for prospero). The renderer runs the same rules in a
+tape interpreter instead (:mod:`prospero_jax._interpreter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike
+
+from prospero_jax import _passes
+from prospero_jax._tape import Program
+from prospero_jax._unroll import plan, run
+
+
+class Interval(NamedTuple):
+    """A closed interval ``[lo, hi]`` of arrays (a JAX pytree); NaN bounds: unknown."""
+
+    lo: ArrayLike
+    hi: ArrayLike
+
+
+def to_interval_function(program: Program) -> Callable[..., Interval]:
+    """Return ``g(x, y, z=Interval(0.0, 0.0))``: an interval around the program's values."""
+    steps = plan(_passes.simplify(program), rules="interval")
+
+    def interval_field(x: Interval, y: Interval, z: Interval | None = None) -> Interval:
+        z = Interval(0.0, 0.0) if z is None else z
+        bounds = [jnp.asarray(v) for v in (*x, *y, *z)]
+        dtype = jnp.promote_types(jnp.result_type(*bounds), jnp.float32)
+        xl, xh, yl, yh, zl, zh = (v.astype(dtype) for v in bounds)
+        lo, hi = run(
+            steps,
+            jnp,
+            (xl, xh),
+            (yl, yh),
+            (zl, zh),
+            lambda c: (np.asarray(c, dtype), np.asarray(c, dtype)),
+        )
+        shape = jnp.broadcast_shapes(*(v.shape for v in (xl, yl, zl)))
+        out_lo: Array = jnp.broadcast_to(lo, shape)
+        out_hi: Array = jnp.broadcast_to(hi, shape)
+        return Interval(out_lo, out_hi)
+
+    return interval_field
