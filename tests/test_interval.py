@@ -83,4 +83,5 @@ def test_interval_function_is_a_pytree_function(hi: pj.Program) -> None:
     g = jax.jit(jax.vmap(to_interval_function(hi)))
     x = Interval(jnp.linspace(-1, 0.9, 8), jnp.linspace(-0.9, 1, 8))
     out = g(x, x)
-    assert out.lo.shape == (8,) and bool(jnp.all(out.lo <= out.hi))
+    assert out.lo.shape == (8,)
+    assert bool(jnp.all(out.lo <= out.hi))
