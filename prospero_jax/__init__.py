@@ -19,6 +19,10 @@ Public API:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from prospero_jax import _xla_flags
+
+_xla_flags.install()  # before anything starts JAX's backend
+
 from prospero_jax import reference, shapes
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
 from prospero_jax._image import read_pgm, write_image

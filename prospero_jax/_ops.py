@@ -255,7 +255,11 @@ def _i_max(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
 
 def _i_atan2(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
     pi = xp.full_like(a[0], xp.pi)
-    return _widen(xp, -pi, pi)
+    lo, hi = _widen(xp, -pi, pi)
+    # XLA:CPU's atan2 of two subnormals (flushed to zero) is NaN, not IEEE's ±0 or ±pi.
+    tiny = xp.finfo(a[0].dtype).tiny
+    near_zero = [(v[0] < tiny) & (v[1] > -tiny) for v in (a, b)]
+    return _nan_where(xp, near_zero[0] & near_zero[1], lo, hi)
 
 
 def _i_mod(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:

@@ -88,8 +88,9 @@ def as_text(image: np.ndarray) -> str:
 def test_golden_32px_renders(model: str, golden: str, request: pytest.FixtureRequest) -> None:
     program = request.getfixturevalue(model)
     assert as_text(pj.reference.render(program, 32)) == golden
-    assert as_text(pj.render(program, 32)) == golden
-    assert as_text(pj.render(program, 32, dtype="float64")) == golden
+    for mode in ("brute", "culled"):
+        assert as_text(pj.render(program, 32, mode=mode)) == golden
+        assert as_text(pj.render(program, 32, mode=mode, dtype="float64")) == golden
 
 
 def test_axes_are_the_challenges_linspace_meshgrid() -> None:
@@ -104,7 +105,7 @@ def test_axes_are_the_challenges_linspace_meshgrid() -> None:
 def test_prospero_float64_matches_oracle_exactly(
     prospero: pj.Program, oracle_values: dict[int, np.ndarray]
 ) -> None:
-    image = pj.render(prospero, 1024, dtype="float64")
+    image = pj.render(prospero, 1024, dtype="float64", mode="brute")
     assert np.count_nonzero(image != pj.reference.to_pixels(oracle_values[1024])) == 0
 
 
@@ -113,7 +114,7 @@ def test_prospero_float64_matches_oracle_exactly(
 def test_prospero_float32_differs_only_where_the_value_is_tiny(
     prospero: pj.Program, oracle_values: dict[int, np.ndarray], size: int
 ) -> None:
-    image = pj.render(prospero, size)
+    image = pj.render(prospero, size, mode="brute")
     values = oracle_values[size]
     differ = image != pj.reference.to_pixels(values)
     # A float32 evaluation can only flip a pixel whose float64 value is within its
@@ -126,33 +127,35 @@ def test_prospero_float32_differs_only_where_the_value_is_tiny(
 def test_tiling_covers_every_size_exactly(size: int, tile: int) -> None:
     demo = pj.shapes.demo_program()
     expected = pj.reference.render(demo, size)
-    assert np.array_equal(pj.render(demo, size, tile=tile), expected)
+    assert np.array_equal(pj.render(demo, size, tile=tile, mode="brute"), expected)
 
 
-def test_region_and_orientation() -> None:
+@pytest.mark.parametrize("mode", ["brute", "culled"])
+def test_region_and_orientation(mode: str) -> None:
     # Inside only where x < 0 and y > 0: the top-left quadrant of the image.
     program = pj.parse("x var-x\ny var-y\nny neg y\nr max x ny")
-    image = pj.render(program, 8, region=(-2.0, 2.0, -2.0, 2.0))
+    image = pj.render(program, 8, region=(-2.0, 2.0, -2.0, 2.0), mode=mode)
     assert image[:3, :3].all()
     assert not image[5:, :].any()
     assert not image[:, 5:].any()
-    shifted = pj.render(program, 8, region=(-3.0, -1.0, 1.0, 3.0))  # all of it inside
+    shifted = pj.render(program, 8, region=(-3.0, -1.0, 1.0, 3.0), mode=mode)  # all of it inside
     assert shifted.all()
 
 
-def test_z_slices_a_3d_program() -> None:
+@pytest.mark.parametrize("mode", ["brute", "culled"])
+def test_z_slices_a_3d_program(mode: str) -> None:
     ball = pj.parse(
         "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
         "s add xx yy\nt add s zz\nr const 0.25\nd sub t r"
     )
-    assert pj.render(ball, 16, z=0.0).any()
-    assert not pj.render(ball, 16, z=0.6).any()
+    assert pj.render(ball, 16, z=0.0, mode=mode).any()
+    assert not pj.render(ball, 16, z=0.6, mode=mode).any()
 
 
 def test_one_compilation_serves_every_size_and_region(hi: pj.Program) -> None:
     before = _render.trace_counts[hi.digest]
     for size, region in [(256, (-1.0, 1.0, -1.0, 1.0)), (300, (0.0, 1.0, 0.0, 1.0)), (512, None)]:
-        pj.render(hi, size, region=region or pj.reference.DEFAULT_REGION)
+        pj.render(hi, size, region=region or pj.reference.DEFAULT_REGION, mode="brute")
     assert _render.trace_counts[hi.digest] - before == 1
 
 
@@ -163,6 +166,8 @@ def test_bad_render_arguments_are_value_errors(hi: pj.Program) -> None:
         pj.render(hi, 8, device="tpu")
     with pytest.raises(ValueError, match="at least 1"):
         pj.render(hi, 0)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        pj.render(hi, 8, mode="fast")
 
 
 def test_render_on_an_explicit_device(hi: pj.Program) -> None:
@@ -172,5 +177,8 @@ def test_render_on_an_explicit_device(hi: pj.Program) -> None:
 
 def test_progress_reports_every_tile(hi: pj.Program) -> None:
     seen: list[tuple[int, int]] = []
-    pj.render(hi, 64, tile=16, progress=lambda done, total: seen.append((done, total)))
+    pj.render(hi, 64, tile=16, mode="brute", progress=lambda d, t: seen.append((d, t)))
     assert seen == [(k, 16) for k in range(1, 17)]
+    seen.clear()
+    pj.render(hi, 256, mode="culled", progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (4, 4)  # levels 256 → 128 → 64 → 32, then the 32-px leaves

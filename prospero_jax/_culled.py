@@ -1,0 +1,244 @@
+"""Stage 4b, culled render: Program → uint8 image by interval culling and tape pruning.
+
+Input: a Program, an image size and the render options of :func:`prospero_jax.render`.
+Output: the same ``(N, N)`` uint8 image as the brute-force renderer, bit for bit.
+
+How (after Fidget's and MPR's hierarchical evaluation):
+
+1. The image is padded to a power-of-two square ``P`` and the whole square is the root
+   tile, carrying the simplified program's tape.
+2. Each level splits every ambiguous tile 2 × 2. :func:`~prospero_jax._interpreter.
+   prune_kernel` evaluates the parent's tape on intervals over each child's box: a child
+   whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
+   and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
+   ``min``/``max`` replaced by their chosen side, dead rows dropped. Host NumPy gathers the
+   kept rows into the next level's tapes (vectorized over all tiles; no Python loop per
+   tile).
+3. At 8 × 8 pixels, :func:`~prospero_jax._interpreter.leaf_kernel` evaluates each
+   ambiguous tile's short tape at its 64 pixels.
+
+Why the images are identical to brute force: intervals are sound for the dtype (see
+:mod:`prospero_jax._ops`), so painted tiles are right at every pixel; a replaced
+``min``/``max`` returns exactly the argument it replaced (strict comparisons, so no
+signed-zero ties); and leaves evaluate the same op rules on the same float coordinates.
+Pixels whose value is subnormal or within a few ulps of 0 where a transcendental op
+differs between XLA's code paths are the only possible exceptions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jaxtyping import UInt8
+
+from prospero_jax import _passes
+from prospero_jax._interpreter import (
+    ARITY,
+    CHILDREN,
+    GROUP_CAPACITY,
+    ROW_CAPACITY,
+    TILE_CAPACITY,
+    Tapes,
+    leaf_kernel,
+    prune_kernel,
+    register_capacity,
+)
+from prospero_jax._ops import CONST
+from prospero_jax._tape import Program
+from prospero_jax.reference import axes
+
+Progress = Callable[[int, int], None]
+#: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
+LEAF_SIDE = 32
+#: Child offsets, in lane order: top-left, top-right, bottom-left, bottom-right.
+_ROW_OFFSET = np.array([0, 0, 1, 1])
+_COL_OFFSET = np.array([0, 1, 0, 1])
+
+
+def _chunks(lengths: np.ndarray, max_groups: int) -> list[tuple[int, int]]:
+    """Split consecutive tapes into calls of at most ROW_CAPACITY rows and ``max_groups``."""
+    ends = np.cumsum(lengths)
+    out, g = [], 0
+    while g < len(lengths):
+        base = ends[g - 1] if g else 0
+        stop = int(np.searchsorted(ends, base + ROW_CAPACITY, side="right"))
+        stop = min(max(stop, g + 1), g + max_groups, len(lengths))
+        out.append((g, stop))
+        g = stop
+    return out
+
+
+def _call_args(
+    tapes: Tapes, starts: np.ndarray, lengths: np.ndarray, g0: int, g1: int, capacity: int
+) -> tuple[Tapes, np.ndarray, np.ndarray, int]:
+    """One call's inputs: its tapes padded to the row capacity, their spans, its row count."""
+    first, stop = int(starts[g0]), int(starts[g1 - 1] + lengths[g1 - 1])
+    n_rows = max(ROW_CAPACITY, 1 << (stop - first - 1).bit_length())
+    local = np.zeros(capacity, np.int32)
+    local[: g1 - g0] = starts[g0:g1] - first
+    count = np.zeros(capacity, np.int32)
+    count[: g1 - g0] = lengths[g0:g1]
+    return tapes.take(np.arange(first, stop)).padded(n_rows), local, count, stop - first
+
+
+@functools.lru_cache(maxsize=16)
+def root_tape(program: Program, dtype: str) -> Tapes:
+    """The simplified program packed as a tape (cached: it is per program, not per frame)."""
+    return Tapes.pack(_passes.simplify(program), dtype)
+
+
+def render_culled(
+    program: Program,
+    size: int,
+    *,
+    region: tuple[float, float, float, float],
+    z: float,
+    dtype: str,
+    device: jax.Device,
+    progress: Progress | None = None,
+    leaf: int = LEAF_SIDE,
+) -> UInt8[np.ndarray, "size size"]:
+    """Render like :func:`prospero_jax.render` with ``mode="culled"`` (module docstring)."""
+    side = max(leaf, 1 << (size - 1).bit_length())
+    xs, ys = axes(size, region)
+    xs = np.pad(xs, (0, side - size), mode="edge").astype(dtype)
+    ys = np.pad(ys, (0, side - size), mode="edge").astype(dtype)
+    zz = jax.device_put(np.asarray(z, dtype), device)
+    image = np.zeros((side, side), np.uint8)
+
+    tapes = root_tape(program, dtype)
+    lengths = np.array([len(tapes)], np.int64)
+    rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    levels = (side // leaf).bit_length()  # prune levels + the leaf pass
+    tile = side
+    while tile > leaf and len(lengths):
+        half = tile // 2
+        child_rows = rows[:, None] + half * _ROW_OFFSET  # (parents, 4)
+        child_cols = cols[:, None] + half * _COL_OFFSET
+        boxes = np.stack(
+            [xs[child_cols], xs[child_cols + half - 1], ys[child_rows + half - 1], ys[child_rows]],
+            axis=1,
+        )  # (parents, [xlo, xhi, ylo, yhi], 4)
+        _, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device)
+        inside = hi < 0
+        _paint(image, half, child_rows[inside], child_cols[inside], 255)
+
+        # Next level: every ambiguous child, lane-major (the order np.nonzero gives).
+        lane, row = np.nonzero(emit.T)
+        tapes = Tapes(tapes.ops[row], new_args[row, lane], tapes.consts[row])
+        order = kept.T > 0
+        lengths = kept.T[order].astype(np.int64)
+        rows, cols = child_rows.T[order], child_cols.T[order]
+        tile = half
+        if progress is not None:
+            progress(levels - (tile // leaf).bit_length() + 1, levels)
+
+    if len(lengths):
+        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf)
+        _paint(image, leaf, rows, cols, inside.reshape(-1, leaf, leaf) * 255)
+    if progress is not None:
+        progress(levels, levels)
+    return image[:size, :size]
+
+
+def _prune_level(
+    tapes: Tapes,
+    lengths: np.ndarray,
+    boxes: np.ndarray,
+    z: jax.Array,
+    device: jax.Device,
+) -> tuple[np.ndarray, ...]:
+    """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    calls = []
+    for g0, g1 in _chunks(lengths, GROUP_CAPACITY):
+        args = _call_args(tapes, starts, lengths, g0, g1, GROUP_CAPACITY)
+        padded, spans, counts, n_rows = args
+        box = np.zeros((GROUP_CAPACITY, 4, CHILDREN), boxes.dtype)
+        box[: g1 - g0] = boxes[g0:g1]
+        inputs = jax.device_put((*padded, spans, counts, np.int32(g1 - g0), box), device)
+        registers = register_capacity(int(lengths[g0:g1].max()))
+        out = prune_kernel(*inputs, z, registers=registers)
+        calls.append((g1 - g0, n_rows, out))  # dispatched; read below
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
+    for n_groups, n_rows, (lo, hi, kept, emit, new_args) in calls:
+        parts[0].append(np.asarray(lo)[: n_groups * CHILDREN])
+        parts[1].append(np.asarray(hi)[: n_groups * CHILDREN])
+        parts[2].append(np.asarray(kept)[: n_groups * CHILDREN])
+        parts[3].append(np.asarray(emit)[: n_rows * CHILDREN])
+        parts[4].append(np.asarray(new_args)[:, : n_rows * CHILDREN])
+    lo, hi, kept = (np.concatenate(p).reshape(-1, CHILDREN) for p in parts[:3])
+    emit = np.concatenate(parts[3]).reshape(-1, CHILDREN)
+    new_args = np.concatenate(parts[4], axis=1).reshape(2, -1, CHILDREN).transpose(1, 2, 0)
+    return lo, hi, kept, emit, new_args
+
+
+def _leaves(
+    tapes: Tapes,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: jax.Array,
+    device: jax.Device,
+    side: int,
+) -> np.ndarray:
+    """Inside-masks of the ambiguous ``side × side`` tiles, ``(tiles, side²)`` bool."""
+    pixel = np.arange(side)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    calls = []
+    for t0, t1 in _chunks(lengths, TILE_CAPACITY):
+        padded, spans, counts, _ = _call_args(tapes, starts, lengths, t0, t1, TILE_CAPACITY)
+        tx = np.zeros((TILE_CAPACITY, side), xs.dtype)
+        ty = np.zeros((TILE_CAPACITY, side), ys.dtype)
+        tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
+        ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
+        inputs = jax.device_put((*padded, spans, counts, np.int32(t1 - t0), tx, ty), device)
+        registers = register_capacity(int(lengths[t0:t1].max()))
+        out = leaf_kernel(*inputs, z, registers=registers, side=side)
+        calls.append((t1 - t0, out))
+    pixels = side * side
+    return np.concatenate([np.asarray(out)[: n * pixels] for n, out in calls]).reshape(-1, pixels)
+
+
+def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any) -> None:
+    """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value``."""
+    if len(rows):
+        side = image.shape[0]
+        view = image.reshape(side // tile, tile, side // tile, tile)
+        view[rows // tile, :, cols // tile, :] = value
+
+
+def prune_tile(
+    program: Program,
+    box: tuple[float, float, float, float],
+    *,
+    z: float = 0.0,
+    dtype: str = "float32",
+) -> tuple[float, float, Program | None]:
+    """The value's interval over ``box = (xmin, xmax, ymin, ymax)`` and the pruned program.
+
+    The pruned program is ``None`` when the interval decides the sign (< 0 or >= 0); else
+    it equals ``program`` at every point of the box, bit for bit. For tests and ``info``.
+    """
+    tapes = root_tape(program, dtype)
+    lengths = np.array([len(tapes)], np.int64)
+    boxes = np.repeat(np.asarray(box, dtype)[None, :, None], CHILDREN, axis=2)
+    with jax.enable_x64(dtype == "float64"):
+        device = jax.devices()[0]
+        zz = jax.device_put(np.asarray(z, dtype), device)
+        lo, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device)
+    if kept[0, 0] == 0:
+        return float(lo[0, 0]), float(hi[0, 0]), None
+    rows = np.nonzero(emit[:, 0])[0]
+    ops, args = tapes.ops[rows], new_args[rows, 0].copy()
+    args[ARITY[ops] < 1, 0] = -1
+    args[ARITY[ops] < 2, 1] = -1
+    consts = np.where(ops == CONST, tapes.consts[rows], 0.0).astype(np.float64)
+    pruned = Program(ops, args, consts, tuple(f"_{i:x}" for i in range(len(rows))), "<pruned>")
+    return float(lo[0, 0]), float(hi[0, 0]), pruned

@@ -1,0 +1,108 @@
+"""The culled renderer: same images as brute force, sound pruning, no per-program compiles."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import prospero_jax as pj
+from prospero_jax._culled import prune_tile
+from prospero_jax._interpreter import leaf_kernel, prune_kernel
+from tests.programs import programs
+
+# Ops whose float results are correctly rounded, so the interpreter and the fused closure
+# agree bit for bit. XLA's transcendental functions may differ by a few ulps between the
+# two (vectorized vs scalar code paths), which could flip a pixel whose value is within
+# those ulps of 0; the culled renderer is held to the oracle on them instead (below).
+EXACT_OPS = (
+    "neg", "abs", "square", "sqrt", "recip", "floor", "ceil", "round", "not",
+    "add", "sub", "mul", "div", "min", "max", "mod", "compare", "and", "or",
+)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_culled_equals_brute_on_prospero(prospero: pj.Program, dtype: str) -> None:
+    size = 1024 if dtype == "float32" else 512
+    brute = pj.render(prospero, size, mode="brute", dtype=dtype)
+    culled = pj.render(prospero, size, mode="culled", dtype=dtype)
+    assert np.count_nonzero(brute != culled) == 0
+
+
+@pytest.mark.slow
+def test_culled_matches_the_oracle(
+    prospero: pj.Program, oracle_values: dict[int, np.ndarray]
+) -> None:
+    for size in (256, 1024):
+        expected = pj.reference.to_pixels(oracle_values[size])
+        assert np.count_nonzero(pj.render(prospero, size, mode="culled") != expected) == 0
+
+
+@pytest.mark.parametrize("size", [1, 7, 33, 200])
+def test_culled_equals_brute_at_odd_sizes_and_regions(size: int, hi: pj.Program) -> None:
+    for region in [(-1.0, 1.0, -1.0, 1.0), (0.3, 0.9, 0.1, 0.7)]:
+        brute = pj.render(hi, size, mode="brute", region=region)
+        assert np.array_equal(pj.render(hi, size, mode="culled", region=region), brute)
+
+
+@settings(max_examples=30, deadline=None)
+@given(programs(ops=EXACT_OPS, max_size=30), st.sampled_from([16, 64, 100]))
+def test_culled_equals_brute_on_random_programs(program: pj.Program, size: int) -> None:
+    brute = pj.render(program, size, mode="brute")
+    assert np.array_equal(pj.render(program, size, mode="culled"), brute)
+
+
+@settings(max_examples=30, deadline=None)
+@given(programs(max_size=30))
+def test_culled_equals_brute_on_random_programs_with_every_op_in_float64(
+    program: pj.Program,
+) -> None:
+    # In float64 a few-ulp difference in a transcendental op flips a pixel only if its
+    # value is within ~1e-15 of 0, which random programs do not produce.
+    brute = pj.render(program, 48, mode="brute", dtype="float64")
+    assert np.array_equal(pj.render(program, 48, mode="culled", dtype="float64"), brute)
+
+
+@st.composite
+def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
+    x0, y0 = draw(st.floats(-1, 0.9)), draw(st.floats(-1, 0.9))
+    w = draw(st.floats(0.001, 1.0))
+    return x0, x0 + w, y0, y0 + w
+
+
+@settings(max_examples=40, deadline=None)
+@given(programs(max_size=40), boxes())
+def test_pruned_tape_equals_full_tape_in_its_box(
+    program: pj.Program, box: tuple[float, float, float, float]
+) -> None:
+    lo, hi, pruned = prune_tile(program, box)
+    xs = np.linspace(box[0], box[1], 9, dtype=np.float32)
+    ys = np.linspace(box[2], box[3], 9, dtype=np.float32)
+    full = np.asarray(jax.jit(pj.to_function(program))(xs[None, :], ys[:, None]))
+    if pruned is None:  # decided: the whole box is on one side
+        assert (hi < 0 and np.all(full < 0)) or (lo >= 0 and np.all(full >= 0))
+        return
+    assert len(pruned) <= len(pj.simplify(program))
+    kept = np.asarray(jax.jit(pj.to_function(pruned, simplify=False))(xs[None, :], ys[:, None]))
+    np.testing.assert_array_equal(kept, full)
+
+
+def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> None:
+    _, _, pruned = prune_tile(prospero, (-0.5, -0.45, 0.3, 0.35))
+    assert pruned is not None
+    assert len(pruned) < 0.05 * len(prospero)
+
+
+def test_kernels_compile_independently_of_the_program(
+    prospero: pj.Program, hi: pj.Program, quarter: pj.Program
+) -> None:
+    pj.render(prospero, 300, mode="culled")  # compiles the register buckets prospero needs
+    compiled = prune_kernel._cache_size(), leaf_kernel._cache_size()
+    for program in (prospero, hi, quarter, pj.shapes.demo_program()):
+        for size in (64, 128, 1000):
+            pj.render(program, size, mode="culled")
+    # Other programs, tiles, levels and sizes reuse those compilations.
+    assert (prune_kernel._cache_size(), leaf_kernel._cache_size()) == compiled
