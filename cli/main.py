@@ -38,6 +38,12 @@ class DType(StrEnum):
     float64 = "float64"
 
 
+class Mode(StrEnum):
+    auto = "auto"
+    brute = "brute"
+    culled = "culled"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"prospero-jax {pj.__version__}")
@@ -110,6 +116,13 @@ def render(
         ),
     ] = None,
     dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="brute: every pixel through the compiled program; culled: interval culling "
+            "and per-tile tape pruning (same image, much faster); auto: the fastest."
+        ),
+    ] = Mode.auto,
     device: Annotated[
         str | None,
         typer.Option(help="cpu, gpu, cuda or tpu. [default: JAX's default device]"),
@@ -143,7 +156,7 @@ def render(
         with Progress(
             TextColumn("[bold]rendering[/] {task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} tiles"),
+            TextColumn("{task.completed}/{task.total} steps"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -157,6 +170,7 @@ def render(
                 z=z,
                 dtype=dtype.value,
                 device=target,
+                mode=mode.value,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         pj.write_image(out, image)

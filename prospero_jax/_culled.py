@@ -111,7 +111,8 @@ def render_culled(
     image = np.zeros((side, side), np.uint8)
 
     tapes = root_tape(program, dtype)
-    lengths = np.array([len(tapes)], np.int64)
+    root = len(tapes)
+    lengths = np.array([root], np.int64)
     rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
     levels = (side // leaf).bit_length()  # prune levels + the leaf pass
     tile = side
@@ -123,7 +124,7 @@ def render_culled(
             [xs[child_cols], xs[child_cols + half - 1], ys[child_rows + half - 1], ys[child_rows]],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi], 4)
-        _, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device)
+        _, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, root)
         inside = hi < 0
         _paint(image, half, child_rows[inside], child_cols[inside], 255)
 
@@ -151,6 +152,7 @@ def _prune_level(
     boxes: np.ndarray,
     z: jax.Array,
     device: jax.Device,
+    root_length: int,
 ) -> tuple[np.ndarray, ...]:
     """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -161,7 +163,8 @@ def _prune_level(
         box = np.zeros((GROUP_CAPACITY, 4, CHILDREN), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
         inputs = jax.device_put((*padded, spans, counts, np.int32(g1 - g0), box), device)
-        registers = register_capacity(int(lengths[g0:g1].max()))
+        # One register size per program (not per call): fewer compilations, same speed.
+        registers = register_capacity(root_length)
         out = prune_kernel(*inputs, z, registers=registers)
         calls.append((g1 - g0, n_rows, out))  # dispatched; read below
     parts: list[list[np.ndarray]] = [[], [], [], [], []]
@@ -232,7 +235,7 @@ def prune_tile(
     with jax.enable_x64(dtype == "float64"):
         device = jax.devices()[0]
         zz = jax.device_put(np.asarray(z, dtype), device)
-        lo, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device)
+        lo, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, len(tapes))
     if kept[0, 0] == 0:
         return float(lo[0, 0]), float(hi[0, 0]), None
     rows = np.nonzero(emit[:, 0])[0]

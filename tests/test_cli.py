@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import prospero_jax as pj
@@ -31,8 +32,6 @@ def test_render_with_no_arguments_draws_the_demo(tmp_path: Path) -> None:
     code, out, err = invoke("render", "--no-cache")
     assert code == 0, err
     assert "wrote demo.png (1024×1024" in out
-    from PIL import Image
-
     image = np.asarray(Image.open(tmp_path / "demo.png"))
     assert np.array_equal(image, pj.reference.render(pj.shapes.demo_program(), 1024))
 
@@ -51,10 +50,13 @@ def test_render_prospero_float64_to_pgm_matches_the_oracle(tmp_path: Path) -> No
 
 def test_render_options(tmp_path: Path) -> None:
     model = shared_path("models/quarter.vm")
-    code, out, _ = invoke("render", str(model), "-s", "32", "--region", "-1,0,-1,0")
-    assert code == 0
-    assert "quarter.png" in out
-    assert (tmp_path / "quarter.png").exists()
+    for mode in ("brute", "culled"):
+        args = ("render", str(model), "-s", "32", "--region", "-1,0,-1,0", "--mode", mode)
+        code, out, _ = invoke(*args)
+        assert code == 0
+        assert "quarter.png" in out
+        images = np.asarray(Image.open(tmp_path / "quarter.png"))
+        assert np.array_equal(images, pj.render(pj.load(model), 32, region=(-1, 0, -1, 0)))
 
 
 @pytest.mark.parametrize("kind", BAD)
