@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
+from prospero_jax._ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
 from prospero_jax._tape import Program
 
 #: Children per parent (a 2 × 2 split).
@@ -45,6 +45,9 @@ ROW_CAPACITY = 1 << 16
 GROUP_CAPACITY = 1 << 12
 TILE_CAPACITY = 1 << 12
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
+MIN, MAX = OPCODE["min"], OPCODE["max"]
+#: What a row's users need of it: nothing, only whether it is < 0, or its value.
+NONE, SIGN, VALUE = 0, 1, 2
 
 
 class Tapes(NamedTuple):
@@ -154,73 +157,99 @@ def prune_kernel(
     size = registers * k4
 
     def group(g: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        (lo, hi, choice, alias, live, index), out = state[:6], state[6:]
+        (lo, hi, choice, need, target), out = state[:5], state[5:]
         root_lo, root_hi, kept, emit, new_a, new_b = out
         start, n, box = starts[g], lengths[g], boxes[g]
 
         def forward(i: jax.Array, regs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            lo, hi, choice, alias, live = regs
+            lo, hi, choice, need = regs
             op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
             ia = (_read(lo, a, k4), _read(hi, a, k4))
             ib = (_read(lo, b, k4), _read(hi, b, k4))
             low, high, ch = lax.switch(op, branches, ia, ib, consts[start + i], box, z)
-            al = jnp.where(ch == 1, _read(alias, a, k4), jnp.where(ch == 2, _read(alias, b, k4), i))
             return (
                 _write(lo, i, low, k4),
                 _write(hi, i, high, k4),
                 _write(choice, i, ch, k4),
-                _write(alias, i, al, k4),
-                _write(live, i, jnp.zeros(k4, bool), k4),
+                _write(need, i, jnp.zeros(k4, jnp.int32), k4),
             )
 
-        lo, hi, choice, alias, live = lax.fori_loop(0, n, forward, (lo, hi, choice, alias, live))
+        lo, hi, choice, need = lax.fori_loop(0, n, forward, (lo, hi, choice, need))
         r = n - 1
         rlo, rhi = _read(lo, r, k4), _read(hi, r, k4)
         ambiguous = ~(rhi < 0) & ~(rlo >= 0)  # NaN bounds are ambiguous too
-        live = _write(live, r, ambiguous, k4)
+        need = _write(need, r, jnp.where(ambiguous, SIGN, NONE), k4)
 
-        def backward(j: jax.Array, live: jax.Array) -> jax.Array:
+        def backward(j: jax.Array, need: jax.Array) -> jax.Array:
             i = r - j
             op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
-            on, ch, ar = _read(live, i, k4), _read(choice, i, k4), arity[op]
-            live_a = _read(live, a, k4) | (on & (ar >= 1) & (ch != 2))
-            live_b = jnp.where(a == b, live_a, _read(live, b, k4)) | (on & (ar >= 2) & (ch != 1))
-            # One scatter for both operands: two updates with a read of the buffer between
-            # them made XLA copy the whole buffer every step. With a == b, both carry live_b.
-            index = jnp.concatenate([a * k4 + lanes, b * k4 + lanes])
-            value = jnp.concatenate([jnp.where(a == b, live_b, live_a), live_b])
-            return live.at[index].set(value, mode="promise_in_bounds")
+            wanted, ch, ar = _read(need, i, k4), _read(choice, i, k4), arity[op]
+            la, ha, lb, hb = _read(lo, a, k4), _read(hi, a, k4), _read(lo, b, k4), _read(hi, b, k4)
+            # Only sign(value) < 0 matters at the root, and min/max pass that question to
+            # their arguments when neither may be NaN: max(a, b) < 0 iff both are, and
+            # min(a, b) < 0 iff either is. So where a is always < 0, max(a, b) has b's sign,
+            # and where a is always >= 0, min(a, b) has b's sign (and symmetrically).
+            minmax = (op == MIN) | (op == MAX)
+            clean = ~(jnp.isnan(la) | jnp.isnan(ha) | jnp.isnan(lb) | jnp.isnan(hb))
+            transparent = minmax & clean & (wanted == SIGN)
+            drop_a = transparent & (((op == MAX) & (ha < 0)) | ((op == MIN) & (la >= 0)))
+            drop_b = transparent & (((op == MAX) & (hb < 0)) | ((op == MIN) & (lb >= 0)))
+            sign_choice = jnp.where(drop_a, 2, jnp.where(drop_b, 1, 0))
+            ch = jnp.where(ch != 0, ch, sign_choice)
+            passed = jnp.where(wanted == NONE, NONE, jnp.where(transparent, SIGN, VALUE))
+            need_a = jnp.where((ar >= 1) & (ch != 2), passed, NONE)
+            need_b = jnp.where((ar >= 2) & (ch != 1), passed, NONE)
+            new_a = jnp.maximum(_read(need, a, k4), need_a)
+            new_b = jnp.maximum(jnp.where(a == b, new_a, _read(need, b, k4)), need_b)
+            # One scatter per step: both operands' needs, and this row's final need with
+            # its sign choice in the bits above (operands precede i, so no overlap). Two
+            # updates of one buffer with a read between them made XLA copy it every step.
+            index = jnp.concatenate([a * k4 + lanes, b * k4 + lanes, i * k4 + lanes])
+            value = jnp.concatenate(
+                [jnp.where(a == b, new_b, new_a), new_b, wanted + 4 * sign_choice]
+            )
+            return need.at[index].set(value, mode="promise_in_bounds")
 
-        live = lax.fori_loop(0, n, backward, live)
+        need = lax.fori_loop(0, n, backward, need)
 
         def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            count, index, emit, new_a, new_b = state
-            op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
-            e = _read(live, i, k4) & (_read(choice, i, k4) == 0)
-            index = _write(index, i, count, k4)
-            ar = arity[op]
-            na = jnp.where(ar >= 1, index[_read(alias, a, k4) * k4 + lanes], 0)
-            nb = jnp.where(ar >= 2, index[_read(alias, b, k4) * k4 + lanes], 0)
-            row = start + i
+            count, target, emit = state
+            a, b = args[start + i, 0], args[start + i, 1]
+            code, ch = _read(need, i, k4), _read(choice, i, k4)
+            ch = jnp.where(ch != 0, ch, code >> 2)  # interval choice, else sign choice
+            e = ((code & 3) != NONE) & (ch == 0)
+            # target[i]: the child-tape index that stands for row i: its own new index if
+            # kept, its choice's target if replaced (operands' targets are final already).
+            target_a, target_b = _read(target, a, k4), _read(target, b, k4)
+            mine = jnp.where(ch == 1, target_a, jnp.where(ch == 2, target_b, count))
             return (
                 count + e.astype(jnp.int32),
-                index,
-                _write(emit, row, e, k4),
-                _write(new_a, row, na, k4),
-                _write(new_b, row, nb, k4),
+                _write(target, i, mine, k4),
+                _write(emit, start + i, e, k4),
             )
 
         zero = jnp.zeros(k4, jnp.int32)
-        total, index, emit, new_a, new_b = lax.fori_loop(
-            0, n, renumber, (zero, index, emit, new_a, new_b)
-        )
+        total, target, emit = lax.fori_loop(0, n, renumber, (zero, target, emit))
+
+        # The kept rows' operands, in a pass of their own: reading `target` in the loop
+        # that writes it, for a third buffer, made XLA copy it every step.
+        def operands(i: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+            new_a, new_b = state
+            row = start + i
+            op, a, b = ops[row], args[row, 0], args[row, 1]
+            ar = arity[op]
+            return (
+                _write(new_a, row, jnp.where(ar >= 1, _read(target, a, k4), 0), k4),
+                _write(new_b, row, jnp.where(ar >= 2, _read(target, b, k4), 0), k4),
+            )
+
+        new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
         return (
             lo,
             hi,
             choice,
-            alias,
-            live,
-            index,
+            need,
+            target,
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
             _write(kept, g, total, k4),
@@ -234,7 +263,6 @@ def prune_kernel(
         jnp.zeros(size, dtype),
         jnp.zeros(size, jnp.int32),
         jnp.zeros(size, jnp.int32),
-        jnp.zeros(size, bool),
         jnp.zeros(size, jnp.int32),
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, dtype),
@@ -243,7 +271,7 @@ def prune_kernel(
         jnp.zeros(rows * k4, jnp.int32),
         jnp.zeros(rows * k4, jnp.int32),
     )
-    root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[6:]
+    root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[5:]
     return root_lo, root_hi, kept, emit, jnp.stack([new_a, new_b])
 
 

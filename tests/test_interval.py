@@ -21,8 +21,11 @@ from tests.test_ops import program_for
 VALUE_OPS = [op for op in OPS if op.rule is not None]
 SAMPLES = 64
 
+# No subnormal bounds: XLA:CPU flushes subnormals to zero in arithmetic and comparisons
+# but passes them through selects, so a point value can be a subnormal that an interval,
+# computed by comparisons, calls zero. Only |values| < 1.2e-38 are affected.
 bounds = st.one_of(
-    st.floats(-4, 4, width=32),
+    st.floats(-4, 4, width=32, allow_subnormal=False),
     st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 1e30, -1e30, np.inf, -np.inf]),
 )
 
