@@ -10,7 +10,9 @@ Public API:
   :class:`VMError`, which names the source and line);
 * :func:`simplify` and friends: Program → Program passes; :func:`describe`: facts;
 * :func:`to_function`: Program → ``f(x, y, z=0.0)``, pure and traceable by JAX;
-* :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0);
+* :func:`to_interval_function`: Program → ``g(x, y, z)`` on :class:`Interval` pytrees, sound;
+* :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0), by brute
+  force or by interval culling with per-tile tape pruning;
 * :func:`write_image`: image → PGM or PNG file, atomically;
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
 * :mod:`prospero_jax.reference`: the float64 NumPy oracle;
@@ -26,6 +28,7 @@ _xla_flags.install()  # before anything starts JAX's backend
 from prospero_jax import reference, shapes
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
 from prospero_jax._image import read_pgm, write_image
+from prospero_jax._interval import Interval, to_interval_function
 from prospero_jax._lower import to_function
 from prospero_jax._ops import OPS, Op
 from prospero_jax._parse import VMError, load, parse
@@ -47,6 +50,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "OPS",
+    "Interval",
     "Op",
     "Program",
     "VMError",
@@ -67,5 +71,6 @@ __all__ = [
     "shapes",
     "simplify",
     "to_function",
+    "to_interval_function",
     "write_image",
 ]

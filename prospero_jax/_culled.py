@@ -28,6 +28,7 @@ differs between XLA's code paths are the only possible exceptions.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,8 +102,15 @@ def render_culled(
     device: jax.Device,
     progress: Progress | None = None,
     leaf: int = LEAF_SIDE,
+    stats: list[dict[str, Any]] | None = None,
 ) -> UInt8[np.ndarray, "size size"]:
-    """Render like :func:`prospero_jax.render` with ``mode="culled"`` (module docstring)."""
+    """Render like :func:`prospero_jax.render` with ``mode="culled"`` (module docstring).
+
+    ``leaf`` is the side of the tiles evaluated point by point. If ``stats`` is a list, one
+    dict per level is appended: tile side, tapes in, their rows, children painted inside,
+    children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
+    beyond those the level already has).
+    """
     side = max(leaf, 1 << (size - 1).bit_length())
     xs, ys = axes(size, region)
     xs = np.pad(xs, (0, side - size), mode="edge").astype(dtype)
@@ -117,6 +125,8 @@ def render_culled(
     levels = (side // leaf).bit_length()  # prune levels + the leaf pass
     tile = side
     while tile > leaf and len(lengths):
+        started = time.perf_counter()
+        tapes_in, rows_in = len(lengths), int(lengths.sum())
         half = tile // 2
         child_rows = rows[:, None] + half * _ROW_OFFSET  # (parents, 4)
         child_cols = cols[:, None] + half * _COL_OFFSET
@@ -134,13 +144,36 @@ def render_culled(
         order = kept.T > 0
         lengths = kept.T[order].astype(np.int64)
         rows, cols = child_rows.T[order], child_cols.T[order]
+        if stats is not None:
+            stats.append(
+                {
+                    "tile": half,
+                    "tapes": tapes_in,
+                    "rows": rows_in,
+                    "inside": int(inside.sum()),
+                    "ambiguous": len(lengths),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
         tile = half
         if progress is not None:
             progress(levels - (tile // leaf).bit_length() + 1, levels)
 
     if len(lengths):
+        started = time.perf_counter()
         inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf)
         _paint(image, leaf, rows, cols, inside.reshape(-1, leaf, leaf) * 255)
+        if stats is not None:
+            stats.append(
+                {
+                    "tile": "pixels",
+                    "tapes": len(lengths),
+                    "rows": int(lengths.sum()),
+                    "inside": int(inside.sum()),
+                    "ambiguous": 0,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
     if progress is not None:
         progress(levels, levels)
     return image[:size, :size]

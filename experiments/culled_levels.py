@@ -1,0 +1,64 @@
+"""Where the culled renderer's time goes: one row per level of the tile hierarchy.
+
+    python experiments/culled_levels.py --size 1024 --leaf 32 --repeats 5
+
+For each level: the tile side its children have, how many tapes (ambiguous parents) and
+rows it interprets, how many children it paints inside or leaves ambiguous, and the
+median wall time over the repeats (after one warm-up render that compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+import jax
+
+import prospero_jax as pj
+from prospero_jax._culled import render_culled
+
+PROGRAM = Path(__file__).resolve().parent.parent.parent / "shared" / "prospero.vm"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--program", type=Path, default=PROGRAM)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--leaf", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    program = pj.load(args.program)
+    runs: list[list[dict[str, Any]]] = []
+    for _ in range(args.repeats + 1):
+        stats: list[dict[str, Any]] = []
+        render_culled(
+            program,
+            args.size,
+            region=pj.reference.DEFAULT_REGION,
+            z=0.0,
+            dtype="float32",
+            device=jax.devices()[0],
+            leaf=args.leaf,
+            stats=stats,
+        )
+        runs.append(stats)
+    runs = runs[1:]
+    print(f"{args.program.name}, {args.size}², leaf {args.leaf} px, median of {args.repeats}\n")
+    print("| children | tapes | rows | inside | ambiguous | ms |")
+    print("|---|---|---|---|---|---|")
+    for level in range(len(runs[0])):
+        row = runs[0][level]
+        ms = statistics.median(run[level]["seconds"] for run in runs) * 1e3
+        tile = f"{row['tile']} px" if row["tile"] != "pixels" else "pixels"
+        print(
+            f"| {tile} | {row['tapes']} | {row['rows']} | {row['inside']} "
+            f"| {row['ambiguous']} | {ms:.1f} |"
+        )
+    total = statistics.median(sum(s["seconds"] for s in run) for run in runs) * 1e3
+    print(f"\nlevels total: {total:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
