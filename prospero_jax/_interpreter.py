@@ -6,22 +6,33 @@ Output, per kernel:
 
 * :func:`prune_kernel` (one parent tape → its 2 × 2 children): for each child box, the
   interval of the tape's value, and the child's pruned tape: each ``min``/``max`` that
-  the intervals decide is replaced by the chosen argument, and every row the value no
-  longer needs is dropped (the rows kept, and their operands renumbered);
-* :func:`leaf_kernel` (one tape → one 8 × 8 tile): the pixels where the value is < 0.
+  the intervals decide is replaced by the chosen argument, each one that the root's sign
+  test can see through is replaced by the argument that decides the sign, and every row
+  the value no longer needs is dropped (the rows kept, and their operands renumbered);
+* :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0.
 
-Both loop over groups and, inside, over the rows of one tape, dispatching each row with
-``lax.switch`` over branches built from the op table (interval or value rules), so their
-compiled code depends only on the op table, the buffer capacities and the dtype, never
-on a program: one compilation serves every program, tile and level, and JAX's
+Both loop over tapes and, inside, over the rows of one tape, dispatching each row with
+``lax.switch`` over branches built from the op table (interval, need or value rules), so
+their compiled code depends only on the op table, the buffer capacities and the dtype,
+never on a program: one compilation serves every program, tile and level, and JAX's
 persistent cache keeps it across processes.
 
-Registers are flat 1-D buffers indexed ``row * lanes + lane`` and updated with
-``dynamic_update_slice``: XLA:CPU updates those in place inside a loop (a 2-D register
-file was copied whole every step in the prototype). ``XLA_FLAGS`` gets
-``xla_cpu_small_while_loop_byte_threshold`` raised at import (see ``__init__``), which
-compiles each loop into one kernel instead of one runtime call per iteration (5×
-faster, measured in ``experiments/RESULTS.md``).
+The prune kernel makes four passes over a parent tape: forward (intervals and
+interval-decided choices), backward (what each row's users need of it: nothing, its sign,
+or its value; sign choices), forward (each row's index in the child tape, or the index of
+the row standing for it) and forward (kept rows' operands).
+
+Registers are flat 1-D buffers indexed ``row * lanes + lane``, carried from tape to tape
+without clearing (a row only reads registers written earlier in its own tape), and
+updated with ``dynamic_update_slice``, which XLA:CPU does in place inside a loop, on one
+condition found in the compiled HLO: no fusion other than a buffer's own update may read
+it in the same step. Otherwise XLA copies the whole buffer every step (a 5-50× slowdown).
+So every pass reads its registers into a ``lax.switch`` (whose operands are materialized)
+or into values used only by the update, and a buffer that one pass both reads and writes
+is written by no other output in that pass; the operands pass exists for that reason.
+``XLA_FLAGS`` gets ``xla_cpu_small_while_loop_byte_threshold`` raised at import (see
+:mod:`prospero_jax._xla_flags`), which compiles each loop into one kernel instead of one
+runtime call per iteration (5× faster, ``experiments/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -124,6 +135,45 @@ def _interval_branches() -> list[Callable[..., Any]]:
     return [branch(code) for code in range(len(OPS))]
 
 
+def _need_branches() -> list[Callable[..., Any]]:
+    """One branch per opcode: what a row's arguments must provide, given what it must.
+
+    ``(wanted, choice, a, b, need_a, need_b, same) → (need_a', need_b', code)``: the
+    arguments' merged needs and the row's code (its need, with its sign choice × 4).
+    Only sign(value) < 0 matters at the root, and min/max pass that question on when
+    neither argument may be NaN: max(a, b) < 0 iff both are, min(a, b) < 0 iff either is.
+    So where a is always < 0, max(a, b) has b's sign; where a is always >= 0, min(a, b)
+    has b's sign (and symmetrically): the row is replaced by b (sign choice 2).
+    """
+
+    def branch(code: int) -> Callable[..., Any]:
+        op = OPS[code]
+
+        def run(wanted: Any, ch: Any, a: Any, b: Any, need_a: Any, need_b: Any, same: Any) -> Any:
+            sign_choice = jnp.zeros(CHILDREN, jnp.int32)
+            passed = jnp.where(wanted == NONE, NONE, VALUE)
+            if code in (MIN, MAX):
+                clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
+                transparent = clean & (wanted == SIGN) & (ch == 0)
+                if code == MAX:
+                    drop_a, drop_b = transparent & (a[1] < 0), transparent & (b[1] < 0)
+                else:
+                    drop_a, drop_b = transparent & (a[0] >= 0), transparent & (b[0] >= 0)
+                sign_choice = jnp.where(drop_a, 2, jnp.where(drop_b, 1, 0))
+                ch = jnp.where(ch != 0, ch, sign_choice)
+                passed = jnp.where(clean & (wanted == SIGN), SIGN, passed)
+            to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
+            to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
+            merged_a = jnp.maximum(need_a, to_a)
+            merged_b = jnp.maximum(jnp.where(same, merged_a, need_b), to_b)
+            # With a == b the second update wins, so it must carry both.
+            return jnp.where(same, merged_b, merged_a), merged_b, wanted + 4 * sign_choice
+
+        return run
+
+    return [branch(code) for code in range(len(OPS))]
+
+
 @functools.partial(jax.jit, static_argnames="registers")
 def prune_kernel(
     ops: jax.Array,
@@ -146,8 +196,8 @@ def prune_kernel(
     """
     dtype = consts.dtype
     k4 = CHILDREN
-    lanes = jnp.arange(k4, dtype=jnp.int32)
     branches = _interval_branches()
+    need_branches = _need_branches()
     arity = jnp.asarray(ARITY)
     rows = ops.shape[0]
     groups = starts.shape[0]
@@ -157,7 +207,7 @@ def prune_kernel(
     size = registers * k4
 
     def group(g: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        (lo, hi, choice, need, target), out = state[:5], state[5:]
+        (lo, hi, choice, need, codes, target), out = state[:6], state[6:]
         root_lo, root_hi, kept, emit, new_a, new_b = out
         start, n, box = starts[g], lengths[g], boxes[g]
 
@@ -180,42 +230,31 @@ def prune_kernel(
         ambiguous = ~(rhi < 0) & ~(rlo >= 0)  # NaN bounds are ambiguous too
         need = _write(need, r, jnp.where(ambiguous, SIGN, NONE), k4)
 
-        def backward(j: jax.Array, need: jax.Array) -> jax.Array:
+        def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+            need, codes = state
             i = r - j
             op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
-            wanted, ch, ar = _read(need, i, k4), _read(choice, i, k4), arity[op]
-            la, ha, lb, hb = _read(lo, a, k4), _read(hi, a, k4), _read(lo, b, k4), _read(hi, b, k4)
-            # Only sign(value) < 0 matters at the root, and min/max pass that question to
-            # their arguments when neither may be NaN: max(a, b) < 0 iff both are, and
-            # min(a, b) < 0 iff either is. So where a is always < 0, max(a, b) has b's sign,
-            # and where a is always >= 0, min(a, b) has b's sign (and symmetrically).
-            minmax = (op == MIN) | (op == MAX)
-            clean = ~(jnp.isnan(la) | jnp.isnan(ha) | jnp.isnan(lb) | jnp.isnan(hb))
-            transparent = minmax & clean & (wanted == SIGN)
-            drop_a = transparent & (((op == MAX) & (ha < 0)) | ((op == MIN) & (la >= 0)))
-            drop_b = transparent & (((op == MAX) & (hb < 0)) | ((op == MIN) & (lb >= 0)))
-            sign_choice = jnp.where(drop_a, 2, jnp.where(drop_b, 1, 0))
-            ch = jnp.where(ch != 0, ch, sign_choice)
-            passed = jnp.where(wanted == NONE, NONE, jnp.where(transparent, SIGN, VALUE))
-            need_a = jnp.where((ar >= 1) & (ch != 2), passed, NONE)
-            need_b = jnp.where((ar >= 2) & (ch != 1), passed, NONE)
-            new_a = jnp.maximum(_read(need, a, k4), need_a)
-            new_b = jnp.maximum(jnp.where(a == b, new_a, _read(need, b, k4)), need_b)
-            # One scatter per step: both operands' needs, and this row's final need with
-            # its sign choice in the bits above (operands precede i, so no overlap). Two
-            # updates of one buffer with a read between them made XLA copy it every step.
-            index = jnp.concatenate([a * k4 + lanes, b * k4 + lanes, i * k4 + lanes])
-            value = jnp.concatenate(
-                [jnp.where(a == b, new_b, new_a), new_b, wanted + 4 * sign_choice]
+            # All reads go into the switch and its results into the updates: with no read
+            # of `need` between its two updates, XLA updates it in place.
+            reads = (
+                _read(need, i, k4),
+                _read(choice, i, k4),
+                (_read(lo, a, k4), _read(hi, a, k4)),
+                (_read(lo, b, k4), _read(hi, b, k4)),
+                _read(need, a, k4),
+                _read(need, b, k4),
+                a == b,
             )
-            return need.at[index].set(value, mode="promise_in_bounds")
+            need_a, need_b, code = lax.switch(op, need_branches, *reads)
+            need = _write(_write(need, a, need_a, k4), b, need_b, k4)
+            return need, _write(codes, i, code, k4)
 
-        need = lax.fori_loop(0, n, backward, need)
+        need, codes = lax.fori_loop(0, n, backward, (need, codes))
 
         def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
             count, target, emit = state
             a, b = args[start + i, 0], args[start + i, 1]
-            code, ch = _read(need, i, k4), _read(choice, i, k4)
+            code, ch = _read(codes, i, k4), _read(choice, i, k4)
             ch = jnp.where(ch != 0, ch, code >> 2)  # interval choice, else sign choice
             e = ((code & 3) != NONE) & (ch == 0)
             # target[i]: the child-tape index that stands for row i: its own new index if
@@ -249,6 +288,7 @@ def prune_kernel(
             hi,
             choice,
             need,
+            codes,
             target,
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
@@ -264,6 +304,7 @@ def prune_kernel(
         jnp.zeros(size, jnp.int32),
         jnp.zeros(size, jnp.int32),
         jnp.zeros(size, jnp.int32),
+        jnp.zeros(size, jnp.int32),
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, jnp.int32),
@@ -271,7 +312,7 @@ def prune_kernel(
         jnp.zeros(rows * k4, jnp.int32),
         jnp.zeros(rows * k4, jnp.int32),
     )
-    root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[5:]
+    root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[6:]
     return root_lo, root_hi, kept, emit, jnp.stack([new_a, new_b])
 
 
