@@ -58,6 +58,7 @@ LEAF_SIDE = 32
 #: Child offsets, in lane order: top-left, top-right, bottom-left, bottom-right.
 _ROW_OFFSET = np.array([0, 0, 1, 1])
 _COL_OFFSET = np.array([0, 1, 0, 1])
+_LANES = np.arange(4)
 
 
 def _chunks(lengths: np.ndarray, max_groups: int) -> list[tuple[int, int]]:
@@ -83,7 +84,7 @@ def _call_args(
     local[: g1 - g0] = starts[g0:g1] - first
     count = np.zeros(capacity, np.int32)
     count[: g1 - g0] = lengths[g0:g1]
-    return tapes.take(np.arange(first, stop)).padded(n_rows), local, count, stop - first
+    return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
 
 
 @functools.lru_cache(maxsize=16)
@@ -138,9 +139,12 @@ def render_culled(
         inside = hi < 0
         _paint(image, half, child_rows[inside], child_cols[inside], 255)
 
-        # Next level: every ambiguous child, lane-major (the order np.nonzero gives).
-        lane, row = np.nonzero(emit.T)
-        tapes = Tapes(tapes.ops[row], new_args[row, lane], tapes.consts[row])
+        # Next level: every ambiguous child's kept rows, lane-major (child by child).
+        kept_at = np.concatenate([np.flatnonzero(emit[lane::CHILDREN]) for lane in _LANES])
+        lane = np.repeat(_LANES, [np.count_nonzero(emit[lane::CHILDREN]) for lane in _LANES])
+        flat = kept_at * CHILDREN + lane
+        row = kept_at
+        tapes = Tapes(tapes.ops[row], new_args[flat], tapes.consts[row])
         order = kept.T > 0
         lengths = kept.T[order].astype(np.int64)
         rows, cols = child_rows.T[order], child_cols.T[order]
@@ -201,15 +205,16 @@ def _prune_level(
         out = prune_kernel(*inputs, z, registers=registers)
         calls.append((g1 - g0, n_rows, out))  # dispatched; read below
     parts: list[list[np.ndarray]] = [[], [], [], [], []]
-    for n_groups, n_rows, (lo, hi, kept, emit, new_args) in calls:
+    for n_groups, n_rows, (lo, hi, kept, emit, new_a, new_b) in calls:
         parts[0].append(np.asarray(lo)[: n_groups * CHILDREN])
         parts[1].append(np.asarray(hi)[: n_groups * CHILDREN])
         parts[2].append(np.asarray(kept)[: n_groups * CHILDREN])
         parts[3].append(np.asarray(emit)[: n_rows * CHILDREN])
-        parts[4].append(np.asarray(new_args)[:, : n_rows * CHILDREN])
+        size = n_rows * CHILDREN
+        parts[4].append(np.stack([np.asarray(new_a)[:size], np.asarray(new_b)[:size]], axis=1))
     lo, hi, kept = (np.concatenate(p).reshape(-1, CHILDREN) for p in parts[:3])
-    emit = np.concatenate(parts[3]).reshape(-1, CHILDREN)
-    new_args = np.concatenate(parts[4], axis=1).reshape(2, -1, CHILDREN).transpose(1, 2, 0)
+    emit = np.concatenate(parts[3])  # (rows * 4,): row-major, lane fastest
+    new_args = np.concatenate(parts[4])  # (rows * 4, 2)
     return lo, hi, kept, emit, new_args
 
 
@@ -271,8 +276,8 @@ def prune_tile(
         lo, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, len(tapes))
     if kept[0, 0] == 0:
         return float(lo[0, 0]), float(hi[0, 0]), None
-    rows = np.nonzero(emit[:, 0])[0]
-    ops, args = tapes.ops[rows], new_args[rows, 0].copy()
+    rows = np.flatnonzero(emit[::CHILDREN])
+    ops, args = tapes.ops[rows], new_args[rows * CHILDREN]
     args[ARITY[ops] < 1, 0] = -1
     args[ARITY[ops] < 2, 1] = -1
     consts = np.where(ops == CONST, tapes.consts[rows], 0.0).astype(np.float64)

@@ -82,16 +82,19 @@ class Tapes(NamedTuple):
     def __len__(self) -> int:
         return len(self.ops)
 
-    def take(self, rows: np.ndarray) -> Tapes:
+    def take(self, rows: np.ndarray | slice) -> Tapes:
         return Tapes(self.ops[rows], self.args[rows], self.consts[rows])
 
     def padded(self, capacity: int) -> Tapes:
-        pad = capacity - len(self)
-        return Tapes(
-            np.pad(self.ops, (0, pad)),
-            np.pad(self.args, ((0, pad), (0, 0))),
-            np.pad(self.consts, (0, pad)),
+        """A copy with zero rows appended up to ``capacity`` rows."""
+        out = Tapes(
+            np.zeros(capacity, np.int32),
+            np.zeros((capacity, 2), np.int32),
+            np.zeros(capacity, self.consts.dtype),
         )
+        for dst, src in zip(out, self, strict=True):
+            dst[: len(src)] = src
+        return out
 
 
 def register_capacity(longest: int) -> int:
@@ -192,7 +195,7 @@ def prune_kernel(
     ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × 4 children``. Returns, per child ``g * 4 +
     k``: ``lo``, ``hi`` (the value's interval) and ``kept`` (its pruned tape's length, 0
     unless the interval straddles 0 or is NaN); per parent row ``r * 4 + k``: ``emit``
-    (row r is in child k's tape) and ``new_args`` (its operands there, ``[2, rows*4]``).
+    (row r is in child k's tape) and ``new_a``, ``new_b`` (its operands there).
     """
     dtype = consts.dtype
     k4 = CHILDREN
@@ -313,7 +316,7 @@ def prune_kernel(
         jnp.zeros(rows * k4, jnp.int32),
     )
     root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[6:]
-    return root_lo, root_hi, kept, emit, jnp.stack([new_a, new_b])
+    return root_lo, root_hi, kept, emit, new_a, new_b
 
 
 def _value_branches() -> list[Callable[..., Any]]:
