@@ -42,7 +42,7 @@ from prospero_jax._interpreter import (
     CHILDREN,
     GROUP_CAPACITY,
     ROW_CAPACITY,
-    TILE_CAPACITY,
+    LEAF_PIXEL_CAPACITY,
     Tapes,
     leaf_kernel,
     prune_kernel,
@@ -233,10 +233,11 @@ def _leaves(
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls = []
-    for t0, t1 in _chunks(lengths, TILE_CAPACITY):
-        padded, spans, counts, _ = _call_args(tapes, starts, lengths, t0, t1, TILE_CAPACITY)
-        tx = np.zeros((TILE_CAPACITY, side), xs.dtype)
-        ty = np.zeros((TILE_CAPACITY, side), ys.dtype)
+    capacity = LEAF_PIXEL_CAPACITY // (side * side)
+    for t0, t1 in _chunks(lengths, capacity):
+        padded, spans, counts, _ = _call_args(tapes, starts, lengths, t0, t1, capacity)
+        tx = np.zeros((capacity, side), xs.dtype)
+        ty = np.zeros((capacity, side), ys.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         inputs = jax.device_put((*padded, spans, counts, np.int32(t1 - t0), tx, ty), device)

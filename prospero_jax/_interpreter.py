@@ -54,7 +54,8 @@ CHILDREN = 4
 #: Buffer capacities of one kernel call (rows of all tapes, groups or tiles).
 ROW_CAPACITY = 1 << 16
 GROUP_CAPACITY = 1 << 12
-TILE_CAPACITY = 1 << 12
+#: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
+LEAF_PIXEL_CAPACITY = 1 << 20
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
 MIN, MAX = OPCODE["min"], OPCODE["max"]
 #: What a row's users need of it: nothing, only whether it is < 0, or its value.
