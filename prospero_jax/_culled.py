@@ -11,18 +11,22 @@ How (after Fidget's and MPR's hierarchical evaluation):
    prune_kernel` evaluates the parent's tape on intervals over each child's box: a child
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
    and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
-   ``min``/``max`` replaced by their chosen side, dead rows dropped. Host NumPy gathers the
-   kept rows into the next level's tapes (vectorized over all tiles; no Python loop per
-   tile).
-3. At 8 × 8 pixels, :func:`~prospero_jax._interpreter.leaf_kernel` evaluates each
+   ``min``/``max`` replaced by their chosen side, ``min``/``max`` whose sign one side
+   decides (when only the sign is needed) replaced by that side, dead rows dropped. Host
+   NumPy gathers the kept rows into the next level's tapes (vectorized over all tiles; no
+   Python loop per tile).
+3. At 32 × 32 pixels, :func:`~prospero_jax._interpreter.leaf_kernel` evaluates each
    ambiguous tile's short tape at its 64 pixels.
 
 Why the images are identical to brute force: intervals are sound for the dtype (see
-:mod:`prospero_jax._ops`), so painted tiles are right at every pixel; a replaced
-``min``/``max`` returns exactly the argument it replaced (strict comparisons, so no
-signed-zero ties); and leaves evaluate the same op rules on the same float coordinates.
-Pixels whose value is subnormal or within a few ulps of 0 where a transcendental op
-differs between XLA's code paths are the only possible exceptions.
+:mod:`prospero_jax._ops`), so painted tiles are right at every pixel; a ``min``/``max``
+decided by intervals returns exactly the argument that replaces it (strict comparisons,
+so no signed-zero ties); one replaced because only its sign matters is < 0 exactly
+where that argument is (its ``sign_choose`` rule, applied only where no argument may be
+NaN); and leaves evaluate the same op rules on the same float coordinates. Pixels whose
+value is subnormal, or within a few ulps of 0 where XLA:CPU computes an op differently in
+the fused closure and in the interpreter (transcendental functions; float32 division,
+which the fused closure does not round correctly), are the only possible exceptions.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from prospero_jax._interpreter import (
     ARITY,
     CHILDREN,
     GROUP_CAPACITY,
-    ROW_CAPACITY,
     LEAF_PIXEL_CAPACITY,
+    ROW_CAPACITY,
     Tapes,
     leaf_kernel,
     prune_kernel,
@@ -266,7 +270,8 @@ def prune_tile(
     """The value's interval over ``box = (xmin, xmax, ymin, ymax)`` and the pruned program.
 
     The pruned program is ``None`` when the interval decides the sign (< 0 or >= 0); else
-    it equals ``program`` at every point of the box, bit for bit. For tests and ``info``.
+    it is < 0 exactly where ``program`` is, at every point of the box (its value may
+    differ where only the sign of a ``min``/``max`` argument mattered). For tests.
     """
     tapes = root_tape(program, dtype)
     lengths = np.array([len(tapes)], np.int64)

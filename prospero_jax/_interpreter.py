@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from prospero_jax._ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
+from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
 from prospero_jax._tape import Program
 
 #: Children per parent (a 2 × 2 split).
@@ -57,7 +57,6 @@ GROUP_CAPACITY = 1 << 12
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
-MIN, MAX = OPCODE["min"], OPCODE["max"]
 #: What a row's users need of it: nothing, only whether it is < 0, or its value.
 NONE, SIGN, VALUE = 0, 1, 2
 
@@ -144,10 +143,9 @@ def _need_branches() -> list[Callable[..., Any]]:
 
     ``(wanted, choice, a, b, need_a, need_b, same) → (need_a', need_b', code)``: the
     arguments' merged needs and the row's code (its need, with its sign choice × 4).
-    Only sign(value) < 0 matters at the root, and min/max pass that question on when
-    neither argument may be NaN: max(a, b) < 0 iff both are, min(a, b) < 0 iff either is.
-    So where a is always < 0, max(a, b) has b's sign; where a is always >= 0, min(a, b)
-    has b's sign (and symmetrically): the row is replaced by b (sign choice 2).
+    Only "value < 0" matters at the root. An op with a ``sign_choose`` rule (min, max)
+    passes that question on to its arguments when neither may be NaN, and where its rule
+    names one argument, the row is replaced by it (sign choice 1 or 2).
     """
 
     def branch(code: int) -> Callable[..., Any]:
@@ -156,16 +154,13 @@ def _need_branches() -> list[Callable[..., Any]]:
         def run(wanted: Any, ch: Any, a: Any, b: Any, need_a: Any, need_b: Any, same: Any) -> Any:
             sign_choice = jnp.zeros(CHILDREN, jnp.int32)
             passed = jnp.where(wanted == NONE, NONE, VALUE)
-            if code in (MIN, MAX):
+            if op.sign_choose is not None:
                 clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
-                transparent = clean & (wanted == SIGN) & (ch == 0)
-                if code == MAX:
-                    drop_a, drop_b = transparent & (a[1] < 0), transparent & (b[1] < 0)
-                else:
-                    drop_a, drop_b = transparent & (a[0] >= 0), transparent & (b[0] >= 0)
-                sign_choice = jnp.where(drop_a, 2, jnp.where(drop_b, 1, 0))
+                sign_only = clean & (wanted == SIGN)
+                chosen = op.sign_choose(jnp, a, b).astype(jnp.int32)
+                sign_choice = jnp.where(sign_only & (ch == 0), chosen, 0)
                 ch = jnp.where(ch != 0, ch, sign_choice)
-                passed = jnp.where(clean & (wanted == SIGN), SIGN, passed)
+                passed = jnp.where(sign_only, SIGN, passed)
             to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
             to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
             merged_a = jnp.maximum(need_a, to_a)

@@ -16,7 +16,11 @@ Each op is described once, by rules written generic over an array namespace ``xp
   and evaluators poison an op whose arguments may be NaN (see :func:`interval_step`);
 * ``choose(xp, a, b)``, for ``min`` and ``max`` only: 1 where the argument intervals
   prove the result is always ``a``, 2 where always ``b``, else 0 (the tape pruner
-  replaces the op by the chosen argument).
+  replaces the op by the chosen argument);
+* ``sign_choose(xp, a, b)``, for ops through which the test "value < 0" passes to their
+  arguments (``min``: either is < 0; ``max``: both are, given no NaN): 1 where the
+  intervals prove the op is < 0 exactly where ``a`` is, 2 where exactly where ``b`` is,
+  else 0. The pruner uses it where only the sign of the op's value is needed.
 
 Interval bounds are computed in the working dtype with the same round-to-nearest
 operations as point values, so monotone, correctly rounded ops (everything except the
@@ -64,6 +68,7 @@ class Op:
     interval: IntervalRule | None = None
     commutative: bool = False
     choose: Rule | None = None
+    sign_choose: Rule | None = None
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -307,6 +312,19 @@ def _choose_max(xp: Namespace, a: Bounds, b: Bounds) -> Array:
     return xp.where(a[0] > b[1], 1, xp.where(b[0] > a[1], 2, 0))
 
 
+# Sign choices (arguments NaN-free): min(a, b) < 0 iff a < 0 or b < 0, so where a is
+# never < 0 the op is < 0 exactly where b is; max(a, b) < 0 iff both are, so where a is
+# always < 0 the op is < 0 exactly where b is.
+
+
+def _sign_choose_min(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+    return xp.where(b[0] >= 0, 1, xp.where(a[0] >= 0, 2, 0))
+
+
+def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+    return xp.where(b[1] < 0, 1, xp.where(a[1] < 0, 2, 0))
+
+
 def interval_step(op: Op, xp: Namespace, *args: Bounds) -> Bounds:
     """Apply ``op``'s interval rule, poisoning the result where an argument may be NaN."""
     assert op.interval is not None
@@ -347,8 +365,24 @@ OPS: tuple[Op, ...] = (
     Op("sub", 2, _binary("subtract"), _i_sub),
     Op("mul", 2, _binary("multiply"), _i_mul, commutative=True),
     Op("div", 2, _binary("divide"), _i_div),
-    Op("min", 2, _binary("minimum"), _i_min, commutative=True, choose=_choose_min),
-    Op("max", 2, _binary("maximum"), _i_max, commutative=True, choose=_choose_max),
+    Op(
+        "min",
+        2,
+        _binary("minimum"),
+        _i_min,
+        commutative=True,
+        choose=_choose_min,
+        sign_choose=_sign_choose_min,
+    ),
+    Op(
+        "max",
+        2,
+        _binary("maximum"),
+        _i_max,
+        commutative=True,
+        choose=_choose_max,
+        sign_choose=_sign_choose_max,
+    ),
     Op("atan2", 2, _binary("arctan2"), _i_atan2),
     Op("mod", 2, _mod, _i_mod),
     Op("compare", 2, _compare, _i_compare),

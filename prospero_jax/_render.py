@@ -6,8 +6,10 @@ row 0 at the region's top (``ymax``), column 0 at its left (``xmin``).
 
 Modes give identical images: ``brute`` evaluates the unrolled closure at every pixel
 (below); ``culled`` evaluates intervals over a tile hierarchy and prunes the tape per
-tile (:mod:`prospero_jax._culled`); ``auto`` picks ``culled``, the faster on CPU by
-14× for prospero at 1024² (``experiments/RESULTS.md``).
+tile (:mod:`prospero_jax._culled`). ``auto`` picks ``culled`` on CPU, where it is ~38×
+faster for prospero at 1024² (``experiments/RESULTS.md``), and ``brute`` on accelerators:
+the interpreter's loops run one row at a time, which suits a CPU core, while a GPU runs
+the fused closure over a million pixels at once (not measured: no GPU was available).
 
 Brute force: the image is cut into ``tile × tile`` squares. One jitted kernel takes a tile's
 column and row coordinates as data (two vectors, computed on the host exactly as the
@@ -118,7 +120,7 @@ def render(
     if size < 1:
         raise ValueError(f"image size must be at least 1, got {size}")
     dev = resolve_device(device)
-    if mode != "brute":
+    if mode == "culled" or (mode == "auto" and dev.platform == "cpu"):
         with jax.enable_x64(dtype == "float64"):
             return render_culled(
                 program, size, region=region, z=z, dtype=dtype, device=dev, progress=progress

@@ -13,13 +13,14 @@ from prospero_jax._culled import prune_tile
 from prospero_jax._interpreter import leaf_kernel, prune_kernel
 from tests.programs import programs
 
-# Ops whose float results are correctly rounded, so the interpreter and the fused closure
-# agree bit for bit. XLA's transcendental functions may differ by a few ulps between the
-# two (vectorized vs scalar code paths), which could flip a pixel whose value is within
-# those ulps of 0; the culled renderer is held to the oracle on them instead (below).
+# Ops whose float32 results XLA:CPU computes the same way in the interpreter and in the
+# fused closure. Its transcendental functions differ by a few ulps between vectorized and
+# scalar code, and its fused float32 division is not correctly rounded (x / -x gave
+# -0.99999994), so div, recip and those can flip a pixel whose value is within a few ulps
+# of 0; the float64 test below covers them.
 EXACT_OPS = (
-    "neg", "abs", "square", "sqrt", "recip", "floor", "ceil", "round", "not",
-    "add", "sub", "mul", "div", "min", "max", "mod", "compare", "and", "or",
+    "neg", "abs", "square", "sqrt", "floor", "ceil", "round", "not",
+    "add", "sub", "mul", "min", "max", "mod", "compare", "and", "or",
 )  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
 
 @settings(max_examples=40, deadline=None)
 @given(programs(max_size=40), boxes())
-def test_pruned_tape_equals_full_tape_in_its_box(
+def test_pruned_tape_has_the_full_tapes_sign_in_its_box(
     program: pj.Program, box: tuple[float, float, float, float]
 ) -> None:
     lo, hi, pruned = prune_tile(program, box)
@@ -87,7 +88,9 @@ def test_pruned_tape_equals_full_tape_in_its_box(
         return
     assert len(pruned) <= len(pj.simplify(program))
     kept = np.asarray(jax.jit(pj.to_function(pruned, simplify=False))(xs[None, :], ys[:, None]))
-    np.testing.assert_array_equal(kept, full)
+    # Pruning keeps the test "value < 0" exact; values may differ where only the sign of
+    # a min/max argument mattered (its other argument was dropped).
+    np.testing.assert_array_equal(kept < 0, full < 0)
 
 
 def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> None:
