@@ -203,7 +203,7 @@ def _prune_level(
         padded, spans, counts, n_rows = args
         box = np.zeros((GROUP_CAPACITY, 4, CHILDREN), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
-        inputs = jax.device_put((*padded, spans, counts, np.int32(g1 - g0), box), device)
+        inputs = jax.device_put((padded, spans, counts, np.int32(g1 - g0), box), device)
         # One register size per program (not per call): fewer compilations, same speed.
         registers = register_capacity(root_length)
         out = prune_kernel(*inputs, z, registers=registers)
@@ -244,7 +244,7 @@ def _leaves(
         ty = np.zeros((capacity, side), ys.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
-        inputs = jax.device_put((*padded, spans, counts, np.int32(t1 - t0), tx, ty), device)
+        inputs = jax.device_put((padded, spans, counts, np.int32(t1 - t0), tx, ty), device)
         registers = register_capacity(int(lengths[t0:t1].max()))
         out = leaf_kernel(*inputs, z, registers=registers, side=side)
         calls.append((t1 - t0, out))

@@ -175,9 +175,7 @@ def _need_branches() -> list[Callable[..., Any]]:
 
 @functools.partial(jax.jit, static_argnames="registers")
 def prune_kernel(
-    ops: jax.Array,
-    args: jax.Array,
-    consts: jax.Array,
+    tapes: Tapes,
     starts: jax.Array,
     lengths: jax.Array,
     count: jax.Array,
@@ -193,6 +191,7 @@ def prune_kernel(
     unless the interval straddles 0 or is NaN); per parent row ``r * 4 + k``: ``emit``
     (row r is in child k's tape) and ``new_a``, ``new_b`` (its operands there).
     """
+    ops, args, consts = tapes
     dtype = consts.dtype
     k4 = CHILDREN
     branches = _interval_branches()
@@ -336,9 +335,7 @@ def _value_branches() -> list[Callable[..., Any]]:
 
 @functools.partial(jax.jit, static_argnames=("registers", "side"))
 def leaf_kernel(
-    ops: jax.Array,
-    args: jax.Array,
-    consts: jax.Array,
+    tapes: Tapes,
     starts: jax.Array,
     lengths: jax.Array,
     count: jax.Array,
@@ -354,6 +351,7 @@ def leaf_kernel(
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
     ys[t, row])`` is < 0.
     """
+    ops, args, consts = tapes
     px = side * side
     branches = _value_branches()
     tiles = starts.shape[0]
