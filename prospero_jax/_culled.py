@@ -286,6 +286,8 @@ def prune_tile(
     ops, args = tapes.ops[rows], new_args[rows * CHILDREN]
     args[ARITY[ops] < 1, 0] = -1
     args[ARITY[ops] < 2, 1] = -1
-    consts = np.where(ops == CONST, tapes.consts[rows], 0.0).astype(np.float64)
+    # The root tape's rows are the simplified program's: take its float64 constants (the
+    # tape's may have overflowed to inf in float32).
+    consts = np.where(ops == CONST, _passes.simplify(program).consts[rows], 0.0)
     pruned = Program(ops, args, consts, tuple(f"_{i:x}" for i in range(len(rows))), "<pruned>")
     return float(lo[0, 0]), float(hi[0, 0]), pruned

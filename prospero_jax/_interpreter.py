@@ -73,10 +73,13 @@ class Tapes(NamedTuple):
 
     @staticmethod
     def pack(program: Program, dtype: str) -> Tapes:
+        """The program as one tape (constants beyond ``dtype``'s range become ±inf)."""
+        with np.errstate(over="ignore"):
+            consts = program.consts.astype(dtype)
         return Tapes(
             program.opcodes.astype(np.int32),
             np.maximum(program.args, 0).astype(np.int32),
-            program.consts.astype(dtype),
+            consts,
         )
 
     def __len__(self) -> int:

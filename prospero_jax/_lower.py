@@ -42,14 +42,20 @@ def to_function(program: Program, *, simplify: bool = True) -> Field:
     steps = plan(tape)
 
     def field(
-        x: Float[ArrayLike, ...], y: Float[ArrayLike, ...], z: Float[ArrayLike, ...] = 0.0
-    ) -> Float[Array, ...]:
+        x: Float[ArrayLike, "..."], y: Float[ArrayLike, "..."], z: Float[ArrayLike, "..."] = 0.0
+    ) -> Float[Array, "..."]:
         x, y, z = jnp.asarray(x), jnp.asarray(y), jnp.asarray(z)
         dtype = jnp.promote_types(jnp.result_type(x, y, z), jnp.float32)
         x, y, z = x.astype(dtype), y.astype(dtype), z.astype(dtype)
-        value = run(steps, jnp, x, y, z, lambda c: np.asarray(c, dtype))
+        value = run(steps, jnp, x, y, z, lambda c: _constant(c, dtype))
         return jnp.broadcast_to(value, jnp.broadcast_shapes(x.shape, y.shape, z.shape))
 
     field.__name__ = field.__qualname__ = "vm_field"
     field.__doc__ = f"Value of {program.source} ({len(tape)} instructions) at (x, y, z)."
     return field
+
+
+def _constant(value: float, dtype: np.dtype) -> np.ndarray:
+    """``value`` in the working dtype; beyond its range it becomes ±inf (IEEE rounding)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(value, dtype)

@@ -38,10 +38,10 @@ def axes(
 
 def evaluate(
     program: Program,
-    x: Float64[np.ndarray, ...] | float,
-    y: Float64[np.ndarray, ...] | float,
-    z: Float64[np.ndarray, ...] | float = 0.0,
-) -> Float64[np.ndarray, ...]:
+    x: Float64[np.ndarray, "..."] | float,
+    y: Float64[np.ndarray, "..."] | float,
+    z: Float64[np.ndarray, "..."] | float = 0.0,
+) -> Float64[np.ndarray, "..."]:
     """The program's float64 value at points ``(x, y, z)`` (any broadcastable shapes)."""
     x, y, z = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
     with np.errstate(all="ignore"):
@@ -70,6 +70,6 @@ def render(
     return to_pixels(values(program, size, region, z))
 
 
-def to_pixels(value: np.ndarray) -> UInt8[np.ndarray, ...]:
+def to_pixels(value: np.ndarray) -> UInt8[np.ndarray, "..."]:
     """255 where ``value < 0``, else 0."""
     return np.where(value < 0, np.uint8(255), np.uint8(0))
