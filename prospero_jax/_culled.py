@@ -139,8 +139,7 @@ def render_culled(
             [xs[child_cols], xs[child_cols + half - 1], ys[child_rows + half - 1], ys[child_rows]],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi], 4)
-        _, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, root)
-        inside = hi < 0
+        _, _, inside, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, root)
         _paint(image, half, child_rows[inside], child_cols[inside], 255)
 
         # Next level: every ambiguous child's kept rows, lane-major (child by child).
@@ -208,18 +207,18 @@ def _prune_level(
         registers = register_capacity(root_length)
         out = prune_kernel(*inputs, z, registers=registers)
         calls.append((g1 - g0, n_rows, out))  # dispatched; read below
-    parts: list[list[np.ndarray]] = [[], [], [], [], []]
-    for n_groups, n_rows, (lo, hi, kept, emit, new_a, new_b) in calls:
-        parts[0].append(np.asarray(lo)[: n_groups * CHILDREN])
-        parts[1].append(np.asarray(hi)[: n_groups * CHILDREN])
-        parts[2].append(np.asarray(kept)[: n_groups * CHILDREN])
-        parts[3].append(np.asarray(emit)[: n_rows * CHILDREN])
+    per_child: list[list[np.ndarray]] = [[], [], [], []]  # lo, hi, inside, kept
+    emits, operands = [], []
+    for n_groups, n_rows, (*children, emit, new_a, new_b) in calls:
+        for part, values in zip(per_child, children, strict=True):
+            part.append(np.asarray(values)[: n_groups * CHILDREN])
         size = n_rows * CHILDREN
-        parts[4].append(np.stack([np.asarray(new_a)[:size], np.asarray(new_b)[:size]], axis=1))
-    lo, hi, kept = (np.concatenate(p).reshape(-1, CHILDREN) for p in parts[:3])
-    emit = np.concatenate(parts[3])  # (rows * 4,): row-major, lane fastest
-    new_args = np.concatenate(parts[4])  # (rows * 4, 2)
-    return lo, hi, kept, emit, new_args
+        emits.append(np.asarray(emit)[:size])
+        operands.append(np.stack([np.asarray(new_a)[:size], np.asarray(new_b)[:size]], axis=1))
+    lo, hi, inside, kept = (np.concatenate(part).reshape(-1, CHILDREN) for part in per_child)
+    emit = np.concatenate(emits)  # (rows * 4,): row-major, lane fastest
+    new_args = np.concatenate(operands)  # (rows * 4, 2)
+    return lo, hi, inside, kept, emit, new_args
 
 
 def _leaves(
@@ -279,7 +278,9 @@ def prune_tile(
     with jax.enable_x64(dtype == "float64"):
         device = jax.devices()[0]
         zz = jax.device_put(np.asarray(z, dtype), device)
-        lo, hi, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, len(tapes))
+        lo, hi, _, kept, emit, new_args = _prune_level(
+            tapes, lengths, boxes, zz, device, len(tapes)
+        )
     if kept[0, 0] == 0:
         return float(lo[0, 0]), float(hi[0, 0]), None
     rows = np.flatnonzero(emit[::CHILDREN])

@@ -190,9 +190,11 @@ def prune_kernel(
     """Interval-evaluate and prune ``count`` parent tapes over their 4 child boxes each.
 
     ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × 4 children``. Returns, per child ``g * 4 +
-    k``: ``lo``, ``hi`` (the value's interval) and ``kept`` (its pruned tape's length, 0
-    unless the interval straddles 0 or is NaN); per parent row ``r * 4 + k``: ``emit``
-    (row r is in child k's tape) and ``new_a``, ``new_b`` (its operands there).
+    k``: ``lo``, ``hi`` (the value's interval), ``inside`` (``hi < 0``, decided here, with
+    XLA's treatment of subnormals, like the point evaluators' ``value < 0``) and ``kept``
+    (its pruned tape's length, 0 unless the interval straddles 0 or is NaN); per parent
+    row ``r * 4 + k``: ``emit`` (row r is in child k's tape) and ``new_a``, ``new_b`` (its
+    operands there).
     """
     ops, args, consts = tapes
     dtype = consts.dtype
@@ -209,7 +211,7 @@ def prune_kernel(
 
     def group(g: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         (lo, hi, choice, need, codes, target), out = state[:6], state[6:]
-        root_lo, root_hi, kept, emit, new_a, new_b = out
+        root_lo, root_hi, painted, kept, emit, new_a, new_b = out
         start, n, box = starts[g], lengths[g], boxes[g]
 
         def forward(i: jax.Array, regs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
@@ -228,7 +230,8 @@ def prune_kernel(
         lo, hi, choice, need = lax.fori_loop(0, n, forward, (lo, hi, choice, need))
         r = n - 1
         rlo, rhi = _read(lo, r, k4), _read(hi, r, k4)
-        ambiguous = ~(rhi < 0) & ~(rlo >= 0)  # NaN bounds are ambiguous too
+        inside = rhi < 0
+        ambiguous = ~inside & ~(rlo >= 0)  # NaN bounds are ambiguous too
         need = _write(need, r, jnp.where(ambiguous, SIGN, NONE), k4)
 
         def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
@@ -293,6 +296,7 @@ def prune_kernel(
             target,
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
+            _write(painted, g, inside, k4),
             _write(kept, g, total, k4),
             emit,
             new_a,
@@ -308,13 +312,14 @@ def prune_kernel(
         jnp.zeros(size, jnp.int32),
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, dtype),
+        jnp.zeros(groups * k4, bool),
         jnp.zeros(groups * k4, jnp.int32),
         jnp.zeros(rows * k4, bool),
         jnp.zeros(rows * k4, jnp.int32),
         jnp.zeros(rows * k4, jnp.int32),
     )
-    root_lo, root_hi, kept, emit, new_a, new_b = lax.fori_loop(0, count, group, state)[6:]
-    return root_lo, root_hi, kept, emit, new_a, new_b
+    outputs: tuple[jax.Array, ...] = lax.fori_loop(0, count, group, state)[6:]
+    return outputs
 
 
 def _value_branches() -> list[Callable[..., Any]]:

@@ -202,7 +202,7 @@ def _i_recip(xp: Namespace, a: Bounds) -> Bounds:
     lo, hi = a
     # 1/x is decreasing on each side of 0; a range that holds 0 (of either sign) reaches
     # both infinities, so it is unknown.
-    return _nan_where(xp, _has_zero(a), 1 / hi, 1 / lo)
+    return _nan_where(xp, _has_zero(a), xp.reciprocal(hi), xp.reciprocal(lo))
 
 
 def _i_not(xp: Namespace, a: Bounds) -> Bounds:
