@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import prospero_jax as pj
 from prospero_jax._culled import prune_tile
 from prospero_jax._interpreter import leaf_kernel, prune_kernel
+from tests.conftest import shared_path
 from tests.programs import programs
 
 # Ops whose float32 results XLA:CPU computes the same way in the interpreter and in the
@@ -110,3 +111,14 @@ def test_kernels_compile_independently_of_the_program(
             pj.render(program, size, mode="culled")
     # Other programs, tiles, levels and sizes reuse those compilations.
     assert (prune_kernel._cache_size(), leaf_kernel._cache_size()) == compiled
+
+
+@pytest.mark.parametrize("model", ["bear", "colonnade", "tanglecube"])
+def test_3d_models_with_every_kind_of_op_match_the_oracle(model: str) -> None:
+    program = pj.load(shared_path(f"models/{model}.vm"))  # bear: abs, cos, div, exp, ln, sin
+    for z in (0.0, 0.3):
+        values = pj.reference.values(program, 128, region=(-1.5, 1.5, -1.5, 1.5), z=z)
+        for mode in ("brute", "culled"):
+            image = pj.render(program, 128, region=(-1.5, 1.5, -1.5, 1.5), z=z, mode=mode)
+            differ = image != pj.reference.to_pixels(values)
+            assert np.all(np.abs(values[differ]) < 1e-4), (mode, z)
