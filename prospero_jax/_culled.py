@@ -12,7 +12,9 @@ How (after Fidget's and MPR's hierarchical evaluation):
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
    and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
    ``min``/``max`` replaced by their chosen side, ``min``/``max`` whose sign one side
-   decides (when only the sign is needed) replaced by that side, dead rows dropped. Host
+   decides (when only a sign test is needed: the root's ``< 0``, passed on through
+   ``min``, ``max`` and, flipped to ``> 0``, ``neg``) replaced by that side, dead rows
+   dropped. Host
    NumPy gathers the kept rows into the next level's tapes (vectorized over all tiles; no
    Python loop per tile).
 3. At 32 × 32 pixels, :func:`~prospero_jax._interpreter.leaf_kernel` evaluates each

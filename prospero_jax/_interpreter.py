@@ -7,7 +7,8 @@ Output, per kernel:
 * :func:`prune_kernel` (one parent tape → its 2 × 2 children): for each child box, the
   interval of the tape's value, and the child's pruned tape: each ``min``/``max`` that
   the intervals decide is replaced by the chosen argument, each one that the root's sign
-  test can see through is replaced by the argument that decides the sign, and every row
+  test sees through (passing it on through ``min``, ``max`` and, flipped, ``neg``) is
+  replaced by the argument that decides the sign, and every row
   the value no longer needs is dropped (the rows kept, and their operands renumbered);
 * :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0.
 
@@ -18,8 +19,8 @@ never on a program: one compilation serves every program, tile and level, and JA
 persistent cache keeps it across processes.
 
 The prune kernel makes four passes over a parent tape: forward (intervals and
-interval-decided choices), backward (what each row's users need of it: nothing, its sign,
-or its value; sign choices), forward (each row's index in the child tape, or the index of
+interval-decided choices), backward (what each row's users need of it: nothing, whether
+it is < 0, whether it is > 0, or its value; sign choices), forward (each row's index in the child tape, or the index of
 the row standing for it) and forward (kept rows' operands).
 
 Registers are flat 1-D buffers indexed ``row * lanes + lane``, carried from tape to tape
@@ -58,7 +59,9 @@ GROUP_CAPACITY = 1 << 12
 LEAF_PIXEL_CAPACITY = 1 << 20
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
 #: What a row's users need of it: nothing, only whether it is < 0, or its value.
-NONE, SIGN, VALUE = 0, 1, 2
+#: What a row's users need of it, as bits: nothing, whether it is < 0, whether it is > 0,
+#: its value. Needs merge by OR; anything but exactly LESS or GREATER counts as VALUE.
+NONE, LESS, GREATER, VALUE = 0, 1, 2, 4
 
 
 class Tapes(NamedTuple):
@@ -145,10 +148,10 @@ def _need_branches() -> list[Callable[..., Any]]:
     """One branch per opcode: what a row's arguments must provide, given what it must.
 
     ``(wanted, choice, a, b, need_a, need_b, same) → (need_a', need_b', code)``: the
-    arguments' merged needs and the row's code (its need, with its sign choice × 4).
-    Only "value < 0" matters at the root. An op with a ``sign_choose`` rule (min, max)
-    passes that question on to its arguments when neither may be NaN, and where its rule
-    names one argument, the row is replaced by it (sign choice 1 or 2).
+    arguments' merged needs and the row's code (its need, with its sign choice × 8).
+    Only "value < 0" matters at the root. Ops with a ``sign_pass`` rule pass such a test
+    on (``neg`` flipped); where the row's ``sign_choose`` rule names one argument, the row
+    is replaced by it (sign choice 1 or 2). An interval choice passes any need unchanged.
     """
 
     def branch(code: int) -> Callable[..., Any]:
@@ -156,20 +159,28 @@ def _need_branches() -> list[Callable[..., Any]]:
 
         def run(wanted: Any, ch: Any, a: Any, b: Any, need_a: Any, need_b: Any, same: Any) -> Any:
             sign_choice = jnp.zeros(CHILDREN, jnp.int32)
+            test = (wanted == LESS) | (wanted == GREATER)
             passed = jnp.where(wanted == NONE, NONE, VALUE)
-            if op.sign_choose is not None:
+            if op.sign_pass == "flip":
+                passed = jnp.where(test, wanted ^ (LESS | GREATER), passed)
+            elif op.sign_pass == "same":
+                assert op.sign_choose is not None
                 clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
-                sign_only = clean & (wanted == SIGN)
-                chosen = op.sign_choose(jnp, a, b).astype(jnp.int32)
-                sign_choice = jnp.where(sign_only & (ch == 0), chosen, 0)
+                usable = clean & test
+                chosen = jnp.where(
+                    wanted == GREATER,
+                    op.sign_choose(jnp, a, b, True),
+                    op.sign_choose(jnp, a, b, False),
+                ).astype(jnp.int32)
+                sign_choice = jnp.where(usable & (ch == 0), chosen, 0)
+                passed = jnp.where(usable | (ch != 0), wanted, passed)
                 ch = jnp.where(ch != 0, ch, sign_choice)
-                passed = jnp.where(sign_only, SIGN, passed)
             to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
             to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
-            merged_a = jnp.maximum(need_a, to_a)
-            merged_b = jnp.maximum(jnp.where(same, merged_a, need_b), to_b)
+            merged_a = need_a | to_a
+            merged_b = jnp.where(same, merged_a, need_b) | to_b
             # With a == b the second update wins, so it must carry both.
-            return jnp.where(same, merged_b, merged_a), merged_b, wanted + 4 * sign_choice
+            return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
 
         return run
 
@@ -232,7 +243,7 @@ def prune_kernel(
         rlo, rhi = _read(lo, r, k4), _read(hi, r, k4)
         inside = rhi < 0
         ambiguous = ~inside & ~(rlo >= 0)  # NaN bounds are ambiguous too
-        need = _write(need, r, jnp.where(ambiguous, SIGN, NONE), k4)
+        need = _write(need, r, jnp.where(ambiguous, LESS, NONE), k4)
 
         def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
             need, codes = state
@@ -259,8 +270,8 @@ def prune_kernel(
             count, target, emit = state
             a, b = args[start + i, 0], args[start + i, 1]
             code, ch = _read(codes, i, k4), _read(choice, i, k4)
-            ch = jnp.where(ch != 0, ch, code >> 2)  # interval choice, else sign choice
-            e = ((code & 3) != NONE) & (ch == 0)
+            ch = jnp.where(ch != 0, ch, code >> 3)  # interval choice, else sign choice
+            e = ((code & 7) != NONE) & (ch == 0)
             # target[i]: the child-tape index that stands for row i: its own new index if
             # kept, its choice's target if replaced (operands' targets are final already).
             target_a, target_b = _read(target, a, k4), _read(target, b, k4)

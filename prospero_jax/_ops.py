@@ -17,10 +17,13 @@ Each op is described once, by rules written generic over an array namespace ``xp
 * ``choose(xp, a, b)``, for ``min`` and ``max`` only: 1 where the argument intervals
   prove the result is always ``a``, 2 where always ``b``, else 0 (the tape pruner
   replaces the op by the chosen argument);
-* ``sign_choose(xp, a, b)``, for ops through which the test "value < 0" passes to their
-  arguments (``min``: either is < 0; ``max``: both are, given no NaN): 1 where the
-  intervals prove the op is < 0 exactly where ``a`` is, 2 where exactly where ``b`` is,
-  else 0. The pruner uses it where only the sign of the op's value is needed.
+* ``sign_pass``: how a sign test on the op's value passes to its arguments: ``"same"``
+  (``min``: < 0 iff either is, > 0 iff both are; ``max``: < 0 iff both are, > 0 iff
+  either is; given no NaN), ``"flip"`` (``neg``: < 0 iff its argument is > 0, NaN
+  included), or ``None`` (the value is needed);
+* ``sign_choose(xp, a, b, positive)``, for ``"same"`` ops: 1 where the intervals prove
+  the op passes the test (< 0, or > 0 if ``positive``) exactly where ``a`` does, 2 where
+  exactly where ``b`` does, else 0. The pruner uses these where only a sign is needed.
 
 Interval bounds are computed in the working dtype with the same round-to-nearest
 operations as point values, so monotone, correctly rounded ops (everything except the
@@ -68,6 +71,7 @@ class Op:
     interval: IntervalRule | None = None
     commutative: bool = False
     choose: Rule | None = None
+    sign_pass: str | None = None
     sign_choose: Rule | None = None
 
 
@@ -312,16 +316,20 @@ def _choose_max(xp: Namespace, a: Bounds, b: Bounds) -> Array:
     return xp.where(a[0] > b[1], 1, xp.where(b[0] > a[1], 2, 0))
 
 
-# Sign choices (arguments NaN-free): min(a, b) < 0 iff a < 0 or b < 0, so where a is
-# never < 0 the op is < 0 exactly where b is; max(a, b) < 0 iff both are, so where a is
-# always < 0 the op is < 0 exactly where b is.
+# Sign choices (arguments NaN-free). min(a, b) < 0 iff a < 0 or b < 0, so where a is
+# never < 0 the op is < 0 exactly where b is; min > 0 iff both are, so where a is always
+# > 0 it is > 0 exactly where b is. max is the mirror image.
 
 
-def _sign_choose_min(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+def _sign_choose_min(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Array:
+    if positive:
+        return xp.where(b[0] > 0, 1, xp.where(a[0] > 0, 2, 0))
     return xp.where(b[0] >= 0, 1, xp.where(a[0] >= 0, 2, 0))
 
 
-def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds) -> Array:
+def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Array:
+    if positive:
+        return xp.where(b[1] <= 0, 1, xp.where(a[1] <= 0, 2, 0))
     return xp.where(b[1] < 0, 1, xp.where(a[1] < 0, 2, 0))
 
 
@@ -343,7 +351,7 @@ OPS: tuple[Op, ...] = (
     Op("var-z", 0, None),
     Op("const", 0, None),
     # Unary.
-    Op("neg", 1, _unary("negative"), _i_neg),
+    Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip"),
     Op("abs", 1, _unary("abs"), _i_abs),
     Op("square", 1, _unary("square"), _i_square),
     Op("sqrt", 1, _unary("sqrt"), _i_sqrt),
@@ -372,6 +380,7 @@ OPS: tuple[Op, ...] = (
         _i_min,
         commutative=True,
         choose=_choose_min,
+        sign_pass="same",
         sign_choose=_sign_choose_min,
     ),
     Op(
@@ -381,6 +390,7 @@ OPS: tuple[Op, ...] = (
         _i_max,
         commutative=True,
         choose=_choose_max,
+        sign_pass="same",
         sign_choose=_sign_choose_max,
     ),
     Op("atan2", 2, _binary("arctan2"), _i_atan2),

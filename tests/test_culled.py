@@ -122,3 +122,17 @@ def test_3d_models_with_every_kind_of_op_match_the_oracle(model: str) -> None:
             image = pj.render(program, 128, region=(-1.5, 1.5, -1.5, 1.5), z=z, mode=mode)
             differ = image != pj.reference.to_pixels(values)
             assert np.all(np.abs(values[differ]) < 1e-4), (mode, z)
+
+
+def test_sign_tests_pass_through_neg_min_and_max() -> None:
+    # value < 0 iff max(x - 0.5, y) > 0. On x in [-0.2, 0.4], x - 0.5 is never > 0, so only
+    # y decides, though the two intervals overlap and the max cannot be decided by them.
+    program = pj.parse("x var-x\ny var-y\nh const 0.5\na sub x h\nm max a y\nr neg m")
+    _, _, pruned = prune_tile(program, (-0.2, 0.4, -0.5, 0.5))
+    assert pruned is not None
+    assert [pj.OPS[c].name for c in pruned.opcodes] == ["var-y", "neg"]
+    # Where the value itself is needed (here by mul), nothing is dropped.
+    scaled = pj.parse("x var-x\ny var-y\nh const 0.5\na sub x h\nm max a y\nr mul m m")
+    _, _, kept = prune_tile(scaled, (-0.2, 0.4, -0.5, 0.5))
+    assert kept is not None
+    assert "sub" in [pj.OPS[c].name for c in kept.opcodes]
