@@ -20,8 +20,9 @@ persistent cache keeps it across processes.
 
 The prune kernel makes four passes over a parent tape: forward (intervals and
 interval-decided choices), backward (what each row's users need of it: nothing, whether
-it is < 0, whether it is > 0, or its value; sign choices), forward (each row's index in the child tape, or the index of
-the row standing for it) and forward (kept rows' operands).
+it is < 0, whether it is > 0, or its value; sign choices), forward (each row's index in
+the child tape, or the index of the row standing for it) and forward (kept rows'
+operands).
 
 Registers are flat 1-D buffers indexed ``row * lanes + lane``, carried from tape to tape
 without clearing (a row only reads registers written earlier in its own tape), and
