@@ -14,11 +14,10 @@ How (after Fidget's and MPR's hierarchical evaluation):
    ``min``/``max`` replaced by their chosen side, ``min``/``max`` whose sign one side
    decides (when only a sign test is needed: the root's ``< 0``, passed on through
    ``min``, ``max`` and, flipped to ``> 0``, ``neg``) replaced by that side, dead rows
-   dropped. Host
-   NumPy gathers the kept rows into the next level's tapes (vectorized over all tiles; no
-   Python loop per tile).
-3. At 32 × 32 pixels, :func:`~prospero_jax._interpreter.leaf_kernel` evaluates each
-   ambiguous tile's short tape at its 64 pixels.
+   dropped. Host NumPy gathers the kept rows into the next level's tapes (vectorized over
+   all tiles; no Python loop per tile).
+3. At 32 × 32 pixels (:data:`LEAF_SIDE`), :func:`~prospero_jax._interpreter.leaf_kernel`
+   evaluates each ambiguous tile's short tape at its 1,024 pixels.
 
 Why the images are identical to brute force: intervals are sound for the dtype (see
 :mod:`prospero_jax._ops`), so painted tiles are right at every pixel; a ``min``/``max``

@@ -59,7 +59,6 @@ GROUP_CAPACITY = 1 << 12
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
-#: What a row's users need of it: nothing, only whether it is < 0, or its value.
 #: What a row's users need of it, as bits: nothing, whether it is < 0, whether it is > 0,
 #: its value. Needs merge by OR; anything but exactly LESS or GREATER counts as VALUE.
 NONE, LESS, GREATER, VALUE = 0, 1, 2, 4

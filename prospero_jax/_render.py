@@ -6,7 +6,7 @@ row 0 at the region's top (``ymax``), column 0 at its left (``xmin``).
 
 Modes give identical images: ``brute`` evaluates the unrolled closure at every pixel
 (below); ``culled`` evaluates intervals over a tile hierarchy and prunes the tape per
-tile (:mod:`prospero_jax._culled`). ``auto`` picks ``culled`` on CPU, where it is ~45×
+tile (:mod:`prospero_jax._culled`). ``auto`` picks ``culled`` on CPU, where it is 35–45×
 faster for prospero at 1024² (``experiments/RESULTS.md``), and ``brute`` on accelerators:
 the interpreter's loops run one row at a time, which suits a CPU core, while a GPU runs
 the fused closure over a million pixels at once (not measured: no GPU was available).
