@@ -48,7 +48,7 @@ def to_interval_function(program: Program) -> Callable[..., Interval]:
             (xl, xh),
             (yl, yh),
             (zl, zh),
-            lambda c: (np.asarray(c, dtype), np.asarray(c, dtype)),
+            lambda _, c: (np.asarray(c, dtype), np.asarray(c, dtype)),
         )
         shape = jnp.broadcast_shapes(*(v.shape for v in (xl, yl, zl)))
         out_lo: Array = jnp.broadcast_to(lo, shape)

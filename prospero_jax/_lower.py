@@ -1,61 +1,153 @@
-"""Stage 3, lowering: Program → a pure function of JAX arrays.
+"""Stage 3, lowering: Program → a pure, differentiable function of JAX arrays.
 
 Input: a Program.
-Output: ``f(x, y, z=0.0)``, a Python function that JAX can ``jit``, ``vmap``, ``grad``,
-``jvp`` and ``linearize``: it evaluates the program's tape, one ``jax.numpy`` call per
-instruction, on arrays of any broadcast-compatible shapes.
+Output: a *field*: ``f(x, y, z=0.0)`` (:func:`to_function`), or ``f(constants, x, y,
+z=0.0)`` with the program's constants as an argument (:func:`to_parametric`). Values are
+one ``jax.numpy`` call per instruction, unrolled (XLA fuses them); derivatives come from
+the op table's partials rules through a ``jax.custom_jvp``, evaluated unrolled for short
+tapes and by the dual interpreter (:mod:`prospero_jax._dual`) for long ones, whose
+compile time does not grow with the tape.
 
 Invariants:
 
-* ``f`` is pure: no side effects, no Python control flow on array values, so it traces
-  once per input shape and dtype;
-* the working dtype is that of the coordinates (float32 by default; float64 when they are
-  float64, which needs ``jax_enable_x64``); constants are cast to it;
-* the tape is simplified first (:func:`prospero_jax._passes.simplify`), which changes no
-  value in float64; in float32 a folded constant is rounded once instead of per step;
-* tracing keeps only live intermediates (see :mod:`prospero_jax._unroll`).
+* a field is pure: no side effects, no Python control flow on array values, so it traces
+  once per input shape and dtype, and composes with ``jit``, ``vmap``, ``grad``,
+  ``jvp``, ``jacfwd`` and ``jacrev``;
+* the working dtype is that of the coordinates and constants, at least float32 (float64
+  needs ``jax_enable_x64``); the result has the points' broadcast shape;
+* derivatives follow the op table's conventions where they do not exist (``min``/``max``
+  ties: the mean; ``sqrt`` at 0: 0; see :mod:`prospero_jax._ops`), so they are finite
+  wherever the values are;
+* :func:`to_function` simplifies the tape first (no value changes in float64; in
+  float32 a folded constant is rounded once instead of per step); :func:`to_parametric`
+  keeps every instruction, so its constants are exactly the program's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Literal
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from prospero_jax import _passes
+from prospero_jax._dual import dual_function
 from prospero_jax._tape import Program
 from prospero_jax._unroll import plan, run
 
 Field = Callable[..., Float[Array, "..."]]
+Derivatives = Literal["auto", "unrolled", "interpreter"]
+#: Longest tape whose derivatives ``"auto"`` unrolls; longer ones use the interpreter.
+#: (XLA compiles an unrolled value + jvp of 250 instructions in ~0.5 s, of 1,000 in ~7 s.)
+UNROLL_LIMIT = 256
 
 
-def to_function(program: Program, *, simplify: bool = True) -> Field:
+def to_function(
+    program: Program, *, simplify: bool = True, derivatives: Derivatives = "auto"
+) -> Field:
     """Return ``f(x, y, z=0.0)``, the program's value at the points ``(x, y, z)``.
 
     ``x``, ``y`` and ``z`` are scalars or arrays that broadcast together; the result has
     their broadcast shape and their floating dtype (integers are promoted to float).
-    ``simplify=False`` lowers the tape exactly as written.
+    ``simplify=False`` lowers the tape exactly as written. ``derivatives`` picks how JAX
+    differentiates it: ``"unrolled"`` (fast to run, slow to compile for long tapes),
+    ``"interpreter"`` (compiles in about a second for any tape), or ``"auto"`` (unrolled
+    up to :data:`UNROLL_LIMIT` instructions).
     """
     tape = _passes.simplify(program) if simplify else program
-    steps = plan(tape)
+    parametric = _parametric_core(tape, derivatives, baked=True)
+    constants = tape.constants
 
     def field(
         x: Float[ArrayLike, "..."], y: Float[ArrayLike, "..."], z: Float[ArrayLike, "..."] = 0.0
     ) -> Float[Array, "..."]:
-        x, y, z = jnp.asarray(x), jnp.asarray(y), jnp.asarray(z)
         dtype = jnp.promote_types(jnp.result_type(x, y, z), jnp.float32)
-        x, y, z = x.astype(dtype), y.astype(dtype), z.astype(dtype)
-        value = run(steps, jnp, x, y, z, lambda c: _constant(c, dtype))
-        return jnp.broadcast_to(value, jnp.broadcast_shapes(x.shape, y.shape, z.shape))
+        return parametric(constant_array(constants, dtype), x, y, z)
 
     field.__name__ = field.__qualname__ = "vm_field"
     field.__doc__ = f"Value of {program.source} ({len(tape)} instructions) at (x, y, z)."
     return field
 
 
-def _constant(value: float, dtype: np.dtype) -> np.ndarray:
-    """``value`` in the working dtype; beyond its range it becomes ±inf (IEEE rounding)."""
+def to_parametric(
+    program: Program, *, derivatives: Derivatives = "auto"
+) -> tuple[Field, Float[Array, " constants"]]:
+    """Return ``(f, constants)``: ``f(constants, x, y, z=0.0)`` and the program's constants.
+
+    ``constants`` holds the value of every ``const`` instruction, in tape order (as
+    ``program.constants``), in JAX's default float dtype; ``f`` evaluates the program with
+    those replaced by its first argument, so ``jax.grad(f)`` differentiates with respect
+    to them. Write fitted values back with ``program.with_constants(values)``.
+    """
+    f = _parametric_core(program, derivatives, baked=False)
+    f.__doc__ = f"Value of {program.source} at (x, y, z) with the given constants."
+    return f, jnp.asarray(program.constants)
+
+
+def _parametric_core(program: Program, derivatives: Derivatives, *, baked: bool) -> Field:
+    """``f(constants, x, y, z)`` with custom derivatives (see the module docstring).
+
+    ``baked``: the value closure uses the program's own constants as literals (XLA folds
+    them) and ignores its first argument, which only the derivatives read.
+    """
+    if derivatives not in ("auto", "unrolled", "interpreter"):
+        raise ValueError(f"derivatives must be auto, unrolled or interpreter: {derivatives!r}")
+    values = plan(program)
+    unroll = derivatives == "unrolled" or (derivatives == "auto" and len(program) <= UNROLL_LIMIT)
+    dual = _unrolled_dual(program) if unroll else dual_function(program)
+
+    @jax.custom_jvp
+    def core(constants: Array, x: Array, y: Array, z: Array) -> Array:
+        if baked:
+            value = run(values, jnp, x, y, z, lambda _, c: constant_array(c, x.dtype))
+        else:
+            value = run(values, jnp, x, y, z, lambda k, _: constants[k])
+        return jnp.broadcast_to(value, x.shape)
+
+    @core.defjvp
+    def core_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> Any:
+        constants, *points = primals
+        d_constants, *d_points = tangents
+        return dual(constants, tuple(points), d_constants, tuple(d_points))
+
+    def field(
+        constants: Float[ArrayLike, " k"],
+        x: Float[ArrayLike, "..."],
+        y: Float[ArrayLike, "..."],
+        z: Float[ArrayLike, "..."] = 0.0,
+    ) -> Float[Array, "..."]:
+        c, *points = (jnp.asarray(v) for v in (constants, x, y, z))
+        dtype = jnp.promote_types(jnp.result_type(*points), jnp.float32)
+        if c.shape != (program.constants.size,):
+            raise ValueError(
+                f"expected {program.constants.size} constants, got an array of shape {c.shape}"
+            )
+        px, py, pz = jnp.broadcast_arrays(*(p.astype(dtype) for p in points))
+        return core(c.astype(dtype), px, py, pz)
+
+    field.__name__ = field.__qualname__ = "vm_parametric_field"
+    return field
+
+
+def _unrolled_dual(program: Program) -> Callable[..., tuple[Array, Array]]:
+    """The dual-number closure: value and tangent, one pair of jnp calls per instruction."""
+    steps = plan(program, rules="dual")
+
+    def dual(
+        constants: Array, points: tuple[Array, ...], d_constants: Array, d_points: tuple[Array, ...]
+    ) -> tuple[Array, Array]:
+        x, y, z = zip(points, d_points, strict=True)
+        value, tangent = run(steps, jnp, x, y, z, lambda k, _: (constants[k], d_constants[k]))
+        shape = points[0].shape
+        return jnp.broadcast_to(value, shape), jnp.broadcast_to(tangent, shape)
+
+    return dual
+
+
+def constant_array(values: np.ndarray | float, dtype: Any) -> np.ndarray:
+    """``values`` in the working dtype; beyond its range they become ±inf (IEEE rounding)."""
     with np.errstate(over="ignore"):
-        return np.asarray(value, dtype)
+        return np.asarray(values, dtype)

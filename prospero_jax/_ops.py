@@ -24,6 +24,12 @@ Each op is described once, by rules written generic over an array namespace ``xp
 * ``sign_choose(xp, a, b, positive)``, for ``"same"`` ops: 1 where the intervals prove
   the op passes the test (< 0, or > 0 if ``positive``) exactly where ``a`` does, 2 where
   exactly where ``b`` does, else 0. The pruner uses these where only a sign is needed.
+* ``partials(xp, out, a, b)``, its partial derivatives ``(∂out/∂a, ∂out/∂b)`` (one per
+  argument; ``out`` is the op's value): forward mode computes ``∂a · da + ∂b · db``,
+  reverse mode ``ct_a += ∂a · ct``. Where a derivative does not exist the rules pick a
+  finite one (see "Derivative conventions" below), and each partial is computed so that
+  it is finite wherever the textbook derivative is (no ``where`` over an infinite branch,
+  which would turn reverse-mode cotangents into NaN).
 
 Interval bounds are computed in the working dtype with the same round-to-nearest
 operations as point values, so monotone, correctly rounded ops (everything except the
@@ -37,6 +43,14 @@ libm results that differ by a few ulps between code paths (XLA's vectorized and 
   ``None`` and evaluators supply its value;
 * every rule preserves the floating dtype of its arguments and is total: out-of-domain
   inputs give NaN (or ±inf) as IEEE 754 says, never an exception.
+
+Derivative conventions, where the derivative does not exist: ``min``/``max`` at a tie
+take the mean of the two sides' derivatives (JAX's choice); ``sqrt`` at 0, ``asin``/
+``acos`` at ±1 and ``atan2`` at (0, 0), whose derivatives are infinite or undefined, take
+0; ``abs`` at 0 takes 0; piecewise-constant ops (``floor``, ``ceil``, ``round``,
+``compare``, ``not``) have derivative 0; ``and``/``or`` follow the argument they return;
+``mod`` is ``a - q |b|`` with the quotient ``q`` held constant. Elsewhere a rule is the
+textbook derivative, NaN and infinities included (``recip`` at 0 gives ±inf · da).
 
 Semantics follow ``../shared/README.md``: ``round`` is half away from zero, ``mod`` is the
 Euclidean remainder in ``[0, |b|)``, ``compare`` is -1/0/1 (NaN if either side is NaN),
@@ -59,6 +73,8 @@ Rule = Callable[..., Array]
 
 Bounds = tuple[Array, Array]
 IntervalRule = Callable[..., Bounds]
+#: ``partials(xp, out, a, b)``: the op's partial derivatives, one per argument.
+PartialsRule = Callable[..., tuple[Array, ...]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class Op:
     choose: Rule | None = None
     sign_pass: str | None = None
     sign_choose: Rule | None = None
+    partials: PartialsRule | None = None
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -333,6 +350,118 @@ def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Arr
     return xp.where(b[1] < 0, 1, xp.where(a[1] < 0, 2, 0))
 
 
+# Partial derivatives: one array per argument, the same shape as ``out``.
+
+
+def _p_const(value: float) -> PartialsRule:
+    def partials(xp: Namespace, out: Array, *args: Array) -> tuple[Array, ...]:
+        return tuple(xp.full_like(out, value) for _ in args)
+
+    return partials
+
+
+def _p_neg(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (xp.full_like(out, -1),)
+
+
+def _p_abs(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (xp.sign(a),)  # 0 at 0
+
+
+def _p_square(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (a + a,)
+
+
+def _safe_inverse(xp: Namespace, v: Array) -> Array:
+    """1 / v where v > 0, else 0: a derivative that is infinite (or NaN) becomes 0."""
+    positive = v > 0
+    return xp.where(positive, 1 / xp.where(positive, v, 1), 0)
+
+
+def _p_sqrt(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (0.5 * _safe_inverse(xp, out),)
+
+
+def _p_recip(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (-(out * out),)
+
+
+def _p_sin(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (xp.cos(a),)
+
+
+def _p_cos(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (-xp.sin(a),)
+
+
+def _p_tan(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (1 + out * out,)
+
+
+def _p_asin(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (_safe_inverse(xp, xp.sqrt(1 - a * a)),)
+
+
+def _p_acos(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (-_safe_inverse(xp, xp.sqrt(1 - a * a)),)
+
+
+def _p_atan(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (1 / (1 + a * a),)
+
+
+def _p_exp(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (out,)
+
+
+def _p_ln(xp: Namespace, out: Array, a: Array) -> tuple[Array, ...]:
+    return (1 / a,)
+
+
+def _p_sub(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    return xp.ones_like(out), xp.full_like(out, -1)
+
+
+def _p_mul(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    return b, a
+
+
+def _p_div(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    return 1 / b, -out / b
+
+
+def _p_min(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    pa = xp.where(a < b, 1.0, xp.where(b < a, 0.0, 0.5)).astype(out.dtype)
+    return pa, 1 - pa
+
+
+def _p_max(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    pa = xp.where(a > b, 1.0, xp.where(b > a, 0.0, 0.5)).astype(out.dtype)
+    return pa, 1 - pa
+
+
+def _p_atan2(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    inverse = _safe_inverse(xp, a * a + b * b)  # 0 at (0, 0)
+    return b * inverse, -a * inverse
+
+
+def _p_mod(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    # out = a - q |b| with the integer quotient q held constant.
+    m = xp.abs(b)
+    q = xp.round((a - out) / xp.where(m > 0, m, 1))
+    return xp.ones_like(out), -q * xp.sign(b)
+
+
+def _p_and(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    zero = (a == 0).astype(out.dtype)
+    return zero, 1 - zero
+
+
+def _p_or(xp: Namespace, out: Array, a: Array, b: Array) -> tuple[Array, ...]:
+    nonzero = (a != 0).astype(out.dtype)
+    return nonzero, 1 - nonzero
+
+
 def interval_step(op: Op, xp: Namespace, *args: Bounds) -> Bounds:
     """Apply ``op``'s interval rule, poisoning the result where an argument may be NaN."""
     assert op.interval is not None
@@ -351,28 +480,28 @@ OPS: tuple[Op, ...] = (
     Op("var-z", 0, None),
     Op("const", 0, None),
     # Unary.
-    Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip"),
-    Op("abs", 1, _unary("abs"), _i_abs),
-    Op("square", 1, _unary("square"), _i_square),
-    Op("sqrt", 1, _unary("sqrt"), _i_sqrt),
-    Op("recip", 1, _unary("reciprocal"), _i_recip),
-    Op("floor", 1, _unary("floor"), _monotone("floor")),
-    Op("ceil", 1, _unary("ceil"), _monotone("ceil")),
-    Op("round", 1, _round, _i_round),
-    Op("sin", 1, _unary("sin"), _i_periodic(1.0)),
-    Op("cos", 1, _unary("cos"), _i_periodic(1.0)),
-    Op("tan", 1, _unary("tan"), _i_periodic(math.inf)),
-    Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True)),
-    Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False)),
-    Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False)),
-    Op("exp", 1, _unary("exp"), _monotone("exp", exact=False)),
-    Op("ln", 1, _unary("log"), _i_ln),
-    Op("not", 1, _not, _i_not),
+    Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip", partials=_p_neg),
+    Op("abs", 1, _unary("abs"), _i_abs, partials=_p_abs),
+    Op("square", 1, _unary("square"), _i_square, partials=_p_square),
+    Op("sqrt", 1, _unary("sqrt"), _i_sqrt, partials=_p_sqrt),
+    Op("recip", 1, _unary("reciprocal"), _i_recip, partials=_p_recip),
+    Op("floor", 1, _unary("floor"), _monotone("floor"), partials=_p_const(0)),
+    Op("ceil", 1, _unary("ceil"), _monotone("ceil"), partials=_p_const(0)),
+    Op("round", 1, _round, _i_round, partials=_p_const(0)),
+    Op("sin", 1, _unary("sin"), _i_periodic(1.0), partials=_p_sin),
+    Op("cos", 1, _unary("cos"), _i_periodic(1.0), partials=_p_cos),
+    Op("tan", 1, _unary("tan"), _i_periodic(math.inf), partials=_p_tan),
+    Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True), partials=_p_asin),
+    Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False), partials=_p_acos),
+    Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False), partials=_p_atan),
+    Op("exp", 1, _unary("exp"), _monotone("exp", exact=False), partials=_p_exp),
+    Op("ln", 1, _unary("log"), _i_ln, partials=_p_ln),
+    Op("not", 1, _not, _i_not, partials=_p_const(0)),
     # Binary.
-    Op("add", 2, _binary("add"), _i_add, commutative=True),
-    Op("sub", 2, _binary("subtract"), _i_sub),
-    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True),
-    Op("div", 2, _binary("divide"), _i_div),
+    Op("add", 2, _binary("add"), _i_add, commutative=True, partials=_p_const(1)),
+    Op("sub", 2, _binary("subtract"), _i_sub, partials=_p_sub),
+    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True, partials=_p_mul),
+    Op("div", 2, _binary("divide"), _i_div, partials=_p_div),
     Op(
         "min",
         2,
@@ -382,6 +511,7 @@ OPS: tuple[Op, ...] = (
         choose=_choose_min,
         sign_pass="same",
         sign_choose=_sign_choose_min,
+        partials=_p_min,
     ),
     Op(
         "max",
@@ -392,12 +522,13 @@ OPS: tuple[Op, ...] = (
         choose=_choose_max,
         sign_pass="same",
         sign_choose=_sign_choose_max,
+        partials=_p_max,
     ),
-    Op("atan2", 2, _binary("arctan2"), _i_atan2),
-    Op("mod", 2, _mod, _i_mod),
-    Op("compare", 2, _compare, _i_compare),
-    Op("and", 2, _and, _i_and),
-    Op("or", 2, _or, _i_or),
+    Op("atan2", 2, _binary("arctan2"), _i_atan2, partials=_p_atan2),
+    Op("mod", 2, _mod, _i_mod, partials=_p_mod),
+    Op("compare", 2, _compare, _i_compare, partials=_p_const(0)),
+    Op("and", 2, _and, _i_and, partials=_p_and),
+    Op("or", 2, _or, _i_or, partials=_p_or),
 )
 
 OPCODE: dict[str, int] = {op.name: code for code, op in enumerate(OPS)}

@@ -14,11 +14,13 @@ Rewrites (each returns a valid Program and keeps the surviving instructions' IDs
 * :func:`simplify`: all three, in that order.
 
 Analyses: :func:`last_uses` (the liveness the evaluators use to free values early),
-:func:`max_live`, :func:`depth` and :func:`describe` (what ``prospero info`` prints).
+:func:`max_live`, :func:`allocate_registers` (the point interpreter's register file),
+:func:`depth` and :func:`describe` (what ``prospero info`` prints).
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
@@ -148,6 +150,32 @@ def max_live(program: Program) -> int:
     freed_at = np.bincount(_death_times(program), minlength=n + 1)[:n]
     alive_after = np.cumsum(1 - freed_at)  # values alive after each step
     return int(np.max(alive_after + freed_at))  # ... and during it, before the frees
+
+
+def allocate_registers(program: Program) -> tuple[np.ndarray, int]:
+    """``(slots, count)``: the register that holds each instruction's value, and how many.
+
+    Linear scan in tape order: a register is free again right after its value's last use,
+    so an instruction may reuse the register of an operand it is the last user of (an
+    evaluator reads the operands before it writes the result). ``count <= max_live``.
+    The lowest free register is taken first, so the allocation is deterministic.
+    """
+    n = len(program)
+    death = _death_times(program)
+    slots = np.empty(n, dtype=np.int32)
+    free: list[int] = []
+    count = 0
+    for i, (a, b) in enumerate(program.args.tolist()):
+        for v in {a, b} - {-1}:
+            if death[v] == i:
+                heapq.heappush(free, int(slots[v]))
+        if free:
+            slots[i] = heapq.heappop(free)
+        else:
+            slots[i], count = count, count + 1
+        if death[i] == i:  # never used: its register is free at once
+            heapq.heappush(free, int(slots[i]))
+    return slots, count
 
 
 def depth(program: Program) -> int:

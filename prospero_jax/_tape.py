@@ -85,6 +85,29 @@ class Program:
         return self._digest
 
     @property
+    def constants(self) -> Float64[np.ndarray, " constants"]:
+        """The values of the ``const`` instructions, in tape order (a new array)."""
+        return self.consts[self.opcodes == CONST].copy()
+
+    def with_constants(self, values: Float64[np.ndarray, " constants"]) -> Program:
+        """This program with its ``const`` instructions set to ``values`` (tape order).
+
+        Names and source are kept, so ``p.with_constants(c).to_vm()`` is the `.vm` text of
+        the new program; ``p.with_constants(p.constants) == p``.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        is_const = self.opcodes == CONST
+        expected = int(is_const.sum())
+        if values.shape != (expected,):
+            raise ValueError(f"expected {expected} constants, got an array of shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            bad = np.flatnonzero(~np.isfinite(values))
+            raise ValueError(f"constants must be finite: {values[bad[0]]} at position {bad[0]}")
+        consts = self.consts.copy()
+        consts[is_const] = values
+        return Program(self.opcodes, self.args, consts, self.ids, self.source)
+
+    @property
     def uses_z(self) -> bool:
         """Whether the program reads ``var-z`` (a 3D model)."""
         return bool(np.any(self.opcodes == VAR_Z))

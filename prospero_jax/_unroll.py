@@ -1,11 +1,13 @@
 """The unrolled evaluator: one Python loop over the tape, shared by the oracle and JAX.
 
 Input: a Program, an array namespace (``numpy`` or ``jax.numpy``), the inputs' values and
-a function that turns a constant into a value of the working dtype.
+a function that turns a constant (its ordinal among the program's constants, and its
+value) into a value of the working dtype.
 Output: the program's value (the last instruction's).
 
-Every instruction is evaluated by its rule in :data:`prospero_jax._ops.OPS`: the value
-rule (points) or the interval rule (``(lo, hi)`` pairs), chosen when planning. Values are
+Every instruction is evaluated by its rules in :data:`prospero_jax._ops.OPS`, chosen when
+planning: the value rule (points), the interval rule (``(lo, hi)`` pairs) or the value
+and partials rules together (dual numbers: ``(value, tangent)`` pairs). Values are
 dropped right after their last use (:func:`prospero_jax._passes.last_uses`), so at most
 ``max_live`` intermediates exist at once: with NumPy that is the liveness GC that keeps
 the oracle near 1 GB at 1024²; under JAX tracing it keeps the tracer list short, and
@@ -19,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Rule, interval_step
+import numpy as np
+
+from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Op, Rule, interval_step
 from prospero_jax._passes import last_uses
 from prospero_jax._tape import Program
 
@@ -32,28 +36,46 @@ class Step:
     rule: Rule | None
     args: tuple[int, ...]
     const: float
+    slot: int  # a const's ordinal among the program's constants, else -1
     frees: tuple[int, ...]
 
 
-def plan(program: Program, rules: Literal["value", "interval"] = "value") -> tuple[Step, ...]:
+Rules = Literal["value", "interval", "dual"]
+
+
+def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
     """Precompute the evaluation steps of ``program`` (done once per program, not per call).
 
-    ``rules`` picks what each step computes: values, or intervals (pairs ``(lo, hi)``).
+    ``rules`` picks what each step computes: values, intervals (pairs ``(lo, hi)``) or
+    dual numbers (pairs ``(value, tangent)``).
     """
     frees = last_uses(program)
     steps = []
+    slots = np.cumsum(program.opcodes == CONST) - 1
     for i, (code, row, c) in enumerate(
         zip(program.opcodes.tolist(), program.args.tolist(), program.consts.tolist(), strict=True)
     ):
         op = OPS[code]
-        rule = op.rule if rules == "value" or op.rule is None else _interval_rule(op)
+        rule: Rule | None = op.rule
+        if op.rule is not None and rules != "value":
+            rule = functools.partial(interval_step if rules == "interval" else dual_step, op)
         kind = code if op.rule is None else -1
-        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, tuple(frees[i])))
+        slot = int(slots[i]) if code == CONST else -1
+        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, slot, tuple(frees[i])))
     return tuple(steps)
 
 
-def _interval_rule(op: Any) -> Rule:
-    return functools.partial(interval_step, op)
+def dual_step(op: Op, xp: Namespace, *args: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``op`` on dual numbers ``(value, tangent)``: its value and ``Σ ∂op/∂arg · d(arg)``."""
+    assert op.rule is not None
+    assert op.partials is not None
+    values = [a for a, _ in args]
+    out = op.rule(xp, *values)
+    partials = op.partials(xp, out, *values)
+    tangent = partials[0] * args[0][1]
+    for p, (_, t) in zip(partials[1:], args[1:], strict=True):
+        tangent = tangent + p * t
+    return out, tangent
 
 
 def run(
@@ -62,11 +84,12 @@ def run(
     x: Any,
     y: Any,
     z: Any,
-    constant: Callable[[float], Any],
+    constant: Callable[[int, float], Any],
 ) -> Any:
     """Evaluate planned steps on inputs ``x, y, z`` with namespace ``xp``.
 
-    ``constant(c)`` makes the working-dtype value of a ``const``. The result is the last
+    ``constant(slot, c)`` makes the working-dtype value of a ``const`` (``slot``: its
+    ordinal among the program's constants; ``c``: its value). The result is the last
     step's value, not broadcast: a constant program gives a scalar.
     """
     inputs = {VAR_X: x, VAR_Y: y, VAR_Z: z}
@@ -75,7 +98,7 @@ def run(
         if step.rule is not None:
             values[i] = step.rule(xp, *(values[a] for a in step.args))
         elif step.kind == CONST:
-            values[i] = constant(step.const)
+            values[i] = constant(step.slot, step.const)
         else:
             values[i] = inputs[step.kind]
         for j in step.frees:

@@ -45,7 +45,7 @@ def evaluate(
     """The program's float64 value at points ``(x, y, z)`` (any broadcastable shapes)."""
     x, y, z = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
     with np.errstate(all="ignore"):
-        value = run(plan(program), np, x, y, z, np.float64)
+        value = run(plan(program), np, x, y, z, lambda _, c: np.float64(c))
     return np.broadcast_to(value, np.broadcast_shapes(x.shape, y.shape, z.shape)).copy()
 
 

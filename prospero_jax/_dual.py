@@ -1,0 +1,180 @@
+"""Stage 3b, the dual interpreter: values and tangents of a tape held as data.
+
+Input: a Program, packed once into register-allocated arrays (:class:`RegisterTape`);
+its constants as an array; points ``x, y, z`` and their tangents.
+Output: the value at every point and its derivative along the tangents (forward mode).
+
+Why it exists: JAX's derivative of the unrolled closure is a graph twice the tape's size
+that XLA compiles superlinearly (``../shared/README.md``: value + jvp of the first 2,000
+instructions of prospero, 17.8 s; of all of it, unfinished after 12.5 minutes). Here the
+tape is data: :func:`dual_scan` is one ``lax.scan`` step per instruction, dispatched by
+``lax.switch`` over branches built from the op table's value and partials rules, on a
+register file of ``count`` rows (:func:`prospero_jax._passes.allocate_registers`: 192
+for prospero's 7,591 instructions). The compiled code depends on the op table, the
+register and tape length buckets and the dtype, never on the program's contents, so it
+compiles in about a second for any program.
+
+Invariants:
+
+* the tangent is linear in the input tangents and built from ``lax`` primitives that
+  JAX can transpose (``scan``, ``switch``, ``dynamic_slice``, ``dynamic_update_slice``),
+  so ``jax.grad`` through it works: JAX splits the scan into a forward pass that saves
+  each step's operands and a transposed scan that runs the tape backwards;
+* padding rows (up to the length bucket) write a scratch register nobody reads;
+* values equal the unrolled closure's (same rules, same dtype), up to XLA's fusion of
+  float32 division and transcendental functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Float, Int32
+
+from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
+from prospero_jax._passes import allocate_registers
+from prospero_jax._tape import Program
+
+
+class RegisterTape(NamedTuple):
+    """A program as arrays: row ``i`` computes ``ops[i]`` of registers ``a[i]``, ``b[i]``
+    (or takes constant number ``const[i]``) into register ``dst[i]``.
+
+    Lengths are padded to a bucket with ``const`` rows that write the scratch register.
+    """
+
+    ops: Int32[np.ndarray, " rows"]
+    a: Int32[np.ndarray, " rows"]
+    b: Int32[np.ndarray, " rows"]
+    dst: Int32[np.ndarray, " rows"]
+    const: Int32[np.ndarray, " rows"]
+    root: int  # the register holding the value at the end
+    registers: int  # register-file rows, scratch included
+
+
+def _bucket(n: int, smallest: int) -> int:
+    """``n`` rounded up to a power of two, at least ``smallest`` (few compiled shapes)."""
+    return max(smallest, 1 << max(0, n - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=32)
+def pack(program: Program) -> RegisterTape:
+    """``program`` as a :class:`RegisterTape` (cached per program content)."""
+    n = len(program)
+    slots, count = allocate_registers(program)
+    registers = _bucket(count + 1, 16)
+    scratch = registers - 1
+    rows = _bucket(n, 256)
+    ops = np.full(rows, CONST, np.int32)
+    a, b, const = (np.zeros(rows, np.int32) for _ in range(3))
+    dst = np.full(rows, scratch, np.int32)
+    ops[:n] = program.opcodes
+    args = program.args
+    a[:n] = np.where(args[:, 0] >= 0, slots[np.maximum(args[:, 0], 0)], 0)
+    b[:n] = np.where(args[:, 1] >= 0, slots[np.maximum(args[:, 1], 0)], 0)
+    dst[:n] = slots
+    const[:n] = np.maximum(np.cumsum(program.opcodes == CONST) - 1, 0)
+    return RegisterTape(ops, a, b, dst, const, int(slots[-1]), registers)
+
+
+def _branches() -> list[Callable[..., Any]]:
+    """One branch per opcode: ``(a, b, c, x, y, z) → (value, tangent)`` on dual numbers.
+
+    Every argument is a pair ``(value, tangent)`` of arrays of the lanes' shape.
+    """
+
+    def branch(code: int) -> Callable[..., Any]:
+        op = OPS[code]
+
+        def run(a: Any, b: Any, c: Any, x: Any, y: Any, z: Any) -> Any:
+            if code == CONST:
+                return jnp.broadcast_to(c[0], x[0].shape), jnp.broadcast_to(c[1], x[1].shape)
+            if code in (VAR_X, VAR_Y, VAR_Z):
+                return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
+            assert op.rule is not None
+            assert op.partials is not None
+            args = (a, b)[: op.arity]
+            values = [v for v, _ in args]
+            out = op.rule(jnp, *values)
+            partials = op.partials(jnp, out, *values)
+            tangent = sum((p * t for p, (_, t) in zip(partials, args, strict=True)), start=0)
+            return out, jnp.asarray(tangent, out.dtype)
+
+        return run
+
+    return [branch(code) for code in range(len(OPS))]
+
+
+@functools.partial(jax.jit, static_argnames=("root", "registers"))
+def dual_scan(
+    tape: tuple[jax.Array, ...],
+    constants: Float[Array, " k"],
+    points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
+    d_constants: Float[Array, " k"],
+    d_points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
+    *,
+    root: int,
+    registers: int,
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    """Value and tangent of the tape at ``n`` points (flat lanes), one scan step a row.
+
+    ``tape`` is ``(ops, a, b, dst, const)`` of a :class:`RegisterTape`; the tangents
+    ``d_constants``, ``d_points`` have the shapes of ``constants`` and ``points``.
+    """
+    branches = _branches()
+    lanes = points[0].shape
+    dtype = points[0].dtype
+    x, y, z = ((p, t) for p, t in zip(points, d_points, strict=True))
+    if constants.shape[0] == 0:  # a program without constants: give the branch a row
+        constants, d_constants = jnp.zeros(1, dtype), jnp.zeros(1, dtype)
+
+    def step(regs: tuple[jax.Array, jax.Array], row: tuple[jax.Array, ...]) -> Any:
+        values, tangents = regs
+        op, a, b, dst, k = row
+        va = (values[a], tangents[a])
+        vb = (values[b], tangents[b])
+        c = (constants[k], d_constants[k])
+        v, t = lax.switch(op, branches, va, vb, c, x, y, z)
+        return (values.at[dst].set(v), tangents.at[dst].set(t)), None
+
+    zero = jnp.zeros((registers, *lanes), dtype)
+    (values, tangents), _ = lax.scan(step, (zero, zero), tape)
+    return values[root], tangents[root]
+
+
+def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    """``g(constants, (x, y, z), d_constants, (dx, dy, dz)) → (value, tangent)``.
+
+    Points and tangents are arrays of one shape and dtype (any shape; flattened inside);
+    constants are in the program's order of ``const`` rows.
+    """
+    tape = pack(program)
+    arrays = (tape.ops, tape.a, tape.b, tape.dst, tape.const)
+
+    def evaluate(
+        constants: jax.Array,
+        points: tuple[jax.Array, ...],
+        d_constants: jax.Array,
+        d_points: tuple[jax.Array, ...],
+    ) -> tuple[jax.Array, jax.Array]:
+        shape = points[0].shape
+        flat = tuple(p.reshape(-1) for p in points)
+        d_flat = tuple(t.reshape(-1) for t in d_points)
+        value, tangent = dual_scan(
+            arrays,
+            constants,
+            flat,  # type: ignore[arg-type]
+            d_constants,
+            d_flat,  # type: ignore[arg-type]
+            root=tape.root,
+            registers=tape.registers,
+        )
+        return value.reshape(shape), tangent.reshape(shape)
+
+    return evaluate
