@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import prospero_jax as pj
-from prospero_jax._image import image_format
+from prospero_jax._image import check_image_format
 
 app = typer.Typer(
     name="prospero",
@@ -42,6 +42,11 @@ class Mode(StrEnum):
     auto = "auto"
     brute = "brute"
     culled = "culled"
+
+
+class Shade(StrEnum):
+    normals = "normals"
+    gradient = "gradient"
 
 
 def _version(value: bool) -> None:
@@ -111,7 +116,8 @@ def render(
         typer.Option(
             "--output",
             "-o",
-            help="Image to write: .png or .pgm (binary P5). [default: FILE's name as .png]",
+            help="Image to write: .png, .pgm (binary P5, greyscale) or .ppm (binary P6, "
+            "colour). [default: FILE's name as .png]",
             show_default=False,
         ),
     ] = None,
@@ -134,18 +140,45 @@ def render(
     cache: Annotated[
         bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
     ] = True,
+    antialias: Annotated[
+        bool,
+        typer.Option(
+            help="Smooth the outline: grey levels from the distance estimate f/|∇f|, "
+            "computed from gradients only at the pixels next to the outline."
+        ),
+    ] = False,
+    shade: Annotated[
+        Shade | None,
+        typer.Option(
+            help="Colour the outline band by the gradient: normals (∇f/|∇f| as RGB) or "
+            "gradient (hue: direction, brightness: |∇f|). Colour output: .png or .ppm.",
+            show_default=False,
+        ),
+    ] = None,
+    band: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --shade: pixels on each side of the outline where gradients are "
+            "evaluated; 0 evaluates every pixel (slow for long programs).",
+        ),
+    ] = 3,
 ) -> None:
     """Render FILE (or the built-in demo) as a black-and-white image.
 
     White (255) where the program's value is negative, black elsewhere; row 0 is the top.
+    With `--antialias`, grey levels along the outline; with `--shade`, a colour image.
 
     Examples: `prospero render` draws the demo model to demo.png;
-    `prospero render prospero.vm --size 1024 -o out.pgm` draws the challenge's image.
+    `prospero render prospero.vm --size 1024 -o out.pgm` draws the challenge's image;
+    `prospero render prospero.vm --shade normals -o normals.png` colours its outline.
     """
     with _user_errors():
         program = _load(file)
         out = output or Path(f"{file.stem if file else 'demo'}.png")
-        image_format(out)  # fail before rendering, not after
+        if antialias and shade is not None:
+            raise ValueError("--antialias and --shade are exclusive: pick one")
+        check_image_format(out, colour=shade is not None)  # fail before rendering
         if not out.parent.is_dir():
             raise ValueError(f"{out}: directory {out.parent} does not exist")
         bounds = _region(region)
@@ -163,18 +196,26 @@ def render(
             transient=True,
         ) as bar:
             task = bar.add_task(f"{program.source} at {size}²", total=None)
-            image = pj.render(
-                program,
-                size,
-                region=bounds,
-                z=z,
-                dtype=dtype.value,
-                device=target,
-                mode=mode.value,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+            options = dict(region=bounds, z=z, dtype=dtype.value, device=target)
+
+            def report(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if antialias or shade is not None:
+                samples = pj.sample_gradient(
+                    program,
+                    size,
+                    band=(band or None) if shade is not None else 1,
+                    progress=report,
+                    **options,
+                )
+                kind = "antialias" if shade is None else shade.value
+                image = pj.shade(samples, kind)
+                inside = float(samples.inside.mean())
+            else:
+                image = pj.render(program, size, mode=mode.value, progress=report, **options)
+                inside = float((image > 0).mean())
         pj.write_image(out, image)
-        inside = float((image > 0).mean())
         seconds = time.perf_counter() - start
         typer.echo(f"wrote {out} ({size}×{size}, {inside:.1%} inside) in {seconds:.2f} s")
 

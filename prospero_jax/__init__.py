@@ -9,11 +9,18 @@ Public API:
 * :func:`parse`, :func:`load`: `.vm` text or file → :class:`Program` (errors:
   :class:`VMError`, which names the source and line);
 * :func:`simplify` and friends: Program → Program passes; :func:`describe`: facts;
-* :func:`to_function`: Program → ``f(x, y, z=0.0)``, pure and traceable by JAX;
+* :func:`to_function`: Program → ``f(x, y, z=0.0)``, a pure field that composes with
+  ``jit``, ``vmap``, ``grad``, ``jvp``, ``jacfwd``/``jacrev``;
+* :func:`to_parametric`: Program → ``(f, constants)``, ``f(constants, x, y, z=0.0)``, to
+  differentiate with respect to the constants (write them back with
+  :meth:`Program.with_constants`);
 * :func:`to_interval_function`: Program → ``g(x, y, z)`` on :class:`Interval` pytrees, sound;
 * :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0), by brute
   force or by interval culling with per-tile tape pruning;
-* :func:`write_image`: image → PGM or PNG file, atomically;
+* :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
+  (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
+  images;
+* :func:`write_image`: image → PGM, PPM or PNG file, atomically;
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
 * :mod:`prospero_jax.reference`: the float64 NumPy oracle;
 * :mod:`prospero_jax.shapes`: a builder that emits `.vm` programs (and the demo model).
@@ -29,7 +36,7 @@ from prospero_jax import reference, shapes
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
 from prospero_jax._image import read_pgm, write_image
 from prospero_jax._interval import Interval, to_interval_function
-from prospero_jax._lower import to_function
+from prospero_jax._lower import to_function, to_parametric
 from prospero_jax._ops import OPS, Op
 from prospero_jax._parse import VMError, load, parse
 from prospero_jax._passes import (
@@ -41,6 +48,7 @@ from prospero_jax._passes import (
     simplify,
 )
 from prospero_jax._render import render, resolve_device
+from prospero_jax._shade import FieldSamples, sample_gradient, shade
 from prospero_jax._tape import Program
 
 try:
@@ -50,6 +58,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "OPS",
+    "FieldSamples",
     "Interval",
     "Op",
     "Program",
@@ -68,9 +77,12 @@ __all__ = [
     "reference",
     "render",
     "resolve_device",
+    "sample_gradient",
+    "shade",
     "shapes",
     "simplify",
     "to_function",
     "to_interval_function",
+    "to_parametric",
     "write_image",
 ]

@@ -169,9 +169,9 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         value, tangent = dual_scan(
             arrays,
             constants,
-            flat,  # type: ignore[arg-type]
+            flat,
             d_constants,
-            d_flat,  # type: ignore[arg-type]
+            d_flat,
             root=tape.root,
             registers=tape.registers,
         )

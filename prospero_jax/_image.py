@@ -1,7 +1,8 @@
-"""Stage 5, image output: a uint8 image → a PGM or PNG file, written atomically.
+"""Stage 5, image output: a uint8 image → a PGM, PPM or PNG file, written atomically.
 
-Input: a 2-D uint8 array and a path whose extension picks the format (``.pgm``: binary
-P5, the challenge's format; ``.png``: 8-bit greyscale, via Pillow).
+Input: a uint8 array, ``(h, w)`` greyscale or ``(h, w, 3)`` RGB, and a path whose
+extension picks the format (``.pgm``: binary P5, greyscale, the challenge's format;
+``.ppm``: binary P6, colour; ``.png``: either, via Pillow).
 Output: the file.
 
 Invariant: the file appears complete or not at all. Bytes go to a temporary file in the
@@ -22,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from jaxtyping import UInt8
 
-FORMATS = (".pgm", ".png")
+FORMATS = (".pgm", ".ppm", ".png")
 
 
 def image_format(path: str | os.PathLike[str]) -> str:
@@ -36,13 +37,25 @@ def image_format(path: str | os.PathLike[str]) -> str:
     return suffix
 
 
-def write_image(path: str | os.PathLike[str], pixels: UInt8[np.ndarray, "h w"]) -> Path:
-    """Write ``pixels`` to ``path`` as PGM or PNG (by extension), atomically."""
+def check_image_format(path: str | os.PathLike[str], colour: bool) -> str:
+    """:func:`image_format`, and ``ValueError`` if it cannot hold the image's kind."""
     fmt = image_format(path)
+    if colour and fmt == ".pgm":
+        raise ValueError(f"{os.fspath(path)}: PGM is greyscale; write colour as .png or .ppm")
+    if not colour and fmt == ".ppm":
+        raise ValueError(f"{os.fspath(path)}: PPM is for colour; write greyscale as .png or .pgm")
+    return fmt
+
+
+def write_image(
+    path: str | os.PathLike[str], pixels: UInt8[np.ndarray, "h w"] | UInt8[np.ndarray, "h w 3"]
+) -> Path:
+    """Write ``pixels`` (greyscale or RGB) to ``path`` as PGM, PPM or PNG, atomically."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if pixels.ndim != 2:
-        raise ValueError(f"expected a 2-D greyscale image, got shape {pixels.shape}")
-    writer = _write_pgm if fmt == ".pgm" else _write_png
+    if pixels.ndim != 2 and not (pixels.ndim == 3 and pixels.shape[2] == 3):
+        raise ValueError(f"expected an (h, w) or (h, w, 3) image, got shape {pixels.shape}")
+    fmt = check_image_format(path, colour=pixels.ndim == 3)
+    writer = {".pgm": _write_pnm, ".ppm": _write_pnm, ".png": _write_png}[fmt]
     return atomic_write(path, lambda f: writer(f, pixels))
 
 
@@ -69,9 +82,10 @@ def _umask() -> int:
     return mask
 
 
-def _write_pgm(f: BinaryIO, pixels: np.ndarray) -> None:
-    height, width = pixels.shape
-    f.write(b"P5\n%d %d\n255\n" % (width, height))
+def _write_pnm(f: BinaryIO, pixels: np.ndarray) -> None:
+    height, width = pixels.shape[:2]
+    magic = b"P5" if pixels.ndim == 2 else b"P6"
+    f.write(b"%s\n%d %d\n255\n" % (magic, width, height))
     f.write(pixels.tobytes())
 
 

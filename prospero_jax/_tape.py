@@ -87,7 +87,7 @@ class Program:
     @property
     def constants(self) -> Float64[np.ndarray, " constants"]:
         """The values of the ``const`` instructions, in tape order (a new array)."""
-        return self.consts[self.opcodes == CONST].copy()
+        return np.array(self.consts[self.opcodes == CONST])
 
     def with_constants(self, values: Float64[np.ndarray, " constants"]) -> Program:
         """This program with its ``const`` instructions set to ``values`` (tape order).
