@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
+from prospero_jax._shade import outline_band
 from tests.conftest import shared_path
 from tests.test_parse import BAD
 
@@ -119,3 +120,32 @@ def test_version_and_help() -> None:
     assert code == 0
     assert "--size" in out
     assert "demo" in out
+
+
+def test_antialias_and_shade(tmp_path: Path) -> None:
+    code, _, err = invoke("render", "--size", "96", "--antialias", "-o", "aa.png")
+    assert code == 0, err
+    grey = np.asarray(Image.open(tmp_path / "aa.png"))
+    binary = pj.reference.render(pj.shapes.demo_program(), 96)
+    assert grey.shape == (96, 96)
+    assert ((grey > 0) & (grey < 255)).any()
+    assert not (grey != binary)[~outline_band(binary > 0, 1)].any()  # only the outline is grey
+    for kind in ("normals", "gradient"):
+        code, _, err = invoke("render", "--size", "64", "--shade", kind, "-o", f"{kind}.ppm")
+        assert code == 0, err
+        assert np.asarray(Image.open(tmp_path / f"{kind}.ppm")).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shade", "normals", "-o", "x.pgm"], "PGM is greyscale"),
+        (["--antialias", "--shade", "normals"], "exclusive"),
+        (["-o", "x.ppm"], "PPM is for colour"),
+    ],
+)
+def test_shading_option_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    code, _, err = invoke("render", "--size", "8", *args)
+    assert code == 2
+    assert message in err
+    assert list(tmp_path.iterdir()) == []

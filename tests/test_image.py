@@ -61,3 +61,14 @@ def test_interrupted_write_leaves_the_old_file_and_no_temporary(
         atomic_write(target, fail_halfway)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.pgm"]
+
+
+@pytest.mark.parametrize("name", ["rgb.png", "rgb.ppm"])
+def test_colour_images_round_trip(tmp_path: Path, name: str) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    pj.write_image(tmp_path / name, pixels)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / name)), pixels)
+    with pytest.raises(ValueError, match="PGM is greyscale"):
+        pj.write_image(tmp_path / "rgb.pgm", pixels)
+    with pytest.raises(ValueError, match=r"\(h, w\) or \(h, w, 3\)"):
+        pj.write_image(tmp_path / "bad.png", pixels[..., :2])
