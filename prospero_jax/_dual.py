@@ -11,8 +11,8 @@ tape is data: :func:`dual_scan` is one ``lax.scan`` step per instruction, dispat
 ``lax.switch`` over branches built from the op table's value and partials rules, on a
 register file of ``count`` rows (:func:`prospero_jax._passes.allocate_registers`: 192
 for prospero's 7,591 instructions). The compiled code depends on the op table, the
-register and tape length buckets and the dtype, never on the program's contents, so it
-compiles in about a second for any program.
+register, tape length and constant count buckets (powers of two) and the dtype, never on
+the program's contents, so it compiles in about a second for any program.
 
 Invariants:
 
@@ -111,28 +111,26 @@ def _branches() -> list[Callable[..., Any]]:
     return [branch(code) for code in range(len(OPS))]
 
 
-@functools.partial(jax.jit, static_argnames=("root", "registers"))
+@functools.partial(jax.jit, static_argnames="registers")
 def dual_scan(
     tape: tuple[jax.Array, ...],
+    root: jax.Array,
     constants: Float[Array, " k"],
     points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
     d_constants: Float[Array, " k"],
     d_points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
     *,
-    root: int,
     registers: int,
 ) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
     """Value and tangent of the tape at ``n`` points (flat lanes), one scan step a row.
 
-    ``tape`` is ``(ops, a, b, dst, const)`` of a :class:`RegisterTape`; the tangents
-    ``d_constants``, ``d_points`` have the shapes of ``constants`` and ``points``.
+    ``tape`` is ``(ops, a, b, dst, const)`` of a :class:`RegisterTape` and ``root`` its
+    root register, both data; the tangents ``d_constants``, ``d_points`` have the shapes
+    of ``constants`` and ``points``.
     """
     branches = _branches()
     lanes = points[0].shape
-    dtype = points[0].dtype
     x, y, z = ((p, t) for p, t in zip(points, d_points, strict=True))
-    if constants.shape[0] == 0:  # a program without constants: give the branch a row
-        constants, d_constants = jnp.zeros(1, dtype), jnp.zeros(1, dtype)
 
     def step(regs: tuple[jax.Array, jax.Array], row: tuple[jax.Array, ...]) -> Any:
         values, tangents = regs
@@ -143,7 +141,7 @@ def dual_scan(
         v, t = lax.switch(op, branches, va, vb, c, x, y, z)
         return (values.at[dst].set(v), tangents.at[dst].set(t)), None
 
-    zero = jnp.zeros((registers, *lanes), dtype)
+    zero = jnp.zeros((registers, *lanes), points[0].dtype)
     (values, tangents), _ = lax.scan(step, (zero, zero), tape)
     return values[root], tangents[root]
 
@@ -164,15 +162,17 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         d_points: tuple[jax.Array, ...],
     ) -> tuple[jax.Array, jax.Array]:
         shape = points[0].shape
+        pad = (0, _bucket(constants.shape[0], 16) - constants.shape[0])  # few shapes
+        constants, d_constants = jnp.pad(constants, pad), jnp.pad(d_constants, pad)
         flat = tuple(p.reshape(-1) for p in points)
         d_flat = tuple(t.reshape(-1) for t in d_points)
         value, tangent = dual_scan(
             arrays,
+            np.int32(tape.root),
             constants,
             flat,
             d_constants,
             d_flat,
-            root=tape.root,
             registers=tape.registers,
         )
         return value.reshape(shape), tangent.reshape(shape)

@@ -91,3 +91,20 @@ def test_derivative_conventions_are_finite(
         reverse = jax.jacrev(f, argnums=(0, 1))(*map(jnp.float64, point))
     for got in (forward, reverse):
         np.testing.assert_allclose(np.array(got, dtype=float), expected, atol=1e-15)
+
+
+def test_dual_interpreter_compiles_once_for_any_program_of_its_buckets(
+    hi: pj.Program, quarter: pj.Program
+) -> None:
+    from prospero_jax._dual import dual_scan, pack
+
+    assert (pack(hi).registers, len(pack(hi).ops)) == (
+        pack(quarter).registers,
+        len(pack(quarter).ops),
+    )
+    x = jnp.linspace(-1, 1, 11)
+    jax.jvp(pj.to_function(hi, derivatives="interpreter"), (x, x), (x, x))
+    before = dual_scan._cache_size()
+    for program in (quarter, hi.with_constants(hi.constants * 0.5)):
+        jax.jvp(pj.to_function(program, derivatives="interpreter"), (x, x), (x, x))
+    assert dual_scan._cache_size() == before
