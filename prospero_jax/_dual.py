@@ -40,6 +40,7 @@ from jaxtyping import Array, Float, Int32
 from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
 from prospero_jax._passes import allocate_registers
 from prospero_jax._tape import Program
+from prospero_jax._unroll import dual_step
 
 
 class RegisterTape(NamedTuple):
@@ -97,14 +98,7 @@ def _branches() -> list[Callable[..., Any]]:
                 return jnp.broadcast_to(c[0], x[0].shape), jnp.broadcast_to(c[1], x[1].shape)
             if code in (VAR_X, VAR_Y, VAR_Z):
                 return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
-            assert op.rule is not None
-            assert op.partials is not None
-            args = (a, b)[: op.arity]
-            values = [v for v, _ in args]
-            out = op.rule(jnp, *values)
-            partials = op.partials(jnp, out, *values)
-            tangent = sum((p * t for p, (_, t) in zip(partials, args, strict=True)), start=0)
-            return out, jnp.asarray(tangent, out.dtype)
+            return dual_step(op, jnp, *(a, b)[: op.arity])
 
         return run
 
