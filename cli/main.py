@@ -8,12 +8,13 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import prospero_jax as pj
-from prospero_jax._image import check_image_format
+from prospero_jax._image import atomic_write, check_image_format
 
 app = typer.Typer(
     name="prospero",
@@ -262,3 +263,162 @@ def info(
     for name, count in facts["histogram"].items():
         histogram.add_row(name, f"{count:,}", f"{count / facts['instructions']:.1%}")
     out.print(histogram)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--sizes must be positive image sides, got {text!r}")
+    return sizes
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+@app.command()
+def bench(
+    file: FileArg = None,
+    sizes: Annotated[
+        str, typer.Option(help="Image sides to measure, comma-separated.")
+    ] = "256,1024",
+    modes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated, among: unrolled (one XLA fusion), chunked (a jit per "
+            "--chunk instructions), interpreter (tape as data: lax.scan), eager (op by op, "
+            "no jit), culled (interval culling + tape pruning)."
+        ),
+    ] = ",".join(pj.DEFAULT_BENCH_MODES),
+    device: Annotated[
+        list[str] | None,
+        typer.Option(help="cpu, gpu, ... (repeat for several). [default: JAX's default device]"),
+    ] = None,
+    dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    repeats: Annotated[
+        int, typer.Option(min=2, help="Steady-state renders per row (after one warm-up).")
+    ] = 5,
+    budget: Annotated[
+        float, typer.Option(help="Seconds of steady renders per row before stopping early.")
+    ] = 10.0,
+    oracle_max: Annotated[
+        int, typer.Option(help="Largest size at which the float64 NumPy oracle is timed.")
+    ] = 2048,
+    chunk: Annotated[
+        int, typer.Option(min=1, help="Instructions per jitted piece in chunked mode.")
+    ] = pj.DEFAULT_CHUNK,
+    warm: Annotated[
+        bool, typer.Option(help="Also stage again from the warm persistent cache.")
+    ] = True,
+    export: Annotated[
+        bool, typer.Option(help="Also jax.export the jitted kernels and reload them.")
+    ] = True,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write every measurement as JSON to this file."),
+    ] = None,
+) -> None:
+    """Time compilation against running, per mode, size and device.
+
+    For each row: tracing, lowering and XLA compilation (cold, then from a warm
+    persistent cache), the first render, steady renders (min/median/max), memory (XLA's
+    memory analysis and peak RSS), HLO facts, and the speed-up over the float64 NumPy
+    oracle timed in the same run, with the pixels that differ from its image.
+
+    Example: `prospero bench prospero.vm --sizes 256,1024 --json out.json`.
+    """
+    with _user_errors():
+        program = _load(file)
+        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        if json_path is not None and not json_path.parent.is_dir():
+            raise ValueError(f"{json_path}: directory {json_path.parent} does not exist")
+        with console.status("measuring") as status:
+            report = pj.bench(
+                program,
+                _sizes(sizes),
+                modes=chosen,
+                devices=list(device) if device else None,
+                dtype=dtype.value,
+                repeats=repeats,
+                budget_s=budget,
+                oracle_max=oracle_max,
+                chunk=chunk,
+                warm=warm,
+                export=export,
+                command=" ".join(["prospero", *sys.argv[1:]]),
+                log=lambda message: status.update(f"measuring {message}"),
+            )
+        if json_path is not None:
+            text = json.dumps(report, indent=2).encode()
+
+            def write(f: BinaryIO) -> None:
+                f.write(text)
+
+            atomic_write(json_path, write)
+    _print_bench(report)
+    if json_path is not None:
+        typer.echo(f"wrote {json_path}")
+
+
+def _print_bench(report: dict[str, Any]) -> None:
+    out = Console(width=max(Console().width, 140))
+    machine = report["machine"]
+    out.print(
+        f"{report['program']['source']} ({report['program']['instructions']:,} instructions); "
+        f"jax {report['jax']}, jaxlib {report['jaxlib']}; {machine['processor']}, "
+        f"{machine['cpus']} CPUs; {report['settings']['dtype']}"
+    )
+    times = Table(
+        "mode", "size", "device", "trace", "lower", "compile", "first run",
+        "steady median [min–max]", "× oracle", "pixels ≠ oracle",
+        title="time (stages of the cold compile; steady: n renders)", title_justify="left",
+    )  # fmt: skip
+    for row in report["results"]:
+        steady = row["steady"]
+        ratio = row["oracle_ratio"]
+        times.add_row(
+            row["mode"],
+            f"{row['size']}²",
+            row["device"],
+            _seconds(row["trace_s"]),
+            _seconds(row["lower_s"]),
+            _seconds(row["compile_s"]),
+            _seconds(row["first_run_s"]),
+            f"{_seconds(steady['median_s'])} [{_seconds(steady['min_s'])}–"
+            f"{_seconds(steady['max_s'])}] n={steady['repeats']}",
+            "-" if ratio is None else f"{ratio:.1f}×",
+            "-" if row["pixels_differing"] is None else f"{row['pixels_differing']:,}",
+        )
+    out.print(times)
+    oracle = ", ".join(
+        f"{o['size']}²: {_seconds(o['median_s'])}" if "median_s" in o else f"{o['size']}²: skipped"
+        for o in report["oracle"]
+    )
+    out.print(f"float64 NumPy oracle (liveness GC), median: {oracle}")
+    facts = Table(
+        "mode", "size", "device", "compilations", "HLO instr.", "fusions", "largest fusion",
+        "temp MB", "peak RSS MB", "warm compile", "export KB", "reload compile",
+        title="memory, HLO, persistent cache, jax.export", title_justify="left",
+    )  # fmt: skip
+    for row in report["results"]:
+        hlo, memory, warm, export = (row.get(k) for k in ("hlo", "memory", "warm_cache", "export"))
+        facts.add_row(
+            row["mode"],
+            f"{row['size']}²",
+            row["device"],
+            str(row["compilations"]),
+            f"{hlo['instructions']:,}" if hlo else "-",
+            f"{hlo['fusions']:,}" if hlo else "-",
+            f"{hlo['largest_fusion']:,}" if hlo else "-",
+            f"{memory['temp_bytes'] / 2**20:.1f}" if memory else "-",
+            "-" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}",
+            _seconds(warm["compile_s"]) if warm else "-",
+            f"{export['bytes'] / 1024:.0f}" if export else "-",
+            _seconds(export["compile_s"]) if export else "-",
+        )
+    out.print(facts)

@@ -21,6 +21,9 @@ Public API:
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
 * :func:`write_image`: image → PGM, PPM or PNG file, atomically;
+* :data:`STRATEGIES`: how the brute-force tile kernel is compiled (unrolled, chunked,
+  interpreter, eager); :func:`bench`: compile time against run time, per strategy, size
+  and device, beside the oracle (what ``prospero bench`` prints);
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
 * :mod:`prospero_jax.reference`: the float64 NumPy oracle;
 * :mod:`prospero_jax.shapes`: a builder that emits `.vm` programs (and the demo model).
@@ -33,6 +36,9 @@ from prospero_jax import _xla_flags
 _xla_flags.install()  # before anything starts JAX's backend
 
 from prospero_jax import reference, shapes
+from prospero_jax._bench import DEFAULT_MODES as DEFAULT_BENCH_MODES
+from prospero_jax._bench import MODES as BENCH_MODES
+from prospero_jax._bench import bench
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
 from prospero_jax._image import read_pgm, write_image
 from prospero_jax._interval import Interval, to_interval_function
@@ -49,6 +55,8 @@ from prospero_jax._passes import (
 )
 from prospero_jax._render import render, resolve_device
 from prospero_jax._shade import FieldSamples, sample_gradient, shade
+from prospero_jax._strategies import CHUNK as DEFAULT_CHUNK
+from prospero_jax._strategies import STRATEGIES
 from prospero_jax._tape import Program
 
 try:
@@ -57,13 +65,18 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0"
 
 __all__ = [
+    "BENCH_MODES",
+    "DEFAULT_BENCH_MODES",
+    "DEFAULT_CHUNK",
     "OPS",
+    "STRATEGIES",
     "FieldSamples",
     "Interval",
     "Op",
     "Program",
     "VMError",
     "__version__",
+    "bench",
     "deduplicate",
     "default_cache_dir",
     "describe",

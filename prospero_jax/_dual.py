@@ -1,8 +1,10 @@
-"""Stage 3b, the dual interpreter: values and tangents of a tape held as data.
+"""Stage 3b, the register-tape interpreter: values (and tangents) of a tape held as data.
 
 Input: a Program, packed once into register-allocated arrays (:class:`RegisterTape`);
 its constants as an array; points ``x, y, z`` and their tangents.
-Output: the value at every point and its derivative along the tangents (forward mode).
+Output: the value at every point and its derivative along the tangents (forward mode,
+:func:`dual_scan`), or the value alone (:func:`value_scan`, the ``interpreter`` compile
+strategy of :mod:`prospero_jax._strategies`).
 
 Why it exists: JAX's derivative of the unrolled closure is a graph twice the tape's size
 that XLA compiles superlinearly (``../shared/README.md``: value + jvp of the first 2,000
@@ -138,6 +140,66 @@ def dual_scan(
     zero = jnp.zeros((registers, *lanes), points[0].dtype)
     (values, tangents), _ = lax.scan(step, (zero, zero), tape)
     return values[root], tangents[root]
+
+
+def _value_branches() -> list[Callable[..., Any]]:
+    """One branch per opcode: ``(a, b, c, x, y, z) → value`` on arrays of the lanes' shape."""
+
+    def branch(code: int) -> Callable[..., Any]:
+        op = OPS[code]
+
+        def run(a: Any, b: Any, c: Any, x: Any, y: Any, z: Any) -> Any:
+            if code == CONST:
+                return jnp.broadcast_to(c, x.shape)
+            if code in (VAR_X, VAR_Y, VAR_Z):
+                return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
+            assert op.rule is not None
+            return op.rule(jnp, *(a, b)[: op.arity])
+
+        return run
+
+    return [branch(code) for code in range(len(OPS))]
+
+
+@functools.partial(jax.jit, static_argnames="registers")
+def value_scan(
+    tape: tuple[jax.Array, ...],
+    root: jax.Array,
+    constants: Float[Array, " k"],
+    points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
+    *,
+    registers: int,
+) -> Float[Array, " n"]:
+    """The tape's value at ``n`` points (flat lanes), one scan step a row (as :func:`dual_scan`)."""
+    branches = _value_branches()
+    x, y, z = points
+
+    def step(values: jax.Array, row: tuple[jax.Array, ...]) -> Any:
+        op, a, b, dst, k = row
+        v = lax.switch(op, branches, values[a], values[b], constants[k], x, y, z)
+        return values.at[dst].set(v), None
+
+    values, _ = lax.scan(step, jnp.zeros((registers, *x.shape), x.dtype), tape)
+    return values[root]
+
+
+def value_function(program: Program) -> Callable[..., jax.Array]:
+    """``g(x, y, z) → value`` by :func:`value_scan`: points of one shape and dtype."""
+    tape = pack(program)
+    arrays = (tape.ops, tape.a, tape.b, tape.dst, tape.const)
+    constants = program.constants
+    padded = np.zeros(_bucket(constants.size, 16))
+    padded[: constants.size] = constants
+
+    def evaluate(x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
+        with np.errstate(over="ignore"):
+            c = jnp.asarray(padded.astype(x.dtype))
+        flat = tuple(p.reshape(-1) for p in (x, y, z))
+        value = value_scan(arrays, np.int32(tape.root), c, flat, registers=tape.registers)
+        out: jax.Array = value.reshape(x.shape)
+        return out
+
+    return evaluate
 
 
 def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]]:

@@ -28,12 +28,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import UInt8
 
 from prospero_jax._culled import render_culled
-from prospero_jax._lower import to_function
+from prospero_jax._strategies import tile_kernel
 from prospero_jax._tape import Program
 from prospero_jax.reference import DEFAULT_REGION, axes
 
@@ -77,19 +76,18 @@ def tile_size(size: int, device: jax.Device) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def tile_kernel(program: Program) -> Callable[..., Any]:
-    """The jitted kernel ``(xs[tile], ys[tile], z) → uint8[tile, tile]`` for a program.
+def jitted_kernel(program: Program) -> Callable[..., Any]:
+    """The jitted ``unrolled`` tile function ``(xs[tile], ys[tile], z) → uint8[tile, tile]``.
 
     JAX compiles it once per tile shape, dtype and device; this cache keeps one kernel
     (and so its compilations) per program.
     """
-    field = to_function(program)
+    unrolled = tile_kernel(program, "unrolled").function
 
     @jax.jit
     def kernel(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
         trace_counts[program.digest] += 1
-        value = field(xs[None, :], ys[:, None], z)
-        return jnp.where(value < 0, jnp.uint8(255), jnp.uint8(0))
+        return unrolled(xs, ys, z)
 
     return kernel
 
@@ -125,6 +123,37 @@ def render(
             return render_culled(
                 program, size, region=region, z=z, dtype=dtype, device=dev, progress=progress
             )
+    with jax.enable_x64(dtype == "float64"):
+        return render_tiles(
+            jitted_kernel(program),
+            size,
+            region=region,
+            z=z,
+            dtype=dtype,
+            device=dev,
+            tile=tile,
+            progress=progress,
+        )
+
+
+def render_tiles(
+    kernel: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+    size: int,
+    *,
+    region: tuple[float, float, float, float] = DEFAULT_REGION,
+    z: float = 0.0,
+    dtype: str = "float32",
+    device: jax.Device,
+    tile: int | None = None,
+    progress: Progress | None = None,
+) -> UInt8[np.ndarray, "size size"]:
+    """The brute-force tile loop: ``kernel(xs, ys, z)`` on every tile, assembled on the host.
+
+    ``kernel`` is a tile function (:mod:`prospero_jax._strategies`), jitted or compiled
+    ahead of time for ``device`` and tiles of side ``tile`` (default: :func:`tile_size`);
+    the caller sets ``jax_enable_x64`` for float64.
+    """
+    dev = device
     side = tile or tile_size(size, dev)
     xs, ys = axes(size, region)
     tiles = -(-size // side)
@@ -134,27 +163,25 @@ def render(
     image = np.empty((size, size), dtype=np.uint8)
     jobs = [(r, c) for r in range(tiles) for c in range(tiles)]
 
-    with jax.enable_x64(dtype == "float64"):
-        kernel = tile_kernel(program)
-        zz = jax.device_put(np.asarray(z, dtype), dev)
-        pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
+    zz = jax.device_put(np.asarray(z, dtype), dev)
+    pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
 
-        def finish() -> None:
-            r, c, out = pending.popleft()
-            block = np.asarray(out)
-            h, w = min(side, size - r * side), min(side, size - c * side)
-            image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
-            if progress is not None:
-                progress(len(jobs) - len(pending) - len(todo), len(jobs))
+    def finish() -> None:
+        r, c, out = pending.popleft()
+        block = np.asarray(out)
+        h, w = min(side, size - r * side), min(side, size - c * side)
+        image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
+        if progress is not None:
+            progress(len(jobs) - len(pending) - len(todo), len(jobs))
 
-        todo = collections.deque(jobs)
-        while todo:
-            r, c = todo.popleft()
-            col = jax.device_put(xs[c * side : (c + 1) * side], dev)
-            row = jax.device_put(ys[r * side : (r + 1) * side], dev)
-            pending.append((r, c, kernel(col, row, zz)))
-            if len(pending) > IN_FLIGHT:
-                finish()
-        while pending:
+    todo = collections.deque(jobs)
+    while todo:
+        r, c = todo.popleft()
+        col = jax.device_put(xs[c * side : (c + 1) * side], dev)
+        row = jax.device_put(ys[r * side : (r + 1) * side], dev)
+        pending.append((r, c, kernel(col, row, zz)))
+        if len(pending) > IN_FLIGHT:
             finish()
+    while pending:
+        finish()
     return image

@@ -92,15 +92,47 @@ def run(
     ordinal among the program's constants; ``c``: its value). The result is the last
     step's value, not broadcast: a constant program gives a scalar.
     """
-    inputs = {VAR_X: x, VAR_Y: y, VAR_Z: z}
-    values: list[Any] = [None] * len(steps)
-    for i, step in enumerate(steps):
+    return run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant)[len(steps) - 1]
+
+
+def run_steps(
+    steps: tuple[Step, ...],
+    start: int,
+    stop: int,
+    values: dict[int, Any],
+    xp: Namespace,
+    inputs: tuple[Any, Any, Any],
+    constant: Callable[[int, float], Any],
+) -> dict[int, Any]:
+    """Steps ``start`` to ``stop - 1``, given the values alive before ``start`` (by index).
+
+    Returns the values alive after them: those a later step reads, and the last step's.
+    (:func:`run` is all the steps at once; the ``chunked`` strategy runs them in pieces.)
+    """
+    values = dict(values)
+    by_kind = {VAR_X: inputs[0], VAR_Y: inputs[1], VAR_Z: inputs[2]}
+    for i in range(start, stop):
+        step = steps[i]
         if step.rule is not None:
             values[i] = step.rule(xp, *(values[a] for a in step.args))
         elif step.kind == CONST:
             values[i] = constant(step.slot, step.const)
         else:
-            values[i] = inputs[step.kind]
+            values[i] = by_kind[step.kind]
         for j in step.frees:
-            values[j] = None
-    return values[-1]
+            del values[j]
+    return values
+
+
+def live_after(steps: tuple[Step, ...], stops: list[int]) -> list[tuple[int, ...]]:
+    """The indices of the values alive after step ``stop - 1``, for each of ``stops``."""
+    alive: set[int] = set()
+    out = []
+    todo = sorted(stops)
+    for i, step in enumerate(steps):
+        alive.add(i)
+        alive.difference_update(step.frees)
+        while todo and todo[0] == i + 1:
+            out.append(tuple(sorted(alive)))
+            todo.pop(0)
+    return out
