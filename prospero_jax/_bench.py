@@ -94,8 +94,8 @@ def bench(
     ``jax``, ``jaxlib``, ``program``, ``settings``, ``oracle`` (one entry per size: its
     steady times, or why it was skipped) and ``results`` (one row per mode, size and
     device: ``staging``, ``trace_s``, ``lower_s``, ``compile_s``, ``compilations``,
-    ``first_run_s``, ``steady``, ``memory``, ``rss_start_mb``, ``peak_rss_mb``, ``hlo``, ``warm_cache``,
-    ``export``, ``oracle_ratio``, ``pixels_differing``).
+    ``first_run_s``, ``steady``, ``memory``, ``rss_start_mb``, ``peak_rss_mb``, ``hlo``,
+    ``warm_cache``, ``export``, ``oracle_ratio``, ``pixels_differing``).
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
