@@ -24,9 +24,10 @@ returns the finished image as a NumPy array, so it has waited for the device):
   ``/proc/self/clear_refs``; elsewhere the process's lifetime peak);
 * **HLO**: the optimized module's instruction count, fusion count and largest fusion
   (instructions in one fused computation), and XLA's flop estimate (AOT only);
-* **cold vs warm persistent cache**: all staging happens with a private, initially
-  empty persistent compilation cache, so the first compile is cold; then JAX's
-  in-memory caches are cleared and staging is repeated, reading the cache from disk;
+* **cold vs warm persistent cache**: each row stages with a private, initially empty
+  persistent compilation cache (and JAX's in-memory caches cleared), so its first
+  compile is cold; then the in-memory caches are cleared again and staging is repeated,
+  reading the row's cache from disk;
 * **export**: ``jax.export`` of the jitted tile kernel, serialized; its size, the time to
   deserialize and compile it again, and whether its image is the same (AOT only);
 * **oracle**: :func:`prospero_jax.reference.render` (float64 NumPy with liveness GC)
@@ -114,25 +115,23 @@ def bench(
         say(f"oracle at {size}²")
         oracle[size] = _time_oracle(program, size, repeats, budget_s)
     rows = []
-    with _private_cache():
-        for device in targets:
-            for mode in modes:
-                for size in sizes:
-                    say(f"{mode} at {size}² on {device.platform}")
-                    with jax.enable_x64(dtype == "float64"):
-                        row = _measure(
-                            program, mode, size, device, dtype, repeats, budget_s, chunk,
-                            warm=warm, export=export,
-                        )  # fmt: skip
-                    truth = oracle[size].pop("image", None)
-                    image = row.pop("image")
-                    if truth is not None:
-                        oracle[size]["image"] = truth
-                        row["pixels_differing"] = int(np.count_nonzero(image != truth))
-                        row["oracle_ratio"] = oracle[size]["median_s"] / row["steady"]["median_s"]
-                    else:
-                        row["pixels_differing"] = row["oracle_ratio"] = None
-                    rows.append(row)
+    for device in targets:
+        for mode in modes:
+            for size in sizes:
+                say(f"{mode} at {size}² on {device.platform}")
+                with _private_cache(), jax.enable_x64(dtype == "float64"):
+                    row = _measure(
+                        program, mode, size, device, dtype, repeats, budget_s, chunk,
+                        warm=warm, export=export,
+                    )  # fmt: skip
+                truth = oracle[size].get("image")
+                image = row.pop("image")
+                if truth is not None:
+                    row["pixels_differing"] = int(np.count_nonzero(image != truth))
+                    row["oracle_ratio"] = oracle[size]["median_s"] / row["steady"]["median_s"]
+                else:
+                    row["pixels_differing"] = row["oracle_ratio"] = None
+                rows.append(row)
     for entry in oracle.values():
         entry.pop("image", None)
     return {
