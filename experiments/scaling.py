@@ -42,8 +42,8 @@ def model(length: int):  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(length)
     n = max(1, length // 18)  # a disc with a hole is 18 instructions with its union
     discs = []
-    for cx, cy, r in zip(rng.uniform(-0.9, 0.9, n), rng.uniform(-0.9, 0.9, n),
-                         rng.uniform(0.02, 0.3, n) / max(1.0, np.sqrt(n) / 4), strict=True):  # fmt: skip
+    radii = rng.uniform(0.02, 0.3, n) / max(1.0, np.sqrt(n) / 4)  # denser: smaller
+    for cx, cy, r in zip(rng.uniform(-0.9, 0.9, n), rng.uniform(-0.9, 0.9, n), radii, strict=True):
         hole = shapes.circle(cx + r / 3, cy, r / 3)
         discs.append(shapes.difference(shapes.circle(cx, cy, r), hole))
     return shapes.to_program(shapes.union(*discs), f"discs-{length}")
