@@ -396,14 +396,17 @@ def _print_bench(report: dict[str, Any]) -> None:
         )
     out.print(times)
     oracle = ", ".join(
-        f"{o['size']}²: {_seconds(o['median_s'])}" if "median_s" in o else f"{o['size']}²: skipped"
+        f"{o['size']}²: {_seconds(o['median_s'])}"
+        if "median_s" in o
+        else f"{o['size']}²: skipped ({o['skipped']})"
         for o in report["oracle"]
     )
     out.print(f"float64 NumPy oracle (liveness GC), median: {oracle}")
     facts = Table(
         "mode", "size", "device", "compilations", "HLO instr.", "fusions", "largest fusion",
-        "temp MB", "peak RSS MB", "warm compile", "export KB", "reload compile",
-        title="memory, HLO, persistent cache, jax.export", title_justify="left",
+        "temp MB", "peak RSS MB", "warm compile", "export KB", "reload compile", "exe load",
+        title="memory, HLO, warm persistent cache, jax.export (reloaded StableHLO is compiled "
+        "again) and the serialized executable (loaded, not compiled)", title_justify="left",
     )  # fmt: skip
     for row in report["results"]:
         hlo, memory, warm, export = (row.get(k) for k in ("hlo", "memory", "warm_cache", "export"))
@@ -420,5 +423,6 @@ def _print_bench(report: dict[str, Any]) -> None:
             _seconds(warm["compile_s"]) if warm else "-",
             f"{export['bytes'] / 1024:.0f}" if export else "-",
             _seconds(export["compile_s"]) if export else "-",
+            _seconds(export["executable_load_s"]) if export else "-",
         )
     out.print(facts)

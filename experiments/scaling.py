@@ -5,8 +5,10 @@ of ``n`` random discs with holes (:func:`model`), from about 100 to 100,000 inst
 each rendered at 256² in float32 by every mode. ``--what size``: prospero at sizes 128²
 to 4096² by every mode. Each (mode, program) is one ``pj.bench`` run (the same numbers as
 ``prospero bench``) in a fresh worker process, killed after ``--timeout`` seconds (its
-row then says so), one at a time. Results go to ``experiments/results/scaling_*.json``;
-``--what plot`` draws ``experiments/figures/scaling_*.png`` from them.
+row then says so), one at a time. Results go to ``experiments/results/scaling_*.json``.
+A worker's address space is capped at 12 GiB (:data:`MEMORY_LIMIT`), so a compile that
+needs more fails (its row says so) rather than exhausting the machine. ``--what plot``
+draws ``experiments/figures/scaling_*.png`` from them.
 
     python experiments/scaling.py --what length
     python experiments/scaling.py --what size
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +34,8 @@ SIZES = (128, 256, 512, 1024, 2048, 4096)
 MODES = ("unrolled", "chunked", "interpreter", "eager", "culled")
 #: Largest image per mode in the size study (the slow modes stop earlier).
 SIZE_LIMIT = {"interpreter": 2048, "eager": 1024}
+#: Address space of a worker (bytes).
+MEMORY_LIMIT = 12 << 30
 
 
 def model(length: int):  # type: ignore[no-untyped-def]
@@ -50,7 +55,12 @@ def model(length: int):  # type: ignore[no-untyped-def]
 
 
 def worker(what: str, mode: str, arg: int) -> dict[str, Any]:
+    import resource
+
     import prospero_jax as pj
+
+    # A compile that needs more fails with std::bad_alloc instead of waking the OOM killer.
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     if what == "length":
         program, sizes, oracle_max = model(arg), [256], 256
@@ -95,7 +105,10 @@ def study(what: str, modes: list[str], timeout: float) -> None:
                 print(f"{mode} {arg}: stopped after {timeout:.0f} s", file=sys.stderr)
                 continue
             if done.returncode != 0:
-                sys.exit(f"{mode} {arg} failed:\n{done.stderr}")
+                lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+                rows.append({"what": what, "mode": mode, "arg": arg, "failed": lines[-1]})
+                print(f"{mode} {arg}: failed: {lines[-1]}", file=sys.stderr)
+                continue
             rows.append(json.loads(done.stdout.splitlines()[-1]))
             print(f"{mode} {arg}: {rows[-1]}", file=sys.stderr)
             RESULTS.mkdir(exist_ok=True)
@@ -109,10 +122,9 @@ def table(rows: list[dict[str, Any]]) -> None:
           "| × oracle | pixels ≠ oracle |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if "timeout_s" in r:
-            print(
-                f"| {r['mode']} | {r['arg']} | | | stopped after {r['timeout_s']:.0f} s | | | | |"
-            )
+        if "steady_s" not in r:
+            stopped = r.get("failed") or f"stopped after {r['timeout_s']:.0f} s"
+            print(f"| {r['mode']} | {r['arg']} | | | {stopped} | | | | |")
             continue
         ratio = f"{r['oracle_s'] / r['steady_s']:.1f}×" if r["oracle_s"] else "-"
         print(
@@ -124,6 +136,7 @@ def table(rows: list[dict[str, Any]]) -> None:
 
 def plot() -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -133,7 +146,8 @@ def plot() -> None:
         path = RESULTS / f"scaling_{what}.json"
         if not path.exists():
             continue
-        rows = [r for r in json.loads(path.read_text()) if "timeout_s" not in r]
+        everything = json.loads(path.read_text())
+        rows = [r for r in everything if "steady_s" in r]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         key = "instructions" if what == "length" else "size"
         for mode in MODES:
@@ -143,9 +157,21 @@ def plot() -> None:
             xs = [r[key] for r in mine]
             axes[0].plot(xs, [r["staging_s"] for r in mine], "o-", label=mode)
             axes[1].plot(xs, [r["steady_s"] for r in mine], "o-", label=mode)
-        oracle = sorted({(r[key], r["oracle_s"]) for r in rows if r.get("oracle_s")})
-        if oracle:
-            axes[1].plot(*zip(*oracle, strict=True), "k--", label="NumPy oracle (f64)")
+        timed: dict[int, list[float]] = {}
+        for r in rows:
+            if r.get("oracle_s"):
+                timed.setdefault(r[key], []).append(r["oracle_s"])
+        if timed:  # every worker timed the oracle: its median per program or size
+            xs = sorted(timed)
+            ys = [statistics.median(timed[x]) for x in xs]
+            axes[1].plot(xs, ys, "k--", label="NumPy oracle (f64), median")
+        failed = [r for r in everything if "steady_s" not in r]
+        if failed:
+            notes = "; ".join(
+                f"{r['mode']} at {r['arg']:,}: {r.get('failed', '').strip() or 'timed out'}"
+                for r in failed
+            )
+            fig.text(0.01, 0.01, f"no result: {notes}", fontsize=7, wrap=True)
         axes[0].set_title("trace + lower + compile (cold)")
         axes[1].set_title("steady render (median)")
         for ax in axes:
@@ -154,10 +180,13 @@ def plot() -> None:
             ax.set_xlabel(xlabel)
             ax.set_ylabel("seconds")
             ax.grid(True, which="both", alpha=0.3)
+            if what == "size":
+                ax.set_xticks(SIZES, [str(n) for n in SIZES])
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[1].legend(fontsize=8)
         subject = "discs models at 256²" if what == "length" else "prospero.vm"
         fig.suptitle(f"{subject}, float32, CPU ({rows[0]['machine']}), jax {rows[0]['jax']}")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         fig.savefig(FIGURES / f"scaling_{what}.png", dpi=110)
         print(f"wrote {FIGURES / f'scaling_{what}.png'}")
 

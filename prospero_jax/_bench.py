@@ -28,8 +28,11 @@ returns the finished image as a NumPy array, so it has waited for the device):
   persistent compilation cache (and JAX's in-memory caches cleared), so its first
   compile is cold; then the in-memory caches are cleared again and staging is repeated,
   reading the row's cache from disk;
-* **export**: ``jax.export`` of the jitted tile kernel, serialized; its size, the time to
-  deserialize and compile it again, and whether its image is the same (AOT only);
+* **export**: ``jax.export`` of the jitted tile kernel, serialized (StableHLO: portable,
+  compiled again when loaded): its size, the time to deserialize and compile it, whether
+  its image is the same; and the compiled executable itself, serialized by
+  ``jax.experimental.serialize_executable`` (tied to this jaxlib and device): its size and
+  load time (AOT only);
 * **oracle**: :func:`prospero_jax.reference.render` (float64 NumPy with liveness GC)
   at each size up to ``oracle_max``; every row reports ``oracle_s / steady median`` and
   how many pixels differ from the oracle's image.
@@ -52,6 +55,7 @@ from typing import Any, cast
 import jax
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
+from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
 from prospero_jax import reference
 from prospero_jax._culled import render_culled
@@ -282,6 +286,12 @@ def _export(
         compiled = jax.jit(reloaded.call).trace(*args).lower().compile()
     compiled_at = time.perf_counter()
     again = render_tiles(compiled, size, dtype=dtype, device=device, tile=side)
+    # The compiled executable itself, serialized: reloading it skips XLA entirely.
+    executable, in_tree, out_tree = serialize(compiled)
+    load_start = time.perf_counter()
+    loaded = deserialize_and_load(executable, in_tree, out_tree, execution_devices=[device])
+    executable_loaded_at = time.perf_counter()
+    third = render_tiles(loaded, size, dtype=dtype, device=device, tile=side)
     return {
         "export_s": exported_at - start,
         "bytes": len(blob),
@@ -289,6 +299,9 @@ def _export(
         "compile_s": compiled_at - loaded_at,
         "cache_hits": events.counts[_HITS],
         "same_image": bool(np.array_equal(again, image)),
+        "executable_bytes": len(executable),
+        "executable_load_s": executable_loaded_at - load_start,
+        "executable_same_image": bool(np.array_equal(third, image)),
     }
 
 

@@ -86,6 +86,7 @@ def test_rows_are_consistent(report: dict[str, Any], mode: str) -> None:
             assert hlo["instructions"] >= hlo["largest_fusion"] > 0
             assert hlo["fusions"] >= 1
             assert row["export"]["same_image"]
+            assert row["export"]["executable_same_image"]
             assert row["export"]["bytes"] > 0
         else:
             assert row["staging"] == "events"
