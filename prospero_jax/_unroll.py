@@ -126,13 +126,12 @@ def run_steps(
 
 def live_after(steps: tuple[Step, ...], stops: list[int]) -> list[tuple[int, ...]]:
     """The indices of the values alive after step ``stop - 1``, for each of ``stops``."""
+    wanted = set(stops)
     alive: set[int] = set()
-    out = []
-    todo = sorted(stops)
+    found: dict[int, tuple[int, ...]] = {}
     for i, step in enumerate(steps):
         alive.add(i)
         alive.difference_update(step.frees)
-        while todo and todo[0] == i + 1:
-            out.append(tuple(sorted(alive)))
-            todo.pop(0)
-    return out
+        if i + 1 in wanted:
+            found[i + 1] = tuple(sorted(alive))
+    return [found[stop] for stop in stops]
