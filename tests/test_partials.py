@@ -62,8 +62,13 @@ def test_interpreter_and_unrolled_derivatives_agree(program: pj.Program) -> None
     with jax.enable_x64(True):
         unrolled = field_and_gradient(program, "unrolled", x, y)
         interpreted = field_and_gradient(program, "interpreter", x, y)
-    for u, i in zip(unrolled, interpreted, strict=True):
-        np.testing.assert_allclose(i, u, rtol=1e-12, atol=1e-300, equal_nan=True)
+    np.testing.assert_allclose(interpreted[0], unrolled[0], rtol=1e-12, equal_nan=True)
+    # Where the value is NaN its derivatives are unspecified: a zero partial (e.g. of `and`
+    # in its first argument) times a NaN one gives NaN in one evaluator, and 0 where JAX
+    # drops the zero path of the unrolled derivative.
+    finite = np.isfinite(unrolled[0])
+    for u, i in zip(unrolled[1:], interpreted[1:], strict=True):
+        np.testing.assert_allclose(i[finite], u[finite], rtol=1e-12, atol=1e-300, equal_nan=True)
 
 
 CONVENTIONS = [
