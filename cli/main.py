@@ -8,7 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import json
-import sys
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -283,6 +283,7 @@ def _seconds(value: float | None) -> str:
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     file: FileArg = None,
     sizes: Annotated[
         str, typer.Option(help="Image sides to measure, comma-separated.")
@@ -350,7 +351,7 @@ def bench(
                 chunk=chunk,
                 warm=warm,
                 export=export,
-                command=" ".join(["prospero", *sys.argv[1:]]),
+                command=_command_line(ctx),
                 log=lambda message: status.update(f"measuring {message}"),
             )
         if json_path is not None:
@@ -363,6 +364,22 @@ def bench(
     _print_bench(report)
     if json_path is not None:
         typer.echo(f"wrote {json_path}")
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The running command with every option as parsed (defaults included), to rerun it."""
+    words = [ctx.command_path]
+    params = dict(ctx.params)
+    if params.pop("file", None) is not None:
+        words.append(shlex.quote(str(ctx.params["file"])))
+    for name, value in params.items():
+        if isinstance(value, bool):
+            words.append(f"--{'' if value else 'no-'}{name.replace('_', '-')}")
+        elif value is not None:
+            flag = "--json" if name == "json_path" else f"--{name.replace('_', '-')}"
+            for item in value if isinstance(value, list | tuple) else [value]:
+                words += [flag, shlex.quote(str(item))]
+    return " ".join(words)
 
 
 def _print_bench(report: dict[str, Any]) -> None:

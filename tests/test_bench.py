@@ -119,7 +119,10 @@ def test_cli_writes_the_report_as_json(tmp_path: Path, model: pj.Program) -> Non
     assert "unrolled" in result.stdout
     assert "× oracle" in result.stdout
     report = json.loads(out.read_text())
-    assert report["command"].startswith("prospero ")
+    command = report["command"]
+    assert command.startswith(f"prospero bench {program} --sizes 16,24 --modes unrolled,culled")
+    assert f"--json {out}" in command
+    assert "--repeats 2" in command
     assert [(r["mode"], r["size"]) for r in report["results"]] == [
         ("unrolled", 16), ("unrolled", 24), ("culled", 16), ("culled", 24),
     ]  # fmt: skip
