@@ -39,6 +39,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int32
 
+from prospero_jax._interpreter import value_branches
 from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
 from prospero_jax._passes import allocate_registers
 from prospero_jax._tape import Program
@@ -142,25 +143,6 @@ def dual_scan(
     return values[root], tangents[root]
 
 
-def _value_branches() -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, c, x, y, z) → value`` on arrays of the lanes' shape."""
-
-    def branch(code: int) -> Callable[..., Any]:
-        op = OPS[code]
-
-        def run(a: Any, b: Any, c: Any, x: Any, y: Any, z: Any) -> Any:
-            if code == CONST:
-                return jnp.broadcast_to(c, x.shape)
-            if code in (VAR_X, VAR_Y, VAR_Z):
-                return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
-            assert op.rule is not None
-            return op.rule(jnp, *(a, b)[: op.arity])
-
-        return run
-
-    return [branch(code) for code in range(len(OPS))]
-
-
 @functools.partial(jax.jit, static_argnames="registers")
 def value_scan(
     tape: tuple[jax.Array, ...],
@@ -171,7 +153,7 @@ def value_scan(
     registers: int,
 ) -> Float[Array, " n"]:
     """The tape's value at ``n`` points (flat lanes), one scan step a row (as :func:`dual_scan`)."""
-    branches = _value_branches()
+    branches = value_branches()  # the leaf kernel's: the op table's value rules
     x, y, z = points
 
     def step(values: jax.Array, row: tuple[jax.Array, ...]) -> Any:

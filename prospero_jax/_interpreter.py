@@ -333,8 +333,9 @@ def prune_kernel(
     return outputs
 
 
-def _value_branches() -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, const, x, y, z) → value`` over a leaf's pixels."""
+def value_branches() -> list[Callable[..., Any]]:
+    """One branch per opcode: ``(a, b, const, x, y, z) → value`` over a leaf's pixels
+    (or any lanes: :func:`prospero_jax._dual.value_scan` uses them too)."""
 
     def branch(code: int) -> Callable[..., Any]:
         op = OPS[code]
@@ -372,7 +373,7 @@ def leaf_kernel(
     """
     ops, args, consts = tapes
     px = side * side
-    branches = _value_branches()
+    branches = value_branches()
     tiles = starts.shape[0]
 
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:

@@ -153,8 +153,7 @@ def render_tiles(
     ahead of time for ``device`` and tiles of side ``tile`` (default: :func:`tile_size`);
     the caller sets ``jax_enable_x64`` for float64.
     """
-    dev = device
-    side = tile or tile_size(size, dev)
+    side = tile or tile_size(size, device)
     xs, ys = axes(size, region)
     tiles = -(-size // side)
     pad = tiles * side - size
@@ -163,7 +162,7 @@ def render_tiles(
     image = np.empty((size, size), dtype=np.uint8)
     jobs = [(r, c) for r in range(tiles) for c in range(tiles)]
 
-    zz = jax.device_put(np.asarray(z, dtype), dev)
+    zz = jax.device_put(np.asarray(z, dtype), device)
     pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
 
     def finish() -> None:
@@ -177,8 +176,8 @@ def render_tiles(
     todo = collections.deque(jobs)
     while todo:
         r, c = todo.popleft()
-        col = jax.device_put(xs[c * side : (c + 1) * side], dev)
-        row = jax.device_put(ys[r * side : (r + 1) * side], dev)
+        col = jax.device_put(xs[c * side : (c + 1) * side], device)
+        row = jax.device_put(ys[r * side : (r + 1) * side], device)
         pending.append((r, c, kernel(col, row, zz)))
         if len(pending) > IN_FLIGHT:
             finish()
