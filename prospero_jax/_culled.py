@@ -41,7 +41,7 @@ import jax
 import numpy as np
 from jaxtyping import UInt8
 
-from prospero_jax import _passes
+from prospero_jax import _executables, _passes
 from prospero_jax._interpreter import (
     ARITY,
     CHILDREN,
@@ -206,7 +206,7 @@ def _prune_level(
         inputs = jax.device_put((padded, spans, counts, np.int32(g1 - g0), box), device)
         # One register size per program (not per call): fewer compilations, same speed.
         registers = register_capacity(root_length)
-        out = prune_kernel(*inputs, z, registers=registers)
+        out = _executables.call(prune_kernel, (*inputs, z), device, registers=registers)
         calls.append((g1 - g0, n_rows, out))  # dispatched; read below
     per_child: list[list[np.ndarray]] = [[], [], [], []]  # lo, hi, inside, kept
     emits, operands = [], []
@@ -246,7 +246,7 @@ def _leaves(
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         inputs = jax.device_put((padded, spans, counts, np.int32(t1 - t0), tx, ty), device)
         registers = register_capacity(int(lengths[t0:t1].max()))
-        out = leaf_kernel(*inputs, z, registers=registers, side=side)
+        out = _executables.call(leaf_kernel, (*inputs, z), device, registers=registers, side=side)
         calls.append((t1 - t0, out))
     pixels = side * side
     return np.concatenate([np.asarray(out)[: n * pixels] for n, out in calls]).reshape(-1, pixels)

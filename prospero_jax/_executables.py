@@ -1,0 +1,164 @@
+"""Compiled kernels kept on disk as executables: a warm process skips trace, lowering and XLA.
+
+Input: a jitted kernel, its arguments and static options. Output: the same result as
+calling the kernel, computed by a compiled executable found in memory, on disk, or
+compiled now (and then stored).
+
+Why: JAX's persistent compilation cache (:mod:`prospero_jax._cache`) saves XLA's compile,
+but every process still traces and lowers each kernel (about 0.3 s for the culled
+renderer's kernels on a 2-core CPU, a third of a warm CLI render). Here the compiled
+executable itself is stored (``jax.experimental.serialize_executable``) and loaded in
+about 0.1 s.
+
+Invariants: an executable is tied to the jaxlib build and the device, and is the output of
+this package's code; all three are in the key (with the kernel's name, its static options,
+its arguments' shapes and dtypes, and ``jax_enable_x64``), so a stale file is never loaded:
+editing any module of the package changes the key. A file that fails to load is removed
+and compiled again. Files are written atomically; a failed write only costs the next
+process a compile. Nothing is kept on disk until :func:`set_directory` names a directory
+(:func:`prospero_jax.enable_compilation_cache` does); until then :func:`call` is the plain
+jitted call.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import jax
+import jaxlib
+import numpy as np
+from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+_directory: Path | None = None
+_loaded: dict[str, Callable[..., Any]] = {}
+#: Executables loaded from disk or compiled and stored, for tests: (loaded, compiled).
+counts = {"loaded": 0, "compiled": 0}
+
+
+def set_directory(path: str | os.PathLike[str] | None) -> None:
+    """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
+    global _directory
+    _directory = Path(path) if path is not None else None
+    _loaded.clear()
+
+
+@functools.cache
+def _source_digest() -> str:
+    """A hash of every module of this package: any change to the code changes every key."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode())
+        digest.update(module.read_bytes())
+    return digest.hexdigest()
+
+
+def _dtype(leaf: Any) -> str:
+    return str(leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf))
+
+
+def _key(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax.Device) -> str:
+    leaves = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(args)]
+    parts = (
+        getattr(kernel, "__module__", ""),
+        getattr(kernel, "__qualname__", repr(kernel)),
+        sorted(static.items()),
+        leaves,
+        str(jax.tree.structure(args)),
+        bool(jax.config.jax_enable_x64),
+        device.platform,
+        device.device_kind,
+        jax.__version__,
+        jaxlib.__version__,
+        _source_digest(),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) -> Any:
+    """``kernel(*args, **static)``, through a stored executable when a directory is set.
+
+    ``args`` must already live on ``device`` (the executable runs there).
+    """
+    if _directory is None:
+        return kernel(*args, **static)
+    key = _key(kernel, args, static, device)
+    executable = _loaded.get(key)
+    if executable is not None:
+        return executable(*args)
+    path = _directory / f"{key}.bin"
+    executable = _load(path, device)
+    if executable is not None:
+        counts["loaded"] += 1
+        _loaded[key] = executable
+        return executable(*args)
+    executable, out = _compile_and_store(kernel, args, static, path, device)
+    counts["compiled"] += 1
+    _loaded[key] = executable
+    return out
+
+
+def _compile_and_store(
+    kernel: Any, args: tuple[Any, ...], static: dict[str, Any], path: Path, device: jax.Device
+) -> tuple[Callable[..., Any], Any]:
+    """Compile, store, and run once: the executable and this call's outputs.
+
+    XLA:CPU executables that JAX's persistent cache loaded serialize into files that load
+    but fail when run ("Function ... not found"), so the compile bypasses that cache, and
+    the stored file is loaded back and run on this call's arguments before it is kept.
+    """
+    update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
+    was_on = jax.config.jax_enable_compilation_cache
+    update("jax_enable_compilation_cache", False)
+    try:
+        compiled = kernel.lower(*args, **static).compile()
+    finally:
+        update("jax_enable_compilation_cache", was_on)
+    if _store(path, compiled):
+        reloaded = _load(path, device)
+        if reloaded is not None:
+            try:
+                return reloaded, jax.block_until_ready(reloaded(*args))
+            except jax.errors.JaxRuntimeError:
+                path.unlink(missing_ok=True)
+    return compiled, compiled(*args)
+
+
+def _load(path: Path, device: jax.Device) -> Callable[..., Any] | None:
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        payload, in_tree, out_tree = pickle.loads(blob)
+        loaded: Callable[..., Any] = deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=[device]
+        )
+        return loaded
+    except Exception:  # a truncated or foreign file: drop it and compile again
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _store(path: Path, compiled: Any) -> bool:
+    """Write ``compiled`` to ``path`` atomically; whether it was written."""
+    try:
+        blob = pickle.dumps(serialize(compiled))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(blob)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except (OSError, pickle.PicklingError, TypeError, ValueError):
+        return False  # not stored: the next process compiles again
+    return True
