@@ -28,11 +28,11 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
 
 import jax
-import jaxlib
 import numpy as np
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
@@ -59,6 +59,10 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
+def _flag(name: str) -> bool:
+    return bool(getattr(jax.config, name))
+
+
 def _dtype(leaf: Any) -> str:
     return str(leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf))
 
@@ -71,11 +75,11 @@ def _key(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax
         sorted(static.items()),
         leaves,
         str(jax.tree.structure(args)),
-        bool(jax.config.jax_enable_x64),
+        _flag("jax_enable_x64"),
         device.platform,
         device.device_kind,
         jax.__version__,
-        jaxlib.__version__,
+        version("jaxlib"),
         _source_digest(),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
@@ -114,7 +118,7 @@ def _compile_and_store(
     the stored file is loaded back and run on this call's arguments before it is kept.
     """
     update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
-    was_on = jax.config.jax_enable_compilation_cache
+    was_on = _flag("jax_enable_compilation_cache")
     update("jax_enable_compilation_cache", False)
     try:
         compiled = kernel.lower(*args, **static).compile()
@@ -124,7 +128,9 @@ def _compile_and_store(
         reloaded = _load(path, device)
         if reloaded is not None:
             try:
-                return reloaded, jax.block_until_ready(reloaded(*args))
+                out = reloaded(*args)
+                jax.block_until_ready(out)  # type: ignore[no-untyped-call]
+                return reloaded, out
             except jax.errors.JaxRuntimeError:
                 path.unlink(missing_ok=True)
     return compiled, compiled(*args)
