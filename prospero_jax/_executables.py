@@ -50,13 +50,13 @@ def set_directory(path: str | os.PathLike[str] | None) -> None:
 
 
 @functools.cache
-def _source_digest() -> str:
-    """A hash of every module of this package: any change to the code changes every key."""
+def _build() -> tuple[str, str, str]:
+    """JAX's and jaxlib's versions and a hash of every module of this package."""
     digest = hashlib.sha256()
     for module in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(module.name.encode())
         digest.update(module.read_bytes())
-    return digest.hexdigest()
+    return jax.__version__, version("jaxlib"), digest.hexdigest()
 
 
 def _flag(name: str) -> bool:
@@ -78,9 +78,7 @@ def _key(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax
         _flag("jax_enable_x64"),
         device.platform,
         device.device_kind,
-        jax.__version__,
-        version("jaxlib"),
-        _source_digest(),
+        _build(),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
