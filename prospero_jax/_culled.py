@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import UInt8
 
 from prospero_jax import _executables, _passes
@@ -109,18 +111,53 @@ def render_culled(
     progress: Progress | None = None,
     leaf: int = LEAF_SIDE,
     stats: list[dict[str, Any]] | None = None,
-) -> UInt8[np.ndarray, "size size"]:
+    rows: tuple[int, int] | None = None,
+    devices: Sequence[jax.Device] = (),
+) -> UInt8[np.ndarray, "rows size"]:
     """Render like :func:`prospero_jax.render` with ``mode="culled"`` (module docstring).
 
     ``leaf`` is the side of the tiles evaluated point by point. If ``stats`` is a list, one
     dict per level is appended: tile side, tapes in, their rows, children painted inside,
     children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
-    beyond those the level already has).
+    beyond those the level already has). ``rows = (start, stop)`` renders only those rows
+    (a band), as squares of the band's height, left to right. With two or more
+    ``devices``, each level's kernel calls are spread over them, one call per device, as
+    one computation sharded over a 1-D ``Mesh`` (``shard_map``).
     """
-    side = max(leaf, 1 << (size - 1).bit_length())
     xs, ys = axes(size, region)
-    xs = np.pad(xs, (0, side - size), mode="edge").astype(dtype)
-    ys = np.pad(ys, (0, side - size), mode="edge").astype(dtype)
+    if rows is None:
+        return _render_square(program, xs, ys, z, dtype, device, devices, progress, leaf, stats)
+    ys = ys[rows[0] : rows[1]]
+    height = len(ys)
+    image = np.empty((height, size), np.uint8)
+    squares = range(0, size, max(height, 1))
+    for done, left in enumerate(squares, 1):
+        right = min(left + height, size)
+        image[:, left:right] = _render_square(
+            program, xs[left:right], ys, z, dtype, device, devices, None, leaf, stats
+        )
+        if progress is not None:
+            progress(done, len(squares))
+    return image
+
+
+def _render_square(
+    program: Program,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: float,
+    dtype: str,
+    device: jax.Device,
+    devices: Sequence[jax.Device],
+    progress: Progress | None,
+    leaf: int,
+    stats: list[dict[str, Any]] | None,
+) -> UInt8[np.ndarray, "ys xs"]:
+    """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
+    height, width = len(ys), len(xs)
+    side = max(leaf, 1 << (max(height, width) - 1).bit_length())
+    xs = np.pad(xs, (0, side - width), mode="edge").astype(dtype)
+    ys = np.pad(ys, (0, side - height), mode="edge").astype(dtype)
     zz = jax.device_put(np.asarray(z, dtype), device)
     image = np.zeros((side, side), np.uint8)
 
@@ -140,7 +177,9 @@ def render_culled(
             [xs[child_cols], xs[child_cols + half - 1], ys[child_rows + half - 1], ys[child_rows]],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi], 4)
-        _, _, inside, kept, emit, new_args = _prune_level(tapes, lengths, boxes, zz, device, root)
+        _, _, inside, kept, emit, new_args = _prune_level(
+            tapes, lengths, boxes, zz, device, root, devices
+        )
         _paint(image, half, child_rows[inside], child_cols[inside], 255)
 
         # Next level: every ambiguous child's kept rows, lane-major (child by child).
@@ -169,7 +208,7 @@ def render_culled(
 
     if len(lengths):
         started = time.perf_counter()
-        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf)
+        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf, devices)
         _paint(image, leaf, rows, cols, inside.reshape(-1, leaf, leaf) * 255)
         if stats is not None:
             stats.append(
@@ -184,7 +223,7 @@ def render_culled(
             )
     if progress is not None:
         progress(levels, levels)
-    return image[:size, :size]
+    return image[:height, :width]
 
 
 def _prune_level(
@@ -194,23 +233,23 @@ def _prune_level(
     z: jax.Array,
     device: jax.Device,
     root_length: int,
+    devices: Sequence[jax.Device] = (),
 ) -> tuple[np.ndarray, ...]:
     """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    calls = []
-    for g0, g1 in _chunks(lengths, GROUP_CAPACITY):
-        args = _call_args(tapes, starts, lengths, g0, g1, GROUP_CAPACITY)
-        padded, spans, counts, n_rows = args
+    calls, sizes = [], []
+    # One register size per program (not per call): fewer compilations, same speed.
+    registers = register_capacity(root_length)
+    for g0, g1 in _chunks(lengths, _per_call(len(lengths), GROUP_CAPACITY, devices)):
+        padded, spans, counts, n_rows = _call_args(tapes, starts, lengths, g0, g1, GROUP_CAPACITY)
         box = np.zeros((GROUP_CAPACITY, 4, CHILDREN), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
-        inputs = jax.device_put((padded, spans, counts, np.int32(g1 - g0), box), device)
-        # One register size per program (not per call): fewer compilations, same speed.
-        registers = register_capacity(root_length)
-        out = _executables.call(prune_kernel, (*inputs, z), device, registers=registers)
-        calls.append((g1 - g0, n_rows, out))  # dispatched; read below
+        calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
+        sizes.append((g1 - g0, n_rows))
+    outs = _dispatch(prune_kernel, calls, z, device, devices)  # dispatched; read below
     per_child: list[list[np.ndarray]] = [[], [], [], []]  # lo, hi, inside, kept
     emits, operands = [], []
-    for n_groups, n_rows, (*children, emit, new_a, new_b) in calls:
+    for (n_groups, n_rows), (*children, emit, new_a, new_b) in zip(sizes, outs, strict=True):
         for part, values in zip(per_child, children, strict=True):
             part.append(np.asarray(values)[: n_groups * CHILDREN])
         size = n_rows * CHILDREN
@@ -232,24 +271,88 @@ def _leaves(
     z: jax.Array,
     device: jax.Device,
     side: int,
+    devices: Sequence[jax.Device] = (),
 ) -> np.ndarray:
     """Inside-masks of the ambiguous ``side × side`` tiles, ``(tiles, side²)`` bool."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    calls = []
+    calls, counts = [], []
     capacity = LEAF_PIXEL_CAPACITY // (side * side)
-    for t0, t1 in _chunks(lengths, capacity):
-        padded, spans, counts, _ = _call_args(tapes, starts, lengths, t0, t1, capacity)
+    for t0, t1 in _chunks(lengths, _per_call(len(lengths), capacity, devices)):
+        padded, spans, n_rows, _ = _call_args(tapes, starts, lengths, t0, t1, capacity)
         tx = np.zeros((capacity, side), xs.dtype)
         ty = np.zeros((capacity, side), ys.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
-        inputs = jax.device_put((padded, spans, counts, np.int32(t1 - t0), tx, ty), device)
         registers = register_capacity(int(lengths[t0:t1].max()))
-        out = _executables.call(leaf_kernel, (*inputs, z), device, registers=registers, side=side)
-        calls.append((t1 - t0, out))
+        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty), registers))
+        counts.append(t1 - t0)
+    outs = _dispatch(leaf_kernel, calls, z, device, devices, side=side)
     pixels = side * side
-    return np.concatenate([np.asarray(out)[: n * pixels] for n, out in calls]).reshape(-1, pixels)
+    return np.concatenate(
+        [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]
+    ).reshape(-1, pixels)
+
+
+def _per_call(items: int, capacity: int, devices: Sequence[jax.Device]) -> int:
+    """Items per kernel call: all that fit, or a share per device so every device works."""
+    return min(capacity, max(1, -(-items // len(devices)))) if len(devices) > 1 else capacity
+
+
+def _dispatch(
+    kernel: Any,
+    calls: list[tuple[tuple[Any, ...], int]],
+    z: jax.Array,
+    device: jax.Device,
+    devices: Sequence[jax.Device],
+    **static: Any,
+) -> list[Any]:
+    """``kernel(*args, z, registers=r, **static)`` for each ``(args, r)`` of ``calls``.
+
+    On one device each call is dispatched asynchronously (through the stored executables).
+    On several, calls go in batches of one per device: their inputs padded to the batch's
+    largest tape, stacked, sharded over a 1-D mesh and run by ``shard_map``.
+    """
+    if len(devices) < 2:
+        return [
+            _executables.call(
+                kernel, (*jax.device_put(args, device), z), device, registers=r, **static
+            )
+            for args, r in calls
+        ]
+    share = len(devices)
+    outs: list[Any] = []
+    for first in range(0, len(calls), share):
+        batch = calls[first : first + share]
+        real = len(batch)
+        batch = batch + batch[-1:] * (share - real)  # idle devices repeat the last call
+        longest = max(len(args[0]) for args, _ in batch)
+        stacked = jax.tree.map(
+            lambda *leaves: np.stack(leaves),
+            *[(args[0].padded(longest), *args[1:]) for args, _ in batch],
+        )
+        run, sharding = _sharded(kernel, tuple(devices), max(r for _, r in batch), **static)
+        zs = np.full(share, np.asarray(z))
+        out = run(*jax.device_put(stacked, sharding), jax.device_put(zs, sharding))
+        host = jax.tree.map(np.asarray, out)
+        outs.extend(jax.tree.map(lambda a, i=i: a[i], host) for i in range(real))
+    return outs
+
+
+@functools.lru_cache(maxsize=16)
+def _sharded(
+    kernel: Any, devices: tuple[jax.Device, ...], registers: int, **static: Any
+) -> tuple[Callable[..., Any], NamedSharding]:
+    """``kernel`` on a stack of calls, one per device of a 1-D mesh, and the stack's sharding."""
+    mesh = Mesh(np.array(devices), ("calls",))
+    spec = P("calls")
+
+    def one(*stacked: Any) -> Any:
+        out = kernel(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)
+        return jax.tree.map(lambda a: a[None], out)
+
+    mapped = jax.shard_map(one, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return jax.jit(mapped), NamedSharding(mesh, spec)
 
 
 def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any) -> None:

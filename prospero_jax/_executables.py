@@ -111,9 +111,11 @@ def _compile_and_store(
 ) -> tuple[Callable[..., Any], Any]:
     """Compile, store, and run once: the executable and this call's outputs.
 
-    XLA:CPU executables that JAX's persistent cache loaded serialize into files that load
-    but fail when run ("Function ... not found"), so the compile bypasses that cache, and
-    the stored file is loaded back and run on this call's arguments before it is kept.
+    An XLA:CPU executable that JAX's persistent cache loaded, or that XLA compiled a
+    second time in one process, serializes into a file that loads but fails when run
+    ("Function ... not found"): so the compile bypasses that cache, and the stored file is
+    loaded back and run on this call's arguments before it is kept (if it fails, it is
+    dropped and the freshly compiled executable serves this process).
     """
     update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
     was_on = _flag("jax_enable_compilation_cache")

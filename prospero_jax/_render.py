@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import collections
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import UInt8
 
 from prospero_jax._culled import render_culled
@@ -146,41 +148,88 @@ def render_tiles(
     device: jax.Device,
     tile: int | None = None,
     progress: Progress | None = None,
-) -> UInt8[np.ndarray, "size size"]:
+    rows: tuple[int, int] | None = None,
+    devices: Sequence[jax.Device] = (),
+) -> UInt8[np.ndarray, "rows size"]:
     """The brute-force tile loop: ``kernel(xs, ys, z)`` on every tile, assembled on the host.
 
     ``kernel`` is a tile function (:mod:`prospero_jax._strategies`), jitted or compiled
     ahead of time for ``device`` and tiles of side ``tile`` (default: :func:`tile_size`);
-    the caller sets ``jax_enable_x64`` for float64.
+    the caller sets ``jax_enable_x64`` for float64. ``rows = (start, stop)`` renders only
+    those rows of the image (a band). With two or more ``devices`` (a jitted ``kernel``),
+    tiles go in batches of one per device, a batch sharded over a 1-D ``Mesh`` of them.
     """
     side = tile or tile_size(size, device)
     xs, ys = axes(size, region)
-    tiles = -(-size // side)
-    pad = tiles * side - size
-    xs = np.pad(xs, (0, pad), mode="edge").astype(dtype)
-    ys = np.pad(ys, (0, pad), mode="edge").astype(dtype)
-    image = np.empty((size, size), dtype=np.uint8)
-    jobs = [(r, c) for r in range(tiles) for c in range(tiles)]
+    if rows is not None:
+        ys = ys[rows[0] : rows[1]]
+    height, width = len(ys), len(xs)
+    tiles_down, tiles_across = -(-height // side), -(-width // side)
+    xs = np.pad(xs, (0, tiles_across * side - width), mode="edge").astype(dtype)
+    ys = np.pad(ys, (0, tiles_down * side - height), mode="edge").astype(dtype)
+    image = np.empty((height, width), dtype=np.uint8)
+    jobs = [(r, c) for r in range(tiles_down) for c in range(tiles_across)]
+    if len(devices) > 1:
+        run = _sharded_tiles(kernel, tuple(devices), xs, ys, side, np.asarray(z, dtype))
+        batch = len(devices)
+    else:
+        zz = jax.device_put(np.asarray(z, dtype), device)
+        batch = 1
 
-    zz = jax.device_put(np.asarray(z, dtype), device)
-    pending: collections.deque[tuple[int, int, jax.Array]] = collections.deque()
+        def run(group: list[tuple[int, int]]) -> jax.Array:
+            ((r, c),) = group
+            col = jax.device_put(xs[c * side : (c + 1) * side], device)
+            row = jax.device_put(ys[r * side : (r + 1) * side], device)
+            return kernel(col, row, zz)[None]
+
+    groups = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
+    pending: collections.deque[tuple[list[tuple[int, int]], jax.Array]] = collections.deque()
+    done = 0
 
     def finish() -> None:
-        r, c, out = pending.popleft()
-        block = np.asarray(out)
-        h, w = min(side, size - r * side), min(side, size - c * side)
-        image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
+        nonlocal done
+        group, out = pending.popleft()
+        blocks = np.asarray(out)
+        for (r, c), block in zip(group, blocks, strict=False):
+            h, w = min(side, height - r * side), min(side, width - c * side)
+            image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
+        done += len(group)
         if progress is not None:
-            progress(len(jobs) - len(pending) - len(todo), len(jobs))
+            progress(done, len(jobs))
 
-    todo = collections.deque(jobs)
-    while todo:
-        r, c = todo.popleft()
-        col = jax.device_put(xs[c * side : (c + 1) * side], device)
-        row = jax.device_put(ys[r * side : (r + 1) * side], device)
-        pending.append((r, c, kernel(col, row, zz)))
+    for group in groups:
+        pending.append((group, run(group)))
         if len(pending) > IN_FLIGHT:
             finish()
     while pending:
         finish()
     return image
+
+
+def _sharded_tiles(
+    kernel: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+    devices: tuple[jax.Device, ...],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    side: int,
+    z: np.ndarray,
+) -> Callable[[list[tuple[int, int]]], jax.Array]:
+    """A batch runner: one tile per device, as one computation sharded over the devices."""
+    mesh = Mesh(np.array(devices), ("tiles",))
+    split, replicated = NamedSharding(mesh, P("tiles")), NamedSharding(mesh, P())
+    batched = _batched(kernel)
+    zz = jax.device_put(z, replicated)
+
+    def run(group: list[tuple[int, int]]) -> jax.Array:
+        group = group + group[-1:] * (len(devices) - len(group))  # a short last batch
+        cols = np.stack([xs[c * side : (c + 1) * side] for _, c in group])
+        rows = np.stack([ys[r * side : (r + 1) * side] for r, _ in group])
+        return batched(jax.device_put(cols, split), jax.device_put(rows, split), zz)
+
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def _batched(kernel: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """``kernel`` over a batch of tiles; jit partitions it as its inputs are sharded."""
+    return jax.jit(jax.vmap(kernel, in_axes=(0, 0, None)))

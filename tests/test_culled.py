@@ -104,8 +104,9 @@ def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> Non
 def test_kernels_compile_independently_of_the_program(
     prospero: pj.Program, hi: pj.Program, quarter: pj.Program
 ) -> None:
-    for size in (64, 300):  # compiles the register-file buckets prospero needs (1024, 8192)
-        pj.render(prospero, size, mode="culled")
+    # Compile the register-file buckets: prospero's tapes need 1024 and 8192 rows, hi's 1024.
+    for program, size in ((prospero, 64), (prospero, 300), (hi, 64)):
+        pj.render(program, size, mode="culled")
     compiled = _compilations()
     assert sum(compiled) >= 3  # prune (one register bucket per program) + leaves
     for program in (prospero, hi, quarter, pj.shapes.demo_program()):
