@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
+import jax
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -99,6 +100,9 @@ def _region(text: str) -> tuple[float, float, float, float]:
     return xmin, xmax, ymin, ymax
 
 
+#: Renders larger than this many pixels a side are streamed to disk band by band.
+STREAM_ABOVE = 16384
+
 FileArg = Annotated[
     Path | None,
     typer.Argument(
@@ -164,6 +168,63 @@ def render(
             "evaluated; 0 evaluates every pixel (slow for long programs).",
         ),
     ] = 3,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Shard the work over several devices: all, or a count N (the first N). "
+            "Same image as one device. On CPU, XLA_FLAGS="
+            "--xla_force_host_platform_device_count=N makes N devices.",
+            show_default=False,
+            rich_help_panel="Scaling out",
+        ),
+    ] = None,
+    band_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stream the image to disk in bands of this many rows: memory stays "
+            "bounded by one band, and an interrupted render resumes where it stopped "
+            f"when run again. [default: streamed above {STREAM_ABOVE} px, "
+            f"{pj.BAND_ROWS} rows per band]",
+            show_default=False,
+            rich_help_panel="Scaling out",
+        ),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Streamed renders: discard the bands an interrupted run left, start again.",
+            rich_help_panel="Scaling out",
+        ),
+    ] = False,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-process render: HOST:PORT of process 0 (jax.distributed). Each "
+            "process renders its band of rows; process 0 writes the image.",
+            show_default=False,
+            rich_help_panel="Scaling out",
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            rich_help_panel="Scaling out",
+            help="Multi-process render: how many processes.",
+        ),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            show_default=False,
+            rich_help_panel="Scaling out",
+            help="Multi-process render: this process's index, 0 to N-1.",
+        ),
+    ] = None,
 ) -> None:
     """Render FILE (or the built-in demo) as a black-and-white image.
 
@@ -172,9 +233,13 @@ def render(
 
     Examples: `prospero render` draws the demo model to demo.png;
     `prospero render prospero.vm --size 1024 -o out.pgm` draws the challenge's image;
-    `prospero render prospero.vm --shade normals -o normals.png` colours its outline.
+    `prospero render prospero.vm --shade normals -o normals.png` colours its outline;
+    `prospero render prospero.vm --size 65536 -o poster.png` streams a 4.3-gigapixel
+    image band by band (run it again after an interruption to resume).
     """
     with _user_errors():
+        if coordinator or num_processes or process_id is not None:
+            pj.initialize(coordinator, num_processes, process_id)  # before any JAX work
         program = _load(file)
         out = output or Path(f"{file.stem if file else 'demo'}.png")
         if antialias and shade is not None:
@@ -182,27 +247,36 @@ def render(
         check_image_format(out, colour=shade is not None)  # fail before rendering
         if not out.parent.is_dir():
             raise ValueError(f"{out}: directory {out.parent} does not exist")
+        streamed = band_rows is not None or size > STREAM_ABOVE
+        if streamed and (antialias or shade is not None):
+            raise ValueError("--antialias and --shade are not streamed: use --size "
+                             f"{STREAM_ABOVE} or less, without --band-rows")  # fmt: skip
         bounds = _region(region)
         target = pj.resolve_device(device)
+        spread = _devices(devices, target)
         if cache:
             pj.enable_compilation_cache()
+        options: dict[str, Any] = dict(
+            region=bounds, z=z, dtype=dtype.value, device=target, devices=spread
+        )
         start = time.perf_counter()
-        with Progress(
-            TextColumn("[bold]rendering[/] {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"{program.source} at {size}²", total=None)
-            options = dict(region=bounds, z=z, dtype=dtype.value, device=target)
+        if streamed:
+            if jax.process_count() > 1:
+                raise ValueError("streamed renders run in one process: drop --coordinator")
+            done = _stream(program, size, out, band_rows or pj.BAND_ROWS, restart,
+                           mode=mode.value, **options)  # fmt: skip
+            resumed = f", {done.resumed} of {done.bands} bands resumed" * bool(done.resumed)
+            typer.echo(f"wrote {out} ({size}×{size}, {done.inside:.1%} inside{resumed}) "
+                       f"in {time.perf_counter() - start:.2f} s")  # fmt: skip
+            return
+        with _progress() as bar:
+            task = bar.add_task(f"{program.source} at {size}²", total=None, unit="steps")
 
             def report(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
             if antialias or shade is not None:
+                options.pop("devices")
                 samples = pj.sample_gradient(
                     program,
                     size,
@@ -213,12 +287,79 @@ def render(
                 kind = "antialias" if shade is None else shade.value
                 image = pj.shade(samples, kind)
                 inside = float(samples.inside.mean())
+            elif jax.process_count() > 1:
+                options.pop("device")
+                image = pj.render_across_processes(program, size, mode=mode.value, **options)
+                inside = float((image > 0).mean())
             else:
                 image = pj.render(program, size, mode=mode.value, progress=report, **options)
                 inside = float((image > 0).mean())
+        if jax.process_index() > 0:
+            typer.echo(f"process {jax.process_index()} rendered its rows; process 0 writes {out}")
+            return
         pj.write_image(out, image)
         seconds = time.perf_counter() - start
         typer.echo(f"wrote {out} ({size}×{size}, {inside:.1%} inside) in {seconds:.2f} s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]rendering[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _devices(text: str | None, device: Any) -> str | list[Any] | None:
+    """``--devices``: None, "all", or the first N devices of ``device``'s platform."""
+    if text is None or text == "all":
+        return text
+    have: list[Any] = jax.local_devices(backend=device.platform)
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"--devices must be 'all' or a count, got {text!r}") from None
+    if not 1 <= count <= len(have):
+        raise ValueError(f"--devices {count}: {len(have)} {device.platform} device(s) here")
+    return have[:count]
+
+
+def _stream(
+    program: pj.Program, size: int, out: Path, band_rows: int, restart: bool, **options: Any
+) -> pj.StreamReport:
+    """A streamed render with a band progress bar, and a resume hint if interrupted."""
+    partial, _ = pj.partial_paths(out)
+    with _progress() as bar:
+        task = bar.add_task(f"{program.source} at {size}² in bands", total=None, unit="bands")
+        first = True
+
+        def report(done: int, total: int) -> None:
+            nonlocal first
+            if first:  # bands found done: not part of this run's speed (the ETA)
+                bar.reset(task, completed=done, total=total)
+                if done:
+                    console.print(f"resuming: {done} of {total} bands already in {partial}")
+                first = False
+            else:
+                bar.update(task, completed=done, total=total)
+
+        try:
+            return pj.render_to_file(
+                program, size, out, band_rows=band_rows, resume=not restart, progress=report,
+                **options,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted: {out} was not written; the bands done are kept in {partial}: "
+                "run the same command to resume",
+                err=True,
+            )
+            raise typer.Exit(130) from None
 
 
 @app.command()

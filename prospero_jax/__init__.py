@@ -16,7 +16,12 @@ Public API:
   :meth:`Program.with_constants`);
 * :func:`to_interval_function`: Program → ``g(x, y, z)`` on :class:`Interval` pytrees, sound;
 * :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0), by brute
-  force or by interval culling with per-tile tape pruning;
+  force or by interval culling with per-tile tape pruning, on one device or sharded over
+  several (``devices="all"``), whole or a band of rows;
+* :func:`render_to_file`: Program → a PGM or PNG file of any size, streamed band by band,
+  resumable after an interruption (:class:`StreamReport`);
+* :func:`initialize`, :func:`render_across_processes`: multi-process renders over
+  ``jax.distributed``, each process rendering its band of rows;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -40,6 +45,7 @@ from prospero_jax._bench import DEFAULT_MODES as DEFAULT_BENCH_MODES
 from prospero_jax._bench import MODES as BENCH_MODES
 from prospero_jax._bench import bench
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
+from prospero_jax._distributed import initialize, process_rows, render_across_processes
 from prospero_jax._image import read_pgm, write_image
 from prospero_jax._interval import Interval, to_interval_function
 from prospero_jax._lower import to_function, to_parametric
@@ -53,10 +59,11 @@ from prospero_jax._passes import (
     max_live,
     simplify,
 )
-from prospero_jax._render import render, resolve_device
+from prospero_jax._render import render, resolve_device, resolve_devices
 from prospero_jax._shade import FieldSamples, sample_gradient, shade
 from prospero_jax._strategies import CHUNK as DEFAULT_CHUNK
 from prospero_jax._strategies import STRATEGIES
+from prospero_jax._stream import BAND_ROWS, StreamReport, partial_paths, render_to_file
 from prospero_jax._tape import Program
 
 try:
@@ -65,6 +72,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0"
 
 __all__ = [
+    "BAND_ROWS",
     "BENCH_MODES",
     "DEFAULT_BENCH_MODES",
     "DEFAULT_CHUNK",
@@ -74,6 +82,7 @@ __all__ = [
     "Interval",
     "Op",
     "Program",
+    "StreamReport",
     "VMError",
     "__version__",
     "bench",
@@ -83,13 +92,19 @@ __all__ = [
     "eliminate_dead_code",
     "enable_compilation_cache",
     "fold_constants",
+    "initialize",
     "load",
     "max_live",
     "parse",
+    "partial_paths",
+    "process_rows",
     "read_pgm",
     "reference",
     "render",
+    "render_across_processes",
+    "render_to_file",
     "resolve_device",
+    "resolve_devices",
     "sample_gradient",
     "shade",
     "shapes",

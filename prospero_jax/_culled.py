@@ -345,7 +345,7 @@ def _sharded(
 ) -> tuple[Callable[..., Any], NamedSharding]:
     """``kernel`` on a stack of calls, one per device of a 1-D mesh, and the stack's sharding."""
     mesh = Mesh(np.array(devices), ("calls",))
-    spec = P("calls")
+    spec = P("calls")  # type: ignore[no-untyped-call]
 
     def one(*stacked: Any) -> Any:
         out = kernel(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)

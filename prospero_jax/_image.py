@@ -5,6 +5,9 @@ extension picks the format (``.pgm``: binary P5, greyscale, the challenge's form
 ``.ppm``: binary P6, colour; ``.png``: either, via Pillow).
 Output: the file.
 
+:func:`write_png_bands` streams a greyscale PNG band by band (for images too large to
+hold: PIL encodes only whole images in memory), with ``zlib`` from the standard library.
+
 Invariant: the file appears complete or not at all. Bytes go to a temporary file in the
 same directory, which is flushed, synced and renamed over the target; any error or
 interruption (Ctrl-C included) removes the temporary file and leaves an existing target
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import tempfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -84,8 +89,7 @@ def _umask() -> int:
 
 def _write_pnm(f: BinaryIO, pixels: np.ndarray) -> None:
     height, width = pixels.shape[:2]
-    magic = b"P5" if pixels.ndim == 2 else b"P6"
-    f.write(b"%s\n%d %d\n255\n" % (magic, width, height))
+    f.write(pnm_header(width, height, colour=pixels.ndim == 3))
     f.write(pixels.tobytes())
 
 
@@ -93,6 +97,45 @@ def _write_png(f: BinaryIO, pixels: np.ndarray) -> None:
     from PIL import Image
 
     Image.fromarray(pixels).save(f, format="PNG")
+
+
+def write_png_bands(
+    f: BinaryIO, width: int, height: int, bands: Iterable[UInt8[np.ndarray, "rows width"]]
+) -> None:
+    """Write an 8-bit greyscale PNG to ``f`` from ``bands`` of rows, top to bottom.
+
+    Memory is one band plus zlib's window. The bands' rows must add up to ``height``.
+    """
+    f.write(b"\x89PNG\r\n\x1a\n")
+    _png_chunk(f, b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    compressor = zlib.compressobj(6)
+    written = 0
+    for band in bands:
+        band = np.asarray(band, np.uint8)
+        if band.ndim != 2 or band.shape[1] != width:
+            raise ValueError(f"expected bands of {width} columns, got shape {band.shape}")
+        filtered = np.zeros((band.shape[0], width + 1), np.uint8)  # filter type 0: none
+        filtered[:, 1:] = band
+        written += band.shape[0]
+        data = compressor.compress(filtered.tobytes())
+        if data:
+            _png_chunk(f, b"IDAT", data)
+    if written != height:
+        raise ValueError(f"expected {height} rows, got {written}")
+    _png_chunk(f, b"IDAT", compressor.flush())
+    _png_chunk(f, b"IEND", b"")
+
+
+def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    f.write(struct.pack(">I", len(data)))
+    f.write(kind)
+    f.write(data)
+    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+
+def pnm_header(width: int, height: int, colour: bool = False) -> bytes:
+    """The header of a binary PGM (P5) or PPM (P6) with maxval 255."""
+    return b"%s\n%d %d\n255\n" % (b"P6" if colour else b"P5", width, height)
 
 
 def read_pgm(path: str | os.PathLike[str]) -> UInt8[np.ndarray, "h w"]:

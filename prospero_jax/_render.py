@@ -94,6 +94,22 @@ def jitted_kernel(program: Program) -> Callable[..., Any]:
     return kernel
 
 
+def resolve_devices(
+    devices: str | Sequence[jax.Device] | None, device: jax.Device
+) -> tuple[jax.Device, ...]:
+    """The devices to shard over: ``None`` (just ``device``), ``"all"`` (this process's
+    devices of ``device``'s platform) or an explicit sequence."""
+    if devices is None:
+        return (device,)
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ValueError(f"devices must be 'all' or a list of devices, got {devices!r}")
+        return tuple(jax.local_devices(backend=device.platform))
+    if not devices:
+        raise ValueError("devices must not be empty")
+    return tuple(devices)
+
+
 def render(
     program: Program,
     size: int = 1024,
@@ -102,16 +118,21 @@ def render(
     z: float = 0.0,
     dtype: str = "float32",
     device: str | jax.Device | None = None,
+    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     tile: int | None = None,
+    rows: tuple[int, int] | None = None,
     progress: Progress | None = None,
-) -> UInt8[np.ndarray, "size size"]:
+) -> UInt8[np.ndarray, "rows size"]:
     """Render ``program`` as the challenge's ``size × size`` image (see the module docstring).
 
     ``dtype`` is the working precision (``float32`` or ``float64``); ``device`` a platform
-    name or Device (default: JAX's default device); ``mode`` one of ``auto``, ``brute``,
-    ``culled``; ``tile`` overrides the brute-force tile side; ``progress(done, total)`` is
-    called as work finishes (tiles in brute force, levels when culling).
+    name or Device (default: JAX's default device); ``devices="all"`` (or a list) shards
+    the work over several devices, with the same image; ``mode`` one of ``auto``,
+    ``brute``, ``culled``; ``tile`` overrides the brute-force tile side; ``rows = (start,
+    stop)`` renders only those rows of the image, ``(stop - start, size)``, the same pixels
+    as the whole image has there; ``progress(done, total)`` is called as work finishes
+    (tiles in brute force, levels or squares when culling).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -119,23 +140,22 @@ def render(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if size < 1:
         raise ValueError(f"image size must be at least 1, got {size}")
+    if rows is not None and not 0 <= rows[0] < rows[1] <= size:
+        raise ValueError(f"rows must be (start, stop) with 0 <= start < stop <= {size}")
     dev = resolve_device(device)
-    if mode == "culled" or (mode == "auto" and dev.platform == "cpu"):
-        with jax.enable_x64(dtype == "float64"):
-            return render_culled(
-                program, size, region=region, z=z, dtype=dtype, device=dev, progress=progress
-            )
+    spread = resolve_devices(devices, dev)
+    dev = spread[0]
+    spread = spread if len(spread) > 1 else ()
     with jax.enable_x64(dtype == "float64"):
+        if mode == "culled" or (mode == "auto" and dev.platform == "cpu"):
+            return render_culled(
+                program, size, region=region, z=z, dtype=dtype, device=dev,
+                devices=spread, rows=rows, progress=progress,
+            )  # fmt: skip
         return render_tiles(
-            jitted_kernel(program),
-            size,
-            region=region,
-            z=z,
-            dtype=dtype,
-            device=dev,
-            tile=tile,
-            progress=progress,
-        )
+            jitted_kernel(program), size, region=region, z=z, dtype=dtype, device=dev,
+            devices=spread, rows=rows, tile=tile, progress=progress,
+        )  # fmt: skip
 
 
 def render_tiles(
@@ -216,7 +236,7 @@ def _sharded_tiles(
 ) -> Callable[[list[tuple[int, int]]], jax.Array]:
     """A batch runner: one tile per device, as one computation sharded over the devices."""
     mesh = Mesh(np.array(devices), ("tiles",))
-    split, replicated = NamedSharding(mesh, P("tiles")), NamedSharding(mesh, P())
+    split, replicated = NamedSharding(mesh, P("tiles")), NamedSharding(mesh, P())  # type: ignore[no-untyped-call]
     batched = _batched(kernel)
     zz = jax.device_put(z, replicated)
 
