@@ -107,21 +107,24 @@ def render_to_file(
         "band_rows": band_rows,
     }
     bands = [(r, min(r + band_rows, size)) for r in range(0, size, band_rows)]
-    done = _resumable(journal, partial, identity, len(header) + size * size) if resume else None
-    if done is None:
-        done = {}
-        _start(partial, header, size)
-        _record(journal, identity, done)
-    resumed = len(done)
-    if progress is not None:
-        progress(resumed, len(bands))
-
-    fd = os.open(partial, os.O_RDWR)
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when fd is closed
         except BlockingIOError:
             raise ValueError(f"{target}: another render is writing it ({partial})") from None
+        length = len(header) + size * size
+        done = _resumable(journal, identity, fd, length) if resume else None
+        if done is None:  # a fresh partial image: the header, then zeros (sparse)
+            done = {}
+            os.ftruncate(fd, 0)
+            _pwrite_all(fd, header, 0)
+            os.ftruncate(fd, length)
+            os.fsync(fd)
+            _record(journal, identity, done)
+        resumed = len(done)
+        if progress is not None:
+            progress(resumed, len(bands))
         for index, (start, stop) in enumerate(bands):
             if index in done:
                 continue
@@ -135,45 +138,31 @@ def render_to_file(
             _record(journal, identity, done)
             if progress is not None:
                 progress(len(done), len(bands))
+        if fmt == ".pgm":  # still holding the lock
+            os.replace(partial, target)
+        else:
+            pixels = _read_bands(partial, len(header), size, bands)
+            atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
+            partial.unlink()
+        journal.unlink()
     finally:
         os.close(fd)
-
-    if fmt == ".pgm":
-        os.replace(partial, target)
-    else:
-        atomic_write(
-            target,
-            lambda f: write_png_bands(
-                f, size, size, _read_bands(partial, len(header), size, bands)
-            ),
-        )
-        partial.unlink()
-    journal.unlink()
     return StreamReport(
         target, len(bands), len(bands) - resumed, resumed, sum(done.values()) / size**2
     )
 
 
 def _resumable(
-    journal: Path, partial: Path, identity: dict[str, Any], length: int
+    journal: Path, identity: dict[str, Any], fd: int, length: int
 ) -> dict[int, int] | None:
     """The bands an earlier run of the same render wrote (index → inside pixels), or None."""
     try:
         state = json.loads(journal.read_text())
-        if state["render"] != identity or partial.stat().st_size != length:
+        if state["render"] != identity or os.fstat(fd).st_size != length:
             return None
         return {int(i): int(n) for i, n in state["done"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def _start(partial: Path, header: bytes, size: int) -> None:
-    """A fresh partial file: the header, then ``size²`` zero bytes (sparse where possible)."""
-    with open(partial, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + size * size)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _record(journal: Path, identity: dict[str, Any], done: dict[int, int]) -> None:

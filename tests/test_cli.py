@@ -84,6 +84,8 @@ def test_bad_programs_exit_2_with_one_line(kind: str, tmp_path: Path) -> None:
         (("render", "-o", "nowhere/out.png", "-s", "8"), "does not exist"),
         (("render", "--region", "1,2,3", "-s", "8"), "--region must be"),
         (("render", "--device", "tpu", "-s", "8"), "no 'tpu' device available"),
+        (("render", "--devices", "9", "-s", "8"), "--devices 9: 1 cpu device(s) here"),
+        (("render", "--devices", "some", "-s", "8"), "--devices must be 'all' or a count"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
