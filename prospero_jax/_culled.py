@@ -380,7 +380,7 @@ def prune_tile(
     lengths = np.array([len(tapes)], np.int64)
     boxes = np.repeat(np.asarray(box, dtype)[None, :, None], CHILDREN, axis=2)
     with jax.enable_x64(dtype == "float64"):
-        device = jax.devices()[0]
+        device = jax.local_devices()[0]
         zz = jax.device_put(np.asarray(z, dtype), device)
         lo, hi, _, kept, emit, new_args = _prune_level(
             tapes, lengths, boxes, zz, device, len(tapes)

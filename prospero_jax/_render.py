@@ -57,13 +57,15 @@ def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
     """A JAX device from ``None`` (the default backend), a platform name or a Device.
 
     Platform names are those of ``jax.devices(name)``: ``cpu``, ``gpu``, ``cuda``, ``tpu``.
+    The device is this process's own (in a multi-process job, ``jax.devices()`` also
+    lists the other processes' devices, which this one cannot use).
     """
     if device is None or isinstance(device, jax.Device):
-        return device or jax.devices()[0]
+        return device or jax.local_devices()[0]
     try:
-        return jax.devices(device)[0]
+        return jax.local_devices(backend=device)[0]
     except RuntimeError:
-        have = sorted({d.platform for d in jax.devices()})
+        have = sorted({d.platform for d in jax.local_devices()})
         raise ValueError(f"no {device!r} device available (have: {', '.join(have)})") from None
 
 
