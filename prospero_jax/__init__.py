@@ -22,6 +22,8 @@ Public API:
   resumable after an interruption (:class:`StreamReport`);
 * :func:`initialize`, :func:`render_across_processes`: multi-process renders over
   ``jax.distributed``, each process rendering its band of rows;
+* :func:`render_batch`: one program, many sets of constants (``vmap`` over them in brute
+  force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -41,6 +43,7 @@ from prospero_jax import _xla_flags
 _xla_flags.install()  # before anything starts JAX's backend
 
 from prospero_jax import reference, shapes
+from prospero_jax._batch import render_batch, sweep_constants
 from prospero_jax._bench import DEFAULT_MODES as DEFAULT_BENCH_MODES
 from prospero_jax._bench import MODES as BENCH_MODES
 from prospero_jax._bench import bench
@@ -102,6 +105,7 @@ __all__ = [
     "reference",
     "render",
     "render_across_processes",
+    "render_batch",
     "render_to_file",
     "resolve_device",
     "resolve_devices",
@@ -109,6 +113,7 @@ __all__ = [
     "shade",
     "shapes",
     "simplify",
+    "sweep_constants",
     "to_function",
     "to_interval_function",
     "to_parametric",

@@ -177,7 +177,9 @@ def render_tiles(
 
     ``kernel`` is a tile function (:mod:`prospero_jax._strategies`), jitted or compiled
     ahead of time for ``device`` and tiles of side ``tile`` (default: :func:`tile_size`);
-    the caller sets ``jax_enable_x64`` for float64. ``rows = (start, stop)`` renders only
+    the caller sets ``jax_enable_x64`` for float64. A kernel may return tiles with leading
+    axes (``(..., tile, tile)``, a batch of images): the result has them too, in front.
+    ``rows = (start, stop)`` renders only
     those rows of the image (a band). With two or more ``devices`` (a jitted ``kernel``),
     tiles go in batches of one per device, a batch sharded over a 1-D ``Mesh`` of them.
     """
@@ -189,7 +191,7 @@ def render_tiles(
     tiles_down, tiles_across = -(-height // side), -(-width // side)
     xs = np.pad(xs, (0, tiles_across * side - width), mode="edge").astype(dtype)
     ys = np.pad(ys, (0, tiles_down * side - height), mode="edge").astype(dtype)
-    image = np.empty((height, width), dtype=np.uint8)
+    image: np.ndarray | None = None  # allocated from the first tile's leading axes
     jobs = [(r, c) for r in range(tiles_down) for c in range(tiles_across)]
     if len(devices) > 1:
         run = _sharded_tiles(kernel, tuple(devices), xs, ys, side, np.asarray(z, dtype))
@@ -209,12 +211,14 @@ def render_tiles(
     done = 0
 
     def finish() -> None:
-        nonlocal done
+        nonlocal done, image
         group, out = pending.popleft()
         blocks = np.asarray(out)
+        if image is None:
+            image = np.empty((*blocks.shape[1:-2], height, width), dtype=np.uint8)
         for (r, c), block in zip(group, blocks, strict=False):
             h, w = min(side, height - r * side), min(side, width - c * side)
-            image[r * side : r * side + h, c * side : c * side + w] = block[:h, :w]
+            image[..., r * side : r * side + h, c * side : c * side + w] = block[..., :h, :w]
         done += len(group)
         if progress is not None:
             progress(done, len(jobs))
@@ -225,6 +229,7 @@ def render_tiles(
             finish()
     while pending:
         finish()
+    assert image is not None  # there is at least one tile
     return image
 
 

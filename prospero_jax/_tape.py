@@ -89,6 +89,11 @@ class Program:
         """The values of the ``const`` instructions, in tape order (a new array)."""
         return np.array(self.consts[self.opcodes == CONST])
 
+    @property
+    def constant_ids(self) -> tuple[str, ...]:
+        """The ids of the ``const`` instructions, in tape order (as :attr:`constants`)."""
+        return tuple(name for name, op in zip(self.ids, self.opcodes, strict=True) if op == CONST)
+
     def with_constants(self, values: Float64[np.ndarray, " constants"]) -> Program:
         """This program with its ``const`` instructions set to ``values`` (tape order).
 
