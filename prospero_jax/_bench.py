@@ -57,7 +57,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
-from prospero_jax import reference
+from prospero_jax import _executables, reference
 from prospero_jax._culled import render_culled
 from prospero_jax._render import render_tiles, resolve_device, tile_size
 from prospero_jax._strategies import CHUNK, STRATEGIES, Kernel, tile_kernel
@@ -396,7 +396,9 @@ def _timed_with_events(run: Render) -> tuple[float, _Events]:
 @contextlib.contextmanager
 def _private_cache() -> Iterator[Path]:
     """JAX's persistent compilation cache in a fresh directory, caching every compile;
-    the previous settings are restored afterwards."""
+    the previous settings are restored afterwards. The culled renderer's stored
+    executables (:mod:`prospero_jax._executables`) are off meanwhile: the bench measures
+    JAX's own trace, lower, compile and cache."""
     names = (
         "jax_compilation_cache_dir",
         "jax_persistent_cache_min_compile_time_secs",
@@ -404,7 +406,10 @@ def _private_cache() -> Iterator[Path]:
     )
     update = cast(Callable[[str, object], None], jax.config.update)
     saved = {name: getattr(jax.config, name) for name in names}
-    with tempfile.TemporaryDirectory(prefix="prospero-bench-cache-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="prospero-bench-cache-") as directory,
+        _executables.disabled(),
+    ):
         for name, value in zip(names, (directory, 0.0, 0), strict=True):
             update(name, value)
         compilation_cache.reset_cache()

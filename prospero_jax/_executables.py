@@ -22,12 +22,13 @@ jitted call.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
@@ -47,6 +48,17 @@ def set_directory(path: str | os.PathLike[str] | None) -> None:
     global _directory
     _directory = Path(path) if path is not None else None
     _loaded.clear()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """No stored executables inside the block (benchmarks of JAX's own pipeline)."""
+    saved = _directory
+    set_directory(None)
+    try:
+        yield
+    finally:
+        set_directory(saved)
 
 
 @functools.cache
