@@ -38,7 +38,8 @@ import numpy as np
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
 _directory: Path | None = None
-_loaded: dict[str, Callable[..., Any]] = {}
+_loaded: dict[str, Callable[..., Any]] = {}  # by key (see _key)
+_memo: dict[tuple[Any, ...], Callable[..., Any]] = {}  # the same, by a cheaper key
 #: Executables loaded from disk or compiled and stored, for tests: (loaded, compiled).
 counts = {"loaded": 0, "compiled": 0}
 
@@ -47,7 +48,13 @@ def set_directory(path: str | os.PathLike[str] | None) -> None:
     """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
     global _directory
     _directory = Path(path) if path is not None else None
+    forget()
+
+
+def forget() -> None:
+    """Drop the executables held in memory (the files stay), as a new process starts."""
     _loaded.clear()
+    _memo.clear()
 
 
 @contextlib.contextmanager
@@ -102,19 +109,31 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     """
     if _directory is None:
         return kernel(*args, **static)
+    leaves = jax.tree.leaves(args)
+    quick = (  # what tells executables apart within this process, cheap to build
+        kernel,
+        tuple(sorted(static.items())),
+        tuple((np.shape(a), _dtype(a)) for a in leaves),
+        _flag("jax_enable_x64"),
+        device,
+    )
+    executable = _memo.get(quick)
+    if executable is not None:
+        return executable(*args)
     key = _key(kernel, args, static, device)
     executable = _loaded.get(key)
     if executable is not None:
+        _memo[quick] = executable
         return executable(*args)
     path = _directory / f"{key}.bin"
     executable = _load(path, device)
     if executable is not None:
         counts["loaded"] += 1
-        _loaded[key] = executable
+        _loaded[key] = _memo[quick] = executable
         return executable(*args)
     executable, out = _compile_and_store(kernel, args, static, path, device)
     counts["compiled"] += 1
-    _loaded[key] = executable
+    _loaded[key] = _memo[quick] = executable
     return out
 
 

@@ -77,7 +77,7 @@ def test_in_process_the_image_is_right_whether_or_not_a_file_was_kept(
 ) -> None:
     expected = pj.render(hi, 120, mode="brute")
     np.testing.assert_array_equal(pj.render(hi, 120, mode="culled"), expected)
-    _executables._loaded.clear()  # loads what was kept, compiles the rest
+    _executables.forget()  # loads what was kept, compiles the rest
     np.testing.assert_array_equal(pj.render(hi, 120, mode="culled"), expected)
     assert not list(store.glob(".*"))
 
