@@ -32,7 +32,14 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, UInt8
 
 from prospero_jax._lower import to_parametric
-from prospero_jax._render import MODES, Progress, render, render_tiles, resolve_device
+from prospero_jax._render import (
+    MODES,
+    Progress,
+    render,
+    render_tiles,
+    resolve_device,
+    resolve_devices,
+)
 from prospero_jax._tape import Program
 from prospero_jax.reference import DEFAULT_REGION
 
@@ -67,7 +74,8 @@ def render_batch(
 ) -> UInt8[np.ndarray, "batch size size"]:
     """Render ``program`` once per row of ``constants`` (module docstring).
 
-    ``progress(done, total)`` counts tiles (brute) or images (culled).
+    ``progress(done, total)`` counts tiles (brute) or images (culled). ``devices``
+    shards each image's work (culled mode; brute-force batches run on one device).
     """
     table = np.asarray(constants, np.float64)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
@@ -77,7 +85,10 @@ def render_batch(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dev = resolve_device(device)
-    if mode == "culled" or (mode == "auto" and dev.platform == "cpu"):
+    culled = mode == "culled" or (mode == "auto" and dev.platform == "cpu")
+    if not culled and devices is not None and len(resolve_devices(devices, dev)) > 1:
+        raise ValueError("brute-force batches run on one device; shard with mode='culled'")
+    if culled:
         images = []
         for done, row in enumerate(table, 1):
             images.append(

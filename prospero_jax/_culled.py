@@ -62,6 +62,8 @@ from prospero_jax.reference import axes
 Progress = Callable[[int, int], None]
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
 LEAF_SIDE = 32
+#: The narrowest block a band of rows is cut into (see render_culled's ``rows``).
+BAND_BLOCK = 256
 #: Child offsets, in lane order: top-left, top-right, bottom-left, bottom-right.
 _ROW_OFFSET = np.array([0, 0, 1, 1])
 _COL_OFFSET = np.array([0, 1, 0, 1])
@@ -120,7 +122,8 @@ def render_culled(
     dict per level is appended: tile side, tapes in, their rows, children painted inside,
     children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
     beyond those the level already has). ``rows = (start, stop)`` renders only those rows
-    (a band), as squares of the band's height, left to right. With two or more
+    (a band), in blocks left to right: squares of the band's height, or for bands shorter
+    than :data:`BAND_BLOCK`, blocks that wide. With two or more
     ``devices``, each level's kernel calls are spread over them, one call per device, as
     one computation sharded over a 1-D ``Mesh`` (``shard_map``).
     """
@@ -129,10 +132,11 @@ def render_culled(
         return _render_square(program, xs, ys, z, dtype, device, devices, progress, leaf, stats)
     ys = ys[rows[0] : rows[1]]
     height = len(ys)
+    width = max(height, BAND_BLOCK)  # a short band goes in wide blocks, not tiny squares
     image = np.empty((height, size), np.uint8)
-    squares = range(0, size, max(height, 1))
+    squares = range(0, size, width)
     for done, left in enumerate(squares, 1):
-        right = min(left + height, size)
+        right = min(left + width, size)
         image[:, left:right] = _render_square(
             program, xs[left:right], ys, z, dtype, device, devices, None, leaf, stats
         )
