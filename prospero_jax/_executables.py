@@ -13,11 +13,12 @@ about 0.1 s.
 Invariants: an executable is tied to the jaxlib build and the device, and is the output of
 this package's code; all three are in the key (with the kernel's name, its static options,
 its arguments' shapes and dtypes, and ``jax_enable_x64``), so a stale file is never loaded:
-editing any module of the package changes the key. A file that fails to load is removed
-and compiled again. Files are written atomically; a failed write only costs the next
-process a compile. Nothing is kept on disk until :func:`set_directory` names a directory
-(:func:`prospero_jax.enable_compilation_cache` does); until then :func:`call` is the plain
-jitted call.
+editing any module of the package changes the key. A file that fails to load, or to run
+the first time, is removed and compiled again. Files are written atomically; a failed
+write only costs the next process a compile. Nothing is kept on disk until
+:func:`set_directory` names a directory (:func:`prospero_jax.enable_compilation_cache`
+does); until then :func:`call` is the plain jitted call. The files are unpickled when
+loaded: like JAX's own cache, the directory must be one only its user writes.
 """
 
 from __future__ import annotations
@@ -128,9 +129,12 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     path = _directory / f"{key}.bin"
     executable = _load(path, device)
     if executable is not None:
-        counts["loaded"] += 1
-        _loaded[key] = _memo[quick] = executable
-        return executable(*args)
+        out = _run_once(executable, args)
+        if out is not None:
+            counts["loaded"] += 1
+            _loaded[key] = _memo[quick] = executable
+            return out
+        path.unlink(missing_ok=True)  # it loaded but does not run: compile it again
     executable, out = _compile_and_store(kernel, args, static, path, device)
     counts["compiled"] += 1
     _loaded[key] = _memo[quick] = executable
@@ -157,14 +161,21 @@ def _compile_and_store(
         update("jax_enable_compilation_cache", was_on)
     if _store(path, compiled):
         reloaded = _load(path, device)
-        if reloaded is not None:
-            try:
-                out = reloaded(*args)
-                jax.block_until_ready(out)  # type: ignore[no-untyped-call]
-                return reloaded, out
-            except jax.errors.JaxRuntimeError:
-                path.unlink(missing_ok=True)
+        out = _run_once(reloaded, args) if reloaded is not None else None
+        if reloaded is not None and out is not None:
+            return reloaded, out
+        path.unlink(missing_ok=True)
     return compiled, compiled(*args)
+
+
+def _run_once(executable: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``executable(*args)``, waited for; None if XLA fails to run it."""
+    try:
+        out = executable(*args)
+        jax.block_until_ready(out)  # type: ignore[no-untyped-call]
+    except jax.errors.JaxRuntimeError:
+        return None
+    return out
 
 
 def _load(path: Path, device: jax.Device) -> Callable[..., Any] | None:
