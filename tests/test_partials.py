@@ -16,6 +16,7 @@ from hypothesis import given, settings
 
 import prospero_jax as pj
 from prospero_jax._ops import OPS
+from prospero_jax._unroll import plan, run_steps
 from tests.programs import programs
 
 DIFFERENTIABLE = [op for op in OPS if op.partials is not None]
@@ -63,14 +64,28 @@ def test_interpreter_and_unrolled_derivatives_agree(program: pj.Program) -> None
         unrolled = field_and_gradient(program, "unrolled", x, y)
         interpreted = field_and_gradient(program, "interpreter", x, y)
     np.testing.assert_allclose(interpreted[0], unrolled[0], rtol=1e-12, equal_nan=True)
-    # Where the value is NaN its derivatives are unspecified: a zero partial (e.g. of `and`
-    # in its first argument) times a NaN one gives NaN in one evaluator, and 0 where JAX
-    # drops the zero path of the unrolled derivative.
-    finite = np.isfinite(unrolled[0])
+    # Where the value, or any value on the way to it, is infinite or NaN, derivatives are
+    # unspecified: a zero partial (e.g. of `and` in its first argument) times an infinite
+    # or NaN one gives NaN in one evaluator, and 0 where JAX drops the zero path of the
+    # unrolled derivative.
+    finite = all_values_finite(program, x, y)
     for u, i in zip(unrolled[1:], interpreted[1:], strict=True):
         # atol: a derivative that cancels to 0 in one evaluator may be 1e-17 in the other
         # (XLA fuses multiply-adds differently in the two).
         np.testing.assert_allclose(i[finite], u[finite], rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def all_values_finite(program: pj.Program, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Whether every instruction's float64 value that is read is finite, at each point."""
+    steps, values = plan(program), {}
+    finite = np.ones(x.shape, bool)
+    with np.errstate(all="ignore"):
+        for i in range(len(steps)):
+            inputs = (x, y, np.zeros_like(x))
+            values = run_steps(steps, i, i + 1, values, np, inputs, lambda _, c: np.float64(c))
+            if i in values:  # else nothing reads it
+                finite &= np.isfinite(np.broadcast_to(values[i], x.shape))
+    return finite
 
 
 CONVENTIONS = [
