@@ -355,11 +355,12 @@ def _stream(
                 **options,
             )  # fmt: skip
         except KeyboardInterrupt:
-            typer.echo(
-                f"interrupted: {out} was not written; the bands done are kept in {partial}: "
-                "run the same command to resume",
-                err=True,
+            kept = (
+                f"; the bands done are kept in {partial}: run the same command to resume"
+                if partial.exists()
+                else ""
             )
+            typer.echo(f"interrupted: {out} was not written{kept}", err=True)
             raise typer.Exit(130) from None
 
 

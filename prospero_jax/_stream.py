@@ -11,7 +11,8 @@ PGM (header, then rows), so a band is written in place at its offset. A journal 
 ``.NAME.partial.json``, names the render (program digest, size, region, z, dtype, band
 height) and lists the bands written; a band enters the journal only after its bytes are
 synced to disk. An interrupted render (Ctrl-C, a crash, a lost machine) leaves those two
-files and never the target; the same command then skips the bands already written.
+files (unless no band was done yet) and never the target; the same command then skips
+the bands already written.
 When all are done, a PGM target is the partial file renamed; a PNG target is encoded from
 it band by band (:func:`prospero_jax._image.write_png_bands`) and written atomically;
 then the partial files are removed.
@@ -123,21 +124,27 @@ def render_to_file(
             os.fsync(fd)
             _record(journal, identity, done)
         resumed = len(done)
-        if progress is not None:
-            progress(resumed, len(bands))
-        for index, (start, stop) in enumerate(bands):
-            if index in done:
-                continue
-            band = render(
-                program, size, rows=(start, stop), region=region, z=z, dtype=dtype,
-                device=device, devices=devices, mode=mode,
-            )  # fmt: skip
-            _pwrite_all(fd, band.tobytes(), len(header) + start * size)
-            os.fsync(fd)
-            done[index] = int(np.count_nonzero(band))
-            _record(journal, identity, done)
+        try:
             if progress is not None:
-                progress(len(done), len(bands))
+                progress(resumed, len(bands))
+            for index, (start, stop) in enumerate(bands):
+                if index in done:
+                    continue
+                band = render(
+                    program, size, rows=(start, stop), region=region, z=z, dtype=dtype,
+                    device=device, devices=devices, mode=mode,
+                )  # fmt: skip
+                _pwrite_all(fd, band.tobytes(), len(header) + start * size)
+                os.fsync(fd)
+                done[index] = int(np.count_nonzero(band))
+                _record(journal, identity, done)
+                if progress is not None:
+                    progress(len(done), len(bands))
+        except BaseException:
+            if not done:  # nothing worth resuming: leave nothing behind
+                partial.unlink(missing_ok=True)
+                journal.unlink(missing_ok=True)
+            raise
         if fmt == ".pgm":  # still holding the lock
             os.replace(partial, target)
         else:

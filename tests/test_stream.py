@@ -108,6 +108,12 @@ def test_a_journal_of_another_render_is_not_resumed(demo: pj.Program, tmp_path: 
     assert pj.render_to_file(demo, SIZE, out, band_rows=BAND).resumed == 0
 
 
+def test_an_interruption_before_any_band_leaves_nothing(demo: pj.Program, tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        pj.render_to_file(demo, SIZE, tmp_path / "out.png", band_rows=BAND, progress=_Interrupt(0))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_second_writer_of_the_same_file_is_refused(demo: pj.Program, tmp_path: Path) -> None:
     out = tmp_path / "out.pgm"
     partial = pj.partial_paths(out)[0]
@@ -115,6 +121,7 @@ def test_a_second_writer_of_the_same_file_is_refused(demo: pj.Program, tmp_path:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(ValueError, match="another render is writing it"):
             pj.render_to_file(demo, SIZE, out, band_rows=BAND)
+        assert partial.exists()  # the other writer's file is left alone
     assert not out.exists()
 
 
