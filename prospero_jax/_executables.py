@@ -14,8 +14,9 @@ Invariants: an executable is tied to the jaxlib build and the device, and is the
 this package's code; all three are in the key (with the kernel's name, its static options,
 its arguments' shapes and dtypes, and ``jax_enable_x64``), so a stale file is never loaded:
 editing any module of the package changes the key. A file that fails to load, or to run
-the first time, is removed and compiled again. Files are written atomically; a failed
-write only costs the next process a compile. Nothing is kept on disk until
+the first time, is removed and compiled again. Files are named by a tag of the build and
+written atomically; storing one removes other builds' files. A failed write only costs the
+next process a compile. Nothing is kept on disk until
 :func:`set_directory` names a directory (:func:`prospero_jax.enable_compilation_cache`
 does); until then :func:`call` is the plain jitted call. The files are unpickled when
 loaded: like JAX's own cache, the directory must be one only its user writes.
@@ -79,6 +80,18 @@ def _build() -> tuple[str, str, str]:
     return jax.__version__, version("jaxlib"), digest.hexdigest()
 
 
+def _build_tag() -> str:
+    """A short name for this build (jax, jaxlib, package source), the files' prefix."""
+    return hashlib.sha256(repr(_build()).encode()).hexdigest()[:8]
+
+
+def _evict_other_builds(directory: Path) -> None:
+    """Remove the files another build stored: no build can load them (best effort)."""
+    for stale in directory.glob("*.bin"):
+        if not stale.name.startswith(f"{_build_tag()}-"):
+            stale.unlink(missing_ok=True)
+
+
 def _flag(name: str) -> bool:
     return bool(getattr(jax.config, name))
 
@@ -126,7 +139,7 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     if executable is not None:
         _memo[quick] = executable
         return executable(*args)
-    path = _directory / f"{key}.bin"
+    path = _directory / f"{_build_tag()}-{key}.bin"
     executable = _load(path, device)
     if executable is not None:
         out = _run_once(executable, args)
@@ -195,8 +208,11 @@ def _load(path: Path, device: jax.Device) -> Callable[..., Any] | None:
 
 
 def _store(path: Path, compiled: Any) -> bool:
-    """Write ``compiled`` to ``path`` atomically; whether it was written."""
+    """Write ``compiled`` to ``path`` atomically; whether it was written. Files of other
+    builds in the directory are removed first, so upgrades and edits do not pile up."""
     try:
+        if path.parent.is_dir():
+            _evict_other_builds(path.parent)
         blob = pickle.dumps(serialize(compiled))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

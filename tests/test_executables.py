@@ -62,6 +62,15 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(tmp_path / "third.npy"), expected)
     assert _render_in_new_process(tmp_path / "cache", tmp_path / "4.npy")["loaded"] == 2
 
+    # Another build's files (an upgrade, an edit) are removed when this build stores one.
+    stale = store / "00000000-ffffffffffffffffffffffffffffffff.bin"
+    stale.write_bytes(b"from another build")
+    for path in store.glob(f"{_executables._build_tag()}-*.bin"):
+        path.unlink()
+    assert _render_in_new_process(tmp_path / "cache", tmp_path / "5.npy")["compiled"] == 2
+    assert not stale.exists()
+    assert len(list(store.glob("*.bin"))) == 2
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Path]:
