@@ -325,7 +325,7 @@ def _dispatch(
             for args, r in calls
         ]
     share = len(devices)
-    outs: list[Any] = []
+    dispatched = []  # every batch is sent before any is read back, so devices overlap
     for first in range(0, len(calls), share):
         batch = calls[first : first + share]
         real = len(batch)
@@ -338,6 +338,9 @@ def _dispatch(
         run, sharding = _sharded(kernel, tuple(devices), max(r for _, r in batch), **static)
         zs = np.full(share, np.asarray(z))
         out = run(*jax.device_put(stacked, sharding), jax.device_put(zs, sharding))
+        dispatched.append((real, out))
+    outs: list[Any] = []
+    for real, out in dispatched:
         host = jax.tree.map(np.asarray, out)
         outs.extend(jax.tree.map(lambda a, i=i: a[i], host) for i in range(real))
     return outs
