@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import ArrayLike, Float, UInt8
 
 from prospero_jax._lower import to_parametric
@@ -74,8 +76,9 @@ def render_batch(
 ) -> UInt8[np.ndarray, "batch size size"]:
     """Render ``program`` once per row of ``constants`` (module docstring).
 
-    ``progress(done, total)`` counts tiles (brute) or images (culled). ``devices``
-    shards each image's work (culled mode; brute-force batches run on one device).
+    ``progress(done, total)`` counts tiles (brute) or images (culled). With several
+    ``devices``, brute force shards the frames over them (a 1-D mesh; each device renders
+    its frames' share of every tile) and culling shards each image's work.
     """
     table = np.asarray(constants, np.float64)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
@@ -86,8 +89,6 @@ def render_batch(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dev = resolve_device(device)
     culled = mode == "culled" or (mode == "auto" and dev.platform == "cpu")
-    if not culled and devices is not None and len(resolve_devices(devices, dev)) > 1:
-        raise ValueError("brute-force batches run on one device; shard with mode='culled'")
     if culled:
         images = []
         for done, row in enumerate(table, 1):
@@ -100,12 +101,24 @@ def render_batch(
             if progress is not None:
                 progress(done, len(table))
         return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
+    spread = resolve_devices(devices, dev)
+    frames = len(table)
+    if len(spread) > 1:  # frames sharded over the devices; coordinates on all of them
+        mesh = Mesh(np.array(spread), ("frames",))
+        table = np.concatenate([table, table[-1:].repeat(-frames % len(spread), axis=0)])
+        frame_axis, everywhere = P("frames", None), P()  # type: ignore[no-untyped-call]
+        where: jax.Device | NamedSharding = NamedSharding(mesh, frame_axis)
+        placement: NamedSharding | None = NamedSharding(mesh, everywhere)
+    else:
+        where, placement = dev, None
     with jax.enable_x64(dtype == "float64"):
-        values = jax.device_put(table.astype(dtype), dev)
+        values = jax.device_put(table.astype(dtype), where)
         kernel = functools.partial(_batch_kernel(program), values)
-        return render_tiles(
-            kernel, size, region=region, z=z, dtype=dtype, device=dev, progress=progress
-        )
+        stack = render_tiles(
+            kernel, size, region=region, z=z, dtype=dtype, device=dev, progress=progress,
+            placement=placement,
+        )  # fmt: skip
+    return stack[:frames]
 
 
 @functools.lru_cache(maxsize=8)

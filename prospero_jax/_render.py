@@ -172,6 +172,7 @@ def render_tiles(
     progress: Progress | None = None,
     rows: tuple[int, int] | None = None,
     devices: Sequence[jax.Device] = (),
+    placement: jax.sharding.Sharding | None = None,
 ) -> UInt8[np.ndarray, "rows size"]:
     """The brute-force tile loop: ``kernel(xs, ys, z)`` on every tile, assembled on the host.
 
@@ -182,6 +183,8 @@ def render_tiles(
     ``rows = (start, stop)`` renders only
     those rows of the image (a band). With two or more ``devices`` (a jitted ``kernel``),
     tiles go in batches of one per device, a batch sharded over a 1-D ``Mesh`` of them.
+    ``placement`` puts each tile's coordinates somewhere other than ``device`` (e.g.
+    replicated over a mesh, for a kernel whose other inputs are sharded over it).
     """
     side = tile or tile_size(size, device)
     xs, ys = axes(size, region)
@@ -197,13 +200,14 @@ def render_tiles(
         run = _sharded_tiles(kernel, tuple(devices), xs, ys, side, np.asarray(z, dtype))
         batch = len(devices)
     else:
-        zz = jax.device_put(np.asarray(z, dtype), device)
+        where = placement or device
+        zz = jax.device_put(np.asarray(z, dtype), where)
         batch = 1
 
         def run(group: list[tuple[int, int]]) -> jax.Array:
             ((r, c),) = group
-            col = jax.device_put(xs[c * side : (c + 1) * side], device)
-            row = jax.device_put(ys[r * side : (r + 1) * side], device)
+            col = jax.device_put(xs[c * side : (c + 1) * side], where)
+            row = jax.device_put(ys[r * side : (r + 1) * side], where)
             return kernel(col, row, zz)[None]
 
     groups = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]

@@ -67,9 +67,6 @@ def test_bad_constants(quarter: pj.Program) -> None:
         pj.render_batch(quarter, [0.3, 0.5], SIZE)
     with pytest.raises(ValueError, match="mode must be"):
         pj.render_batch(quarter, [[0.3]], SIZE, mode="fast")
-    cpu = pj.resolve_device("cpu")
-    with pytest.raises(ValueError, match="one device"):
-        pj.render_batch(quarter, [[0.3]], SIZE, mode="brute", devices=[cpu, cpu])
 
 
 runner = CliRunner()

@@ -37,6 +37,9 @@ for name in ("demo", "quarter"):
         out[f"{name}-{mode}-two"] = pj.render(program, 200, mode=mode, devices=jax.devices()[:2])
         band = pj.render(program, 200, mode=mode, devices="all", rows=(33, 150))
         out[f"{name}-{mode}-band"] = band
+sweep, quarter = [[0.3], [0.5], [0.7]], pj.load(sys.argv[2])  # 3 frames, 4 devices: 1 padding
+for mode in ("brute", "culled"):
+    out[f"batch-{mode}"] = pj.render_batch(quarter, sweep, 200, mode=mode, devices="all")
 result = CliRunner().invoke(app, ["render", "--no-cache", "--devices", "all", "-s", "200",
                                   "-o", sys.argv[1] + "/cli.pgm"])
 assert result.exit_code == 0, result.output
@@ -71,6 +74,9 @@ def test_sharded_renders_equal_one_device(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         pj.read_pgm(tmp_path / "cli.pgm"), pj.render(pj.shapes.demo_program(), 200)
     )
+    frames = pj.render_batch(pj.load(quarter), [[0.3], [0.5], [0.7]], 200, mode="brute")
+    np.testing.assert_array_equal(sharded["batch-brute"], frames)
+    np.testing.assert_array_equal(sharded["batch-culled"], frames)
 
 
 def _free_port() -> int:
