@@ -402,6 +402,14 @@ def sweep(
     cache: Annotated[
         bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
     ] = True,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Shard over several devices: all, or a count N (brute: the frames; "
+            "culled: each frame's work).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Render an animation: one frame per value of a constant, swept --from --to.
 
@@ -426,6 +434,7 @@ def sweep(
             raise ValueError(f"{out_dir}: directory {out_dir.parent} does not exist")
         table = pj.sweep_constants(program, constant, np.linspace(start, stop, frames))
         target = pj.resolve_device(device)
+        spread = _devices(devices, target)
         if cache:
             pj.enable_compilation_cache()
         began = time.perf_counter()
@@ -433,7 +442,7 @@ def sweep(
             task = bar.add_task(f"{program.source}: {frames} frames", total=None, unit="steps")
             images = pj.render_batch(
                 program, table, size, region=_region(region), z=z, dtype=dtype.value,
-                device=target, mode=mode.value,
+                device=target, devices=spread, mode=mode.value,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
         out_dir.mkdir(exist_ok=True)

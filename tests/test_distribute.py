@@ -43,6 +43,10 @@ for mode in ("brute", "culled"):
 result = CliRunner().invoke(app, ["render", "--no-cache", "--devices", "all", "-s", "200",
                                   "-o", sys.argv[1] + "/cli.pgm"])
 assert result.exit_code == 0, result.output
+result = CliRunner().invoke(app, ["sweep", sys.argv[2], "--no-cache", "--devices", "all",
+    "--constant", "f", "--from", "0.3", "--to", "0.7", "--frames", "3", "-s", "200", "--mode",
+    "brute", "--format", "pgm", "-o", sys.argv[1] + "/frames"])
+assert result.exit_code == 0, result.output
 np.savez(sys.argv[1] + "/sharded.npz", **out)
 print(json.dumps({"batched": _render._batched.cache_info().misses,
                   "sharded": _culled._sharded.cache_info().misses}))
@@ -77,6 +81,8 @@ def test_sharded_renders_equal_one_device(tmp_path: Path) -> None:
     frames = pj.render_batch(pj.load(quarter), [[0.3], [0.5], [0.7]], 200, mode="brute")
     np.testing.assert_array_equal(sharded["batch-brute"], frames)
     np.testing.assert_array_equal(sharded["batch-culled"], frames)
+    for i in range(3):
+        np.testing.assert_array_equal(pj.read_pgm(tmp_path / f"frames/frame_000{i}.pgm"), frames[i])
 
 
 def _free_port() -> int:
