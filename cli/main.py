@@ -203,7 +203,8 @@ def render(
         str | None,
         typer.Option(
             help="Multi-process render: HOST:PORT of process 0 (jax.distributed). Each "
-            "process renders its band of rows; process 0 writes the image.",
+            "process renders its band of rows (streamed: its share of the bands, into the "
+            "same partial file, so on a shared file system); process 0 writes the image.",
             show_default=False,
             rich_help_panel="Scaling out",
         ),
@@ -262,10 +263,12 @@ def render(
         )
         start = time.perf_counter()
         if streamed:
-            if jax.process_count() > 1:
-                raise ValueError("streamed renders run in one process: drop --coordinator")
             done = _stream(program, size, out, band_rows or pj.BAND_ROWS, restart,
                            mode=mode.value, **options)  # fmt: skip
+            if jax.process_index() > 0:
+                typer.echo(f"process {jax.process_index()} rendered {done.rendered} of "
+                           f"{done.bands} bands; process 0 wrote {out}")  # fmt: skip
+                return
             resumed = f", {done.resumed} of {done.bands} bands resumed" * bool(done.resumed)
             typer.echo(f"wrote {out} ({size}×{size}, {done.inside:.1%} inside{resumed}) "
                        f"in {time.perf_counter() - start:.2f} s")  # fmt: skip

@@ -17,6 +17,14 @@ When all are done, a PGM target is the partial file renamed; a PNG target is enc
 it band by band (:func:`prospero_jax._image.write_png_bands`) and written atomically;
 then the partial files are removed.
 
+In a multi-process job (``jax.distributed``; the file on a file system all processes
+share), process 0 prepares the partial file and holds its lock; after a barrier
+(``multihost_utils.sync_global_devices``) every process takes its share of the bands not
+yet written (every ``P``-th), writes them in place and keeps its own journal,
+``.NAME.partial.P.json``; after another barrier process 0 checks every band is there and
+finishes the file. Resuming reads every journal, so a render begun by one process can be
+finished by several, or the other way round.
+
 Invariants: the target appears complete or not at all; a journal for a different render
 is never resumed (the partial files are started again); band ``i`` holds rows
 ``[i * band_rows, (i + 1) * band_rows)``.
@@ -25,6 +33,7 @@ is never resumed (the partial files are started again); band ``i`` holds rows
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +43,7 @@ from typing import Any, BinaryIO
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from prospero_jax._image import atomic_write, image_format, pnm_header, write_png_bands
 from prospero_jax._render import render
@@ -96,7 +106,7 @@ def render_to_file(
         raise ValueError(f"band rows must be at least 1, got {band_rows}")
     if size < 1:
         raise ValueError(f"image size must be at least 1, got {size}")
-    partial, journal = partial_paths(target)
+    partial, _ = partial_paths(target)
     header = pnm_header(size, size)
     identity = {
         "version": _JOURNAL_VERSION,
@@ -108,64 +118,116 @@ def render_to_file(
         "band_rows": band_rows,
     }
     bands = [(r, min(r + band_rows, size)) for r in range(0, size, band_rows)]
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+    processes, me = jax.process_count(), jax.process_index()
+    journal = _journal(target, me, processes)
+    length = len(header) + size * size
+    fd = -1
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when fd is closed
-        except BlockingIOError:
-            raise ValueError(f"{target}: another render is writing it ({partial})") from None
-        length = len(header) + size * size
-        done = _resumable(journal, identity, fd, length) if resume else None
-        if done is None:  # a fresh partial image: the header, then zeros (sparse)
-            done = {}
-            os.ftruncate(fd, 0)
-            _pwrite_all(fd, header, 0)
-            os.ftruncate(fd, length)
-            os.fsync(fd)
-            _record(journal, identity, done)
-        resumed = len(done)
+        if me == 0:  # the lead prepares the partial file and holds its lock throughout
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when fd is closed
+            except BlockingIOError:
+                os.close(fd)
+                fd = -1
+                raise ValueError(f"{target}: another render is writing it ({partial})") from None
+            if not resume or _written(target, identity, fd, length) is None:
+                for stale in _journals(target):  # a fresh partial image: header, then zeros
+                    stale.unlink()
+                os.ftruncate(fd, 0)
+                _pwrite_all(fd, header, 0)
+                os.ftruncate(fd, length)
+                os.fsync(fd)
+                _record(journal, identity, {})
+        _barrier("prospero-stream-start", processes)
+        if fd < 0:
+            fd = os.open(partial, os.O_RDWR)
+        found = _written(target, identity, fd, length) or {}
+        mine = _read_journal(journal, identity) or {}
+        todo = [i for i in range(len(bands)) if i not in found][me::processes]
         try:
             if progress is not None:
-                progress(resumed, len(bands))
-            for index, (start, stop) in enumerate(bands):
-                if index in done:
-                    continue
+                progress(len(found), len(bands))
+            for count, index in enumerate(todo, 1):
+                start, stop = bands[index]
                 band = render(
                     program, size, rows=(start, stop), region=region, z=z, dtype=dtype,
                     device=device, devices=devices, mode=mode,
                 )  # fmt: skip
                 _pwrite_all(fd, band.tobytes(), len(header) + start * size)
                 os.fsync(fd)
-                done[index] = int(np.count_nonzero(band))
-                _record(journal, identity, done)
+                mine[index] = int(np.count_nonzero(band))
+                _record(journal, identity, mine)
                 if progress is not None:
-                    progress(len(done), len(bands))
+                    progress(len(found) + count, len(bands))
         except BaseException:
-            if not done:  # nothing worth resuming: leave nothing behind
+            if processes == 1 and not found and not mine:  # nothing to resume: leave nothing
                 partial.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
             raise
-        if fmt == ".pgm":  # still holding the lock
-            os.replace(partial, target)
-        else:
-            pixels = _read_bands(partial, len(header), size, bands)
-            atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
-            partial.unlink()
-        journal.unlink()
+        _barrier("prospero-stream-rendered", processes)
+        done = _written(target, identity, fd, length) or {}
+        _barrier("prospero-stream-read", processes)
+        if me == 0:  # still holding the lock
+            if len(done) != len(bands):
+                raise RuntimeError(f"{target}: bands {sorted(set(range(len(bands))) - set(done))} "
+                                   "are missing: run the same command again")  # fmt: skip
+            if fmt == ".pgm":
+                os.replace(partial, target)
+            else:
+                pixels = _read_bands(partial, len(header), size, bands)
+                atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
+                partial.unlink()
+            for written in _journals(target):
+                written.unlink()
+        _barrier("prospero-stream-final", processes)
     finally:
-        os.close(fd)
-    return StreamReport(
-        target, len(bands), len(bands) - resumed, resumed, sum(done.values()) / size**2
-    )
+        if fd >= 0:
+            os.close(fd)
+    return StreamReport(target, len(bands), len(todo), len(found), sum(done.values()) / size**2)
 
 
-def _resumable(
-    journal: Path, identity: dict[str, Any], fd: int, length: int
-) -> dict[int, int] | None:
-    """The bands an earlier run of the same render wrote (index → inside pixels), or None."""
+def _journal(target: Path, process: int, processes: int) -> Path:
+    """The journal one process keeps: ``.NAME.partial.json``, or ``.NAME.partial.P.json``
+    for process ``P`` of a multi-process job."""
+    single = partial_paths(target)[1]
+    return single if processes == 1 else single.with_name(f".{target.name}.partial.{process}.json")
+
+
+def _journals(target: Path) -> list[Path]:
+    """Every journal of ``target``'s render, whichever processes wrote them."""
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.partial*.json"))
+
+
+def _barrier(name: str, processes: int) -> None:
+    """Wait for every process of the job (``multihost_utils.sync_global_devices``)."""
+    if processes > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def _written(target: Path, identity: dict[str, Any], fd: int, length: int) -> dict[int, int] | None:
+    """The bands earlier runs of the same render wrote (index → inside pixels), from every
+    journal; None if there is none, or any is of another render or the file is not whole."""
+    journals = _journals(target)
+    try:
+        if not journals or os.fstat(fd).st_size != length:
+            return None
+    except OSError:
+        return None
+    done: dict[int, int] = {}
+    for path in journals:
+        bands = _read_journal(path, identity)
+        if bands is None:
+            return None
+        done.update(bands)
+    return done
+
+
+def _read_journal(journal: Path, identity: dict[str, Any]) -> dict[int, int] | None:
+    """One journal's bands (index → inside pixels); None if absent, damaged or foreign."""
     try:
         state = json.loads(journal.read_text())
-        if state["render"] != identity or os.fstat(fd).st_size != length:
+        if state["render"] != identity:
             return None
         return {int(i): int(n) for i, n in state["done"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

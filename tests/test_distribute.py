@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import prospero_jax as pj
 from tests.conftest import shared_path
@@ -92,12 +93,11 @@ def _free_port() -> int:
         return port
 
 
-def test_two_processes_render_the_single_process_image(tmp_path: Path) -> None:
-    program = shared_path("models/quarter.vm")
-    out = tmp_path / "two.pgm"
+def _two_processes(args: list[str]) -> list[tuple[str, str]]:
+    """Run ``prospero ARGS`` as processes 0 and 1 of a job on loopback: their outputs."""
     address = f"127.0.0.1:{_free_port()}"
-    command = [sys.executable, "-m", "cli", "render", str(program), "--no-cache", "-s", "201",
-               "-o", str(out), "--coordinator", address, "--num-processes", "2"]  # fmt: skip
+    command = [sys.executable, "-m", "cli", *args, "--no-cache", "--coordinator", address,
+               "--num-processes", "2"]  # fmt: skip
     children = [
         subprocess.Popen(
             [*command, "--process-id", str(i)],
@@ -114,9 +114,36 @@ def test_two_processes_render_the_single_process_image(tmp_path: Path) -> None:
             child.kill()
     for child, (_stdout, stderr) in zip(children, results, strict=True):
         assert child.returncode == 0, stderr[-3000:]
+    return results
+
+
+def test_two_processes_render_the_single_process_image(tmp_path: Path) -> None:
+    program = shared_path("models/quarter.vm")
+    out = tmp_path / "two.pgm"
+    results = _two_processes(["render", str(program), "-s", "201", "-o", str(out)])
     assert "wrote" in results[0][0]
     assert "process 1 rendered its rows" in results[1][0]
     np.testing.assert_array_equal(pj.read_pgm(out), pj.render(pj.load(program), 201))
+
+
+def test_two_processes_stream_and_resume_one_file(tmp_path: Path) -> None:
+    """Each process writes its share of the bands into one partial file; process 0 finishes
+    it. Here they resume a render that one process began and was interrupted in."""
+    program = pj.load(shared_path("models/quarter.vm"))
+    out = tmp_path / "two.png"
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pj.render_to_file(program, 300, out, band_rows=64, progress=stop_after_two)
+    args = ["render", str(shared_path("models/quarter.vm")), "-s", "300", "--band-rows", "64"]
+    results = _two_processes([*args, "-o", str(out)])
+    assert "2 of 5 bands resumed" in results[0][0]
+    assert "process 1 rendered 1 of 5 bands" in results[1][0]  # bands 2 and 4 went to process 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), pj.render(program, 300))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.png"]  # no partial files left
 
 
 @pytest.mark.parametrize(("size", "processes"), [(201, 2), (7, 3), (1024, 5)])
