@@ -63,12 +63,14 @@ def test_interpreter_and_unrolled_derivatives_agree(program: pj.Program) -> None
     with jax.enable_x64(True):
         unrolled = field_and_gradient(program, "unrolled", x, y)
         interpreted = field_and_gradient(program, "interpreter", x, y)
-    np.testing.assert_allclose(interpreted[0], unrolled[0], rtol=1e-12, equal_nan=True)
-    # Where the value, or any value on the way to it, is infinite or NaN, derivatives are
+    # Compared where every value on the way is finite. Elsewhere derivatives are
     # unspecified: a zero partial (e.g. of `and` in its first argument) times an infinite
     # or NaN one gives NaN in one evaluator, and 0 where JAX drops the zero path of the
-    # unrolled derivative.
+    # unrolled derivative. And values may differ too: XLA simplifies the fused closure
+    # algebraically (`ln(exp(t))` becomes `t`, finite where exp overflows), not the
+    # interpreter, which computes what the oracle does.
     finite = all_values_finite(program, x, y)
+    np.testing.assert_allclose(interpreted[0][finite], unrolled[0][finite], rtol=1e-12)
     for u, i in zip(unrolled[1:], interpreted[1:], strict=True):
         # atol: a derivative that cancels to 0 in one evaluator may be 1e-17 in the other
         # (XLA fuses multiply-adds differently in the two).
