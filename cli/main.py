@@ -101,6 +101,17 @@ def _region(text: str) -> tuple[float, float, float, float]:
     return xmin, xmax, ymin, ymax
 
 
+#: Options shared by the commands that render.
+DTypeOption = Annotated[DType, typer.Option(help="Working precision.")]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu, gpu, cuda or tpu. [default: JAX's default device]")
+]
+RegionOption = Annotated[str, typer.Option(help="The square drawn, as XMIN,XMAX,YMIN,YMAX.")]
+ZOption = Annotated[float, typer.Option(help="The z plane sliced, for 3D models.")]
+CacheOption = Annotated[
+    bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
+]
+
 #: Renders larger than this many pixels a side are streamed to disk band by band.
 STREAM_ABOVE = 16384
 
@@ -127,7 +138,7 @@ def render(
             show_default=False,
         ),
     ] = None,
-    dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    dtype: DTypeOption = DType.float32,
     mode: Annotated[
         Mode,
         typer.Option(
@@ -135,17 +146,10 @@ def render(
             "and per-tile tape pruning (same image, much faster); auto: the fastest."
         ),
     ] = Mode.auto,
-    device: Annotated[
-        str | None,
-        typer.Option(help="cpu, gpu, cuda or tpu. [default: JAX's default device]"),
-    ] = None,
-    region: Annotated[
-        str, typer.Option(help="The square drawn, as XMIN,XMAX,YMIN,YMAX.")
-    ] = "-1,1,-1,1",
-    z: Annotated[float, typer.Option(help="The z plane sliced, for 3D models.")] = 0.0,
-    cache: Annotated[
-        bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
-    ] = True,
+    device: DeviceOption = None,
+    region: RegionOption = "-1,1,-1,1",
+    z: ZOption = 0.0,
+    cache: CacheOption = True,
     antialias: Annotated[
         bool,
         typer.Option(
@@ -386,7 +390,7 @@ def sweep(
         Path, typer.Option("--out-dir", "-o", help="Directory for the frames (created).")
     ] = Path("frames"),
     image_format: Annotated[str, typer.Option("--format", help="png or pgm.")] = "png",
-    dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    dtype: DTypeOption = DType.float32,
     mode: Annotated[
         Mode,
         typer.Option(
@@ -394,17 +398,10 @@ def sweep(
             "culled: each frame culled in turn (no compile per frame); auto: culled on CPU."
         ),
     ] = Mode.auto,
-    device: Annotated[
-        str | None,
-        typer.Option(help="cpu, gpu, cuda or tpu. [default: JAX's default device]"),
-    ] = None,
-    region: Annotated[
-        str, typer.Option(help="The square drawn, as XMIN,XMAX,YMIN,YMAX.")
-    ] = "-1,1,-1,1",
-    z: Annotated[float, typer.Option(help="The z plane sliced, for 3D models.")] = 0.0,
-    cache: Annotated[
-        bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
-    ] = True,
+    device: DeviceOption = None,
+    region: RegionOption = "-1,1,-1,1",
+    z: ZOption = 0.0,
+    cache: CacheOption = True,
     devices: Annotated[
         str | None,
         typer.Option(
@@ -536,7 +533,7 @@ def bench(
         list[str] | None,
         typer.Option(help="cpu, gpu, ... (repeat for several). [default: JAX's default device]"),
     ] = None,
-    dtype: Annotated[DType, typer.Option(help="Working precision.")] = DType.float32,
+    dtype: DTypeOption = DType.float32,
     repeats: Annotated[
         int, typer.Option(min=2, help="Steady-state renders per row (after one warm-up).")
     ] = 5,
