@@ -56,8 +56,9 @@ def sweep_constants(
     if name not in program.constant_ids:
         raise ValueError(f"{program.source}: {name} is not a const instruction")
     index = program.constant_ids.index(name)
-    table = np.repeat(program.constants[None, :], len(np.atleast_1d(values)), axis=0)
-    table[:, index] = np.atleast_1d(np.asarray(values, np.float64))
+    column = np.atleast_1d(np.asarray(values, np.float64))
+    table = np.repeat(program.constants[None, :], len(column), axis=0)
+    table[:, index] = column
     return table
 
 

@@ -29,15 +29,16 @@ import functools
 import hashlib
 import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import jax
 import numpy as np
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+from prospero_jax._image import atomic_write
 
 _directory: Path | None = None
 _loaded: dict[str, Callable[..., Any]] = {}  # by key (see _key)
@@ -207,6 +208,10 @@ def _load(path: Path, device: jax.Device) -> Callable[..., Any] | None:
         return None
 
 
+def _write_all(stream: BinaryIO, blob: bytes) -> None:
+    stream.write(blob)
+
+
 def _store(path: Path, compiled: Any) -> bool:
     """Write ``compiled`` to ``path`` atomically; whether it was written. Files of other
     builds in the directory are removed first, so upgrades and edits do not pile up."""
@@ -215,14 +220,7 @@ def _store(path: Path, compiled: Any) -> bool:
             _evict_other_builds(path.parent)
         blob = pickle.dumps(serialize(compiled))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(blob)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        atomic_write(path, lambda stream: _write_all(stream, blob))
     except (OSError, pickle.PicklingError, TypeError, ValueError):
         return False  # not stored: the next process compiles again
     return True
