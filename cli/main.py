@@ -96,9 +96,10 @@ def _region(text: str) -> tuple[float, float, float, float]:
         xmin, xmax, ymin, ymax = (float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"--region must be XMIN,XMAX,YMIN,YMAX, got {text!r}") from None
-    if not (xmin < xmax and ymin < ymax):
-        raise ValueError(f"--region must have XMIN < XMAX and YMIN < YMAX, got {text!r}")
-    return xmin, xmax, ymin, ymax
+    try:
+        return pj.reference.check_region((xmin, xmax, ymin, ymax))
+    except ValueError as err:
+        raise ValueError(f"--region: {err}") from None
 
 
 #: Options shared by the commands that render.

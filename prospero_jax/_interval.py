@@ -22,6 +22,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from prospero_jax import _passes
+from prospero_jax._lower import sealed
 from prospero_jax._tape import Program
 from prospero_jax._unroll import plan, run
 
@@ -42,6 +43,7 @@ def to_interval_function(program: Program) -> Callable[..., Interval]:
         bounds = [jnp.asarray(v) for v in (*x, *y, *z)]
         dtype = jnp.promote_types(jnp.result_type(*bounds), jnp.float32)
         xl, xh, yl, yh, zl, zh = (v.astype(dtype) for v in bounds)
+        shape = jnp.broadcast_shapes(*(v.shape for v in (xl, xh, yl, yh, zl, zh)))
         lo, hi = run(
             steps,
             jnp,
@@ -49,8 +51,8 @@ def to_interval_function(program: Program) -> Callable[..., Interval]:
             (yl, yh),
             (zl, zh),
             lambda _, c: (np.asarray(c, dtype), np.asarray(c, dtype)),
+            sealed(shape),  # no algebraic rewrites of bounds: they hold as computed
         )
-        shape = jnp.broadcast_shapes(*(v.shape for v in (xl, yl, zl)))
         out_lo: Array = jnp.broadcast_to(lo, shape)
         out_hi: Array = jnp.broadcast_to(hi, shape)
         return Interval(out_lo, out_hi)

@@ -18,6 +18,12 @@ Invariants:
 * derivatives follow the op table's conventions where they do not exist (``min``/``max``
   ties: the mean; ``sqrt`` at 0: 0; see :mod:`prospero_jax._ops`), so they are finite
   wherever the values are;
+* the compiled code computes every instruction as the op table says, in the working
+  dtype: each value is *sealed* (:func:`sealed`), so XLA's algebraic simplifier cannot
+  rewrite across instructions (it would reassociate ``(a + c1) + c2`` into ``a + (c1 +
+  c2)``, turn ``a / b`` into ``a * (1 / b)``, whose reciprocal underflows for ``|b| >
+  2**126``, or ``(a / b) / c`` into ``a / (b * c)``, which overflows), under our jits and
+  under a caller's own ``jax.jit`` alike. XLA still fuses the whole tape into one loop;
 * :func:`to_function` simplifies the tape first (no value changes in float64; in
   float32 a folded constant is rounded once instead of per step); :func:`to_parametric`
   keeps every instruction, so its constants are exactly the program's.
@@ -31,6 +37,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
 from prospero_jax import _passes
@@ -101,10 +108,11 @@ def _parametric_core(program: Program, derivatives: Derivatives, *, baked: bool)
 
     @jax.custom_jvp
     def core(constants: Array, x: Array, y: Array, z: Array) -> Array:
+        seal = sealed(x.shape)
         if baked:
-            value = run(values, jnp, x, y, z, lambda _, c: constant_array(c, x.dtype))
+            value = run(values, jnp, x, y, z, lambda _, c: constant_array(c, x.dtype), seal)
         else:
-            value = run(values, jnp, x, y, z, lambda k, _: constants[k])
+            value = run(values, jnp, x, y, z, lambda k, _: constants[k], seal)
         return jnp.broadcast_to(value, x.shape)
 
     @core.defjvp
@@ -140,11 +148,31 @@ def _unrolled_dual(program: Program) -> Callable[..., tuple[Array, Array]]:
         constants: Array, points: tuple[Array, ...], d_constants: Array, d_points: tuple[Array, ...]
     ) -> tuple[Array, Array]:
         x, y, z = zip(points, d_points, strict=True)
-        value, tangent = run(steps, jnp, x, y, z, lambda k, _: (constants[k], d_constants[k]))
+        constant = lambda k, _: (constants[k], d_constants[k])  # noqa: E731
+        value, tangent = run(steps, jnp, x, y, z, constant, sealed(points[0].shape))
         shape = points[0].shape
         return jnp.broadcast_to(value, shape), jnp.broadcast_to(tangent, shape)
 
     return dual
+
+
+def sealed(shape: tuple[int, ...]) -> Callable[[Any], Any]:
+    """A ``seal`` for :func:`prospero_jax._unroll.run`: each value broadcast to ``shape``
+    and passed through ``lax.optimization_barrier``.
+
+    XLA's algebraic simplifier runs before it removes the barriers, so it sees each
+    instruction's operands as opaque full-size arrays and cannot combine instructions
+    (it does not look through a barrier), nor treat a divisor as a broadcast or a
+    constant (``A / broadcast(B)`` becomes ``A * broadcast(1 / B)``). The barriers are
+    gone before fusion, so the compiled loop is the same single fusion and runs as fast
+    (prospero, 256² tiles: 85 ms either way; tracing takes ~0.5 s longer). Works on
+    pytrees (interval and dual pairs) and under ``vmap``.
+    """
+
+    def seal(value: Any) -> Any:
+        return jax.tree.map(lambda v: lax.optimization_barrier(jnp.broadcast_to(v, shape)), value)
+
+    return seal
 
 
 def constant_array(values: np.ndarray | float, dtype: Any) -> np.ndarray:

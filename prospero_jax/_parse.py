@@ -1,25 +1,47 @@
 """Stage 1, parse: `.vm` text → :class:`~prospero_jax._tape.Program`.
 
 Input: text in the Prospero `.vm` format (one ``ID OPCODE ARG...`` per line; blank lines
-and lines starting with ``#`` are comments), or a path to such a file.
+and lines starting with ``#`` are comments), or a path to such a file (at most
+:data:`MAX_BYTES`).
 Output: a Program whose instructions are the file's, in order, with the file's IDs.
 
+The reading is strict where leniency would surprise: lines end at ``\n``, ``\r\n`` or
+``\r`` only (so line numbers are an editor's), fields are separated by ASCII spaces and
+tabs, constants are ASCII decimal numbers, and a leading UTF-8 byte-order mark is skipped.
+
 Invariant: any input that is not a well-formed program raises :class:`VMError` naming the
-source, the 1-based line and what is wrong; nothing else escapes (no ``KeyError``,
-``UnicodeDecodeError`` or ``ValueError`` from deep inside).
+source, the 1-based line and what is wrong (echoing at most :data:`ECHO` characters of
+the offending text); nothing else escapes (no ``KeyError``, ``UnicodeDecodeError``,
+``MemoryError`` or ``ValueError`` from deep inside).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from prospero_jax._ops import CONST, OPCODE, OPS
 from prospero_jax._tape import Program
+
+#: Largest `.vm` file read (prospero is 149 kB; 64 MiB holds millions of instructions).
+MAX_BYTES = 64 * 2**20
+#: Longest piece of the input echoed in an error message.
+ECHO = 40
+_LINES = re.compile(r"\r\n|\r|\n")
+_FIELDS = re.compile(r"[ \t\f\v]+")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I
+)
+_ODD_SPACE = re.compile(r"[^\S \t\f\v]")  # whitespace that is not a field separator
+
+
+def _echo(text: str) -> str:
+    """``repr`` of ``text``, clipped to :data:`ECHO` characters."""
+    return repr(text if len(text) <= ECHO else text[:ECHO] + "…")
 
 
 class VMError(ValueError):
@@ -47,22 +69,26 @@ def parse(text: str, *, source: str = "<string>") -> Program:
     index: dict[str, int] = {}  # ID → instruction number
     defined_on: dict[str, int] = {}  # ID → line number, for duplicate-ID messages
 
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
+    for lineno, line in enumerate(_LINES.split(text.removeprefix("\ufeff")), start=1):
+        fields = _FIELDS.split(line.strip(" \t\f\v"))
+        if fields == [""] or fields[0].startswith("#"):
             continue
 
         def fail(message: str, lineno: int = lineno) -> VMError:
             return VMError(message, source, lineno)
 
+        odd = _ODD_SPACE.search(line)
+        if odd:
+            raise fail(f"unexpected whitespace U+{ord(odd.group()):04X} in {_echo(line)}: "
+                       "fields are separated by spaces or tabs")  # fmt: skip
         if len(fields) < 2:
-            raise fail(f"expected 'ID OPCODE ARG...', got only {fields[0]!r}")
+            raise fail(f"expected 'ID OPCODE ARG...', got only {_echo(fields[0])}")
         name, opname, operands = fields[0], fields[1], fields[2:]
         if name in defined_on:
-            raise fail(f"duplicate ID {name!r} (first defined on line {defined_on[name]})")
+            raise fail(f"duplicate ID {_echo(name)} (first defined on line {defined_on[name]})")
         code = OPCODE.get(opname)
         if code is None:
-            raise fail(f"unknown opcode {opname!r}")
+            raise fail(f"unknown opcode {_echo(opname)}")
         op = OPS[code]
         value = 0.0
         slots = [-1, -1]
@@ -76,7 +102,7 @@ def parse(text: str, *, source: str = "<string>") -> Program:
                 raise fail(f"{opname!r} takes {op.arity} {plural}, got {len(operands)}")
             for k, operand in enumerate(operands):
                 if operand not in index:
-                    raise fail(f"argument {operand!r} is not defined on an earlier line")
+                    raise fail(f"argument {_echo(operand)} is not defined on an earlier line")
                 slots[k] = index[operand]
         index[name] = len(opcodes)
         defined_on[name] = lineno
@@ -97,26 +123,32 @@ def parse(text: str, *, source: str = "<string>") -> Program:
 
 
 def _parse_constant(token: str, fail: Callable[[str], VMError]) -> float:
-    try:
-        value = float(token.replace("_", "!"))  # float() accepts 1_000; the format does not
-    except ValueError:
-        raise fail(f"constant {token!r} is not a number") from None
+    # ASCII decimal only: float() also takes "1_000", "٥" and full-width digits.
+    if not _NUMBER.fullmatch(token):
+        raise fail(f"constant {_echo(token)} is not a number")
+    value = float(token)
     if not math.isfinite(value):
-        raise fail(f"constant {token!r} is not finite")
+        raise fail(f"constant {_echo(token)} is not finite")
     return value
 
 
 def load(path: str | os.PathLike[str]) -> Program:
-    """Read and parse a `.vm` file; raise :class:`VMError` if it is missing or malformed."""
+    """Read and parse a `.vm` file; raise :class:`VMError` if it is missing or malformed.
+
+    Reads at most :data:`MAX_BYTES` (a pipe or device is read up to that, not forever).
+    """
     source = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise VMError("no such file", source) from None
     except IsADirectoryError:
         raise VMError("is a directory, not a .vm file", source) from None
     except OSError as err:
         raise VMError(f"cannot read: {err.strerror or err}", source) from None
+    if len(data) > MAX_BYTES:
+        raise VMError(f"larger than {MAX_BYTES // 2**20} MiB, the limit for a .vm program", source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -25,8 +25,9 @@ The strategies differ only in what XLA is given to compile:
   one kernel per instruction). Not jitted, so nothing is fused and each op is compiled
   once per shape and then cached.
 
-Invariant: every strategy computes the op table's value rules in the working dtype, so
-they give the oracle's image up to rounding where ``|value|`` is tiny (tested).
+Invariant: every strategy computes the op table's value rules in the working dtype, each
+instruction as written (sealed from XLA's algebraic rewrites: :func:`prospero_jax._lower.sealed`),
+so they give the oracle's image up to rounding where ``|value|`` is tiny (tested).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import jax.numpy as jnp
 
 from prospero_jax import _passes
 from prospero_jax._dual import value_function
-from prospero_jax._lower import constant_array, to_function
+from prospero_jax._lower import constant_array, sealed, to_function
 from prospero_jax._tape import Program
 from prospero_jax._unroll import Step, live_after, plan, run, run_steps
 
@@ -92,8 +93,12 @@ def tile_kernel(program: Program, strategy: str = "unrolled", *, chunk: int = CH
     if strategy == "eager":
 
         def eager(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
-            value = run(steps, jnp, xs[None, :], ys[:, None], z, _constant(xs))
-            return _inside(jnp.broadcast_to(value, (ys.shape[0], xs.shape[0])))
+            # Each op is its own computation: full-size operands are all it needs to
+            # compute what the op table says (no broadcast divisor; see _lower.sealed).
+            shape = (ys.shape[0], xs.shape[0])
+            full = lambda v: jnp.broadcast_to(v, shape)  # noqa: E731
+            value = run(steps, jnp, xs[None, :], ys[:, None], z, _constant(xs), full)
+            return _inside(value)
 
         return Kernel(eager, jit=False)
 
@@ -134,7 +139,8 @@ def _piece(
         values: dict[int, jax.Array], xs: jax.Array, ys: jax.Array, z: jax.Array
     ) -> dict[int, jax.Array]:
         inputs = (xs[None, :], ys[:, None], z)
-        out = run_steps(steps, start, stop, values, jnp, inputs, _constant(xs))
+        seal = sealed((ys.shape[0], xs.shape[0]))
+        out = run_steps(steps, start, stop, values, jnp, inputs, _constant(xs), seal)
         if stop == len(steps):
             return {-1: _inside(jnp.broadcast_to(out[stop - 1], (ys.shape[0], xs.shape[0])))}
         return {j: jnp.asarray(out[j]) for j in keep}

@@ -12,6 +12,10 @@ dropped right after their last use (:func:`prospero_jax._passes.last_uses`), so 
 ``max_live`` intermediates exist at once: with NumPy that is the liveness GC that keeps
 the oracle near 1 GB at 1024²; under JAX tracing it keeps the tracer list short, and
 XLA's buffer assignment does the same job in the compiled code.
+
+A ``seal`` (see :func:`run`) is applied to every value as it is made: the JAX lowering
+passes one that hides each value from XLA's algebraic simplifier, so the compiled code
+computes each instruction as the op table says (see :mod:`prospero_jax._lower`).
 """
 
 from __future__ import annotations
@@ -85,14 +89,18 @@ def run(
     y: Any,
     z: Any,
     constant: Callable[[int, float], Any],
+    seal: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Evaluate planned steps on inputs ``x, y, z`` with namespace ``xp``.
 
     ``constant(slot, c)`` makes the working-dtype value of a ``const`` (``slot``: its
-    ordinal among the program's constants; ``c``: its value). The result is the last
-    step's value, not broadcast: a constant program gives a scalar.
+    ordinal among the program's constants; ``c``: its value). ``seal(value)``, if given,
+    is applied to every instruction's value (inputs and constants included) before it is
+    used; it must return the same numbers. The result is the last step's value, not
+    broadcast unless ``seal`` broadcasts: a constant program gives a scalar.
     """
-    return run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant)[len(steps) - 1]
+    values = run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant, seal)
+    return values[len(steps) - 1]
 
 
 def run_steps(
@@ -103,6 +111,7 @@ def run_steps(
     xp: Namespace,
     inputs: tuple[Any, Any, Any],
     constant: Callable[[int, float], Any],
+    seal: Callable[[Any], Any] | None = None,
 ) -> dict[int, Any]:
     """Steps ``start`` to ``stop - 1``, given the values alive before ``start`` (by index).
 
@@ -119,6 +128,8 @@ def run_steps(
             values[i] = constant(step.slot, step.const)
         else:
             values[i] = by_kind[step.kind]
+        if seal is not None:
+            values[i] = seal(values[i])
         for j in step.frees:
             del values[j]
     return values

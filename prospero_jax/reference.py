@@ -20,6 +20,31 @@ from prospero_jax._unroll import plan, run
 
 #: The challenge's square: (xmin, xmax, ymin, ymax).
 DEFAULT_REGION: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0)
+#: Largest coordinate magnitude a region may reach: float32 holds it, and its pixel steps.
+REGION_LIMIT = 1e30
+
+
+def check_region(region: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """``region`` as four floats ``(xmin, xmax, ymin, ymax)``, or :class:`ValueError`.
+
+    The one rule every renderer follows (it is checked by :func:`axes`): four finite
+    numbers of magnitude at most :data:`REGION_LIMIT`, with ``xmin < xmax`` and ``ymin <
+    ymax``. Mirror images are not drawn by inverting a region: flip the image instead.
+    """
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in region)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"region must be four numbers (xmin, xmax, ymin, ymax), got {region!r}"
+        ) from None
+    bounds = (xmin, xmax, ymin, ymax)
+    shown = ", ".join(f"{v:g}" for v in bounds)
+    if not all(abs(v) <= REGION_LIMIT for v in bounds):  # NaN and ±inf fail this too
+        raise ValueError(f"region bounds must be finite, at most {REGION_LIMIT:g} in magnitude: "
+                         f"got ({shown})")  # fmt: skip
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError(f"region must have xmin < xmax and ymin < ymax: got ({shown})")
+    return bounds
 
 
 def axes(
@@ -32,7 +57,7 @@ def axes(
     """
     if size < 1:
         raise ValueError(f"image size must be at least 1, got {size}")
-    xmin, xmax, ymin, ymax = region
+    xmin, xmax, ymin, ymax = check_region(region)
     return np.linspace(xmin, xmax, size), np.linspace(ymax, ymin, size)
 
 
