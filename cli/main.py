@@ -8,7 +8,9 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import math
 import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +24,41 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
 
 import prospero_jax as pj
 from prospero_jax._image import atomic_write, check_image_format
 
+
+class _Commands(TyperGroup):
+    """Typer's command group, with usage errors (a bad option value, an unknown option) as
+    one line, ``error: ...`` and exit status 2, like the commands' own errors."""
+
+    def main(  # type: ignore[override]  # the same parameters, fewer spelled out
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except UsageError as err:
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+            typer.echo(f"error: {err.format_message()}{where}", err=True)
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="prospero",
     no_args_is_help=True,
     add_completion=False,
@@ -80,7 +112,11 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (pj.VMError, ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
+        message = str(err)
+        if isinstance(err, OSError) and not isinstance(err, pj.FileWriteError):
+            # "[Errno 28] No space left on device: 'x'" names the file last, if at all.
+            message = f"{err.filename or 'error'}: {err.strerror or err}"
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was written", err=True)
@@ -91,15 +127,26 @@ def _load(file: Path | None) -> pj.Program:
     return pj.shapes.demo_program() if file is None else pj.load(file)
 
 
+def _checked(option: str, check: Any, value: Any) -> Any:
+    """``check(value)``, its ValueError's message prefixed with the option's name."""
+    try:
+        return check(value)
+    except ValueError as err:
+        raise ValueError(f"{option}: {err}") from None
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    return value
+
+
 def _region(text: str) -> tuple[float, float, float, float]:
     try:
         xmin, xmax, ymin, ymax = (float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"--region must be XMIN,XMAX,YMIN,YMAX, got {text!r}") from None
-    try:
-        return pj.reference.check_region((xmin, xmax, ymin, ymax))
-    except ValueError as err:
-        raise ValueError(f"--region: {err}") from None
+    return _checked("--region", pj.reference.check_region, (xmin, xmax, ymin, ymax))  # type: ignore[no-any-return]
 
 
 #: Options shared by the commands that render.
@@ -245,6 +292,9 @@ def render(
     image band by band (run it again after an interruption to resume).
     """
     with _user_errors():
+        _checked("--size", pj.reference.check_size, size)
+        _checked("--z", pj.reference.check_z, z)
+        bounds = _region(region)
         if coordinator or num_processes or process_id is not None:
             pj.initialize(coordinator, num_processes, process_id)  # before any JAX work
         program = _load(file)
@@ -258,7 +308,6 @@ def render(
         if streamed and (antialias or shade is not None):
             raise ValueError("--antialias and --shade are not streamed: use --size "
                              f"{STREAM_ABOVE} or less, without --band-rows")  # fmt: skip
-        bounds = _region(region)
         target = pj.resolve_device(device)
         spread = _devices(devices, target)
         if cache:
@@ -362,6 +411,10 @@ def _stream(
                 program, size, out, band_rows=band_rows, resume=not restart, progress=report,
                 **options,
             )  # fmt: skip
+        except pj.StreamError as err:
+            hint = "run the same command to resume, or add --restart to start again"
+            typer.echo(f"error: {err}: {hint} (or delete both files)", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             kept = (
                 f"; the bands done are kept in {partial}: run the same command to resume"
@@ -385,7 +438,7 @@ def sweep(
     ] = None,
     start: Annotated[float, typer.Option("--from", help="The constant's first value.")] = 0.0,
     stop: Annotated[float, typer.Option("--to", help="The constant's last value.")] = 1.0,
-    frames: Annotated[int, typer.Option(min=1, help="How many frames (values).")] = 24,
+    frames: Annotated[int, typer.Option(min=1, max=100_000, help="How many frames (values).")] = 24,
     size: Annotated[int, typer.Option("--size", "-s", min=1, help="Frame side in pixels.")] = 512,
     out_dir: Annotated[
         Path, typer.Option("--out-dir", "-o", help="Directory for the frames (created).")
@@ -420,6 +473,11 @@ def sweep(
     `prospero sweep model.vm` lists the constants you can sweep.
     """
     with _user_errors():
+        _checked("--from", _finite, start)
+        _checked("--to", _finite, stop)
+        _checked("--size", pj.reference.check_size, size)
+        _checked("--z", pj.reference.check_z, z)
+        bounds = _region(region)
         program = _load(file)
         if constant is None:
             names = program.constant_ids
@@ -442,7 +500,7 @@ def sweep(
         with _progress() as bar:
             task = bar.add_task(f"{program.source}: {frames} frames", total=None, unit="steps")
             images = pj.render_batch(
-                program, table, size, region=_region(region), z=z, dtype=dtype.value,
+                program, table, size, region=bounds, z=z, dtype=dtype.value,
                 device=target, devices=spread, mode=mode.value,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
@@ -504,8 +562,10 @@ def _sizes(text: str) -> list[int]:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"--sizes must be comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"--sizes must be positive image sides, got {text!r}")
+    if not sizes:
+        raise ValueError(f"--sizes must name at least one image side, got {text!r}")
+    for size in sizes:
+        _checked("--sizes", pj.reference.check_size, size)
     return sizes
 
 
@@ -542,7 +602,8 @@ def bench(
         float, typer.Option(help="Seconds of steady renders per row before stopping early.")
     ] = 10.0,
     oracle_max: Annotated[
-        int, typer.Option(help="Largest size at which the float64 NumPy oracle is timed.")
+        int,
+        typer.Option(min=0, help="Largest size at which the float64 NumPy oracle is timed."),
     ] = 2048,
     chunk: Annotated[
         int, typer.Option(min=1, help="Instructions per jitted piece in chunked mode.")
@@ -568,6 +629,9 @@ def bench(
     Example: `prospero bench prospero.vm --sizes 256,1024 --json out.json`.
     """
     with _user_errors():
+        sides = _sizes(sizes)
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"--budget must be a positive number of seconds, got {budget}")
         program = _load(file)
         chosen = [m.strip() for m in modes.split(",") if m.strip()]
         if json_path is not None and not json_path.parent.is_dir():
@@ -575,7 +639,7 @@ def bench(
         with console.status("measuring") as status:
             report = pj.bench(
                 program,
-                _sizes(sizes),
+                sides,
                 modes=chosen,
                 devices=list(device) if device else None,
                 dtype=dtype.value,

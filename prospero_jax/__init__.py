@@ -27,7 +27,9 @@ Public API:
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
-* :func:`write_image`: image → PGM, PPM or PNG file, atomically;
+* :func:`write_image`: image → PGM, PPM or PNG file, atomically (errors:
+  :class:`FileWriteError`, which names the file; a streamed render's: :class:`StreamError`,
+  which also names the partial file kept);
 * :data:`STRATEGIES`: how the brute-force tile kernel is compiled (unrolled, chunked,
   interpreter, eager); :func:`bench`: compile time against run time, per strategy, size
   and device, beside the oracle (what ``prospero bench`` prints);
@@ -49,7 +51,7 @@ from prospero_jax._bench import MODES as BENCH_MODES
 from prospero_jax._bench import bench
 from prospero_jax._cache import default_cache_dir, enable_compilation_cache
 from prospero_jax._distributed import initialize, process_rows, render_across_processes
-from prospero_jax._image import read_pgm, write_image
+from prospero_jax._image import FileWriteError, read_pgm, write_image
 from prospero_jax._interval import Interval, to_interval_function
 from prospero_jax._lower import to_function, to_parametric
 from prospero_jax._ops import OPS, Op
@@ -66,7 +68,13 @@ from prospero_jax._render import render, resolve_device, resolve_devices
 from prospero_jax._shade import FieldSamples, sample_gradient, shade
 from prospero_jax._strategies import CHUNK as DEFAULT_CHUNK
 from prospero_jax._strategies import STRATEGIES
-from prospero_jax._stream import BAND_ROWS, StreamReport, partial_paths, render_to_file
+from prospero_jax._stream import (
+    BAND_ROWS,
+    StreamError,
+    StreamReport,
+    partial_paths,
+    render_to_file,
+)
 from prospero_jax._tape import Program
 
 try:
@@ -82,9 +90,11 @@ __all__ = [
     "OPS",
     "STRATEGIES",
     "FieldSamples",
+    "FileWriteError",
     "Interval",
     "Op",
     "Program",
+    "StreamError",
     "StreamReport",
     "VMError",
     "__version__",

@@ -43,7 +43,7 @@ from prospero_jax._render import (
     resolve_devices,
 )
 from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION
+from prospero_jax.reference import DEFAULT_REGION, check_z
 
 
 def sweep_constants(
@@ -82,6 +82,7 @@ def render_batch(
     its frames' share of every tile) and culling shards each image's work.
     """
     table = np.asarray(constants, np.float64)
+    z = check_z(z)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
         raise ValueError(
             f"expected constants of shape (batch, {program.constants.size}), got {table.shape}"

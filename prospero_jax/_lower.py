@@ -32,7 +32,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -170,9 +170,13 @@ def sealed(shape: tuple[int, ...]) -> Callable[[Any], Any]:
     """
 
     def seal(value: Any) -> Any:
-        return jax.tree.map(lambda v: lax.optimization_barrier(jnp.broadcast_to(v, shape)), value)
+        return jax.tree.map(lambda v: _barrier(jnp.broadcast_to(v, shape)), value)
 
     return seal
+
+
+#: ``lax.optimization_barrier``, typed (JAX leaves it untyped).
+_barrier = cast(Callable[[Array], Array], lax.optimization_barrier)
 
 
 def constant_array(values: np.ndarray | float, dtype: Any) -> np.ndarray:

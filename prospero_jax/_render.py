@@ -36,7 +36,7 @@ from jaxtyping import UInt8
 from prospero_jax._culled import render_culled
 from prospero_jax._strategies import tile_kernel
 from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION, axes
+from prospero_jax.reference import DEFAULT_REGION, axes, check_region, check_size, check_z
 
 #: Tile side on CPU, and on accelerators (which want more work per call).
 CPU_TILE = 256
@@ -140,8 +140,8 @@ def render(
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if size < 1:
-        raise ValueError(f"image size must be at least 1, got {size}")
+    check_size(size)
+    region, z = check_region(region), check_z(z)
     if rows is not None and not 0 <= rows[0] < rows[1] <= size:
         raise ValueError(f"rows must be (start, stop) with 0 <= start < stop <= {size}")
     dev = resolve_device(device)

@@ -45,16 +45,43 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from prospero_jax._image import atomic_write, image_format, pnm_header, write_png_bands
+from prospero_jax._image import (
+    FileWriteError,
+    atomic_write,
+    image_format,
+    pnm_header,
+    write_error,
+    write_png_bands,
+)
 from prospero_jax._render import render
 from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION
+from prospero_jax.reference import DEFAULT_REGION, check_region, check_size
 
 #: Rows per band by default: a 65536-wide band is then 128 MB.
 BAND_ROWS = 2048
 _JOURNAL_VERSION = 1
 
 Progress = Callable[[int, int], None]
+
+
+class StreamError(FileWriteError):
+    """A streamed render stopped on an error while writing; the bands done were kept.
+
+    ``partial`` and ``journal`` are the files kept (the same call resumes from them;
+    ``resume=False``, or deleting them, starts again); ``kept`` and ``bands`` count bands.
+    """
+
+    def __init__(
+        self, err: OSError, path: Path, partial: Path, journal: Path, kept: int, bands: int
+    ) -> None:
+        super().__init__(err.errno, f"{err.strerror or err}", os.fspath(path))
+        self.partial, self.journal, self.kept, self.bands = partial, journal, kept, bands
+
+    def __str__(self) -> str:
+        return (
+            f"{self.filename}: {self.strerror}; {self.kept} of {self.bands} bands are kept in "
+            f"{self.partial} (journal {self.journal.name})"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,8 +131,8 @@ def render_to_file(
         raise ValueError(f"{target}: streamed renders are greyscale; write .pgm or .png")
     if band_rows < 1:
         raise ValueError(f"band rows must be at least 1, got {band_rows}")
-    if size < 1:
-        raise ValueError(f"image size must be at least 1, got {size}")
+    check_size(size)  # before any file is made
+    region = check_region(region)
     partial, _ = partial_paths(target)
     header = pnm_header(size, size)
     identity = {
@@ -132,13 +159,20 @@ def render_to_file(
                 fd = -1
                 raise ValueError(f"{target}: another render is writing it ({partial})") from None
             if not resume or _written(target, identity, fd, length) is None:
-                for stale in _journals(target):  # a fresh partial image: header, then zeros
-                    stale.unlink()
-                os.ftruncate(fd, 0)
-                _pwrite_all(fd, header, 0)
-                os.ftruncate(fd, length)
-                os.fsync(fd)
-                _record(journal, identity, {})
+                try:
+                    for stale in _journals(target):  # a fresh partial image: header, zeros
+                        stale.unlink()
+                    os.ftruncate(fd, 0)
+                    _pwrite_all(fd, header, 0)
+                    os.ftruncate(fd, length)
+                    os.fsync(fd)
+                    _record(journal, identity, {})
+                except OSError as err:
+                    partial.unlink(missing_ok=True)
+                    journal.unlink(missing_ok=True)
+                    raise write_error(
+                        err, partial, "cannot start the image (nothing was kept)"
+                    ) from None
         _barrier("prospero-stream-start", processes)
         if fd < 0:
             fd = os.open(partial, os.O_RDWR)
@@ -160,10 +194,15 @@ def render_to_file(
                 _record(journal, identity, mine)
                 if progress is not None:
                     progress(len(found) + count, len(bands))
-        except BaseException:
+        except BaseException as err:
             if processes == 1 and not found and not mine:  # nothing to resume: leave nothing
                 partial.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
+                if isinstance(err, OSError):
+                    raise write_error(err, partial, "cannot write (nothing was kept)") from None
+            elif isinstance(err, OSError):
+                kept = len(found) + len(mine)
+                raise StreamError(err, target, partial, journal, kept, len(bands)) from None
             raise
         _barrier("prospero-stream-rendered", processes)
         done = _written(target, identity, fd, length) or {}
@@ -176,7 +215,12 @@ def render_to_file(
                 os.replace(partial, target)
             else:
                 pixels = _read_bands(partial, len(header), size, bands)
-                atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
+                try:
+                    atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
+                except OSError as err:
+                    raise StreamError(
+                        err, target, partial, journal, len(bands), len(bands)
+                    ) from None
                 partial.unlink()
             for written in _journals(target):
                 written.unlink()

@@ -20,8 +20,28 @@ from prospero_jax._unroll import plan, run
 
 #: The challenge's square: (xmin, xmax, ymin, ymax).
 DEFAULT_REGION: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0)
+#: Largest image side: a 2**18-px square is a 64 GiB PGM and hours of CPU time; beyond
+#: it, files outgrow common size limits and renders take days.
+MAX_SIZE = 1 << 18
 #: Largest coordinate magnitude a region may reach: float32 holds it, and its pixel steps.
 REGION_LIMIT = 1e30
+
+
+def check_size(size: int) -> int:
+    """``size`` if it is an image side from 1 to :data:`MAX_SIZE`, else :class:`ValueError`."""
+    if not 1 <= size <= MAX_SIZE:
+        raise ValueError(
+            f"image size must be from 1 to {MAX_SIZE} px a side (a {MAX_SIZE}² image is a "
+            f"{MAX_SIZE**2 / 2**30:.0f} GiB file), got {size}"
+        )
+    return size
+
+
+def check_z(z: float) -> float:
+    """``z`` if it is a finite number of magnitude at most :data:`REGION_LIMIT`."""
+    if not abs(z) <= REGION_LIMIT:  # NaN fails this too
+        raise ValueError(f"z must be finite, at most {REGION_LIMIT:g} in magnitude: got {z}")
+    return float(z)
 
 
 def check_region(region: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -55,8 +75,7 @@ def axes(
     For the default region this is the challenge's ``s = linspace(-1, 1, N)``,
     ``x, y = meshgrid(s, -s)``: ``xs == s`` and ``ys == -s``, bit for bit.
     """
-    if size < 1:
-        raise ValueError(f"image size must be at least 1, got {size}")
+    check_size(size)
     xmin, xmax, ymin, ymax = check_region(region)
     return np.linspace(xmin, xmax, size), np.linspace(ymax, ymin, size)
 
