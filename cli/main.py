@@ -370,6 +370,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # a pipe or a log gets no bar (and no blank line)
     )
 
 
