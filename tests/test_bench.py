@@ -132,7 +132,7 @@ def test_cli_writes_the_report_as_json(tmp_path: Path, model: pj.Program) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--sizes", "0"], "--sizes must be positive"),
+        (["--sizes", "0"], "--sizes: image size must be from 1"),
         (["--sizes", "a,b"], "--sizes must be comma-separated integers"),
         (["--modes", "fast"], "modes must be among"),
         (["--json", "no/such/dir/out.json"], "does not exist"),

@@ -92,13 +92,15 @@ def test_mutated_programs_parse_or_fail_with_one_line(model: str) -> None:
             program = pj.parse(text, source="m.vm")
         except pj.VMError as err:
             message = str(err)
-            assert "\n" not in message and message.startswith("m.vm:"), message
+            assert "\n" not in message, message
+            assert message.startswith("m.vm:"), message
             assert len(message) < 300, message
             outcomes["rejected"] += 1
         else:
             assert len(program) > 0
             outcomes["parsed"] += 1
-    assert outcomes["rejected"] > 0 and outcomes["parsed"] > 0, outcomes
+    assert outcomes["rejected"] > 0, outcomes
+    assert outcomes["parsed"] > 0, outcomes
 
 
 @settings(max_examples=100 * EXAMPLES, deadline=None)
@@ -106,8 +108,11 @@ def test_mutated_programs_parse_or_fail_with_one_line(model: str) -> None:
 def test_arbitrary_text_parses_or_fails_with_one_line(text: str) -> None:
     try:
         pj.parse(text, source="t.vm")
+        message = "t.vm"
     except pj.VMError as err:
-        assert "\n" not in str(err) and str(err).startswith("t.vm")
+        message = str(err)
+    assert "\n" not in message
+    assert message.startswith("t.vm")
 
 
 # --- 7. lenient, confusing parsing -------------------------------------------------------
@@ -135,7 +140,7 @@ def test_constants_are_ascii_decimal_numbers(token: str) -> None:
 
 
 def test_non_breaking_space_is_not_a_separator() -> None:
-    with pytest.raises(pj.VMError, match="U\\+00A0.*separated by spaces or tabs"):
+    with pytest.raises(pj.VMError, match=r"U\+00A0.*separated by spaces or tabs"):
         pj.parse("x\u00a0var-x")
 
 
@@ -221,9 +226,11 @@ def test_bad_option_values_are_one_line_naming_the_option(case: str, tmp_path: P
         code, out, err = invoke(*args, *(["--no-cache"] if args[0] == "render" else []))
     lines = err.splitlines()
     assert code == 2, (code, out, err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
     assert named in lines[0], err
-    assert "Traceback" not in err and "Warning" not in err
+    assert "Traceback" not in err
+    assert "Warning" not in err
     assert list(tmp_path.iterdir()) == [], "something was left behind"
 
 
@@ -256,7 +263,7 @@ def test_a_full_disk_is_named_and_nothing_is_left(small_disk: Path) -> None:
         "No space left on device"
     ]
     assert list(small_disk.iterdir()) == []
-    with pytest.raises(pj.FileWriteError, match="d.png: cannot write"):
+    with pytest.raises(pj.FileWriteError, match=r"d\.png: cannot write"):
         pj.write_image(small_disk / "d.png", np.random.default_rng(0).integers(0, 255, (900, 900)))
     assert list(small_disk.iterdir()) == []
 
@@ -268,12 +275,14 @@ def test_a_streamed_render_that_fills_the_disk_keeps_its_bands(small_disk: Path)
     code, _, err = invoke(*args)
     assert code == 2
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {target}: No space left on device; "), (
-        err
-    )
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {target}: No space left on device; "), err
     partial, journal = pj.partial_paths(target)
-    assert f"bands are kept in {partial}" in lines[0] and "run the same command to resume" in err
-    assert partial.exists() and journal.exists() and not target.exists()
+    assert f"bands are kept in {partial}" in lines[0]
+    assert "run the same command to resume" in err
+    assert partial.exists()
+    assert journal.exists()
+    assert not target.exists()
     subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True)
     code, out, err = invoke(*args)
     assert code == 0, err
