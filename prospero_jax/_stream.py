@@ -201,7 +201,7 @@ def render_to_file(
                 if isinstance(err, OSError):
                     raise write_error(err, partial, "cannot write (nothing was kept)") from None
             elif isinstance(err, OSError):
-                kept = len(found) + len(mine)
+                kept = len(found.keys() | mine.keys())  # mine started as a part of found
                 raise StreamError(err, target, partial, journal, kept, len(bands)) from None
             raise
         _barrier("prospero-stream-rendered", processes)

@@ -9,6 +9,7 @@ render stopped by it keeps what it did and says how to resume. ``HOSTILE_EXAMPLE
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -278,7 +279,8 @@ def test_a_streamed_render_that_fills_the_disk_keeps_its_bands(small_disk: Path)
     assert len(lines) == 1, err
     assert lines[0].startswith(f"error: {target}: No space left on device; "), err
     partial, journal = pj.partial_paths(target)
-    assert f"bands are kept in {partial}" in lines[0]
+    kept = len(json.loads(journal.read_text())["done"])
+    assert f"; {kept} of 6 bands are kept in {partial}" in lines[0]
     assert "run the same command to resume" in err
     assert partial.exists()
     assert journal.exists()
