@@ -28,7 +28,8 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 import prospero_jax as pj
-from prospero_jax._image import atomic_write, check_image_format
+from prospero_jax.io.image import check_image_format
+from prospero_jax.runtime.files import atomic_write
 
 
 class _Commands(TyperGroup):

@@ -23,8 +23,8 @@ from pathlib import Path
 import jax
 
 import prospero_jax as pj
-from prospero_jax._render import render_tiles
-from prospero_jax._strategies import tile_kernel
+from prospero_jax.benchmarks.strategies import tile_kernel
+from prospero_jax.renderers.brute import render_tiles
 
 
 def median_time(render: Callable[[], object], repeats: int) -> float:

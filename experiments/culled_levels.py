@@ -17,7 +17,7 @@ from typing import Any
 import jax
 
 import prospero_jax as pj
-from prospero_jax._culled import render_culled
+from prospero_jax.renderers.culled import render_culled
 
 PROGRAM = Path(__file__).resolve().parent.parent.parent / "shared" / "prospero.vm"
 

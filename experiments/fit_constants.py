@@ -29,7 +29,7 @@ import numpy as np
 from jax.example_libraries import optimizers
 
 import prospero_jax as pj
-from prospero_jax import shapes
+from prospero_jax.ir import shapes
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 

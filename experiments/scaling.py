@@ -1,6 +1,6 @@
 """Scaling of compile and run time, per compilation strategy: vs program length, vs image size.
 
-``--what length``: programs from the shape builder (:mod:`prospero_jax.shapes`): the union
+``--what length``: programs from the shape builder (:mod:`prospero_jax.ir.shapes`): the union
 of ``n`` random discs with holes (:func:`model`), from about 100 to 100,000 instructions,
 each rendered at 256² in float32 by every mode. ``--what size``: prospero at sizes 128²
 to 4096² by every mode. Each (mode, program) is one ``pj.bench`` run (the same numbers as

@@ -1,7 +1,7 @@
 """Cost of sealing each value from XLA's algebraic simplifier (issue 12), side by side.
 
 Builds prospero's brute-force tile kernel (256² tile, float32) with the lowering's seal
-(``lax.optimization_barrier`` on every value: ``prospero_jax._lower.sealed``) and
+(``lax.optimization_barrier`` on every value: ``prospero_jax.evaluators.lower.sealed``) and
 without it, and times tracing + lowering, XLA compilation (persistent cache off) and
 steady runs, alternating the two variants, each in a fresh process.
 
@@ -25,7 +25,8 @@ def measure(path: str, sealed: bool) -> dict[str, float]:
     import jax.numpy as jnp
 
     import prospero_jax as pj
-    from prospero_jax import _lower, _unroll
+    from prospero_jax.evaluators import lower as _lower
+    from prospero_jax.evaluators import unroll as _unroll
 
     tape = pj.simplify(pj.load(path))
     steps = _unroll.plan(tape)

@@ -34,29 +34,36 @@ Public API:
   interpreter, eager); :func:`bench`: compile time against run time, per strategy, size
   and device, beside the oracle (what ``prospero bench`` prints);
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
-* :mod:`prospero_jax.reference`: the float64 NumPy oracle;
-* :mod:`prospero_jax.shapes`: a builder that emits `.vm` programs (and the demo model).
+* :mod:`prospero_jax.evaluators.reference`: the float64 NumPy oracle;
+* :mod:`prospero_jax.ir.shapes`: a builder that emits `.vm` programs (and the demo model).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from prospero_jax import _xla_flags
+from prospero_jax.runtime import xla as _xla_flags
 
 _xla_flags.install()  # before anything starts JAX's backend
 
-from prospero_jax import reference, shapes
-from prospero_jax._batch import render_batch, sweep_constants
-from prospero_jax._bench import DEFAULT_MODES as DEFAULT_BENCH_MODES
-from prospero_jax._bench import MODES as BENCH_MODES
-from prospero_jax._bench import bench
-from prospero_jax._cache import default_cache_dir, enable_compilation_cache
-from prospero_jax._distributed import initialize, process_rows, render_across_processes
-from prospero_jax._image import FileWriteError, read_pgm, write_image
-from prospero_jax._interval import Interval, to_interval_function
-from prospero_jax._lower import to_function, to_parametric
-from prospero_jax._ops import OPS, Op
-from prospero_jax._parse import VMError, load, parse
-from prospero_jax._passes import (
+from prospero_jax.benchmarks.measure import DEFAULT_MODES as DEFAULT_BENCH_MODES
+from prospero_jax.benchmarks.measure import MODES as BENCH_MODES
+from prospero_jax.benchmarks.measure import bench
+from prospero_jax.benchmarks.strategies import CHUNK as DEFAULT_CHUNK
+from prospero_jax.benchmarks.strategies import STRATEGIES
+from prospero_jax.evaluators import reference
+from prospero_jax.evaluators.interval import Interval, to_interval_function
+from prospero_jax.evaluators.lower import to_function, to_parametric
+from prospero_jax.io.image import read_pgm, write_image
+from prospero_jax.io.stream import (
+    BAND_ROWS,
+    StreamError,
+    StreamReport,
+    partial_paths,
+    render_to_file,
+)
+from prospero_jax.ir import shapes
+from prospero_jax.ir.ops import OPS, Op
+from prospero_jax.ir.parse import VMError, load, parse
+from prospero_jax.ir.passes import (
     deduplicate,
     describe,
     eliminate_dead_code,
@@ -64,18 +71,13 @@ from prospero_jax._passes import (
     max_live,
     simplify,
 )
-from prospero_jax._render import render, resolve_device, resolve_devices
-from prospero_jax._shade import FieldSamples, sample_gradient, shade
-from prospero_jax._strategies import CHUNK as DEFAULT_CHUNK
-from prospero_jax._strategies import STRATEGIES
-from prospero_jax._stream import (
-    BAND_ROWS,
-    StreamError,
-    StreamReport,
-    partial_paths,
-    render_to_file,
-)
-from prospero_jax._tape import Program
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.batch import render_batch, sweep_constants
+from prospero_jax.renderers.brute import render, resolve_device, resolve_devices
+from prospero_jax.renderers.distributed import initialize, process_rows, render_across_processes
+from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
+from prospero_jax.runtime.cache import default_cache_dir, enable_compilation_cache
+from prospero_jax.runtime.files import FileWriteError
 
 try:
     __version__ = version("prospero-jax")

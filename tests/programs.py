@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax._ops import OPS
+from prospero_jax.ir.ops import OPCODE, OPS
 
 ALL_OPS = tuple(op.name for op in OPS if op.rule is not None)
 #: Ops whose derivative exists almost everywhere and is well conditioned on [-1, 1]².
@@ -28,7 +28,7 @@ def programs(draw: st.DrawFn, ops: tuple[str, ...] = ALL_OPS, max_size: int = 40
             lines.append(f"_{i} const {value!r}")
             continue
         name = draw(st.sampled_from(ops))
-        arity = OPS[pj._ops.OPCODE[name]].arity
+        arity = OPS[OPCODE[name]].arity
         # Favour recent values, so programs are deep rather than wide.
         args = [f"_{draw(st.integers(max(0, i - 6), i - 1))}" for _ in range(arity)]
         lines.append(" ".join([f"_{i}", name, *args]))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from prospero_jax._batch import _batch_kernel
+from prospero_jax.renderers.batch import _batch_kernel
 from tests.conftest import shared_path
 
 SIZE = 96

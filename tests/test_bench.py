@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from prospero_jax._bench import hlo_facts
-from prospero_jax.shapes import circle, difference, rectangle, to_program, union
+from prospero_jax.benchmarks.measure import hlo_facts
+from prospero_jax.ir.shapes import circle, difference, rectangle, to_program, union
 
 SIZES = [16, 40]
 runner = CliRunner()

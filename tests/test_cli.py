@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from prospero_jax._shade import outline_band
+from prospero_jax.renderers.shade import outline_band
 from tests.conftest import shared_path
 from tests.test_parse import BAD
 

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax import _executables
-from prospero_jax._culled import prune_tile
-from prospero_jax._interpreter import leaf_kernel, prune_kernel
+from prospero_jax.evaluators.cull import leaf_kernel, prune_kernel
+from prospero_jax.renderers.culled import prune
+from prospero_jax.runtime import executables as _executables
 from tests.conftest import shared_path
 from tests.programs import programs
 
@@ -81,7 +81,7 @@ def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
 def test_pruned_tape_has_the_full_tapes_sign_in_its_box(
     program: pj.Program, box: tuple[float, float, float, float]
 ) -> None:
-    lo, hi, pruned = prune_tile(program, box)
+    lo, hi, pruned = prune(program, box)
     xs = np.linspace(box[0], box[1], 9, dtype=np.float32)
     ys = np.linspace(box[2], box[3], 9, dtype=np.float32)
     full = np.asarray(jax.jit(pj.to_function(program))(xs[None, :], ys[:, None]))
@@ -96,7 +96,7 @@ def test_pruned_tape_has_the_full_tapes_sign_in_its_box(
 
 
 def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> None:
-    _, _, pruned = prune_tile(prospero, (-0.5, -0.45, 0.3, 0.35))
+    _, _, pruned = prune(prospero, (-0.5, -0.45, 0.3, 0.35))
     assert pruned is not None
     assert len(pruned) < 0.05 * len(prospero)
 
@@ -118,7 +118,7 @@ def test_kernels_compile_independently_of_the_program(
 
 def _compilations() -> tuple[int, int]:
     """Kernels compiled or loaded: by jit, and as stored executables (the suite's cache)."""
-    return prune_kernel._cache_size() + leaf_kernel._cache_size(), len(_executables._loaded)
+    return prune_kernel._cache_size() + leaf_kernel._cache_size(), len(_executables.store.loaded)
 
 
 @pytest.mark.parametrize("model", ["bear", "colonnade", "tanglecube"])
@@ -136,11 +136,11 @@ def test_sign_tests_pass_through_neg_min_and_max() -> None:
     # value < 0 iff max(x - 0.5, y) > 0. On x in [-0.2, 0.4], x - 0.5 is never > 0, so only
     # y decides, though the two intervals overlap and the max cannot be decided by them.
     program = pj.parse("x var-x\ny var-y\nh const 0.5\na sub x h\nm max a y\nr neg m")
-    _, _, pruned = prune_tile(program, (-0.2, 0.4, -0.5, 0.5))
+    _, _, pruned = prune(program, (-0.2, 0.4, -0.5, 0.5))
     assert pruned is not None
     assert [pj.OPS[c].name for c in pruned.opcodes] == ["var-y", "neg"]
     # Where the value itself is needed (here by mul), nothing is dropped.
     scaled = pj.parse("x var-x\ny var-y\nh const 0.5\na sub x h\nm max a y\nr mul m m")
-    _, _, kept = prune_tile(scaled, (-0.2, 0.4, -0.5, 0.5))
+    _, _, kept = prune(scaled, (-0.2, 0.4, -0.5, 0.5))
     assert kept is not None
     assert "sub" in [pj.OPS[c].name for c in kept.opcodes]

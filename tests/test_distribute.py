@@ -27,7 +27,8 @@ import jax, numpy as np
 import prospero_jax as pj
 from typer.testing import CliRunner
 from cli.main import app
-from prospero_jax import _culled, _render
+from prospero_jax.renderers import culled as _culled
+from prospero_jax.renderers import brute as _render
 
 assert jax.device_count() == 4, jax.devices()
 out = {}

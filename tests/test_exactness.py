@@ -4,7 +4,7 @@ XLA's algebraic simplifier rewrites a fused closure with real-number identities 
 not hold in floating point: ``a / b`` as ``a * (1 / b)`` (the reciprocal of a number above
 2**126 is subnormal and flushes to 0), ``(a + c1) + c2`` as ``a + (c1 + c2)``, ``(a / b) /
 c`` as ``a / (b * c)`` (which overflows). The lowering seals each value from it
-(:func:`prospero_jax._lower.sealed`). These tests hold brute force, culling, the jitted
+(:func:`prospero_jax.evaluators.lower.sealed`). These tests hold brute force, culling, the jitted
 field (called the way users call it: broadcasting a row against a column) and the
 interpreter to a float32 NumPy evaluation of the same tape, wherever every intermediate
 value is a normal float32 number (or zero): bit for bit for the correctly rounded ops,
@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax._dual import value_function
-from prospero_jax._ops import CONST, INPUTS, OPCODE, OPS
+from prospero_jax.evaluators.scan import value_function
+from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
 
 TINY = np.finfo(np.float32).tiny
 #: Ops whose float32 result is correctly rounded (or exact): held bit for bit.

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 
 import prospero_jax as pj
-from prospero_jax import _executables
+from prospero_jax.runtime import executables as _executables
 
 _RENDER = """
 import json, sys
 import numpy as np
 import prospero_jax as pj
-from prospero_jax import _executables
+from prospero_jax.runtime import executables as _executables
 pj.enable_compilation_cache(sys.argv[1])
 image = pj.render(pj.shapes.demo_program(), 200, mode="culled")
 np.save(sys.argv[2], image)
-print(json.dumps(_executables.counts))
+print(json.dumps(_executables.store.counts))
 """
 
 
@@ -75,7 +75,7 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Path]:
     """A fresh executable directory; the suite's own is restored afterwards."""
-    previous = _executables._directory
+    previous = _executables.store.directory
     _executables.set_directory(tmp_path)
     yield tmp_path
     _executables.set_directory(previous)
@@ -104,7 +104,7 @@ def test_the_key_separates_options_shapes_and_dtypes() -> None:
 
 def test_without_a_directory_the_plain_jit_is_called(hi: pj.Program, store: Path) -> None:
     _executables.set_directory(None)
-    counts = dict(_executables.counts)
+    counts = dict(_executables.store.counts)
     pj.render(hi, 64, mode="culled")
-    assert _executables.counts == counts
+    assert _executables.store.counts == counts
     assert not list(store.iterdir())

@@ -324,7 +324,7 @@ def test_random_programs_render_as_the_oracle_in_both_modes(program: pj.Program)
 def test_an_interrupted_write_leaves_nothing(
     args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prospero_jax import _image
+    from prospero_jax.io import image as _image
 
     def interrupted(f: object, pixels: np.ndarray) -> None:
         f.write(b"P5\n")  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import prospero_jax as pj
-from prospero_jax._image import atomic_write
+from prospero_jax.runtime.files import atomic_write
 
 PIXELS = np.array([[0, 255, 0], [255, 255, 10]], dtype=np.uint8)
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax._interval import Interval, to_interval_function
-from prospero_jax._ops import OPS
+from prospero_jax.evaluators.interval import Interval, to_interval_function
+from prospero_jax.ir.ops import OPS
 from tests.programs import programs
 from tests.test_ops import program_for
 

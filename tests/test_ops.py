@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import prospero_jax as pj
-from prospero_jax._ops import OPS
+from prospero_jax.ir.ops import OPS
 
 NAN, INF = math.nan, math.inf
 SPECIAL = np.array(

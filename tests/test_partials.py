@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 
 import prospero_jax as pj
-from prospero_jax._ops import OPS
-from prospero_jax._unroll import plan, run_steps
+from prospero_jax.evaluators.unroll import plan, run_steps
+from prospero_jax.ir.ops import OPS
 from tests.programs import programs
 
 DIFFERENTIABLE = [op for op in OPS if op.partials is not None]
@@ -120,7 +120,7 @@ def test_derivative_conventions_are_finite(
 def test_dual_interpreter_compiles_once_for_any_program_of_its_buckets(
     hi: pj.Program, quarter: pj.Program
 ) -> None:
-    from prospero_jax._dual import dual_scan, pack
+    from prospero_jax.evaluators.scan import dual_scan, pack
 
     assert (pack(hi).registers, len(pack(hi).ops)) == (
         pack(quarter).registers,

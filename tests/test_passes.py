@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 
 import prospero_jax as pj
-from prospero_jax._ops import CONST
+from prospero_jax.ir.ops import CONST
 from tests.programs import programs
 
 POINTS = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2, 500))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import prospero_jax as pj
-from prospero_jax._shade import outline_band
+from prospero_jax.renderers.shade import outline_band
 
 RADIUS = 0.55
 

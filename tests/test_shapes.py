@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import prospero_jax as pj
-from prospero_jax import shapes as s
+from prospero_jax.ir import shapes as s
 
 
 def value(shape: s.Shape, x: float, y: float) -> float:

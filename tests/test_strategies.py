@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 
 import prospero_jax as pj
-from prospero_jax._passes import last_uses
-from prospero_jax._render import render_tiles
-from prospero_jax._strategies import STRATEGIES, _chunks, tile_kernel
-from prospero_jax._unroll import live_after, plan
+from prospero_jax.benchmarks.strategies import STRATEGIES, _chunks, tile_kernel
+from prospero_jax.evaluators.unroll import live_after, plan
+from prospero_jax.ir.passes import last_uses
+from prospero_jax.renderers.brute import render_tiles
 from tests.programs import programs
 
 CPU = jax.devices("cpu")[0]

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from prospero_jax import _stream
-from prospero_jax._image import write_png_bands
+from prospero_jax.io import stream as _stream
+from prospero_jax.io.image import write_png_bands
 
 SIZE, BAND = 300, 64  # 5 bands, the last one short
 

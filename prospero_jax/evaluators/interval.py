@@ -9,7 +9,7 @@ the program's value at that point, computed in the same dtype, lies in ``[lo, hi
 the result, or the result has a NaN bound (meaning "unknown: the value may be NaN").
 This closure is for small programs, tests and research; its compile time grows with the
 tape (``../shared/README.md``: ~50 s for prospero). The renderer runs the same rules in a
-tape interpreter instead (:mod:`prospero_jax._interpreter`).
+tape interpreter instead (:mod:`prospero_jax.evaluators.cull`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from prospero_jax import _passes
-from prospero_jax._lower import sealed
-from prospero_jax._tape import Program
-from prospero_jax._unroll import plan, run
+from prospero_jax.evaluators.lower import sealed
+from prospero_jax.evaluators.unroll import plan, run
+from prospero_jax.ir import passes as _passes
+from prospero_jax.ir.program import Program
 
 
 class Interval(NamedTuple):

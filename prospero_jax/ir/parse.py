@@ -1,4 +1,4 @@
-"""Stage 1, parse: `.vm` text → :class:`~prospero_jax._tape.Program`.
+"""Stage 1, parse: `.vm` text → :class:`~prospero_jax.ir.program.Program`.
 
 Input: text in the Prospero `.vm` format (one ``ID OPCODE ARG...`` per line; blank lines
 and lines starting with ``#`` are comments), or a path to such a file (at most
@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from prospero_jax._ops import CONST, OPCODE, OPS
-from prospero_jax._tape import Program
+from prospero_jax.ir.ops import CONST, OPCODE, OPS
+from prospero_jax.ir.program import Program
 
 #: Largest `.vm` file read (prospero is 149 kB; 64 MiB holds millions of instructions).
 MAX_BYTES = 64 * 2**20

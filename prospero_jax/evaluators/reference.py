@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Float64, UInt8
 
-from prospero_jax._tape import Program
-from prospero_jax._unroll import plan, run
+from prospero_jax.evaluators.unroll import plan, run
+from prospero_jax.ir.program import Program
 
 #: The challenge's square: (xmin, xmax, ymin, ymax).
 DEFAULT_REGION: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0)

@@ -14,7 +14,7 @@ synced to disk. An interrupted render (Ctrl-C, a crash, a lost machine) leaves t
 files (unless no band was done yet) and never the target; the same command then skips
 the bands already written.
 When all are done, a PGM target is the partial file renamed; a PNG target is encoded from
-it band by band (:func:`prospero_jax._image.write_png_bands`) and written atomically;
+it band by band (:func:`prospero_jax.io.image.write_png_bands`) and written atomically;
 then the partial files are removed.
 
 In a multi-process job (``jax.distributed``; the file on a file system all processes
@@ -45,17 +45,11 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from prospero_jax._image import (
-    FileWriteError,
-    atomic_write,
-    image_format,
-    pnm_header,
-    write_error,
-    write_png_bands,
-)
-from prospero_jax._render import render
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION, check_region, check_size
+from prospero_jax.evaluators.reference import DEFAULT_REGION, check_region, check_size
+from prospero_jax.io.image import image_format, pnm_header, write_png_bands
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import render
+from prospero_jax.runtime.files import FileWriteError, atomic_write, write_error
 
 #: Rows per band by default: a 65536-wide band is then 128 MB.
 BAND_ROWS = 2048

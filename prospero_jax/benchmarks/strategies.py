@@ -3,7 +3,7 @@
 Input: a Program and a strategy name (:data:`STRATEGIES`).
 Output: a *tile function* ``(xs[t], ys[t], z) → uint8[t, t]``, 255 where the value at
 ``(xs[col], ys[row])`` is < 0 — the unit of work of the brute-force renderer
-(:func:`prospero_jax._render.render_tiles`) — and whether it is meant to be jitted.
+(:func:`prospero_jax.renderers.brute.render_tiles`) — and whether it is meant to be jitted.
 
 The strategies differ only in what XLA is given to compile:
 
@@ -16,7 +16,7 @@ The strategies differ only in what XLA is given to compile:
   (An ``optimization_barrier`` inside one jit does not do this: XLA:CPU removes it before
   fusion, and the compiled module is one fusion again; and nested jits are inlined.) The
   tile function is a host loop over the compiled pieces, so it is not jitted itself;
-* ``interpreter``: the tape as data (:func:`prospero_jax._dual.value_scan`, ``lax.scan``
+* ``interpreter``: the tape as data (:func:`prospero_jax.evaluators.scan.value_scan`, ``lax.scan``
   over rows, ``lax.switch`` over the op table): the compiled code does not depend on the
   program, only on power-of-two buckets of its size, so it compiles in about a second for
   any tape, and every row reads and writes a register file in memory;
@@ -26,7 +26,8 @@ The strategies differ only in what XLA is given to compile:
   once per shape and then cached.
 
 Invariant: every strategy computes the op table's value rules in the working dtype, each
-instruction as written (sealed from XLA's algebraic rewrites: :func:`prospero_jax._lower.sealed`),
+instruction as written (sealed from XLA's algebraic rewrites:
+:func:`prospero_jax.evaluators.lower.sealed`),
 so they give the oracle's image up to rounding where ``|value|`` is tiny (tested).
 """
 
@@ -38,11 +39,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from prospero_jax import _passes
-from prospero_jax._dual import value_function
-from prospero_jax._lower import constant_array, sealed, to_function
-from prospero_jax._tape import Program
-from prospero_jax._unroll import Step, live_after, plan, run, run_steps
+from prospero_jax.evaluators.lower import constant_array, sealed, to_function
+from prospero_jax.evaluators.scan import value_function
+from prospero_jax.evaluators.unroll import Step, live_after, plan, run, run_steps
+from prospero_jax.ir import passes as _passes
+from prospero_jax.ir.program import Program
 
 STRATEGIES = ("unrolled", "chunked", "interpreter", "eager")
 #: Instructions per fusion in the ``chunked`` strategy, by default.

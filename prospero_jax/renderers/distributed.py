@@ -23,9 +23,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jaxtyping import UInt8
 
-from prospero_jax._render import render
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION
+from prospero_jax.evaluators.reference import DEFAULT_REGION
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import render
 
 
 def initialize(

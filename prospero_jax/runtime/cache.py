@@ -4,7 +4,7 @@ Input: an optional directory. Output: none; JAX's config is updated so that comp
 executables are stored on disk and reused by later processes (the prospero closure's
 compile drops from seconds to a fraction of one; tracing is still paid), and the culled
 renderer's kernels are kept as whole executables in its ``executables`` folder (see
-:mod:`prospero_jax._executables`: no tracing either).
+:mod:`prospero_jax.runtime.executables`: no tracing either).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import cast
 
 import jax
 
-from prospero_jax import _executables
+from prospero_jax.runtime import executables as _executables
 
 
 def default_cache_dir() -> Path:

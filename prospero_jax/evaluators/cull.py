@@ -33,7 +33,7 @@ So every pass reads its registers into a ``lax.switch`` (whose operands are mate
 or into values used only by the update, and a buffer that one pass both reads and writes
 is written by no other output in that pass; the operands pass exists for that reason.
 ``XLA_FLAGS`` gets ``xla_cpu_small_while_loop_byte_threshold`` raised at import (see
-:mod:`prospero_jax._xla_flags`), which compiles each loop into one kernel instead of one
+:mod:`prospero_jax.runtime.xla`), which compiles each loop into one kernel instead of one
 runtime call per iteration (5× faster, ``experiments/RESULTS.md``).
 """
 
@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
-from prospero_jax._tape import Program
+from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
+from prospero_jax.ir.program import Program
 
 #: Children per parent (a 2 × 2 split).
 CHILDREN = 4
@@ -335,7 +335,7 @@ def prune_kernel(
 
 def value_branches() -> list[Callable[..., Any]]:
     """One branch per opcode: ``(a, b, const, x, y, z) → value`` over a leaf's pixels
-    (or any lanes: :func:`prospero_jax._dual.value_scan` uses them too)."""
+    (or any lanes: :func:`prospero_jax.evaluators.scan.value_scan` uses them too)."""
 
     def branch(code: int) -> Callable[..., Any]:
         op = OPS[code]

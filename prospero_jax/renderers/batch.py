@@ -33,8 +33,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import ArrayLike, Float, UInt8
 
-from prospero_jax._lower import to_parametric
-from prospero_jax._render import (
+from prospero_jax.evaluators.lower import to_parametric
+from prospero_jax.evaluators.reference import DEFAULT_REGION, check_z
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import (
     MODES,
     Progress,
     render,
@@ -42,8 +44,6 @@ from prospero_jax._render import (
     resolve_device,
     resolve_devices,
 )
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION, check_z
 
 
 def sweep_constants(

@@ -6,7 +6,7 @@ row 0 at the region's top (``ymax``), column 0 at its left (``xmin``).
 
 Modes give identical images: ``brute`` evaluates the unrolled closure at every pixel
 (below); ``culled`` evaluates intervals over a tile hierarchy and prunes the tape per
-tile (:mod:`prospero_jax._culled`). ``auto`` picks ``culled`` on CPU, where it is 35–45×
+tile (:mod:`prospero_jax.renderers.culled`). ``auto`` picks ``culled`` on CPU, where it is 35–45×
 faster for prospero at 1024² (``experiments/RESULTS.md``), and ``brute`` on accelerators:
 the interpreter's loops run one row at a time, which suits a CPU core, while a GPU runs
 the fused closure over a million pixels at once (not measured: no GPU was available).
@@ -33,10 +33,16 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import UInt8
 
-from prospero_jax._culled import render_culled
-from prospero_jax._strategies import tile_kernel
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION, axes, check_region, check_size, check_z
+from prospero_jax.benchmarks.strategies import tile_kernel
+from prospero_jax.evaluators.reference import (
+    DEFAULT_REGION,
+    axes,
+    check_region,
+    check_size,
+    check_z,
+)
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.culled import render_culled
 
 #: Tile side on CPU, and on accelerators (which want more work per call).
 CPU_TILE = 256
@@ -47,10 +53,6 @@ DTYPES = ("float32", "float64")
 MODES = ("auto", "brute", "culled")
 
 Progress = Callable[[int, int], None]
-
-#: How many times a tile kernel has been traced, per program digest (for tests: a
-#: second render of another size must not retrace).
-trace_counts: collections.Counter[str] = collections.Counter()
 
 
 def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
@@ -90,7 +92,6 @@ def jitted_kernel(program: Program) -> Callable[..., Any]:
 
     @jax.jit
     def kernel(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
-        trace_counts[program.digest] += 1
         return unrolled(xs, ys, z)
 
     return kernel
@@ -176,7 +177,7 @@ def render_tiles(
 ) -> UInt8[np.ndarray, "rows size"]:
     """The brute-force tile loop: ``kernel(xs, ys, z)`` on every tile, assembled on the host.
 
-    ``kernel`` is a tile function (:mod:`prospero_jax._strategies`), jitted or compiled
+    ``kernel`` is a tile function (:mod:`prospero_jax.benchmarks.strategies`), jitted or compiled
     ahead of time for ``device`` and tiles of side ``tile`` (default: :func:`tile_size`);
     the caller sets ``jax_enable_x64`` for float64. A kernel may return tiles with leading
     axes (``(..., tile, tile)``, a batch of images): the result has them too, in front.

@@ -5,7 +5,7 @@ Output: a *field*: ``f(x, y, z=0.0)`` (:func:`to_function`), or ``f(constants, x
 z=0.0)`` with the program's constants as an argument (:func:`to_parametric`). Values are
 one ``jax.numpy`` call per instruction, unrolled (XLA fuses them); derivatives come from
 the op table's partials rules through a ``jax.custom_jvp``, evaluated unrolled for short
-tapes and by the dual interpreter (:mod:`prospero_jax._dual`) for long ones, whose
+tapes and by the dual interpreter (:mod:`prospero_jax.evaluators.scan`) for long ones, whose
 compile time does not grow with the tape.
 
 Invariants:
@@ -16,7 +16,7 @@ Invariants:
 * the working dtype is that of the coordinates and constants, at least float32 (float64
   needs ``jax_enable_x64``); the result has the points' broadcast shape;
 * derivatives follow the op table's conventions where they do not exist (``min``/``max``
-  ties: the mean; ``sqrt`` at 0: 0; see :mod:`prospero_jax._ops`), so they are finite
+  ties: the mean; ``sqrt`` at 0: 0; see :mod:`prospero_jax.ir.ops`), so they are finite
   wherever the values are;
 * the compiled code computes every instruction as the op table says, in the working
   dtype: each value is *sealed* (:func:`sealed`), so XLA's algebraic simplifier cannot
@@ -40,10 +40,10 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
-from prospero_jax import _passes
-from prospero_jax._dual import dual_function
-from prospero_jax._tape import Program
-from prospero_jax._unroll import plan, run
+from prospero_jax.evaluators.scan import dual_function
+from prospero_jax.evaluators.unroll import plan, run
+from prospero_jax.ir import passes as _passes
+from prospero_jax.ir.program import Program
 
 Field = Callable[..., Float[Array, "..."]]
 Derivatives = Literal["auto", "unrolled", "interpreter"]
@@ -157,7 +157,7 @@ def _unrolled_dual(program: Program) -> Callable[..., tuple[Array, Array]]:
 
 
 def sealed(shape: tuple[int, ...]) -> Callable[[Any], Any]:
-    """A ``seal`` for :func:`prospero_jax._unroll.run`: each value broadcast to ``shape``
+    """A ``seal`` for :func:`prospero_jax.evaluators.unroll.run`: each value broadcast to ``shape``
     and passed through ``lax.optimization_barrier``.
 
     XLA's algebraic simplifier runs before it removes the barriers, so it sees each

@@ -20,8 +20,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prospero_jax._parse import parse
-from prospero_jax._tape import Program
+from prospero_jax.ir.parse import parse
+from prospero_jax.ir.program import Program
 
 Number = float | int
 

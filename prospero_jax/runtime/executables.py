@@ -4,7 +4,7 @@ Input: a jitted kernel, its arguments and static options. Output: the same resul
 calling the kernel, computed by a compiled executable found in memory, on disk, or
 compiled now (and then stored).
 
-Why: JAX's persistent compilation cache (:mod:`prospero_jax._cache`) saves XLA's compile,
+Why: JAX's persistent compilation cache (:mod:`prospero_jax.runtime.cache`) saves XLA's compile,
 but every process still traces and lowers each kernel (about 0.3 s for the culled
 renderer's kernels on a 2-core CPU, a third of a warm CLI render). Here the compiled
 executable itself is stored (``jax.experimental.serialize_executable``) and loaded in
@@ -38,45 +38,56 @@ import jax
 import numpy as np
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
-from prospero_jax._image import atomic_write
-
-_directory: Path | None = None
-_loaded: dict[str, Callable[..., Any]] = {}  # by key (see _key)
-_memo: dict[tuple[Any, ...], Callable[..., Any]] = {}  # the same, by a cheaper key
-#: Executables loaded from disk or compiled and stored, for tests: (loaded, compiled).
-counts = {"loaded": 0, "compiled": 0}
+from prospero_jax.runtime.files import atomic_write
 
 
-def set_directory(path: str | os.PathLike[str] | None) -> None:
-    """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
-    global _directory
-    _directory = Path(path) if path is not None else None
-    forget()
+class Store:
+    """Where executables are kept and which are in memory: all of this module's state.
+
+    ``directory`` is None until :meth:`set_directory` names one (the disk is off);
+    ``counts`` says how many executables were loaded from disk or compiled and stored.
+    """
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+        self.loaded: dict[str, Callable[..., Any]] = {}  # by key (see _key)
+        self.memo: dict[tuple[Any, ...], Callable[..., Any]] = {}  # the same, cheaper key
+        self.counts = {"loaded": 0, "compiled": 0}
+
+    def set_directory(self, path: str | os.PathLike[str] | None) -> None:
+        """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
+        self.directory = Path(path) if path is not None else None
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the executables held in memory (the files stay), as a new process starts."""
+        self.loaded.clear()
+        self.memo.clear()
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """No stored executables inside the block (benchmarks of JAX's own pipeline)."""
+        saved = self.directory
+        self.set_directory(None)
+        try:
+            yield
+        finally:
+            self.set_directory(saved)
 
 
-def forget() -> None:
-    """Drop the executables held in memory (the files stay), as a new process starts."""
-    _loaded.clear()
-    _memo.clear()
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """No stored executables inside the block (benchmarks of JAX's own pipeline)."""
-    saved = _directory
-    set_directory(None)
-    try:
-        yield
-    finally:
-        set_directory(saved)
+#: The process's store (:func:`prospero_jax.enable_compilation_cache` names its directory).
+store = Store()
+set_directory, forget, disabled = store.set_directory, store.forget, store.disabled
 
 
 @functools.cache
 def _build() -> tuple[str, str, str]:
-    """JAX's and jaxlib's versions and a hash of every module of this package."""
+    """JAX's and jaxlib's versions and a hash of every module of this package: the build's
+    identity, so that an edited kernel is never served by a file its old code compiled."""
     digest = hashlib.sha256()
-    for module in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(module.name.encode())
+    package = Path(__file__).resolve().parents[1]
+    for module in sorted(package.rglob("*.py")):
+        digest.update(module.relative_to(package).as_posix().encode())
         digest.update(module.read_bytes())
     return jax.__version__, version("jaxlib"), digest.hexdigest()
 
@@ -122,7 +133,7 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
 
     ``args`` must already live on ``device`` (the executable runs there).
     """
-    if _directory is None:
+    if store.directory is None:
         return kernel(*args, **static)
     leaves = jax.tree.leaves(args)
     quick = (  # what tells executables apart within this process, cheap to build
@@ -132,26 +143,26 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
         _flag("jax_enable_x64"),
         device,
     )
-    executable = _memo.get(quick)
+    executable = store.memo.get(quick)
     if executable is not None:
         return executable(*args)
     key = _key(kernel, args, static, device)
-    executable = _loaded.get(key)
+    executable = store.loaded.get(key)
     if executable is not None:
-        _memo[quick] = executable
+        store.memo[quick] = executable
         return executable(*args)
-    path = _directory / f"{_build_tag()}-{key}.bin"
+    path = store.directory / f"{_build_tag()}-{key}.bin"
     executable = _load(path, device)
     if executable is not None:
         out = _run_once(executable, args)
         if out is not None:
-            counts["loaded"] += 1
-            _loaded[key] = _memo[quick] = executable
+            store.counts["loaded"] += 1
+            store.loaded[key] = store.memo[quick] = executable
             return out
         path.unlink(missing_ok=True)  # it loaded but does not run: compile it again
     executable, out = _compile_and_store(kernel, args, static, path, device)
-    counts["compiled"] += 1
-    _loaded[key] = _memo[quick] = executable
+    store.counts["compiled"] += 1
+    store.loaded[key] = store.memo[quick] = executable
     return out
 
 

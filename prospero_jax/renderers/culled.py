@@ -7,7 +7,7 @@ How (after Fidget's and MPR's hierarchical evaluation):
 
 1. The image is padded to a power-of-two square ``P`` and the whole square is the root
    tile, carrying the simplified program's tape.
-2. Each level splits every ambiguous tile 2 × 2. :func:`~prospero_jax._interpreter.
+2. Each level splits every ambiguous tile 2 × 2. :func:`~prospero_jax.evaluators.cull.
    prune_kernel` evaluates the parent's tape on intervals over each child's box: a child
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
    and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
@@ -16,11 +16,11 @@ How (after Fidget's and MPR's hierarchical evaluation):
    ``min``, ``max`` and, flipped to ``> 0``, ``neg``) replaced by that side, dead rows
    dropped. Host NumPy gathers the kept rows into the next level's tapes (vectorized over
    all tiles; no Python loop per tile).
-3. At 32 × 32 pixels (:data:`LEAF_SIDE`), :func:`~prospero_jax._interpreter.leaf_kernel`
+3. At 32 × 32 pixels (:data:`LEAF_SIDE`), :func:`~prospero_jax.evaluators.cull.leaf_kernel`
    evaluates each ambiguous tile's short tape at its 1,024 pixels.
 
 Why the images are identical to brute force: intervals are sound for the dtype (see
-:mod:`prospero_jax._ops`), so painted tiles are right at every pixel; a ``min``/``max``
+:mod:`prospero_jax.ir.ops`), so painted tiles are right at every pixel; a ``min``/``max``
 decided by intervals returns exactly the argument that replaces it (strict comparisons,
 so no signed-zero ties); one replaced because only its sign matters is < 0 exactly
 where that argument is (its ``sign_choose`` rule, applied only where no argument may be
@@ -43,8 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import UInt8
 
-from prospero_jax import _executables, _passes
-from prospero_jax._interpreter import (
+from prospero_jax.evaluators.cull import (
     ARITY,
     CHILDREN,
     GROUP_CAPACITY,
@@ -55,9 +54,11 @@ from prospero_jax._interpreter import (
     prune_kernel,
     register_capacity,
 )
-from prospero_jax._ops import CONST
-from prospero_jax._tape import Program
-from prospero_jax.reference import axes
+from prospero_jax.evaluators.reference import axes
+from prospero_jax.ir import passes as _passes
+from prospero_jax.ir.ops import CONST
+from prospero_jax.ir.program import Program
+from prospero_jax.runtime import executables as _executables
 
 Progress = Callable[[int, int], None]
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
@@ -370,7 +371,7 @@ def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, val
         view[rows // tile, :, cols // tile, :] = value
 
 
-def prune_tile(
+def prune(
     program: Program,
     box: tuple[float, float, float, float],
     *,
@@ -381,7 +382,8 @@ def prune_tile(
 
     The pruned program is ``None`` when the interval decides the sign (< 0 or >= 0); else
     it is < 0 exactly where ``program`` is, at every point of the box (its value may
-    differ where only the sign of a ``min``/``max`` argument mattered). For tests.
+    differ where only the sign of a ``min``/``max`` argument mattered): what the culled
+    renderer evaluates there, as a Program to inspect, time or write out.
     """
     tapes = root_tape(program, dtype)
     lengths = np.array([len(tapes)], np.int64)

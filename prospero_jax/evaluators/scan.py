@@ -4,14 +4,14 @@ Input: a Program, packed once into register-allocated arrays (:class:`RegisterTa
 its constants as an array; points ``x, y, z`` and their tangents.
 Output: the value at every point and its derivative along the tangents (forward mode,
 :func:`dual_scan`), or the value alone (:func:`value_scan`, the ``interpreter`` compile
-strategy of :mod:`prospero_jax._strategies`).
+strategy of :mod:`prospero_jax.benchmarks.strategies`).
 
 Why it exists: JAX's derivative of the unrolled closure is a graph twice the tape's size
 that XLA compiles superlinearly (``../shared/README.md``: value + jvp of the first 2,000
 instructions of prospero, 17.8 s; of all of it, unfinished after 12.5 minutes). Here the
 tape is data: :func:`dual_scan` is one ``lax.scan`` step per instruction, dispatched by
 ``lax.switch`` over branches built from the op table's value and partials rules, on a
-register file of ``count`` rows (:func:`prospero_jax._passes.allocate_registers`: 192
+register file of ``count`` rows (:func:`prospero_jax.ir.passes.allocate_registers`: 192
 for prospero's 7,591 instructions). The compiled code depends on the op table, the
 register, tape length and constant count buckets (powers of two) and the dtype, never on
 the program's contents, so it compiles in about a second for any program.
@@ -39,11 +39,11 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int32
 
-from prospero_jax._interpreter import value_branches
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
-from prospero_jax._passes import allocate_registers
-from prospero_jax._tape import Program
-from prospero_jax._unroll import dual_step
+from prospero_jax.evaluators.cull import value_branches
+from prospero_jax.evaluators.unroll import dual_step
+from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
+from prospero_jax.ir.passes import allocate_registers
+from prospero_jax.ir.program import Program
 
 
 class RegisterTape(NamedTuple):

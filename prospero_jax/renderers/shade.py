@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
-from prospero_jax._lower import to_function
-from prospero_jax._render import Progress, render, resolve_device
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION, axes
+from prospero_jax.evaluators.lower import to_function
+from prospero_jax.evaluators.reference import DEFAULT_REGION, axes
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import Progress, render, resolve_device
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14

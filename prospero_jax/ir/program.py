@@ -5,7 +5,7 @@ Output: a :class:`Program`, the value every later stage takes.
 
 Invariants, checked on construction:
 
-* ``opcodes[i]`` is a valid index into :data:`prospero_jax._ops.OPS`;
+* ``opcodes[i]`` is a valid index into :data:`prospero_jax.ir.ops.OPS`;
 * ``args[i, k]`` is the index of an *earlier* instruction for ``k < arity``, and ``-1`` for
   unused slots (SSA order: the tape is topologically sorted);
 * ``consts[i]`` is a finite float64 for ``const`` instructions and ``0.0`` elsewhere;
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from jaxtyping import Float64, Int32
 
-from prospero_jax._ops import CONST, OPS, VAR_Z
+from prospero_jax.ir.ops import CONST, OPS, VAR_Z
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,6 +1,6 @@
 """Stage 2, passes: Program → Program rewrites, and analyses of a Program.
 
-Input: a :class:`~prospero_jax._tape.Program`.
+Input: a :class:`~prospero_jax.ir.program.Program`.
 Output: an equivalent Program (same value at every point, bit for bit in float64), or
 statistics about it.
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax._ops import CONST, INPUTS, OPS
-from prospero_jax._tape import Program
+from prospero_jax.ir.ops import CONST, INPUTS, OPS
+from prospero_jax.ir.program import Program
 
 
 def _select(program: Program, keep: np.ndarray, target: np.ndarray) -> Program:

@@ -1,7 +1,7 @@
 """Stage 6, measure: compile time against run time, per strategy, image size and device.
 
 Input: a Program, image sizes, modes (:data:`MODES`: the compilation strategies of
-:mod:`prospero_jax._strategies`, run through the brute-force tile loop, and ``culled``,
+:mod:`prospero_jax.benchmarks.strategies`, run through the brute-force tile loop, and ``culled``,
 the interval renderer), devices, a dtype and repeat limits.
 Output: a JSON-ready ``dict``: the machine, JAX and jaxlib versions, the program, and one
 row per (mode, size, device), next to the float64 NumPy oracle's time at each size.
@@ -33,7 +33,7 @@ returns the finished image as a NumPy array, so it has waited for the device):
   its image is the same; and the compiled executable itself, serialized by
   ``jax.experimental.serialize_executable`` (tied to this jaxlib and device): its size and
   load time (AOT only);
-* **oracle**: :func:`prospero_jax.reference.render` (float64 NumPy with liveness GC)
+* **oracle**: :func:`prospero_jax.evaluators.reference.render` (float64 NumPy with liveness GC)
   at each size up to ``oracle_max``; every row reports ``oracle_s / steady median`` and
   how many pixels differ from the oracle's image.
 """
@@ -57,12 +57,13 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
-from prospero_jax import _executables, reference
-from prospero_jax._culled import render_culled
-from prospero_jax._render import render_tiles, resolve_device, tile_size
-from prospero_jax._strategies import CHUNK, STRATEGIES, Kernel, tile_kernel
-from prospero_jax._tape import Program
-from prospero_jax.reference import DEFAULT_REGION
+from prospero_jax.benchmarks.strategies import CHUNK, STRATEGIES, Kernel, tile_kernel
+from prospero_jax.evaluators import reference
+from prospero_jax.evaluators.reference import DEFAULT_REGION
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import render_tiles, resolve_device, tile_size
+from prospero_jax.renderers.culled import render_culled
+from prospero_jax.runtime import executables as _executables
 
 MODES = (*STRATEGIES, "culled")
 DEFAULT_MODES = ("unrolled", "chunked", "interpreter", "culled")
@@ -397,7 +398,7 @@ def _timed_with_events(run: Render) -> tuple[float, _Events]:
 def _private_cache() -> Iterator[Path]:
     """JAX's persistent compilation cache in a fresh directory, caching every compile;
     the previous settings are restored afterwards. The culled renderer's stored
-    executables (:mod:`prospero_jax._executables`) are off meanwhile: the bench measures
+    executables (:mod:`prospero_jax.runtime.executables`) are off meanwhile: the bench measures
     JAX's own trace, lower, compile and cache."""
     names = (
         "jax_compilation_cache_dir",

@@ -5,17 +5,17 @@ a function that turns a constant (its ordinal among the program's constants, and
 value) into a value of the working dtype.
 Output: the program's value (the last instruction's).
 
-Every instruction is evaluated by its rules in :data:`prospero_jax._ops.OPS`, chosen when
+Every instruction is evaluated by its rules in :data:`prospero_jax.ir.ops.OPS`, chosen when
 planning: the value rule (points), the interval rule (``(lo, hi)`` pairs) or the value
 and partials rules together (dual numbers: ``(value, tangent)`` pairs). Values are
-dropped right after their last use (:func:`prospero_jax._passes.last_uses`), so at most
+dropped right after their last use (:func:`prospero_jax.ir.passes.last_uses`), so at most
 ``max_live`` intermediates exist at once: with NumPy that is the liveness GC that keeps
 the oracle near 1 GB at 1024²; under JAX tracing it keeps the tracer list short, and
 XLA's buffer assignment does the same job in the compiled code.
 
 A ``seal`` (see :func:`run`) is applied to every value as it is made: the JAX lowering
 passes one that hides each value from XLA's algebraic simplifier, so the compiled code
-computes each instruction as the op table says (see :mod:`prospero_jax._lower`).
+computes each instruction as the op table says (see :mod:`prospero_jax.evaluators.lower`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from prospero_jax._ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Op, Rule, interval_step
-from prospero_jax._passes import last_uses
-from prospero_jax._tape import Program
+from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Op, Rule, interval_step
+from prospero_jax.ir.passes import last_uses
+from prospero_jax.ir.program import Program
 
 
 @dataclass(frozen=True)
