@@ -51,7 +51,7 @@ def main() -> None:
     chunked = tile_kernel(program, "chunked", chunk=chunk).function  # compiled once
     renders: dict[str, Callable[[], object]] = {
         "unrolled": lambda: pj.render(program, size, mode="brute"),
-        "chunked": lambda: render_tiles(chunked, size, device=device),
+        "chunked": lambda: render_tiles(chunked, pj.View(size), pj.Target("float32", device)),
         "culled": lambda: pj.render(program, size, mode="culled"),
     }
     print("| mode | size | bench steady median (s) | independent median (s) | ratio |")

@@ -14,8 +14,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import jax
-
 import prospero_jax as pj
 from prospero_jax.renderers.culled import render_culled
 
@@ -33,16 +31,7 @@ def main() -> None:
     runs: list[list[dict[str, Any]]] = []
     for _ in range(args.repeats + 1):
         stats: list[dict[str, Any]] = []
-        render_culled(
-            program,
-            args.size,
-            region=pj.reference.DEFAULT_REGION,
-            z=0.0,
-            dtype="float32",
-            device=jax.devices()[0],
-            leaf=args.leaf,
-            stats=stats,
-        )
+        render_culled(program, pj.View(args.size), pj.Target(), leaf=args.leaf, stats=stats)
         runs.append(stats)
     runs = runs[1:]
     print(f"{args.program.name}, {args.size}², leaf {args.leaf} px, median of {args.repeats}\n")

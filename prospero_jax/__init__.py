@@ -34,7 +34,7 @@ Public API:
   interpreter, eager); :func:`bench`: compile time against run time, per strategy, size
   and device, beside the oracle (what ``prospero bench`` prints);
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
-* :mod:`prospero_jax.evaluators.reference`: the float64 NumPy oracle;
+* :mod:`prospero_jax.reference`: the float64 NumPy oracle and its images;
 * :mod:`prospero_jax.ir.shapes`: a builder that emits `.vm` programs (and the demo model).
 """
 
@@ -49,10 +49,10 @@ from prospero_jax.benchmarks.measure import MODES as BENCH_MODES
 from prospero_jax.benchmarks.measure import bench
 from prospero_jax.benchmarks.strategies import CHUNK as DEFAULT_CHUNK
 from prospero_jax.benchmarks.strategies import STRATEGIES
-from prospero_jax.evaluators import reference
 from prospero_jax.evaluators.interval import Interval, to_interval_function
 from prospero_jax.evaluators.lower import to_function, to_parametric
 from prospero_jax.io.image import read_pgm, write_image
+from prospero_jax.io.output import FileReport, render_file, render_frames, streams
 from prospero_jax.io.stream import (
     BAND_ROWS,
     StreamError,
@@ -72,10 +72,22 @@ from prospero_jax.ir.passes import (
     simplify,
 )
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers import reference
 from prospero_jax.renderers.batch import render_batch, sweep_constants
-from prospero_jax.renderers.brute import render, resolve_device, resolve_devices
+from prospero_jax.renderers.culled import prune
 from prospero_jax.renderers.distributed import initialize, process_rows, render_across_processes
+from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
+from prospero_jax.renderers.view import (
+    MAX_SIZE,
+    MEMORY_LIMIT,
+    InvalidView,
+    Progress,
+    Target,
+    View,
+    resolve_device,
+    resolve_devices,
+)
 from prospero_jax.runtime.cache import default_cache_dir, enable_compilation_cache
 from prospero_jax.runtime.files import FileWriteError
 
@@ -89,16 +101,23 @@ __all__ = [
     "BENCH_MODES",
     "DEFAULT_BENCH_MODES",
     "DEFAULT_CHUNK",
+    "MAX_SIZE",
+    "MEMORY_LIMIT",
     "OPS",
     "STRATEGIES",
     "FieldSamples",
+    "FileReport",
     "FileWriteError",
     "Interval",
+    "InvalidView",
     "Op",
     "Program",
+    "Progress",
     "StreamError",
     "StreamReport",
+    "Target",
     "VMError",
+    "View",
     "__version__",
     "bench",
     "deduplicate",
@@ -113,11 +132,14 @@ __all__ = [
     "parse",
     "partial_paths",
     "process_rows",
+    "prune",
     "read_pgm",
     "reference",
     "render",
     "render_across_processes",
     "render_batch",
+    "render_file",
+    "render_frames",
     "render_to_file",
     "resolve_device",
     "resolve_devices",
@@ -125,6 +147,7 @@ __all__ = [
     "shade",
     "shapes",
     "simplify",
+    "streams",
     "sweep_constants",
     "to_function",
     "to_interval_function",

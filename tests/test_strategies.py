@@ -29,8 +29,9 @@ def _image(
 ) -> np.ndarray:
     kernel = tile_kernel(program, strategy, chunk=chunk)
     function = jax.jit(kernel.function) if kernel.jit else kernel.function
-    with jax.enable_x64(dtype == "float64"):
-        return render_tiles(function, SIZE, device=CPU, tile=16, dtype=dtype)
+    target = pj.Target(dtype, CPU)
+    with target.precision():
+        return render_tiles(function, pj.View(SIZE), target, tile=16)
 
 
 def _check(program: pj.Program, image: np.ndarray) -> None:

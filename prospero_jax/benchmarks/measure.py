@@ -33,7 +33,7 @@ returns the finished image as a NumPy array, so it has waited for the device):
   its image is the same; and the compiled executable itself, serialized by
   ``jax.experimental.serialize_executable`` (tied to this jaxlib and device): its size and
   load time (AOT only);
-* **oracle**: :func:`prospero_jax.evaluators.reference.render` (float64 NumPy with liveness GC)
+* **oracle**: :func:`prospero_jax.reference.render` (float64 NumPy with liveness GC)
   at each size up to ``oracle_max``; every row reports ``oracle_s / steady median`` and
   how many pixels differ from the oracle's image.
 """
@@ -58,11 +58,11 @@ from jax.experimental.compilation_cache import compilation_cache
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
 from prospero_jax.benchmarks.strategies import CHUNK, STRATEGIES, Kernel, tile_kernel
-from prospero_jax.evaluators import reference
-from prospero_jax.evaluators.reference import DEFAULT_REGION
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import render_tiles, resolve_device, tile_size
+from prospero_jax.renderers import reference
+from prospero_jax.renderers.brute import render_tiles, tile_size
 from prospero_jax.renderers.culled import render_culled
+from prospero_jax.renderers.view import Target, View, check_size, resolve_device
 from prospero_jax.runtime import executables as _executables
 
 MODES = (*STRATEGIES, "culled")
@@ -106,8 +106,10 @@ def bench(
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
         raise ValueError(f"modes must be among {', '.join(MODES)}, got {', '.join(unknown)}")
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"sizes must be positive image sides, got {sizes}")
+    if not sizes:
+        raise ValueError("sizes must name at least one image side")
+    for size in sizes:
+        check_size(size)
     if repeats < 2:
         raise ValueError(f"repeats must be at least 2, got {repeats}")
     say = log or (lambda _: None)
@@ -124,7 +126,7 @@ def bench(
         for mode in modes:
             for size in sizes:
                 say(f"{mode} at {size}² on {device.platform}")
-                with _private_cache(), jax.enable_x64(dtype == "float64"):
+                with _private_cache(), Target(dtype, device).precision():
                     row = _measure(
                         program, mode, size, device, dtype, repeats, budget_s, chunk,
                         warm=warm, export=export,
@@ -196,9 +198,7 @@ def _measure(
         run = (
             _tiles(kernel.function, size, dtype, device, side)
             if kernel is not None
-            else lambda: render_culled(
-                program, size, region=DEFAULT_REGION, z=0.0, dtype=dtype, device=device
-            )
+            else lambda: render_culled(program, View(size), Target(dtype, device))
         )
         first, events = _timed_with_events(run)
         staged = events.seconds(_TRACE) + events.seconds(_LOWER) + events.seconds(_COMPILE)
@@ -227,7 +227,7 @@ def _measure(
 def _tiles(
     kernel: Callable[..., Any], size: int, dtype: str, device: jax.Device, side: int
 ) -> Render:
-    return lambda: render_tiles(kernel, size, dtype=dtype, device=device, tile=side)
+    return lambda: render_tiles(kernel, View(size), Target(dtype, device), tile=side)
 
 
 def _tile_args(side: int, dtype: str, device: jax.Device) -> tuple[jax.Array, ...]:
@@ -286,13 +286,13 @@ def _export(
     with _events() as events:
         compiled = jax.jit(reloaded.call).trace(*args).lower().compile()
     compiled_at = time.perf_counter()
-    again = render_tiles(compiled, size, dtype=dtype, device=device, tile=side)
+    again = render_tiles(compiled, View(size), Target(dtype, device), tile=side)
     # The compiled executable itself, serialized: reloading it skips XLA entirely.
     executable, in_tree, out_tree = serialize(compiled)
     load_start = time.perf_counter()
     loaded = deserialize_and_load(executable, in_tree, out_tree, execution_devices=[device])
     executable_loaded_at = time.perf_counter()
-    third = render_tiles(loaded, size, dtype=dtype, device=device, tile=side)
+    third = render_tiles(loaded, View(size), Target(dtype, device), tile=side)
     return {
         "export_s": exported_at - start,
         "bytes": len(blob),

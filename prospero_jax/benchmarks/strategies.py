@@ -1,4 +1,4 @@
-"""Stage 4a, compilation strategies: Program → a tile function, lowered one of four ways.
+"""Compilation strategies: Program → a tile function, lowered one of four ways.
 
 Input: a Program and a strategy name (:data:`STRATEGIES`).
 Output: a *tile function* ``(xs[t], ys[t], z) → uint8[t, t]``, 255 where the value at
@@ -39,17 +39,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from prospero_jax.evaluators.lower import constant_array, sealed, to_function
+from prospero_jax.evaluators.lower import constant_array, sealed
 from prospero_jax.evaluators.scan import value_function
 from prospero_jax.evaluators.unroll import Step, live_after, plan, run, run_steps
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import TileFunction, unrolled_tile
+from prospero_jax.renderers.view import to_pixels
 
 STRATEGIES = ("unrolled", "chunked", "interpreter", "eager")
 #: Instructions per fusion in the ``chunked`` strategy, by default.
 CHUNK = 2048
-
-TileFunction = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 class Kernel(NamedTuple):
@@ -60,7 +60,7 @@ class Kernel(NamedTuple):
 
 
 def _inside(value: jax.Array) -> jax.Array:
-    return jnp.where(value < 0, jnp.uint8(255), jnp.uint8(0))
+    return to_pixels(value, jnp)
 
 
 def tile_kernel(program: Program, strategy: str = "unrolled", *, chunk: int = CHUNK) -> Kernel:
@@ -73,12 +73,7 @@ def tile_kernel(program: Program, strategy: str = "unrolled", *, chunk: int = CH
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 instruction, got {chunk}")
     if strategy == "unrolled":
-        field = to_function(program)
-
-        def unrolled(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
-            return _inside(field(xs[None, :], ys[:, None], z))
-
-        return Kernel(unrolled, jit=True)
+        return Kernel(unrolled_tile(program), jit=True)
 
     tape = _passes.simplify(program)
     if strategy == "interpreter":

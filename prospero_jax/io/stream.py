@@ -36,7 +36,7 @@ import fcntl
 import glob
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,17 +45,15 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from prospero_jax.evaluators.reference import DEFAULT_REGION, check_region, check_size
 from prospero_jax.io.image import image_format, pnm_header, write_png_bands
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import render
+from prospero_jax.renderers.render import render
+from prospero_jax.renderers.view import Progress, Target, View, target_of, view_of
 from prospero_jax.runtime.files import FileWriteError, atomic_write, write_error
 
 #: Rows per band by default: a 65536-wide band is then 128 MB.
 BAND_ROWS = 2048
 _JOURNAL_VERSION = 1
-
-Progress = Callable[[int, int], None]
 
 
 class StreamError(FileWriteError):
@@ -101,33 +99,39 @@ def partial_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 def render_to_file(
     program: Program,
-    size: int,
+    size: int | View,
     path: str | os.PathLike[str],
     *,
     band_rows: int = BAND_ROWS,
     resume: bool = True,
-    region: tuple[float, float, float, float] = DEFAULT_REGION,
-    z: float = 0.0,
-    dtype: str = "float32",
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    target: Target | None = None,
+    dtype: str | None = None,
     device: str | jax.Device | None = None,
     devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     progress: Progress | None = None,
 ) -> StreamReport:
-    """Render ``program`` at ``size × size`` into ``path`` band by band (module docstring).
+    """Render ``program`` into ``path`` band by band (module docstring).
 
-    ``resume=False`` starts again even if an earlier run of the same render left bands.
-    ``progress(done, total)`` counts bands; its first call reports the bands found done.
+    What to draw and where to run are :func:`prospero_jax.render`'s (the whole image: no
+    ``rows``). ``resume=False`` starts again even if an earlier run of the same render
+    left bands. ``progress(done, total)`` counts bands; its first call reports the bands
+    found done.
     """
-    target = Path(path)
-    fmt = image_format(target)
+    view = view_of(size, region, z)  # validated before any file is made
+    if view.rows is not None:
+        raise ValueError("a file holds the whole image: render_to_file takes no rows")
+    where = target_of(target, dtype, device, devices)
+    size, region, z, dtype = view.size, view.region, view.z, where.dtype
+    out = Path(path)
+    fmt = image_format(out)
     if fmt == ".ppm":
-        raise ValueError(f"{target}: streamed renders are greyscale; write .pgm or .png")
+        raise ValueError(f"{out}: streamed renders are greyscale; write .pgm or .png")
     if band_rows < 1:
         raise ValueError(f"band rows must be at least 1, got {band_rows}")
-    check_size(size)  # before any file is made
-    region = check_region(region)
-    partial, _ = partial_paths(target)
+    partial, _ = partial_paths(out)
     header = pnm_header(size, size)
     identity = {
         "version": _JOURNAL_VERSION,
@@ -140,7 +144,7 @@ def render_to_file(
     }
     bands = [(r, min(r + band_rows, size)) for r in range(0, size, band_rows)]
     processes, me = jax.process_count(), jax.process_index()
-    journal = _journal(target, me, processes)
+    journal = _journal(out, me, processes)
     length = len(header) + size * size
     fd = -1
     try:
@@ -151,10 +155,10 @@ def render_to_file(
             except BlockingIOError:
                 os.close(fd)
                 fd = -1
-                raise ValueError(f"{target}: another render is writing it ({partial})") from None
-            if not resume or _written(target, identity, fd, length) is None:
+                raise ValueError(f"{out}: another render is writing it ({partial})") from None
+            if not resume or _written(out, identity, fd, length) is None:
                 try:
-                    for stale in _journals(target):  # a fresh partial image: header, zeros
+                    for stale in _journals(out):  # a fresh partial image: header, zeros
                         stale.unlink()
                     os.ftruncate(fd, 0)
                     _pwrite_all(fd, header, 0)
@@ -170,7 +174,7 @@ def render_to_file(
         _barrier("prospero-stream-start", processes)
         if fd < 0:
             fd = os.open(partial, os.O_RDWR)
-        found = _written(target, identity, fd, length) or {}
+        found = _written(out, identity, fd, length) or {}
         mine = _read_journal(journal, identity) or {}
         todo = [i for i in range(len(bands)) if i not in found][me::processes]
         try:
@@ -178,10 +182,7 @@ def render_to_file(
                 progress(len(found), len(bands))
             for count, index in enumerate(todo, 1):
                 start, stop = bands[index]
-                band = render(
-                    program, size, rows=(start, stop), region=region, z=z, dtype=dtype,
-                    device=device, devices=devices, mode=mode,
-                )  # fmt: skip
+                band = render(program, view.band(start, stop), target=where, mode=mode)
                 _pwrite_all(fd, band.tobytes(), len(header) + start * size)
                 os.fsync(fd)
                 mine[index] = int(np.count_nonzero(band))
@@ -196,33 +197,31 @@ def render_to_file(
                     raise write_error(err, partial, "cannot write (nothing was kept)") from None
             elif isinstance(err, OSError):
                 kept = len(found.keys() | mine.keys())  # mine started as a part of found
-                raise StreamError(err, target, partial, journal, kept, len(bands)) from None
+                raise StreamError(err, out, partial, journal, kept, len(bands)) from None
             raise
         _barrier("prospero-stream-rendered", processes)
-        done = _written(target, identity, fd, length) or {}
+        done = _written(out, identity, fd, length) or {}
         _barrier("prospero-stream-read", processes)
         if me == 0:  # still holding the lock
             if len(done) != len(bands):
-                raise RuntimeError(f"{target}: bands {sorted(set(range(len(bands))) - set(done))} "
+                raise RuntimeError(f"{out}: bands {sorted(set(range(len(bands))) - set(done))} "
                                    "are missing: run the same command again")  # fmt: skip
             if fmt == ".pgm":
-                os.replace(partial, target)
+                os.replace(partial, out)
             else:
                 pixels = _read_bands(partial, len(header), size, bands)
                 try:
-                    atomic_write(target, lambda f: write_png_bands(f, size, size, pixels))
+                    atomic_write(out, lambda f: write_png_bands(f, size, size, pixels))
                 except OSError as err:
-                    raise StreamError(
-                        err, target, partial, journal, len(bands), len(bands)
-                    ) from None
+                    raise StreamError(err, out, partial, journal, len(bands), len(bands)) from None
                 partial.unlink()
-            for written in _journals(target):
+            for written in _journals(out):
                 written.unlink()
         _barrier("prospero-stream-final", processes)
     finally:
         if fd >= 0:
             os.close(fd)
-    return StreamReport(target, len(bands), len(todo), len(found), sum(done.values()) / size**2)
+    return StreamReport(out, len(bands), len(todo), len(found), sum(done.values()) / size**2)
 
 
 def _journal(target: Path, process: int, processes: int) -> Path:

@@ -1,4 +1,4 @@
-"""Stage 4c, batched renders: one program, many sets of constants → a stack of images.
+"""Batched renders: one program, many sets of constants → a stack of images.
 
 Input: a Program and a ``(B, K)`` array of constants (``K = program.constants.size``, in
 tape order, as :func:`prospero_jax.to_parametric` takes them), an image size and the
@@ -13,7 +13,7 @@ How, by mode:
   program and batch size whatever the constants (an accelerator's natural path).
 * ``culled``: each set of constants becomes its own program, rendered by the culled
   renderer; its kernels take tapes as data, so no set compiles anything.
-* ``auto``: culled on CPU, brute on accelerators, as :func:`prospero_jax.render` picks.
+* ``auto``: :func:`~prospero_jax.renderers.view.culls`'s rule, as for one image.
 
 Pixel differences between the modes are those between brute force and culling (none on
 prospero and the shared models), plus, in brute force only, float32 rounding that XLA may
@@ -29,20 +29,23 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding
 from jaxtyping import ArrayLike, Float, UInt8
 
 from prospero_jax.evaluators.lower import to_parametric
-from prospero_jax.evaluators.reference import DEFAULT_REGION, check_z
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import (
-    MODES,
+from prospero_jax.renderers.brute import render_tiles
+from prospero_jax.renderers.culled import render_culled
+from prospero_jax.renderers.sharding import line_mesh, pad_to
+from prospero_jax.renderers.view import (
     Progress,
-    render,
-    render_tiles,
-    resolve_device,
-    resolve_devices,
+    Target,
+    View,
+    check_memory,
+    culls,
+    target_of,
+    to_pixels,
+    view_of,
 )
 
 
@@ -65,61 +68,50 @@ def sweep_constants(
 def render_batch(
     program: Program,
     constants: Float[ArrayLike, "batch constants"],
-    size: int = 1024,
+    size: int | View = 1024,
     *,
-    region: tuple[float, float, float, float] = DEFAULT_REGION,
-    z: float = 0.0,
-    dtype: str = "float32",
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    target: Target | None = None,
+    dtype: str | None = None,
     device: str | jax.Device | None = None,
     devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     progress: Progress | None = None,
-) -> UInt8[np.ndarray, "batch size size"]:
+) -> UInt8[np.ndarray, "batch height size"]:
     """Render ``program`` once per row of ``constants`` (module docstring).
 
-    ``progress(done, total)`` counts tiles (brute) or images (culled). With several
-    ``devices``, brute force shards the frames over them (a 1-D mesh; each device renders
-    its frames' share of every tile) and culling shards each image's work.
+    What to draw and where to run are :func:`prospero_jax.render`'s. ``progress(done,
+    total)`` counts tiles (brute) or images (culled). With several devices, brute force
+    shards the frames over them (a 1-D mesh; each device renders its frames' share of
+    every tile) and culling shards each image's work.
     """
+    view = view_of(size, region, z)
+    where = target_of(target, dtype, device, devices)
     table = np.asarray(constants, np.float64)
-    z = check_z(z)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
         raise ValueError(
             f"expected constants of shape (batch, {program.constants.size}), got {table.shape}"
         )
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    dev = resolve_device(device)
-    culled = mode == "culled" or (mode == "auto" and dev.platform == "cpu")
-    if culled:
-        images = []
-        for done, row in enumerate(table, 1):
-            images.append(
-                render(
-                    program.with_constants(row), size, region=region, z=z, dtype=dtype,
-                    device=dev, devices=devices, mode="culled",
-                )
-            )  # fmt: skip
-            if progress is not None:
-                progress(done, len(table))
-        return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
-    spread = resolve_devices(devices, dev)
+    check_memory(len(table) * view.height * view.size)
     frames = len(table)
-    if len(spread) > 1:  # frames sharded over the devices; coordinates on all of them
-        mesh = Mesh(np.array(spread), ("frames",))
-        table = np.concatenate([table, table[-1:].repeat(-frames % len(spread), axis=0)])
-        frame_axis, everywhere = P("frames", None), P()  # type: ignore[no-untyped-call]
-        where: jax.Device | NamedSharding = NamedSharding(mesh, frame_axis)
-        placement: NamedSharding | None = NamedSharding(mesh, everywhere)
-    else:
-        where, placement = dev, None
-    with jax.enable_x64(dtype == "float64"):
-        values = jax.device_put(table.astype(dtype), where)
+    with where.precision():
+        if culls(mode, where):
+            images = []
+            for done, row in enumerate(table, 1):
+                images.append(render_culled(program.with_constants(row), view, where))
+                if progress is not None:
+                    progress(done, frames)
+            return np.stack(images) if images else np.zeros((0, view.height, view.size), np.uint8)
+        placement: NamedSharding | None = None
+        destination: jax.Device | NamedSharding = where.device
+        if where.devices:  # frames sharded over the devices; coordinates on all of them
+            destination, placement = line_mesh(where.devices, "frames")
+            table = np.stack(pad_to(list(table), len(where.devices)))
+        values = jax.device_put(table.astype(where.dtype), destination)
         kernel = functools.partial(_batch_kernel(program), values)
-        stack = render_tiles(
-            kernel, size, region=region, z=z, dtype=dtype, device=dev, progress=progress,
-            placement=placement,
-        )  # fmt: skip
+        one = Target(where.dtype, where.device)  # the tile loop itself runs as on one device
+        stack = render_tiles(kernel, view, one, progress=progress, placement=placement)
     return stack[:frames]
 
 
@@ -131,6 +123,6 @@ def _batch_kernel(program: Program) -> Callable[..., jax.Array]:
     @jax.jit
     def kernel(constants: jax.Array, xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
         frames = jax.vmap(lambda c: field(c, xs[None, :], ys[:, None], z))(constants)
-        return jnp.where(frames < 0, jnp.uint8(255), jnp.uint8(0))
+        return to_pixels(frames, jnp)
 
     return kernel

@@ -1,7 +1,8 @@
-"""Stage 4b, culled render: Program → uint8 image by interval culling and tape pruning.
+"""Culling: Program → uint8 image by interval arithmetic over tiles and per-tile tape pruning.
 
-Input: a Program, an image size and the render options of :func:`prospero_jax.render`.
-Output: the same ``(N, N)`` uint8 image as the brute-force renderer, bit for bit.
+Input: a Program, a :class:`~prospero_jax.renderers.view.View` and a
+:class:`~prospero_jax.renderers.view.Target`.
+Output: the same uint8 image as the brute-force renderer, bit for bit.
 
 How (after Fidget's and MPR's hierarchical evaluation):
 
@@ -39,8 +40,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding
 from jaxtyping import UInt8
 
 from prospero_jax.evaluators.cull import (
@@ -54,13 +54,13 @@ from prospero_jax.evaluators.cull import (
     prune_kernel,
     register_capacity,
 )
-from prospero_jax.evaluators.reference import axes
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.sharding import line_mesh, pad_to
+from prospero_jax.renderers.view import Progress, Target, View
 from prospero_jax.runtime import executables as _executables
 
-Progress = Callable[[int, int], None]
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
 LEAF_SIDE = 32
 #: The narrowest block a band of rows is cut into (see render_culled's ``rows``).
@@ -105,41 +105,36 @@ def root_tape(program: Program, dtype: str) -> Tapes:
 
 def render_culled(
     program: Program,
-    size: int,
+    view: View,
+    target: Target,
     *,
-    region: tuple[float, float, float, float],
-    z: float,
-    dtype: str,
-    device: jax.Device,
     progress: Progress | None = None,
     leaf: int = LEAF_SIDE,
     stats: list[dict[str, Any]] | None = None,
-    rows: tuple[int, int] | None = None,
-    devices: Sequence[jax.Device] = (),
-) -> UInt8[np.ndarray, "rows size"]:
-    """Render like :func:`prospero_jax.render` with ``mode="culled"`` (module docstring).
+) -> UInt8[np.ndarray, "height size"]:
+    """The view's image by culling (module docstring); the caller enters the target's
+    precision.
 
     ``leaf`` is the side of the tiles evaluated point by point. If ``stats`` is a list, one
     dict per level is appended: tile side, tapes in, their rows, children painted inside,
     children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
-    beyond those the level already has). ``rows = (start, stop)`` renders only those rows
-    (a band), in blocks left to right: squares of the band's height, or for bands shorter
-    than :data:`BAND_BLOCK`, blocks that wide. With two or more
-    ``devices``, each level's kernel calls are spread over them, one call per device, as
-    one computation sharded over a 1-D ``Mesh`` (``shard_map``).
+    beyond those the level already has). A band of rows is rendered in blocks left to
+    right: squares of the band's height, or for bands shorter than :data:`BAND_BLOCK`,
+    blocks that wide. With several target devices, each level's kernel calls are spread
+    over them, one call per device, as one computation sharded over a 1-D mesh
+    (``shard_map``).
     """
-    xs, ys = axes(size, region)
-    if rows is None:
-        return _render_square(program, xs, ys, z, dtype, device, devices, progress, leaf, stats)
-    ys = ys[rows[0] : rows[1]]
-    height = len(ys)
+    xs, ys = view.axes()
+    if view.rows is None:
+        return _render_square(program, xs, ys, view.z, target, progress, leaf, stats)
+    height, size = view.height, view.size
     width = max(height, BAND_BLOCK)  # a short band goes in wide blocks, not tiny squares
     image = np.empty((height, size), np.uint8)
     squares = range(0, size, width)
     for done, left in enumerate(squares, 1):
         right = min(left + width, size)
         image[:, left:right] = _render_square(
-            program, xs[left:right], ys, z, dtype, device, devices, None, leaf, stats
+            program, xs[left:right], ys, view.z, target, None, leaf, stats
         )
         if progress is not None:
             progress(done, len(squares))
@@ -151,14 +146,13 @@ def _render_square(
     xs: np.ndarray,
     ys: np.ndarray,
     z: float,
-    dtype: str,
-    device: jax.Device,
-    devices: Sequence[jax.Device],
+    target: Target,
     progress: Progress | None,
     leaf: int,
     stats: list[dict[str, Any]] | None,
 ) -> UInt8[np.ndarray, "ys xs"]:
     """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
+    dtype, device, devices = target.dtype, target.device, target.devices
     height, width = len(ys), len(xs)
     side = max(leaf, 1 << (max(height, width) - 1).bit_length())
     xs = np.pad(xs, (0, side - width), mode="edge").astype(dtype)
@@ -330,7 +324,7 @@ def _dispatch(
     for first in range(0, len(calls), share):
         batch = calls[first : first + share]
         real = len(batch)
-        batch = batch + batch[-1:] * (share - real)  # idle devices repeat the last call
+        batch = pad_to(batch, share)  # idle devices repeat the last call
         longest = max(len(args[0]) for args, _ in batch)
         stacked = jax.tree.map(
             lambda *leaves: np.stack(leaves),
@@ -352,15 +346,15 @@ def _sharded(
     kernel: Any, devices: tuple[jax.Device, ...], registers: int, **static: Any
 ) -> tuple[Callable[..., Any], NamedSharding]:
     """``kernel`` on a stack of calls, one per device of a 1-D mesh, and the stack's sharding."""
-    mesh = Mesh(np.array(devices), ("calls",))
-    spec = P("calls")  # type: ignore[no-untyped-call]
+    sharding, _ = line_mesh(devices, "calls")
+    mesh, spec = sharding.mesh, sharding.spec
 
     def one(*stacked: Any) -> Any:
         out = kernel(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)
         return jax.tree.map(lambda a: a[None], out)
 
     mapped = jax.shard_map(one, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-    return jax.jit(mapped), NamedSharding(mesh, spec)
+    return jax.jit(mapped), sharding
 
 
 def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any) -> None:
@@ -376,7 +370,7 @@ def prune(
     box: tuple[float, float, float, float],
     *,
     z: float = 0.0,
-    dtype: str = "float32",
+    target: Target | None = None,
 ) -> tuple[float, float, Program | None]:
     """The value's interval over ``box = (xmin, xmax, ymin, ymax)`` and the pruned program.
 
@@ -385,14 +379,14 @@ def prune(
     differ where only the sign of a ``min``/``max`` argument mattered): what the culled
     renderer evaluates there, as a Program to inspect, time or write out.
     """
-    tapes = root_tape(program, dtype)
+    target = target or Target()
+    tapes = root_tape(program, target.dtype)
     lengths = np.array([len(tapes)], np.int64)
-    boxes = np.repeat(np.asarray(box, dtype)[None, :, None], CHILDREN, axis=2)
-    with jax.enable_x64(dtype == "float64"):
-        device = jax.local_devices()[0]
-        zz = jax.device_put(np.asarray(z, dtype), device)
+    boxes = np.repeat(np.asarray(box, target.dtype)[None, :, None], CHILDREN, axis=2)
+    with target.precision():
+        zz = jax.device_put(np.asarray(z, target.dtype), target.device)
         lo, hi, _, kept, emit, new_args = _prune_level(
-            tapes, lengths, boxes, zz, device, len(tapes)
+            tapes, lengths, boxes, zz, target.device, len(tapes)
         )
     if kept[0, 0] == 0:
         return float(lo[0, 0]), float(hi[0, 0]), None

@@ -1,6 +1,6 @@
 """Multi-process renders over ``jax.distributed``: each process renders its band of rows.
 
-Input: a Program, an image size and the options of :func:`prospero_jax.render`, in every
+Input: a Program, what to draw and where to run (as :func:`prospero_jax.render`), in every
 process of a job that called :func:`initialize` (or ``jax.distributed.initialize``).
 Output: the whole ``(N, N)`` image, in every process.
 
@@ -23,9 +23,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jaxtyping import UInt8
 
-from prospero_jax.evaluators.reference import DEFAULT_REGION
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import render
+from prospero_jax.renderers.render import render
+from prospero_jax.renderers.view import Target, View, target_of, view_of
 
 
 def initialize(
@@ -48,25 +48,30 @@ def process_rows(size: int, process: int, processes: int) -> tuple[int, int]:
 
 def render_across_processes(
     program: Program,
-    size: int,
+    size: int | View,
     *,
-    region: tuple[float, float, float, float] = DEFAULT_REGION,
-    z: float = 0.0,
-    dtype: str = "float32",
-    devices: str | Sequence[jax.Device] | None = "all",
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    target: Target | None = None,
+    dtype: str | None = None,
+    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
 ) -> UInt8[np.ndarray, "size size"]:
-    """The whole image, this process rendering its share of the rows (module docstring)."""
+    """The whole image, this process rendering its share of the rows (module docstring).
+
+    Without a ``target``, each process shards over all its local devices.
+    """
+    view = view_of(size, region, z)
+    if target is None and devices is None:
+        devices = "all"
+    where = target_of(target, dtype, None, devices)
     processes, me = jax.process_count(), jax.process_index()
     if processes == 1:
-        return render(program, size, region=region, z=z, dtype=dtype, devices=devices, mode=mode)
+        return render(program, view, target=where, mode=mode)
+    size = view.size
     if size < processes:
         raise ValueError(f"image size {size} is smaller than the {processes} processes")
-    start, stop = process_rows(size, me, processes)
-    band = render(
-        program, size, rows=(start, stop), region=region, z=z, dtype=dtype,
-        devices=devices, mode=mode,
-    )  # fmt: skip
+    band = render(program, view.band(*process_rows(size, me, processes)), target=where, mode=mode)
     tallest = -(-size // processes)  # bands differ by at most one row: pad to gather
     padded = np.zeros((tallest, size), np.uint8)
     padded[: len(band)] = band

@@ -1,6 +1,6 @@
-"""Stage 4c, gradient products: Program → value and gradient images, and shaded renders.
+"""Gradient products: Program → value and gradient images, and shaded renders.
 
-Input: a Program, an image size and the render options of :func:`prospero_jax.render`.
+Input: a Program, what to draw and where to run (as :func:`prospero_jax.render` takes them).
 Output: :class:`FieldSamples` (value, gradient, normal, |∇f| and the distance estimate
 f/|∇f| at the pixels evaluated), and from them 8-bit images: anti-aliased coverage
 (greyscale), or normals or gradients as colour (RGB).
@@ -22,7 +22,7 @@ of :func:`prospero_jax.to_function` at the pixel centres.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -31,9 +31,9 @@ import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
 from prospero_jax.evaluators.lower import to_function
-from prospero_jax.evaluators.reference import DEFAULT_REGION, axes
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import Progress, render, resolve_device
+from prospero_jax.renderers.render import render
+from prospero_jax.renderers.view import Progress, Target, View, target_of, view_of
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
@@ -105,45 +105,50 @@ def gradient_kernel(program: Program) -> Callable[..., Any]:
 
 def sample_gradient(
     program: Program,
-    size: int = 1024,
+    size: int | View = 1024,
     *,
-    region: tuple[float, float, float, float] = DEFAULT_REGION,
-    z: float = 0.0,
-    dtype: str = "float32",
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    target: Target | None = None,
+    dtype: str | None = None,
     device: str | jax.Device | None = None,
     band: int | None = 1,
     progress: Progress | None = None,
 ) -> FieldSamples:
     """Value and gradient at the pixels within ``band`` of the outline (every pixel if None).
 
-    ``progress(done, total)`` counts chunks of points.
+    What to draw and where to run are :func:`prospero_jax.render`'s (one device; no band
+    of rows). ``progress(done, total)`` counts chunks of points.
     """
     if band is not None and band < 1:
         raise ValueError(f"band must be at least 1 pixel (or None for every pixel), got {band}")
-    dev = resolve_device(device)
-    inside = render(program, size, region=region, z=z, dtype=dtype, device=dev) > 0
-    where = np.ones_like(inside) if band is None else outline_band(inside, band)
-    xs, ys = axes(size, region)
-    rows, cols = np.nonzero(where)
-    px, py = xs[cols].astype(dtype), ys[rows].astype(dtype)
-    value = np.full((size, size), np.nan, dtype)
-    gradient = np.full((size, size, 3), np.nan, dtype)
+    view = view_of(size, region, z)
+    if view.rows is not None:
+        raise ValueError("gradients are sampled over the whole image, not a band of rows")
+    where = target_of(target, dtype, device)
+    inside = render(program, view, target=where) > 0
+    where_band = np.ones_like(inside) if band is None else outline_band(inside, band)
+    xs, ys = view.axes()
+    rows, cols = np.nonzero(where_band)
+    dtype_ = where.dtype
+    px, py = xs[cols].astype(dtype_), ys[rows].astype(dtype_)
+    value = np.full(inside.shape, np.nan, dtype_)
+    gradient = np.full((*inside.shape, 3), np.nan, dtype_)
     chunks = -(-len(rows) // CHUNK)
-    with jax.enable_x64(dtype == "float64"):
+    with where.precision():
         kernel = gradient_kernel(program)
-        zz = jnp.full(CHUNK, z, dtype)
+        zz = jnp.full(CHUNK, view.z, dtype_)
         for i in range(chunks):
             part = slice(i * CHUNK, (i + 1) * CHUNK)
             n = len(px[part])
-            x = jax.device_put(np.pad(px[part], (0, CHUNK - n), mode="edge"), dev)
-            y = jax.device_put(np.pad(py[part], (0, CHUNK - n), mode="edge"), dev)
+            x = jax.device_put(np.pad(px[part], (0, CHUNK - n), mode="edge"), where.device)
+            y = jax.device_put(np.pad(py[part], (0, CHUNK - n), mode="edge"), where.device)
             v, g = kernel(x, y, zz)
             value[rows[part], cols[part]] = np.asarray(v)[:n]
             gradient[rows[part], cols[part]] = np.asarray(g)[:, :n].T
             if progress is not None:
                 progress(i + 1, chunks)
-    pixel = (region[1] - region[0]) / max(size - 1, 1)
-    return FieldSamples(value, gradient, where, inside, pixel)
+    return FieldSamples(value, gradient, where_band, inside, view.pixel)
 
 
 def shade(samples: FieldSamples, kind: str) -> UInt8[np.ndarray, "..."]:

@@ -1,0 +1,70 @@
+"""Rendering one image: Program → uint8 image, by brute force or by culling.
+
+Input: a Program, what to draw (a :class:`~prospero_jax.renderers.view.View`, or an
+image side with a region, z and rows beside it), where to run (a
+:class:`~prospero_jax.renderers.view.Target`, or a dtype and devices) and a mode.
+Output: the view's ``(height, size)`` uint8 image, 255 where the value is < 0.
+
+Modes give identical images: ``brute`` evaluates the unrolled closure at every pixel
+(:mod:`prospero_jax.renderers.brute`); ``culled`` evaluates intervals over a tile
+hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled`); ``auto``
+is :func:`~prospero_jax.renderers.view.culls`'s rule. Images above
+:data:`~prospero_jax.renderers.view.MEMORY_LIMIT` pixels are refused with a pointer to
+:func:`prospero_jax.render_to_file`, which streams them to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jaxtyping import UInt8
+
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import jitted_kernel, render_tiles
+from prospero_jax.renderers.culled import render_culled
+from prospero_jax.renderers.view import (
+    Progress,
+    Target,
+    View,
+    check_memory,
+    culls,
+    target_of,
+    view_of,
+)
+
+
+def render(
+    program: Program,
+    size: int | View = 1024,
+    *,
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    rows: tuple[int, int] | None = None,
+    target: Target | None = None,
+    dtype: str | None = None,
+    device: str | jax.Device | None = None,
+    devices: str | Sequence[jax.Device] | None = None,
+    mode: str = "auto",
+    tile: int | None = None,
+    progress: Progress | None = None,
+) -> UInt8[np.ndarray, "height size"]:
+    """Render ``program`` as the challenge's ``size × size`` image (module docstring).
+
+    ``size`` is an image side or a :class:`View`; ``region`` (``(xmin, xmax, ymin,
+    ymax)``, default the ±1 square), ``z`` and ``rows = (start, stop)`` (a band: the same
+    pixels as the whole image has there) complete a side. ``target`` is a
+    :class:`Target`, or ``dtype`` (``float32`` or ``float64``), ``device`` (a platform
+    name or Device; default JAX's) and ``devices="all"`` (or a list: shard over them,
+    same image). ``mode`` is ``auto``, ``brute`` or ``culled``; ``tile`` overrides the
+    brute-force tile side; ``progress(done, total)`` is called as work finishes (tiles
+    in brute force, levels or blocks when culling).
+    """
+    view = view_of(size, region, z, rows)
+    where = target_of(target, dtype, device, devices)
+    check_memory(view.height * view.size)
+    with where.precision():
+        if culls(mode, where):
+            return render_culled(program, view, where, progress=progress)
+        return render_tiles(jitted_kernel(program), view, where, tile=tile, progress=progress)

@@ -1,0 +1,276 @@
+"""What to draw and where to run it: the value types every renderer shares.
+
+Input: an image size, a region, a z plane and a band of rows (:class:`View`); a working
+dtype and a device or several (:class:`Target`); a render mode.
+Output: validated, immutable values, and the pixel grid of a view (:meth:`View.axes`).
+
+Invariants: a :class:`View` is valid once built (a size from 1 to :data:`MAX_SIZE`, a
+region of finite bounds with ``xmin < xmax`` and ``ymin < ymax``, a finite z, rows inside
+the image), so renderers never check them again; the grid is the challenge's (``s =
+linspace(-1, 1, N)``, ``x, y = meshgrid(s, -s)`` for the default region, bit for bit); a
+:class:`Target` holds resolved JAX devices, and :meth:`Target.precision` is the one place
+that turns on float64; :func:`culls` is the one rule for ``mode="auto"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, cast
+
+import jax
+import numpy as np
+from jaxtyping import Float64
+
+Region = tuple[float, float, float, float]
+#: ``progress(done, total)``: called as work finishes (tiles, levels, bands, frames).
+Progress = Callable[[int, int], None]
+
+#: The challenge's square: (xmin, xmax, ymin, ymax).
+DEFAULT_REGION: Region = (-1.0, 1.0, -1.0, 1.0)
+#: Largest image side: a 2**18-px square is a 64 GiB PGM and hours of CPU time; beyond
+#: it, files outgrow common size limits and renders take days.
+MAX_SIZE = 1 << 18
+#: Largest coordinate magnitude a region may reach: float32 holds it, and its pixel steps.
+REGION_LIMIT = 1e30
+#: Most pixels :func:`prospero_jax.render` returns in memory (a 16384² image, 256 MB);
+#: larger images are streamed to a file (:func:`prospero_jax.render_to_file`).
+MEMORY_LIMIT = 16384**2
+DTYPES = ("float32", "float64")
+MODES = ("auto", "brute", "culled")
+
+
+def check_size(size: int) -> int:
+    """``size`` if it is an image side from 1 to :data:`MAX_SIZE`, else :class:`ValueError`."""
+    if not 1 <= size <= MAX_SIZE:
+        raise ValueError(
+            f"image size must be from 1 to {MAX_SIZE} px a side (a {MAX_SIZE}² image is a "
+            f"{MAX_SIZE**2 / 2**30:.0f} GiB file), got {size}"
+        )
+    return int(size)
+
+
+def check_z(z: float) -> float:
+    """``z`` if it is a finite number of magnitude at most :data:`REGION_LIMIT`."""
+    if not abs(z) <= REGION_LIMIT:  # NaN fails this too
+        raise ValueError(f"z must be finite, at most {REGION_LIMIT:g} in magnitude: got {z}")
+    return float(z)
+
+
+def check_region(region: Sequence[float]) -> Region:
+    """``region`` as four floats ``(xmin, xmax, ymin, ymax)``, or :class:`ValueError`.
+
+    Four finite numbers of magnitude at most :data:`REGION_LIMIT`, with ``xmin < xmax``
+    and ``ymin < ymax``. Mirror images are not drawn by inverting a region: flip the
+    image instead.
+    """
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in region)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"region must be four numbers (xmin, xmax, ymin, ymax), got {region!r}"
+        ) from None
+    bounds = (xmin, xmax, ymin, ymax)
+    shown = ", ".join(f"{v:g}" for v in bounds)
+    if not all(abs(v) <= REGION_LIMIT for v in bounds):  # NaN and ±inf fail this too
+        raise ValueError(
+            f"region bounds must be finite, at most {REGION_LIMIT:g} in magnitude: got ({shown})"
+        )
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError(f"region must have xmin < xmax and ymin < ymax: got ({shown})")
+    return bounds
+
+
+def check_memory(pixels: int) -> int:
+    """``pixels`` if an in-memory result of that many bytes is within :data:`MEMORY_LIMIT`."""
+    if pixels > MEMORY_LIMIT:
+        raise ValueError(
+            f"{pixels:,} pixels is {pixels / 2**30:.1f} GiB in memory, above the "
+            f"{MEMORY_LIMIT / 2**20:.0f} MiB limit: stream it to a file with "
+            "prospero_jax.render_to_file, or render bands of rows"
+        )
+    return pixels
+
+
+def axes(
+    size: int, region: Sequence[float] = DEFAULT_REGION
+) -> tuple[Float64[np.ndarray, " size"], Float64[np.ndarray, " size"]]:
+    """Pixel-centre coordinates: ``xs`` left to right, ``ys`` top to bottom.
+
+    For the default region this is the challenge's ``s = linspace(-1, 1, N)``,
+    ``x, y = meshgrid(s, -s)``: ``xs == s`` and ``ys == -s``, bit for bit.
+    """
+    check_size(size)
+    xmin, xmax, ymin, ymax = check_region(region)
+    return np.linspace(xmin, xmax, size), np.linspace(ymax, ymin, size)
+
+
+ArrayT = TypeVar("ArrayT", np.ndarray, jax.Array)
+
+
+def to_pixels(value: ArrayT, xp: Any = np) -> ArrayT:
+    """The image's one rule: 255 where ``value < 0``, else 0 (NaN gives 0); ``xp`` is
+    ``numpy`` or ``jax.numpy`` (inside a kernel)."""
+    return cast(ArrayT, xp.where(value < 0, xp.uint8(255), xp.uint8(0)))
+
+
+class InvalidView(ValueError):
+    """A :class:`View` field with a bad value: ``field`` names it (size, region, z, rows)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class View:
+    """What to draw: the ``size × size`` image of ``region`` at depth ``z``, or the band
+    ``rows = (start, stop)`` of it. Validated when built; immutable."""
+
+    size: int = 1024
+    region: Region = DEFAULT_REGION
+    z: float = 0.0
+    rows: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for name, check in (("size", check_size), ("region", check_region), ("z", check_z)):
+            try:
+                object.__setattr__(self, name, check(getattr(self, name)))
+            except ValueError as err:
+                raise InvalidView(name, str(err)) from None
+        if self.rows is not None:
+            start, stop = (int(r) for r in self.rows)
+            if not 0 <= start < stop <= self.size:
+                bounds = f"0 <= start < stop <= {self.size}"
+                raise InvalidView(
+                    "rows", f"rows must be (start, stop) with {bounds}, got {self.rows}"
+                )
+            object.__setattr__(self, "rows", (start, stop))
+
+    @property
+    def height(self) -> int:
+        """Rows drawn: the band's, or the whole image's."""
+        return self.size if self.rows is None else self.rows[1] - self.rows[0]
+
+    @property
+    def pixel(self) -> float:
+        """The distance between neighbouring pixel centres, in x."""
+        return (self.region[1] - self.region[0]) / max(self.size - 1, 1)
+
+    def axes(self) -> tuple[Float64[np.ndarray, " size"], Float64[np.ndarray, " height"]]:
+        """The pixel centres drawn: every column's x, and the band's rows' y."""
+        xs, ys = axes(self.size, self.region)
+        return xs, ys if self.rows is None else ys[self.rows[0] : self.rows[1]]
+
+    def band(self, start: int, stop: int) -> View:
+        """Rows ``start`` to ``stop`` of the whole image."""
+        return replace(self, rows=(start, stop))
+
+
+def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
+    """A JAX device from ``None`` (the default backend), a platform name or a Device.
+
+    Platform names are those of ``jax.devices(name)``: ``cpu``, ``gpu``, ``cuda``, ``tpu``.
+    The device is this process's own (in a multi-process job, ``jax.devices()`` also
+    lists the other processes' devices, which this one cannot use).
+    """
+    if device is None or isinstance(device, jax.Device):
+        return device or jax.local_devices()[0]
+    try:
+        return jax.local_devices(backend=device)[0]
+    except RuntimeError:
+        have = sorted({d.platform for d in jax.local_devices()})
+        raise ValueError(f"no {device!r} device available (have: {', '.join(have)})") from None
+
+
+def resolve_devices(
+    devices: str | Sequence[jax.Device] | None, device: jax.Device
+) -> tuple[jax.Device, ...]:
+    """The devices to shard over: ``None`` (just ``device``), ``"all"`` (this process's
+    devices of ``device``'s platform) or an explicit sequence."""
+    if devices is None:
+        return (device,)
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ValueError(f"devices must be 'all' or a list of devices, got {devices!r}")
+        return tuple(jax.local_devices(backend=device.platform))
+    if not devices:
+        raise ValueError("devices must not be empty")
+    return tuple(devices)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to run: the working ``dtype`` and the ``device``, or several
+    ``devices`` to shard over (two or more; empty for one device). Build it with
+    :meth:`resolve`, which takes names (``"cpu"``, ``"all"``) as well as devices."""
+
+    dtype: str = "float32"
+    device: jax.Device = field(default_factory=lambda: resolve_device(None))
+    devices: tuple[jax.Device, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    @classmethod
+    def resolve(
+        cls,
+        dtype: str = "float32",
+        device: str | jax.Device | None = None,
+        devices: str | Sequence[jax.Device] | None = None,
+    ) -> Target:
+        """A Target from a dtype name, a platform name or Device, and ``devices`` (``None``,
+        ``"all"`` or a sequence); with several devices, ``device`` is the first."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        spread = resolve_devices(devices, resolve_device(device))
+        return cls(dtype, spread[0], spread if len(spread) > 1 else ())
+
+    @property
+    def platform(self) -> str:
+        return str(self.device.platform)
+
+    def precision(self) -> AbstractContextManager[None]:
+        """The one place float64 is turned on: ``jax.enable_x64`` for a float64 target."""
+        return cast(AbstractContextManager[None], jax.enable_x64(self.dtype == "float64"))
+
+
+def culls(mode: str, target: Target) -> bool:
+    """The one rule for ``mode``: ``culled`` culls, ``brute`` does not, and ``auto`` culls on
+    CPU (35–45× faster there for prospero; ``experiments/RESULTS.md``) and not on
+    accelerators, where the fused closure runs a million pixels at once."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode == "culled" or (mode == "auto" and target.platform == "cpu")
+
+
+def view_of(
+    size: int | View,
+    region: Sequence[float] | None = None,
+    z: float | None = None,
+    rows: tuple[int, int] | None = None,
+) -> View:
+    """A :class:`View` from a render call's arguments: ``size`` is a View, or an image side
+    with the region, z and rows given beside it (a View must not be given those too)."""
+    if isinstance(size, View):
+        if region is not None or z is not None or rows is not None:
+            raise ValueError("give the region, z and rows in the View, not beside it")
+        return size
+    return View(size, tuple(region) if region is not None else DEFAULT_REGION, z or 0.0, rows)  # type: ignore[arg-type]
+
+
+def target_of(
+    target: Target | None,
+    dtype: str | None = None,
+    device: str | jax.Device | None = None,
+    devices: str | Sequence[jax.Device] | None = None,
+) -> Target:
+    """A :class:`Target` from a render call's arguments: ``target``, or dtype and devices
+    given beside it (not both)."""
+    if target is not None:
+        if dtype is not None or device is not None or devices is not None:
+            raise ValueError("give the dtype and devices in the Target, not beside it")
+        return target
+    return Target.resolve(dtype or "float32", device, devices)
