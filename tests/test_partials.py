@@ -120,11 +120,12 @@ def test_derivative_conventions_are_finite(
 def test_dual_interpreter_compiles_once_for_any_program_of_its_buckets(
     hi: pj.Program, quarter: pj.Program
 ) -> None:
-    from prospero_jax.evaluators.scan import dual_scan, pack
+    from prospero_jax.evaluators.scan import dual_scan
+    from prospero_jax.evaluators.tape import registers
 
-    assert (pack(hi).registers, len(pack(hi).ops)) == (
-        pack(quarter).registers,
-        len(pack(quarter).ops),
+    assert (registers(hi).registers, len(registers(hi).ops)) == (
+        registers(quarter).registers,
+        len(registers(quarter).ops),
     )
     x = jnp.linspace(-1, 1, 11)
     jax.jvp(pj.to_function(hi, derivatives="interpreter"), (x, x), (x, x))

@@ -24,3 +24,17 @@ def test_use_from_jax_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     namespace: dict[str, object] = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Python" section, with ``../shared`` pointed at the shared inputs."""
+    from tests.conftest import SHARED
+
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks("Python")
+    assert len(blocks) >= 2
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        code = block.replace('"../shared/', f'"{SHARED}/')
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "zoom.png").exists()

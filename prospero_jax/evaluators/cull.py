@@ -1,7 +1,8 @@
 """Tape interpreter kernels: tapes as data, so compile cost does not grow with the tape.
 
-Input: tapes packed as arrays (:class:`Tapes`: opcode, two operand indices local to the
-tape, and a constant per row; many tapes concatenated, each a ``(start, length)`` span).
+Input: tapes packed as arrays (:class:`~prospero_jax.evaluators.tape.Tapes`: opcode, two
+operand indices local to the tape, and a constant per row; many tapes concatenated, each a
+``(start, length)`` span).
 Output, per kernel:
 
 * :func:`prune_kernel` (one parent tape → its 2 × 2 children): for each child box, the
@@ -13,7 +14,8 @@ Output, per kernel:
 * :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0.
 
 Both loop over tapes and, inside, over the rows of one tape, dispatching each row with
-``lax.switch`` over branches built from the op table (interval, need or value rules), so
+``lax.switch`` over branches built from the op table (interval, need or value rules, by
+:func:`~prospero_jax.evaluators.tape.branches`), so
 their compiled code depends only on the op table, the buffer capacities and the dtype,
 never on a program: one compilation serves every program, tile and level, and JAX's
 persistent cache keeps it across processes.
@@ -41,15 +43,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
-from prospero_jax.ir.program import Program
+from prospero_jax.evaluators.tape import ARITY, Tapes, branches, value_branches
+from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, Op, interval_step
 
 #: Children per parent (a 2 × 2 split).
 CHILDREN = 4
@@ -58,57 +59,9 @@ ROW_CAPACITY = 1 << 16
 GROUP_CAPACITY = 1 << 12
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20
-ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
 #: What a row's users need of it, as bits: nothing, whether it is < 0, whether it is > 0,
 #: its value. Needs merge by OR; anything but exactly LESS or GREATER counts as VALUE.
 NONE, LESS, GREATER, VALUE = 0, 1, 2, 4
-
-
-class Tapes(NamedTuple):
-    """Concatenated tapes: row ``i`` is ``ops[i] (args[i, 0], args[i, 1])`` or ``consts[i]``.
-
-    Operand indices are local to the row's own tape; unused ones are 0.
-    """
-
-    ops: np.ndarray  # int32[rows]
-    args: np.ndarray  # int32[rows, 2]
-    consts: np.ndarray  # float[rows]
-
-    @staticmethod
-    def pack(program: Program, dtype: str) -> Tapes:
-        """The program as one tape (constants beyond ``dtype``'s range become ±inf)."""
-        with np.errstate(over="ignore"):
-            consts = program.consts.astype(dtype)
-        return Tapes(
-            program.opcodes.astype(np.int32),
-            np.maximum(program.args, 0).astype(np.int32),
-            consts,
-        )
-
-    def __len__(self) -> int:
-        return len(self.ops)
-
-    def take(self, rows: np.ndarray | slice) -> Tapes:
-        return Tapes(self.ops[rows], self.args[rows], self.consts[rows])
-
-    def padded(self, capacity: int) -> Tapes:
-        """A copy with zero rows appended up to ``capacity`` rows."""
-        out = Tapes(
-            np.zeros(capacity, np.int32),
-            np.zeros((capacity, 2), np.int32),
-            np.zeros(capacity, self.consts.dtype),
-        )
-        for dst, src in zip(out, self, strict=True):
-            dst[: len(src)] = src
-        return out
-
-
-def register_capacity(longest: int) -> int:
-    """Register-file rows for tapes up to ``longest``: 1024, 8192, 65536, ... (few shapes)."""
-    capacity = 1024
-    while capacity < longest:
-        capacity *= 8
-    return capacity
 
 
 def _read(buffer: jax.Array, row: jax.Array, lanes: int) -> jax.Array:
@@ -121,70 +74,90 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
 
 def _interval_branches() -> list[Callable[..., Any]]:
     """One branch per opcode: ``(a, b, const, box, z) → (lo, hi, choice)``, 4 lanes."""
+    keep = jnp.zeros(CHILDREN, jnp.int32)
 
-    def branch(code: int) -> Callable[..., Any]:
-        op = OPS[code]
+    def source(code: int, c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
+        if code == CONST:
+            return jnp.full(CHILDREN, c), jnp.full(CHILDREN, c), keep
+        if code in (VAR_X, VAR_Y):
+            k = 0 if code == VAR_X else 2
+            return box[k], box[k + 1], keep
+        return jnp.full(CHILDREN, z), jnp.full(CHILDREN, z), keep
 
-        def run(a: Any, b: Any, c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
-            keep = jnp.zeros(CHILDREN, jnp.int32)
-            if code == CONST:
-                return jnp.full(CHILDREN, c), jnp.full(CHILDREN, c), keep
-            if code in (VAR_X, VAR_Y):
-                k = 0 if code == VAR_X else 2
-                return box[k], box[k + 1], keep
-            if code == VAR_Z:
-                return jnp.full(CHILDREN, z), jnp.full(CHILDREN, z), keep
-            args = (a, b)[: op.arity]
-            lo, hi = interval_step(op, jnp, *args)
-            choice = keep if op.choose is None else op.choose(jnp, *args).astype(jnp.int32)
-            return lo, hi, choice
+    def apply(op: Op, args: tuple[Any, ...], c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
+        lo, hi = interval_step(op, jnp, *args)
+        choice = keep if op.choose is None else op.choose(jnp, *args).astype(jnp.int32)
+        return lo, hi, choice
 
-        return run
-
-    return [branch(code) for code in range(len(OPS))]
+    return branches(apply, source)
 
 
 def _need_branches() -> list[Callable[..., Any]]:
     """One branch per opcode: what a row's arguments must provide, given what it must.
 
-    ``(wanted, choice, a, b, need_a, need_b, same) → (need_a', need_b', code)``: the
+    ``(a, b, wanted, choice, need_a, need_b, same) → (need_a', need_b', code)``: the
     arguments' merged needs and the row's code (its need, with its sign choice × 8).
     Only "value < 0" matters at the root. Ops with a ``sign_pass`` rule pass such a test
     on (``neg`` flipped); where the row's ``sign_choose`` rule names one argument, the row
     is replaced by it (sign choice 1 or 2). An interval choice passes any need unchanged.
     """
 
-    def branch(code: int) -> Callable[..., Any]:
-        op = OPS[code]
+    def need(op: Op, args: tuple[Any, ...], wanted: Any, ch: Any, need_a: Any, need_b: Any,
+             same: Any) -> Any:  # fmt: skip
+        sign_choice = jnp.zeros(CHILDREN, jnp.int32)
+        test = (wanted == LESS) | (wanted == GREATER)
+        passed = jnp.where(wanted == NONE, NONE, VALUE)
+        if op.sign_pass == "flip":
+            passed = jnp.where(test, wanted ^ (LESS | GREATER), passed)
+        elif op.sign_pass == "same":
+            assert op.sign_choose is not None
+            a, b = args
+            clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
+            usable = clean & test
+            chosen = jnp.where(
+                wanted == GREATER,
+                op.sign_choose(jnp, a, b, True),
+                op.sign_choose(jnp, a, b, False),
+            ).astype(jnp.int32)
+            sign_choice = jnp.where(usable & (ch == 0), chosen, 0)
+            passed = jnp.where(usable | (ch != 0), wanted, passed)
+            ch = jnp.where(ch != 0, ch, sign_choice)
+        to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
+        to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
+        merged_a = need_a | to_a
+        merged_b = jnp.where(same, merged_a, need_b) | to_b
+        # With a == b the second update wins, so it must carry both.
+        return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
 
-        def run(wanted: Any, ch: Any, a: Any, b: Any, need_a: Any, need_b: Any, same: Any) -> Any:
-            sign_choice = jnp.zeros(CHILDREN, jnp.int32)
-            test = (wanted == LESS) | (wanted == GREATER)
-            passed = jnp.where(wanted == NONE, NONE, VALUE)
-            if op.sign_pass == "flip":
-                passed = jnp.where(test, wanted ^ (LESS | GREATER), passed)
-            elif op.sign_pass == "same":
-                assert op.sign_choose is not None
-                clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
-                usable = clean & test
-                chosen = jnp.where(
-                    wanted == GREATER,
-                    op.sign_choose(jnp, a, b, True),
-                    op.sign_choose(jnp, a, b, False),
-                ).astype(jnp.int32)
-                sign_choice = jnp.where(usable & (ch == 0), chosen, 0)
-                passed = jnp.where(usable | (ch != 0), wanted, passed)
-                ch = jnp.where(ch != 0, ch, sign_choice)
-            to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
-            to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
-            merged_a = need_a | to_a
-            merged_b = jnp.where(same, merged_a, need_b) | to_b
-            # With a == b the second update wins, so it must carry both.
-            return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
+    return branches(need, lambda code, *context: need(OPS[code], (), *context))
 
-        return run
 
-    return [branch(code) for code in range(len(OPS))]
+class PruneRegisters(NamedTuple):
+    """Per-row state of the tape being pruned, 4 lanes (children) a row: the interval
+    ``lo``/``hi``, the interval ``choice`` of a min/max, what users ``need`` of the row,
+    its ``codes`` (need + sign choice × 8) and the child-tape row standing for it
+    (``target``). Carried from tape to tape, never cleared."""
+
+    lo: jax.Array
+    hi: jax.Array
+    choice: jax.Array
+    need: jax.Array
+    codes: jax.Array
+    target: jax.Array
+
+
+class PruneOutputs(NamedTuple):
+    """What :func:`prune_kernel` returns: per child, its value's interval, whether it is
+    painted inside and its pruned tape's length; per parent row and child, whether the row
+    is kept (``emit``) and its operands in the child's tape."""
+
+    root_lo: jax.Array
+    root_hi: jax.Array
+    painted: jax.Array
+    kept: jax.Array
+    emit: jax.Array
+    new_a: jax.Array
+    new_b: jax.Array
 
 
 @functools.partial(jax.jit, static_argnames="registers")
@@ -197,7 +170,7 @@ def prune_kernel(
     z: jax.Array,
     *,
     registers: int,
-) -> tuple[jax.Array, ...]:
+) -> PruneOutputs:
     """Interval-evaluate and prune ``count`` parent tapes over their 4 child boxes each.
 
     ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × 4 children``. Returns, per child ``g * 4 +
@@ -210,8 +183,8 @@ def prune_kernel(
     ops, args, consts = tapes
     dtype = consts.dtype
     k4 = CHILDREN
-    branches = _interval_branches()
-    need_branches = _need_branches()
+    interval_rules = _interval_branches()
+    need_rules = _need_branches()
     arity = jnp.asarray(ARITY)
     rows = ops.shape[0]
     groups = starts.shape[0]
@@ -220,8 +193,10 @@ def prune_kernel(
     # reads was written earlier in the same group (operands precede their users).
     size = registers * k4
 
-    def group(g: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        (lo, hi, choice, need, codes, target), out = state[:6], state[6:]
+    def group(
+        g: jax.Array, state: tuple[PruneRegisters, PruneOutputs]
+    ) -> tuple[PruneRegisters, PruneOutputs]:
+        (lo, hi, choice, need, codes, target), out = state
         root_lo, root_hi, painted, kept, emit, new_a, new_b = out
         start, n, box = starts[g], lengths[g], boxes[g]
 
@@ -230,7 +205,7 @@ def prune_kernel(
             op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
             ia = (_read(lo, a, k4), _read(hi, a, k4))
             ib = (_read(lo, b, k4), _read(hi, b, k4))
-            low, high, ch = lax.switch(op, branches, ia, ib, consts[start + i], box, z)
+            low, high, ch = lax.switch(op, interval_rules, ia, ib, consts[start + i], box, z)
             return (
                 _write(lo, i, low, k4),
                 _write(hi, i, high, k4),
@@ -252,15 +227,15 @@ def prune_kernel(
             # All reads go into the switch and its results into the updates: with no read
             # of `need` between its two updates, XLA updates it in place.
             reads = (
-                _read(need, i, k4),
-                _read(choice, i, k4),
                 (_read(lo, a, k4), _read(hi, a, k4)),
                 (_read(lo, b, k4), _read(hi, b, k4)),
+                _read(need, i, k4),
+                _read(choice, i, k4),
                 _read(need, a, k4),
                 _read(need, b, k4),
                 a == b,
             )
-            need_a, need_b, code = lax.switch(op, need_branches, *reads)
+            need_a, need_b, code = lax.switch(op, need_rules, *reads)
             need = _write(_write(need, a, need_a, k4), b, need_b, k4)
             return need, _write(codes, i, code, k4)
 
@@ -298,13 +273,7 @@ def prune_kernel(
             )
 
         new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
-        return (
-            lo,
-            hi,
-            choice,
-            need,
-            codes,
-            target,
+        return PruneRegisters(lo, hi, choice, need, codes, target), PruneOutputs(
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
             _write(painted, g, inside, k4),
@@ -314,13 +283,11 @@ def prune_kernel(
             new_b,
         )
 
-    state = (
-        jnp.zeros(size, dtype),
-        jnp.zeros(size, dtype),
-        jnp.zeros(size, jnp.int32),
-        jnp.zeros(size, jnp.int32),
-        jnp.zeros(size, jnp.int32),
-        jnp.zeros(size, jnp.int32),
+    int_rows = jnp.zeros(size, jnp.int32)
+    registers_in = PruneRegisters(
+        jnp.zeros(size, dtype), jnp.zeros(size, dtype), int_rows, int_rows, int_rows, int_rows
+    )
+    outputs_in = PruneOutputs(
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, bool),
@@ -329,28 +296,8 @@ def prune_kernel(
         jnp.zeros(rows * k4, jnp.int32),
         jnp.zeros(rows * k4, jnp.int32),
     )
-    outputs: tuple[jax.Array, ...] = lax.fori_loop(0, count, group, state)[6:]
-    return outputs
-
-
-def value_branches() -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, const, x, y, z) → value`` over a leaf's pixels
-    (or any lanes: :func:`prospero_jax.evaluators.scan.value_scan` uses them too)."""
-
-    def branch(code: int) -> Callable[..., Any]:
-        op = OPS[code]
-
-        def run(a: Any, b: Any, c: Any, x: Any, y: Any, z: Any) -> Any:
-            if code == CONST:
-                return jnp.full_like(x, c)
-            if code in (VAR_X, VAR_Y, VAR_Z):
-                return {VAR_X: x, VAR_Y: y, VAR_Z: jnp.full_like(x, z)}[code]
-            assert op.rule is not None
-            return op.rule(jnp, *(a, b)[: op.arity])
-
-        return run
-
-    return [branch(code) for code in range(len(OPS))]
+    _, outputs = lax.fori_loop(0, count, group, (registers_in, outputs_in))
+    return cast(PruneOutputs, outputs)
 
 
 @functools.partial(jax.jit, static_argnames=("registers", "side"))
@@ -373,7 +320,7 @@ def leaf_kernel(
     """
     ops, args, consts = tapes
     px = side * side
-    branches = value_branches()
+    value_rules = value_branches()
     tiles = starts.shape[0]
 
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -385,7 +332,7 @@ def leaf_kernel(
         def step(i: jax.Array, regs: jax.Array) -> jax.Array:
             op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
             va, vb = _read(regs, a, px), _read(regs, b, px)
-            v = lax.switch(op, branches, va, vb, consts[start + i], x, y, z)
+            v = lax.switch(op, value_rules, va, vb, consts[start + i], x, y, z)
             return _write(regs, i, v, px)
 
         regs = lax.fori_loop(0, n, step, regs)

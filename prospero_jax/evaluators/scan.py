@@ -1,6 +1,7 @@
 """Stage 3b, the register-tape interpreter: values (and tangents) of a tape held as data.
 
-Input: a Program, packed once into register-allocated arrays (:class:`RegisterTape`);
+Input: a Program, packed once into register-allocated arrays
+(:class:`~prospero_jax.evaluators.tape.RegisterTape`);
 its constants as an array; points ``x, y, z`` and their tangents.
 Output: the value at every point and its derivative along the tangents (forward mode,
 :func:`dual_scan`), or the value alone (:func:`value_scan`, the ``interpreter`` compile
@@ -31,81 +32,33 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jaxtyping import Array, Float, Int32
+from jaxtyping import Array, Float
 
-from prospero_jax.evaluators.cull import value_branches
+from prospero_jax.evaluators.tape import branches, bucket, registers, value_branches
 from prospero_jax.evaluators.unroll import dual_step
-from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z
-from prospero_jax.ir.passes import allocate_registers
+from prospero_jax.ir.ops import CONST, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.program import Program
 
 
-class RegisterTape(NamedTuple):
-    """A program as arrays: row ``i`` computes ``ops[i]`` of registers ``a[i]``, ``b[i]``
-    (or takes constant number ``const[i]``) into register ``dst[i]``.
+def _dual_branches() -> list[Callable[..., Any]]:
+    """Branches ``(a, b, c, x, y, z) → (value, tangent)`` on dual numbers: every argument
+    is a pair ``(value, tangent)`` of arrays of the lanes' shape."""
 
-    Lengths are padded to a bucket with ``const`` rows that write the scratch register.
-    """
+    def source(code: int, c: Any, x: Any, y: Any, z: Any) -> Any:
+        if code == CONST:
+            return jnp.broadcast_to(c[0], x[0].shape), jnp.broadcast_to(c[1], x[1].shape)
+        return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
 
-    ops: Int32[np.ndarray, " rows"]
-    a: Int32[np.ndarray, " rows"]
-    b: Int32[np.ndarray, " rows"]
-    dst: Int32[np.ndarray, " rows"]
-    const: Int32[np.ndarray, " rows"]
-    root: int  # the register holding the value at the end
-    registers: int  # register-file rows, scratch included
+    def apply(op: Op, args: tuple[Any, ...], c: Any, x: Any, y: Any, z: Any) -> Any:
+        return dual_step(op, jnp, *args)
 
-
-def _bucket(n: int, smallest: int) -> int:
-    """``n`` rounded up to a power of two, at least ``smallest`` (few compiled shapes)."""
-    return max(smallest, 1 << max(0, n - 1).bit_length())
-
-
-@functools.lru_cache(maxsize=32)
-def pack(program: Program) -> RegisterTape:
-    """``program`` as a :class:`RegisterTape` (cached per program content)."""
-    n = len(program)
-    slots, count = allocate_registers(program)
-    registers = _bucket(count + 1, 16)
-    scratch = registers - 1
-    rows = _bucket(n, 256)
-    ops = np.full(rows, CONST, np.int32)
-    a, b, const = (np.zeros(rows, np.int32) for _ in range(3))
-    dst = np.full(rows, scratch, np.int32)
-    ops[:n] = program.opcodes
-    args = program.args
-    a[:n] = np.where(args[:, 0] >= 0, slots[np.maximum(args[:, 0], 0)], 0)
-    b[:n] = np.where(args[:, 1] >= 0, slots[np.maximum(args[:, 1], 0)], 0)
-    dst[:n] = slots
-    const[:n] = np.maximum(np.cumsum(program.opcodes == CONST) - 1, 0)
-    return RegisterTape(ops, a, b, dst, const, int(slots[-1]), registers)
-
-
-def _branches() -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, c, x, y, z) → (value, tangent)`` on dual numbers.
-
-    Every argument is a pair ``(value, tangent)`` of arrays of the lanes' shape.
-    """
-
-    def branch(code: int) -> Callable[..., Any]:
-        op = OPS[code]
-
-        def run(a: Any, b: Any, c: Any, x: Any, y: Any, z: Any) -> Any:
-            if code == CONST:
-                return jnp.broadcast_to(c[0], x[0].shape), jnp.broadcast_to(c[1], x[1].shape)
-            if code in (VAR_X, VAR_Y, VAR_Z):
-                return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
-            return dual_step(op, jnp, *(a, b)[: op.arity])
-
-        return run
-
-    return [branch(code) for code in range(len(OPS))]
+    return branches(apply, source)
 
 
 @functools.partial(jax.jit, static_argnames="registers")
@@ -125,7 +78,7 @@ def dual_scan(
     root register, both data; the tangents ``d_constants``, ``d_points`` have the shapes
     of ``constants`` and ``points``.
     """
-    branches = _branches()
+    dual_rules = _dual_branches()
     lanes = points[0].shape
     x, y, z = ((p, t) for p, t in zip(points, d_points, strict=True))
 
@@ -135,7 +88,7 @@ def dual_scan(
         va = (values[a], tangents[a])
         vb = (values[b], tangents[b])
         c = (constants[k], d_constants[k])
-        v, t = lax.switch(op, branches, va, vb, c, x, y, z)
+        v, t = lax.switch(op, dual_rules, va, vb, c, x, y, z)
         return (values.at[dst].set(v), tangents.at[dst].set(t)), None
 
     zero = jnp.zeros((registers, *lanes), points[0].dtype)
@@ -153,12 +106,12 @@ def value_scan(
     registers: int,
 ) -> Float[Array, " n"]:
     """The tape's value at ``n`` points (flat lanes), one scan step a row (as :func:`dual_scan`)."""
-    branches = value_branches()  # the leaf kernel's: the op table's value rules
+    value_rules = value_branches()  # the leaf kernel's: the op table's value rules
     x, y, z = points
 
     def step(values: jax.Array, row: tuple[jax.Array, ...]) -> Any:
         op, a, b, dst, k = row
-        v = lax.switch(op, branches, values[a], values[b], constants[k], x, y, z)
+        v = lax.switch(op, value_rules, values[a], values[b], constants[k], x, y, z)
         return values.at[dst].set(v), None
 
     values, _ = lax.scan(step, jnp.zeros((registers, *x.shape), x.dtype), tape)
@@ -167,10 +120,10 @@ def value_scan(
 
 def value_function(program: Program) -> Callable[..., jax.Array]:
     """``g(x, y, z) → value`` by :func:`value_scan`: points of one shape and dtype."""
-    tape = pack(program)
-    arrays = (tape.ops, tape.a, tape.b, tape.dst, tape.const)
+    tape = registers(program)
+    arrays = tape.rows
     constants = program.constants
-    padded = np.zeros(_bucket(constants.size, 16))
+    padded = np.zeros(bucket(constants.size, 16))
     padded[: constants.size] = constants
 
     def evaluate(x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
@@ -190,8 +143,8 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
     Points and tangents are arrays of one shape and dtype (any shape; flattened inside);
     constants are in the program's order of ``const`` rows.
     """
-    tape = pack(program)
-    arrays = (tape.ops, tape.a, tape.b, tape.dst, tape.const)
+    tape = registers(program)
+    arrays = tape.rows
 
     def evaluate(
         constants: jax.Array,
@@ -200,7 +153,7 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         d_points: tuple[jax.Array, ...],
     ) -> tuple[jax.Array, jax.Array]:
         shape = points[0].shape
-        pad = (0, _bucket(constants.shape[0], 16) - constants.shape[0])  # few shapes
+        pad = (0, bucket(constants.shape[0], 16) - constants.shape[0])  # few shapes
         constants, d_constants = jnp.pad(constants, pad), jnp.pad(d_constants, pad)
         flat = tuple(p.reshape(-1) for p in points)
         d_flat = tuple(t.reshape(-1) for t in d_points)

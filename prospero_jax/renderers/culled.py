@@ -44,16 +44,14 @@ from jax.sharding import NamedSharding
 from jaxtyping import UInt8
 
 from prospero_jax.evaluators.cull import (
-    ARITY,
     CHILDREN,
     GROUP_CAPACITY,
     LEAF_PIXEL_CAPACITY,
     ROW_CAPACITY,
-    Tapes,
     leaf_kernel,
     prune_kernel,
-    register_capacity,
 )
+from prospero_jax.evaluators.tape import ARITY, Tapes, register_capacity
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST
 from prospero_jax.ir.program import Program
