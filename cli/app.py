@@ -171,7 +171,14 @@ def progress_bar() -> Progress:
     )
 
 
-#: Options shared by the commands that render.
+def option(help: str, *names: str, panel: str | None = None, **extra: Any) -> Any:
+    """A typer option with ``help``, in help panel ``panel``; no default shown (the help
+    says it where it matters)."""
+    return typer.Option(*names, help=help, show_default=False, rich_help_panel=panel, **extra)
+
+
+#: Options shared by the commands that render (typer declares parameters per command, so
+#: every rendering command lists these lines; their meaning is defined once, here).
 FileArg = Annotated[
     Path | None,
     typer.Argument(
@@ -184,6 +191,14 @@ DeviceOption = Annotated[
 ]
 RegionOption = Annotated[str, typer.Option(help="The square drawn, as XMIN,XMAX,YMIN,YMAX.")]
 ZOption = Annotated[float, typer.Option(help="The z plane sliced, for 3D models.")]
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        help="brute: every pixel (or frame) through the compiled program; culled: interval "
+        "culling and per-tile tape pruning (same image, no compile per program); auto: "
+        "culled on CPU, brute on accelerators."
+    ),
+]
 CacheOption = Annotated[
     bool, typer.Option(help="Keep compiled kernels in JAX's persistent cache on disk.")
 ]

@@ -10,18 +10,20 @@ import jax
 import typer
 
 import prospero_jax as pj
-from cli.app import (
+from cli.app import (  # the shared options, as every rendering command imports them
     CacheOption,
     DeviceOption,
     DType,
     DTypeOption,
     FileArg,
     Mode,
+    ModeOption,
     RegionOption,
     ZOption,
     app,
     console,
     load,
+    option,
     progress_bar,
     target,
     user_errors,
@@ -29,6 +31,23 @@ from cli.app import (
 )
 
 SCALING = "Scaling out"
+DEVICES = (
+    "Shard the work over several devices: all, or a count N (the first N). Same image as "
+    "one device. On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices."
+)
+BAND_ROWS = (
+    "Stream the image to disk in bands of this many rows: memory stays bounded by one band, "
+    "and an interrupted render resumes where it stopped when run again. [default: streamed "
+    f"above {int(pj.MEMORY_LIMIT**0.5)} px, {pj.BAND_ROWS} rows per band]"
+)
+RESTART = "Streamed renders: discard the bands an interrupted run left, start again."
+COORDINATOR = (
+    "Multi-process render: HOST:PORT of process 0 (jax.distributed). Each process renders "
+    "its band of rows (streamed: its share of the bands, into the same partial file, so on "
+    "a shared file system); process 0 writes the image."
+)
+PROCESSES = "Multi-process render: how many processes."
+PROCESS_ID = "Multi-process render: this process's index, 0 to N-1."
 
 
 class Shade(StrEnum):
@@ -39,110 +58,52 @@ class Shade(StrEnum):
 @app.command()
 def render(
     file: FileArg = None,
-    size: Annotated[int, typer.Option("--size", "-s", help="Image side in pixels.")] = 1024,
+    size: Annotated[int, option("Image side in pixels. [default: 1024]", "--size", "-s")] = 1024,
     output: Annotated[
         Path | None,
-        typer.Option(
+        option(
+            "Image to write: .png, .pgm (binary P5, greyscale) or .ppm (binary P6, colour). "
+            "[default: FILE's name as .png]",
             "--output",
             "-o",
-            show_default=False,
-            help="Image to write: .png, .pgm (binary P5, greyscale) or .ppm (binary P6, "
-            "colour). [default: FILE's name as .png]",
         ),
     ] = None,
+    # The options every rendering command shares (defined once, in cli.app): typer
+    # declares parameters per command, so each command lists them.
     dtype: DTypeOption = DType.float32,
-    mode: Annotated[
-        Mode,
-        typer.Option(
-            help="brute: every pixel through the compiled program; culled: interval culling "
-            "and per-tile tape pruning (same image, much faster); auto: the fastest."
-        ),
-    ] = Mode.auto,
+    mode: ModeOption = Mode.auto,
     device: DeviceOption = None,
     region: RegionOption = "-1,1,-1,1",
     z: ZOption = 0.0,
     cache: CacheOption = True,
     antialias: Annotated[
         bool,
-        typer.Option(
-            help="Smooth the outline: grey levels from the distance estimate f/|∇f|, "
-            "computed from gradients only at the pixels next to the outline."
+        option(
+            "Smooth the outline: grey levels from the distance estimate f/|∇f|, computed "
+            "from gradients only at the pixels next to the outline."
         ),
     ] = False,
     shade: Annotated[
         Shade | None,
-        typer.Option(
-            show_default=False,
-            help="Colour the outline band by the gradient: normals (∇f/|∇f| as RGB) or "
-            "gradient (hue: direction, brightness: |∇f|). Colour output: .png or .ppm.",
+        option(
+            "Colour the outline band by the gradient: normals (∇f/|∇f| as RGB) or gradient "
+            "(hue: direction, brightness: |∇f|). Colour output: .png or .ppm."
         ),
     ] = None,
     band: Annotated[
         int,
-        typer.Option(
+        option(
+            "With --shade: pixels on each side of the outline where gradients are "
+            "evaluated; 0 evaluates every pixel (slow for long programs). [default: 3]",
             min=0,
-            help="With --shade: pixels on each side of the outline where gradients are "
-            "evaluated; 0 evaluates every pixel (slow for long programs).",
         ),
     ] = 3,
-    devices: Annotated[
-        str | None,
-        typer.Option(
-            show_default=False,
-            rich_help_panel=SCALING,
-            help="Shard the work over several devices: all, or a count N (the first N). "
-            "Same image as one device. On CPU, XLA_FLAGS="
-            "--xla_force_host_platform_device_count=N makes N devices.",
-        ),
-    ] = None,
-    band_rows: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            show_default=False,
-            rich_help_panel=SCALING,
-            help="Stream the image to disk in bands of this many rows: memory stays "
-            "bounded by one band, and an interrupted render resumes where it stopped "
-            f"when run again. [default: streamed above {int(pj.MEMORY_LIMIT**0.5)} px, "
-            f"{pj.BAND_ROWS} rows per band]",
-        ),
-    ] = None,
-    restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            rich_help_panel=SCALING,
-            help="Streamed renders: discard the bands an interrupted run left, start again.",
-        ),
-    ] = False,
-    coordinator: Annotated[
-        str | None,
-        typer.Option(
-            show_default=False,
-            rich_help_panel=SCALING,
-            help="Multi-process render: HOST:PORT of process 0 (jax.distributed). Each "
-            "process renders its band of rows (streamed: its share of the bands, into the "
-            "same partial file, so on a shared file system); process 0 writes the image.",
-        ),
-    ] = None,
-    num_processes: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            show_default=False,
-            rich_help_panel=SCALING,
-            help="Multi-process render: how many processes.",
-        ),
-    ] = None,
-    process_id: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            show_default=False,
-            rich_help_panel=SCALING,
-            help="Multi-process render: this process's index, 0 to N-1.",
-        ),
-    ] = None,
+    devices: Annotated[str | None, option(DEVICES, panel=SCALING)] = None,
+    band_rows: Annotated[int | None, option(BAND_ROWS, panel=SCALING, min=1)] = None,
+    restart: Annotated[bool, option(RESTART, "--restart", panel=SCALING)] = False,
+    coordinator: Annotated[str | None, option(COORDINATOR, panel=SCALING)] = None,
+    num_processes: Annotated[int | None, option(PROCESSES, panel=SCALING, min=1)] = None,
+    process_id: Annotated[int | None, option(PROCESS_ID, panel=SCALING, min=0)] = None,
 ) -> None:
     """Render FILE (or the built-in demo) as a black-and-white image.
 

@@ -11,18 +11,20 @@ import numpy as np
 import typer
 
 import prospero_jax as pj
-from cli.app import (
+from cli.app import (  # the shared options, as every rendering command imports them
     CacheOption,
     DeviceOption,
     DType,
     DTypeOption,
     FileArg,
     Mode,
+    ModeOption,
     RegionOption,
     ZOption,
     app,
     checked,
     load,
+    option,
     progress_bar,
     target,
     user_errors,
@@ -41,10 +43,9 @@ def sweep(
     file: FileArg = None,
     constant: Annotated[
         str | None,
-        typer.Option(
-            show_default=False,
-            help="The const instruction to vary, by its id in the .vm file (e.g. _1a). "
-            "Leave out to list them.",
+        option(
+            "The const instruction to vary, by its id in the .vm file (e.g. _1a). "
+            "Leave out to list them."
         ),
     ] = None,
     start: Annotated[float, typer.Option("--from", help="The constant's first value.")] = 0.0,
@@ -55,24 +56,19 @@ def sweep(
         Path, typer.Option("--out-dir", "-o", help="Directory for the frames (created).")
     ] = Path("frames"),
     image_format: Annotated[str, typer.Option("--format", help="png or pgm.")] = "png",
+    # The options every rendering command shares (defined once, in cli.app): typer
+    # declares parameters per command, so each command lists them.
     dtype: DTypeOption = DType.float32,
-    mode: Annotated[
-        Mode,
-        typer.Option(
-            help="brute: one vmapped, jitted closure renders every frame's tiles at once; "
-            "culled: each frame culled in turn (no compile per frame); auto: culled on CPU."
-        ),
-    ] = Mode.auto,
+    mode: ModeOption = Mode.auto,
     device: DeviceOption = None,
     region: RegionOption = "-1,1,-1,1",
     z: ZOption = 0.0,
     cache: CacheOption = True,
     devices: Annotated[
         str | None,
-        typer.Option(
-            show_default=False,
-            help="Shard over several devices: all, or a count N (brute: the frames; "
-            "culled: each frame's work).",
+        option(
+            "Shard over several devices: all, or a count N (brute: the frames; culled: "
+            "each frame's work)."
         ),
     ] = None,
 ) -> None:

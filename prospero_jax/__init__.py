@@ -1,10 +1,11 @@
 """prospero-jax: a JAX-traced compiler for implicit-surface programs in the `.vm` format.
 
-The pipeline, one module per stage::
+The pipeline, one subpackage per layer (``ir``, ``evaluators``, ``runtime``, ``renderers``,
+``io``, ``benchmarks``; see ARCHITECTURE.md)::
 
     .vm text --parse--> Program --passes--> Program --lower--> f(x, y, z) --render--> image
 
-Public API:
+Public API (the subpackages are the implementation):
 
 * :func:`parse`, :func:`load`: `.vm` text or file → :class:`Program` (errors:
   :class:`VMError`, which names the source and line);
@@ -15,9 +16,15 @@ Public API:
   differentiate with respect to the constants (write them back with
   :meth:`Program.with_constants`);
 * :func:`to_interval_function`: Program → ``g(x, y, z)`` on :class:`Interval` pytrees, sound;
+* :class:`View` (what to draw: size, region, z, rows; validated once) and :class:`Target`
+  (where to run: dtype, device or devices), which every renderer takes (keywords are a
+  shorthand for them);
 * :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0), by brute
   force or by interval culling with per-tile tape pruning, on one device or sharded over
-  several (``devices="all"``), whole or a band of rows;
+  several (``devices="all"``), whole or a band of rows; :func:`prune`: what culling keeps
+  of a program in a box;
+* :func:`render_file`: Program → an image file, streamed when large (the CLI's render);
+  :func:`render_frames`: a constant swept over values, a frame file each;
 * :func:`render_to_file`: Program → a PGM or PNG file of any size, streamed band by band,
   resumable after an interruption (:class:`StreamReport`);
 * :func:`initialize`, :func:`render_across_processes`: multi-process renders over
@@ -35,14 +42,14 @@ Public API:
   and device, beside the oracle (what ``prospero bench`` prints);
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache on disk;
 * :mod:`prospero_jax.reference`: the float64 NumPy oracle and its images;
-* :mod:`prospero_jax.ir.shapes`: a builder that emits `.vm` programs (and the demo model).
+* :mod:`prospero_jax.shapes`: a builder that emits `.vm` programs (and the demo model).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from prospero_jax.runtime import xla as _xla_flags
 
-_xla_flags.install()  # before anything starts JAX's backend
+_xla_flags.install()  # before anything starts JAX's backend; PROSPERO_JAX_XLA_FLAGS=0 skips it
 
 from prospero_jax.benchmarks.measure import DEFAULT_MODES as DEFAULT_BENCH_MODES
 from prospero_jax.benchmarks.measure import MODES as BENCH_MODES
@@ -83,6 +90,7 @@ from prospero_jax.renderers.view import (
     MEMORY_LIMIT,
     InvalidView,
     Progress,
+    Shorthand,
     Target,
     View,
     resolve_device,
@@ -113,6 +121,7 @@ __all__ = [
     "Op",
     "Program",
     "Progress",
+    "Shorthand",
     "StreamError",
     "StreamReport",
     "Target",

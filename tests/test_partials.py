@@ -120,7 +120,7 @@ def test_derivative_conventions_are_finite(
 def test_dual_interpreter_compiles_once_for_any_program_of_its_buckets(
     hi: pj.Program, quarter: pj.Program
 ) -> None:
-    from prospero_jax.evaluators.scan import dual_scan
+    from prospero_jax.evaluators.scan import scan
     from prospero_jax.evaluators.tape import registers
 
     assert (registers(hi).registers, len(registers(hi).ops)) == (
@@ -129,7 +129,7 @@ def test_dual_interpreter_compiles_once_for_any_program_of_its_buckets(
     )
     x = jnp.linspace(-1, 1, 11)
     jax.jvp(pj.to_function(hi, derivatives="interpreter"), (x, x), (x, x))
-    before = dual_scan._cache_size()
+    before = scan._cache_size()
     for program in (quarter, hi.with_constants(hi.constants * 0.5)):
         jax.jvp(pj.to_function(program, derivatives="interpreter"), (x, x), (x, x))
-    assert dual_scan._cache_size() == before
+    assert scan._cache_size() == before

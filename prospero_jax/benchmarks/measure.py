@@ -1,4 +1,4 @@
-"""Stage 6, measure: compile time against run time, per strategy, image size and device.
+"""Measuring compile time against run time, per strategy, image size and device.
 
 Input: a Program, image sizes, modes (:data:`MODES`: the compilation strategies of
 :mod:`prospero_jax.benchmarks.strategies`, run through the brute-force tile loop, and ``culled``,

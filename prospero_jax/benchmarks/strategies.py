@@ -16,7 +16,7 @@ The strategies differ only in what XLA is given to compile:
   (An ``optimization_barrier`` inside one jit does not do this: XLA:CPU removes it before
   fusion, and the compiled module is one fusion again; and nested jits are inlined.) The
   tile function is a host loop over the compiled pieces, so it is not jitted itself;
-* ``interpreter``: the tape as data (:func:`prospero_jax.evaluators.scan.value_scan`, ``lax.scan``
+* ``interpreter``: the tape as data (:func:`prospero_jax.evaluators.scan.scan`, ``lax.scan``
   over rows, ``lax.switch`` over the op table): the compiled code does not depend on the
   program, only on power-of-two buckets of its size, so it compiles in about a second for
   any tape, and every row reads and writes a register file in memory;

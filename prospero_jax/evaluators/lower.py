@@ -1,4 +1,4 @@
-"""Stage 3, lowering: Program → a pure, differentiable function of JAX arrays.
+"""Lowering: Program → a pure, differentiable function of JAX arrays.
 
 Input: a Program.
 Output: a *field*: ``f(x, y, z=0.0)`` (:func:`to_function`), or ``f(constants, x, y,

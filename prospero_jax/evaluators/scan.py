@@ -1,16 +1,16 @@
-"""Stage 3b, the register-tape interpreter: values (and tangents) of a tape held as data.
+"""The scan interpreter: values (and tangents) of a tape held as data.
 
 Input: a Program, packed once into register-allocated arrays
 (:class:`~prospero_jax.evaluators.tape.RegisterTape`);
 its constants as an array; points ``x, y, z`` and their tangents.
 Output: the value at every point and its derivative along the tangents (forward mode,
-:func:`dual_scan`), or the value alone (:func:`value_scan`, the ``interpreter`` compile
+:func:`scan` with ``dual=True``), or the value alone (``dual=False``, the ``interpreter`` compile
 strategy of :mod:`prospero_jax.benchmarks.strategies`).
 
 Why it exists: JAX's derivative of the unrolled closure is a graph twice the tape's size
 that XLA compiles superlinearly (``../shared/README.md``: value + jvp of the first 2,000
 instructions of prospero, 17.8 s; of all of it, unfinished after 12.5 minutes). Here the
-tape is data: :func:`dual_scan` is one ``lax.scan`` step per instruction, dispatched by
+tape is data: :func:`scan` is one ``lax.scan`` step per instruction, dispatched by
 ``lax.switch`` over branches built from the op table's value and partials rules, on a
 register file of ``count`` rows (:func:`prospero_jax.ir.passes.allocate_registers`: 192
 for prospero's 7,591 instructions). The compiled code depends on the op table, the
@@ -61,65 +61,46 @@ def _dual_branches() -> list[Callable[..., Any]]:
     return branches(apply, source)
 
 
-@functools.partial(jax.jit, static_argnames="registers")
-def dual_scan(
+Lanes = Float[Array, " n"]
+
+
+@functools.partial(jax.jit, static_argnames=("registers", "dual"))
+def scan(
     tape: tuple[jax.Array, ...],
     root: jax.Array,
-    constants: Float[Array, " k"],
-    points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
-    d_constants: Float[Array, " k"],
-    d_points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
+    constants: Any,
+    points: tuple[Any, Any, Any],
     *,
     registers: int,
-) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
-    """Value and tangent of the tape at ``n`` points (flat lanes), one scan step a row.
+    dual: bool,
+) -> Any:
+    """The tape at ``n`` points (flat lanes), one ``lax.scan`` step a row.
 
-    ``tape`` is ``(ops, a, b, dst, const)`` of a :class:`RegisterTape` and ``root`` its
-    root register, both data; the tangents ``d_constants``, ``d_points`` have the shapes
-    of ``constants`` and ``points``.
+    ``tape`` is :attr:`RegisterTape.rows` and ``root`` its root register, both data.
+    Values: ``constants`` is an array, ``points`` three lane arrays; the result is the
+    value. ``dual=True``: every one of them is a pair ``(value, tangent)`` (constants and
+    their tangents, each point and its tangent), and so is the result. The register file
+    is the same pytree: one array of ``registers`` rows, or a pair of them.
     """
-    dual_rules = _dual_branches()
-    lanes = points[0].shape
-    x, y, z = ((p, t) for p, t in zip(points, d_points, strict=True))
+    rules = _dual_branches() if dual else value_branches()
+    lanes, dtype = (points[0][0].shape, points[0][0].dtype) if dual else (
+        points[0].shape, points[0].dtype)  # fmt: skip
 
-    def step(regs: tuple[jax.Array, jax.Array], row: tuple[jax.Array, ...]) -> Any:
-        values, tangents = regs
+    def step(regs: Any, row: tuple[jax.Array, ...]) -> Any:
         op, a, b, dst, k = row
-        va = (values[a], tangents[a])
-        vb = (values[b], tangents[b])
-        c = (constants[k], d_constants[k])
-        v, t = lax.switch(op, dual_rules, va, vb, c, x, y, z)
-        return (values.at[dst].set(v), tangents.at[dst].set(t)), None
+        va = jax.tree.map(lambda r: r[a], regs)
+        vb = jax.tree.map(lambda r: r[b], regs)
+        c = jax.tree.map(lambda v: v[k], constants)
+        out = lax.switch(op, rules, va, vb, c, *points)
+        return jax.tree.map(lambda r, v: r.at[dst].set(v), regs, out), None
 
-    zero = jnp.zeros((registers, *lanes), points[0].dtype)
-    (values, tangents), _ = lax.scan(step, (zero, zero), tape)
-    return values[root], tangents[root]
-
-
-@functools.partial(jax.jit, static_argnames="registers")
-def value_scan(
-    tape: tuple[jax.Array, ...],
-    root: jax.Array,
-    constants: Float[Array, " k"],
-    points: tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]],
-    *,
-    registers: int,
-) -> Float[Array, " n"]:
-    """The tape's value at ``n`` points (flat lanes), one scan step a row (as :func:`dual_scan`)."""
-    value_rules = value_branches()  # the leaf kernel's: the op table's value rules
-    x, y, z = points
-
-    def step(values: jax.Array, row: tuple[jax.Array, ...]) -> Any:
-        op, a, b, dst, k = row
-        v = lax.switch(op, value_rules, values[a], values[b], constants[k], x, y, z)
-        return values.at[dst].set(v), None
-
-    values, _ = lax.scan(step, jnp.zeros((registers, *x.shape), x.dtype), tape)
-    return values[root]
+    zero = jnp.zeros((registers, *lanes), dtype)
+    file, _ = lax.scan(step, (zero, zero) if dual else zero, tape)
+    return jax.tree.map(lambda r: r[root], file)
 
 
 def value_function(program: Program) -> Callable[..., jax.Array]:
-    """``g(x, y, z) → value`` by :func:`value_scan`: points of one shape and dtype."""
+    """``g(x, y, z) → value`` by :func:`scan`: points of one shape and dtype."""
     tape = registers(program)
     arrays = tape.rows
     constants = program.constants
@@ -130,7 +111,8 @@ def value_function(program: Program) -> Callable[..., jax.Array]:
         with np.errstate(over="ignore"):
             c = jnp.asarray(padded.astype(x.dtype))
         flat = tuple(p.reshape(-1) for p in (x, y, z))
-        value = value_scan(arrays, np.int32(tape.root), c, flat, registers=tape.registers)
+        root = np.int32(tape.root)
+        value = scan(arrays, root, c, flat, registers=tape.registers, dual=False)
         out: jax.Array = value.reshape(x.shape)
         return out
 
@@ -155,17 +137,11 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         shape = points[0].shape
         pad = (0, bucket(constants.shape[0], 16) - constants.shape[0])  # few shapes
         constants, d_constants = jnp.pad(constants, pad), jnp.pad(d_constants, pad)
-        flat = tuple(p.reshape(-1) for p in points)
-        d_flat = tuple(t.reshape(-1) for t in d_points)
-        value, tangent = dual_scan(
-            arrays,
-            np.int32(tape.root),
-            constants,
-            flat,
-            d_constants,
-            d_flat,
-            registers=tape.registers,
-        )
+        pairs = tuple((p.reshape(-1), t.reshape(-1)) for p, t in zip(points, d_points, strict=True))
+        value, tangent = scan(
+            arrays, np.int32(tape.root), (constants, d_constants), pairs,
+            registers=tape.registers, dual=True,
+        )  # fmt: skip
         return value.reshape(shape), tangent.reshape(shape)
 
     return evaluate

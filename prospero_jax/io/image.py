@@ -1,4 +1,4 @@
-"""Stage 5, image output: a uint8 image → a PGM, PPM or PNG file, written atomically.
+"""Image files: a uint8 image → a PGM, PPM or PNG file, written atomically.
 
 Input: a uint8 array, ``(h, w)`` greyscale or ``(h, w, 3)`` RGB, and a path whose
 extension picks the format (``.pgm``: binary P5, greyscale, the challenge's format;

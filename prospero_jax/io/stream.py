@@ -1,4 +1,4 @@
-"""Stage 5b, streamed output: Program → a PGM or PNG file of any size, band by band, resumable.
+"""Streamed output: Program → a PGM or PNG file of any size, band by band, resumable.
 
 Input: a Program, an image size, a target path (``.pgm`` or ``.png``) and the options of
 :func:`prospero_jax.render`. Output: the file, identical to rendering the whole image and
@@ -36,10 +36,10 @@ import fcntl
 import glob
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Unpack
 
 import jax
 import numpy as np
@@ -48,7 +48,7 @@ from jax.experimental import multihost_utils
 from prospero_jax.io.image import image_format, pnm_header, write_png_bands
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Progress, Target, View, target_of, view_of
+from prospero_jax.renderers.view import Progress, Shorthand, View, resolve
 from prospero_jax.runtime.files import FileWriteError, atomic_write, write_error
 
 #: Rows per band by default: a 65536-wide band is then 128 MB.
@@ -104,14 +104,9 @@ def render_to_file(
     *,
     band_rows: int = BAND_ROWS,
     resume: bool = True,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    target: Target | None = None,
-    dtype: str | None = None,
-    device: str | jax.Device | None = None,
-    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> StreamReport:
     """Render ``program`` into ``path`` band by band (module docstring).
 
@@ -120,10 +115,9 @@ def render_to_file(
     left bands. ``progress(done, total)`` counts bands; its first call reports the bands
     found done.
     """
-    view = view_of(size, region, z)  # validated before any file is made
+    view, where = resolve(size, options)  # validated before any file is made
     if view.rows is not None:
         raise ValueError("a file holds the whole image: render_to_file takes no rows")
-    where = target_of(target, dtype, device, devices)
     size, region, z, dtype = view.size, view.region, view.z, where.dtype
     out = Path(path)
     fmt = image_format(out)

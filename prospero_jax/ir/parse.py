@@ -1,4 +1,4 @@
-"""Stage 1, parse: `.vm` text → :class:`~prospero_jax.ir.program.Program`.
+"""Parsing: `.vm` text → :class:`~prospero_jax.ir.program.Program`.
 
 Input: text in the Prospero `.vm` format (one ``ID OPCODE ARG...`` per line; blank lines
 and lines starting with ``#`` are comments), or a path to such a file (at most

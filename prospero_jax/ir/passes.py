@@ -1,4 +1,4 @@
-"""Stage 2, passes: Program → Program rewrites, and analyses of a Program.
+"""Passes: Program → Program rewrites, and analyses of a Program.
 
 Input: a :class:`~prospero_jax.ir.program.Program`.
 Output: an equivalent Program (same value at every point, bit for bit in float64), or

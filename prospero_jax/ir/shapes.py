@@ -67,6 +67,7 @@ class Expr:
         args = [self.name, *(self.builder.lift(o).name for o in others)]
         return self.builder.emit(opcode, *args)
 
+    # Python's operator protocol: one method per operator and side, each one line.
     def __add__(self, other: Expr | Number) -> Expr:
         return self._op("add", other)
 

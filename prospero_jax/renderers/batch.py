@@ -24,7 +24,8 @@ where the value is within a few ulps of 0.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Unpack
 
 import jax
 import jax.numpy as jnp
@@ -39,13 +40,13 @@ from prospero_jax.renderers.culled import render_culled
 from prospero_jax.renderers.sharding import line_mesh, pad_to
 from prospero_jax.renderers.view import (
     Progress,
+    Shorthand,
     Target,
     View,
     check_memory,
     culls,
-    target_of,
+    resolve,
     to_pixels,
-    view_of,
 )
 
 
@@ -70,14 +71,9 @@ def render_batch(
     constants: Float[ArrayLike, "batch constants"],
     size: int | View = 1024,
     *,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    target: Target | None = None,
-    dtype: str | None = None,
-    device: str | jax.Device | None = None,
-    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> UInt8[np.ndarray, "batch height size"]:
     """Render ``program`` once per row of ``constants`` (module docstring).
 
@@ -86,8 +82,7 @@ def render_batch(
     shards the frames over them (a 1-D mesh; each device renders its frames' share of
     every tile) and culling shards each image's work.
     """
-    view = view_of(size, region, z)
-    where = target_of(target, dtype, device, devices)
+    view, where = resolve(size, options)
     table = np.asarray(constants, np.float64)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
         raise ValueError(

@@ -16,7 +16,7 @@ computed from the same coordinates by the same kernels, only in another process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Unpack
 
 import jax
 import numpy as np
@@ -25,7 +25,7 @@ from jaxtyping import UInt8
 
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Target, View, target_of, view_of
+from prospero_jax.renderers.view import Shorthand, View, resolve
 
 
 def initialize(
@@ -50,21 +50,18 @@ def render_across_processes(
     program: Program,
     size: int | View,
     *,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    target: Target | None = None,
-    dtype: str | None = None,
-    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
+    **options: Unpack[Shorthand],
 ) -> UInt8[np.ndarray, "size size"]:
     """The whole image, this process rendering its share of the rows (module docstring).
 
     Without a ``target``, each process shards over all its local devices.
     """
-    view = view_of(size, region, z)
-    if target is None and devices is None:
-        devices = "all"
-    where = target_of(target, dtype, None, devices)
+    if options.get("target") is None and options.get("devices") is None:
+        options["devices"] = "all"
+    view, where = resolve(size, options)
+    if view.rows is not None:
+        raise ValueError("render_across_processes renders the whole image: no rows")
     processes, me = jax.process_count(), jax.process_index()
     if processes == 1:
         return render(program, view, target=where, mode=mode)

@@ -31,6 +31,7 @@ def values(
     return evaluate(program, xs[None, :], ys[:, None], z)
 
 
+# The same parameters as values(): render is its image.
 def render(
     program: Program,
     size: int,

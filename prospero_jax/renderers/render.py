@@ -15,54 +15,37 @@ is :func:`~prospero_jax.renderers.view.culls`'s rule. Images above
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Unpack
 
-import jax
 import numpy as np
 from jaxtyping import UInt8
 
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.culled import render_culled
-from prospero_jax.renderers.view import (
-    Progress,
-    Target,
-    View,
-    check_memory,
-    culls,
-    target_of,
-    view_of,
-)
+from prospero_jax.renderers.view import Progress, Shorthand, View, check_memory, culls, resolve
 
 
 def render(
     program: Program,
     size: int | View = 1024,
     *,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    rows: tuple[int, int] | None = None,
-    target: Target | None = None,
-    dtype: str | None = None,
-    device: str | jax.Device | None = None,
-    devices: str | Sequence[jax.Device] | None = None,
     mode: str = "auto",
     tile: int | None = None,
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> UInt8[np.ndarray, "height size"]:
     """Render ``program`` as the challenge's ``size × size`` image (module docstring).
 
-    ``size`` is an image side or a :class:`View`; ``region`` (``(xmin, xmax, ymin,
-    ymax)``, default the ±1 square), ``z`` and ``rows = (start, stop)`` (a band: the same
-    pixels as the whole image has there) complete a side. ``target`` is a
-    :class:`Target`, or ``dtype`` (``float32`` or ``float64``), ``device`` (a platform
-    name or Device; default JAX's) and ``devices="all"`` (or a list: shard over them,
-    same image). ``mode`` is ``auto``, ``brute`` or ``culled``; ``tile`` overrides the
-    brute-force tile side; ``progress(done, total)`` is called as work finishes (tiles
-    in brute force, levels or blocks when culling).
+    ``size`` is an image side or a :class:`View`; :class:`Shorthand`'s keywords complete
+    it (``region=(xmin, xmax, ymin, ymax)``, default the ±1 square; ``z``; ``rows=(start,
+    stop)``, a band: the same pixels as the whole image has there) and say where to run
+    (``target``, or ``dtype``, ``device``, ``devices="all"``: sharded, same image).
+    ``mode`` is ``auto``, ``brute`` or ``culled``; ``tile`` overrides the brute-force tile
+    side; ``progress(done, total)`` is called as work finishes (tiles in brute force,
+    levels or blocks when culling).
     """
-    view = view_of(size, region, z, rows)
-    where = target_of(target, dtype, device, devices)
+    view, where = resolve(size, options)
     check_memory(view.height * view.size)
     with where.precision():
         if culls(mode, where):

@@ -22,8 +22,8 @@ of :func:`prospero_jax.to_function` at the pixel centres.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,7 @@ from jaxtyping import Bool, Float, UInt8
 from prospero_jax.evaluators.lower import to_function
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Progress, Target, View, target_of, view_of
+from prospero_jax.renderers.view import Progress, Shorthand, View, resolve
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
@@ -107,13 +107,9 @@ def sample_gradient(
     program: Program,
     size: int | View = 1024,
     *,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    target: Target | None = None,
-    dtype: str | None = None,
-    device: str | jax.Device | None = None,
     band: int | None = 1,
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> FieldSamples:
     """Value and gradient at the pixels within ``band`` of the outline (every pixel if None).
 
@@ -122,10 +118,9 @@ def sample_gradient(
     """
     if band is not None and band < 1:
         raise ValueError(f"band must be at least 1 pixel (or None for every pixel), got {band}")
-    view = view_of(size, region, z)
-    if view.rows is not None:
-        raise ValueError("gradients are sampled over the whole image, not a band of rows")
-    where = target_of(target, dtype, device)
+    view, where = resolve(size, options)
+    if view.rows is not None or where.devices:
+        raise ValueError("gradients are sampled over the whole image, on one device")
     inside = render(program, view, target=where) > 0
     where_band = np.ones_like(inside) if band is None else outline_band(inside, band)
     xs, ys = view.axes()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 import jax
 import numpy as np
@@ -246,31 +246,41 @@ def culls(mode: str, target: Target) -> bool:
     return mode == "culled" or (mode == "auto" and target.platform == "cpu")
 
 
-def view_of(
-    size: int | View,
-    region: Sequence[float] | None = None,
-    z: float | None = None,
-    rows: tuple[int, int] | None = None,
-) -> View:
-    """A :class:`View` from a render call's arguments: ``size`` is a View, or an image side
-    with the region, z and rows given beside it (a View must not be given those too)."""
+class Shorthand(TypedDict, total=False):
+    """Keywords every render entry point takes beside an image side: ``region``, ``z`` and
+    ``rows`` stand for a :class:`View`'s fields; ``target``, or ``dtype``, ``device`` and
+    ``devices`` (``"all"`` or a list: shard over them), for a :class:`Target`."""
+
+    region: Sequence[float] | None
+    z: float | None
+    rows: tuple[int, int] | None
+    target: Target | None
+    dtype: str | None
+    device: str | jax.Device | None
+    devices: str | Sequence[jax.Device] | None
+
+
+def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
+    """The :class:`View` and :class:`Target` a render call's arguments stand for.
+
+    ``size`` is a View, or an image side completed by ``options``; a View (or a Target)
+    must not also be given the fields it holds. Unknown keywords are a ``TypeError``.
+    """
+    unknown = set(options) - set(Shorthand.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    region, z, rows = options.get("region"), options.get("z"), options.get("rows")
     if isinstance(size, View):
         if region is not None or z is not None or rows is not None:
             raise ValueError("give the region, z and rows in the View, not beside it")
-        return size
-    return View(size, tuple(region) if region is not None else DEFAULT_REGION, z or 0.0, rows)  # type: ignore[arg-type]
-
-
-def target_of(
-    target: Target | None,
-    dtype: str | None = None,
-    device: str | jax.Device | None = None,
-    devices: str | Sequence[jax.Device] | None = None,
-) -> Target:
-    """A :class:`Target` from a render call's arguments: ``target``, or dtype and devices
-    given beside it (not both)."""
-    if target is not None:
-        if dtype is not None or device is not None or devices is not None:
-            raise ValueError("give the dtype and devices in the Target, not beside it")
-        return target
-    return Target.resolve(dtype or "float32", device, devices)
+        view = size
+    else:
+        bounds = tuple(region) if region is not None else DEFAULT_REGION
+        view = View(size, bounds, z or 0.0, rows)  # type: ignore[arg-type]  # checked there
+    target, dtype = options.get("target"), options.get("dtype")
+    device, devices = options.get("device"), options.get("devices")
+    if target is None:
+        return view, Target.resolve(dtype or "float32", device, devices)
+    if dtype is not None or device is not None or devices is not None:
+        raise ValueError("give the dtype and devices in the Target, not beside it")
+    return view, target
