@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from prospero_jax.io.image import check_image_format, write_image
-from prospero_jax.io.stream import BAND_ROWS, StreamReport, render_to_file
+from prospero_jax.io.stream import StreamReport, render_to_file
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.distributed import render_across_processes
@@ -89,7 +89,7 @@ def render_file(
     me = jax.process_index()
     if streamed:
         report = render_to_file(
-            program, view, out, band_rows=band_rows or BAND_ROWS, resume=resume,
+            program, view, out, band_rows=band_rows, resume=resume,
             target=target, mode=mode, progress=progress,
         )  # fmt: skip
         return FileReport(out, report.inside, time.perf_counter() - start, me == 0, report)

@@ -48,7 +48,7 @@ from jax.experimental import multihost_utils
 from prospero_jax.io.image import image_format, pnm_header, write_png_bands
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Progress, Shorthand, View, resolve
+from prospero_jax.renderers.view import MEMORY_LIMIT, Progress, Shorthand, View, resolve
 from prospero_jax.runtime.files import FileWriteError, atomic_write, write_error
 
 #: Rows per band by default: a 65536-wide band is then 128 MB.
@@ -102,7 +102,7 @@ def render_to_file(
     size: int | View,
     path: str | os.PathLike[str],
     *,
-    band_rows: int = BAND_ROWS,
+    band_rows: int | None = None,
     resume: bool = True,
     mode: str = "auto",
     progress: Progress | None = None,
@@ -111,7 +111,8 @@ def render_to_file(
     """Render ``program`` into ``path`` band by band (module docstring).
 
     What to draw and where to run are :func:`prospero_jax.render`'s (the whole image: no
-    ``rows``). ``resume=False`` starts again even if an earlier run of the same render
+    ``rows``). A band has ``band_rows`` rows (default :data:`BAND_ROWS`, fewer where the
+    image is so wide that a band would pass ``MEMORY_LIMIT``). ``resume=False`` starts again even if an earlier run of the same render
     left bands. ``progress(done, total)`` counts bands; its first call reports the bands
     found done.
     """
@@ -123,6 +124,8 @@ def render_to_file(
     fmt = image_format(out)
     if fmt == ".ppm":
         raise ValueError(f"{out}: streamed renders are greyscale; write .pgm or .png")
+    if band_rows is None:  # a band stays within what render() returns in memory
+        band_rows = max(1, min(BAND_ROWS, MEMORY_LIMIT // size))
     if band_rows < 1:
         raise ValueError(f"band rows must be at least 1, got {band_rows}")
     partial, _ = partial_paths(out)
