@@ -112,9 +112,9 @@ def render_to_file(
 
     What to draw and where to run are :func:`prospero_jax.render`'s (the whole image: no
     ``rows``). A band has ``band_rows`` rows (default :data:`BAND_ROWS`, fewer where the
-    image is so wide that a band would pass ``MEMORY_LIMIT``). ``resume=False`` starts again even if an earlier run of the same render
-    left bands. ``progress(done, total)`` counts bands; its first call reports the bands
-    found done.
+    image is so wide that a band would pass ``MEMORY_LIMIT``). ``resume=False`` starts
+    again even if an earlier run of the same render left bands. ``progress(done, total)``
+    counts bands; its first call reports the bands found done.
     """
     view, where = resolve(size, options)  # validated before any file is made
     if view.rows is not None:
