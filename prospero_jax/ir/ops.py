@@ -54,7 +54,9 @@ textbook derivative, NaN and infinities included (``recip`` at 0 gives ±inf · 
 
 Semantics follow ``../shared/README.md``: ``round`` is half away from zero, ``mod`` is the
 Euclidean remainder in ``[0, |b|)``, ``compare`` is -1/0/1 (NaN if either side is NaN),
-``and``/``or``/``not`` treat 0 as false, and ``min``/``max`` propagate NaN.
+``and``/``or``/``not`` treat 0 as false, and ``min``/``max`` propagate NaN and order -0
+below +0 (IEEE 754-2019, as XLA does; NumPy's own ``minimum`` does not, so the oracle's
+rule says so explicitly).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 # An array namespace (numpy or jax.numpy) and an array of it; kept loose on purpose so
 # that one rule serves both.
@@ -114,6 +118,26 @@ def _compare(xp: Namespace, a: Array, b: Array) -> Array:
 
 def _not(xp: Namespace, a: Array) -> Array:
     return (a == 0).astype(xp.result_type(a))
+
+
+def _extremum(fn: str) -> Rule:
+    """``minimum`` or ``maximum``, with -0 < +0 as IEEE 754-2019 (and XLA) order them.
+
+    NumPy returns its second argument when +0 meets -0 (the x86 instruction's choice), so
+    for NumPy the zero's sign is set explicitly; ``jax.numpy`` already orders them.
+    """
+    negative = fn == "minimum"
+
+    def rule(xp: Namespace, a: Array, b: Array) -> Array:
+        out = getattr(xp, fn)(a, b)
+        if xp is np:
+            zeros = (a == 0) & (b == 0)
+            pick_a = np.signbit(a) == negative  # min takes the -0, max the +0
+            out = np.where(zeros, np.where(pick_a, a, b), out)
+        return out
+
+    rule.__name__ = fn
+    return rule
 
 
 def _and(xp: Namespace, a: Array, b: Array) -> Array:
@@ -505,7 +529,7 @@ OPS: tuple[Op, ...] = (
     Op(
         "min",
         2,
-        _binary("minimum"),
+        _extremum("minimum"),
         _i_min,
         commutative=True,
         choose=_choose_min,
@@ -516,7 +540,7 @@ OPS: tuple[Op, ...] = (
     Op(
         "max",
         2,
-        _binary("maximum"),
+        _extremum("maximum"),
         _i_max,
         commutative=True,
         choose=_choose_max,

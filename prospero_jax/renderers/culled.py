@@ -56,7 +56,7 @@ from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.sharding import line_mesh, pad_to
-from prospero_jax.renderers.view import Progress, Target, View
+from prospero_jax.renderers.view import Progress, Region, Target, View
 from prospero_jax.runtime import executables as _executables
 
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
@@ -365,7 +365,7 @@ def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, val
 
 def prune(
     program: Program,
-    box: tuple[float, float, float, float],
+    box: Region,
     *,
     z: float = 0.0,
     target: Target | None = None,
