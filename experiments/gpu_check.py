@@ -1,0 +1,157 @@
+"""The GPU check: brute force, culling, derivatives and the seed's CuPy approach, one call.
+
+Run on a machine with an accelerator (``experiments/gpu_check.sh`` does, within 8 minutes);
+on CPU with small sizes it checks itself. For prospero, per size: brute force and culled
+renders (first call = compile + run, then the median of steady renders), the pixels that
+differ between the two; the gradient's compile and run (``jax.grad`` of the field through
+the dual interpreter); and, where CuPy is installed, the seed's approach: one CuPy kernel
+per instruction over the whole image, float32, liveness GC. Every measurement has a time
+budget; what does not fit is reported as skipped, never guessed. Writes JSON and prints a
+Markdown table.
+
+    python experiments/gpu_check.py --sizes 1024,4096,16384 --out results/gpu_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import prospero_jax as pj
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT.parent / "shared" / "prospero.vm"
+
+
+def timed(run: Callable[[], Any], repeats: int, budget_s: float) -> dict[str, Any]:
+    """First call (compile + run), then up to ``repeats`` steady calls within the budget."""
+    start = time.perf_counter()
+    out = run()
+    first = time.perf_counter() - start
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < repeats and time.perf_counter() - began < budget_s:
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    steady = statistics.median(times) if times else None
+    return {"first_s": first, "steady_s": steady, "runs": len(times), "result": out}
+
+
+def seed_cupy(text: str, size: int) -> Callable[[], Any] | None:
+    """The challenge seed's approach on CuPy: one kernel per instruction, liveness GC."""
+    try:
+        import cupy as cp  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")]
+    last = {arg: i for i, (_, _, *args) in enumerate(lines) for arg in args}
+    binary = {"add": cp.add, "sub": cp.subtract, "mul": cp.multiply, "max": cp.maximum,
+              "min": cp.minimum}  # fmt: skip
+    unary = {"neg": cp.negative, "square": cp.square, "sqrt": cp.sqrt}
+
+    def run() -> Any:
+        s = cp.linspace(-1, 1, size, dtype=cp.float32)
+        x, y = cp.meshgrid(s, -s)
+        v: dict[str, Any] = {}
+        for i, (out, op, *args) in enumerate(lines):
+            if op == "var-x":
+                v[out] = x
+            elif op == "var-y":
+                v[out] = y
+            elif op == "const":
+                v[out] = cp.float32(float(args[0]))
+            elif op in binary:
+                v[out] = binary[op](v[args[0]], v[args[1]])
+            else:
+                v[out] = unary[op](v[args[0]])
+            for arg in args:
+                if last.get(arg) == i:
+                    v.pop(arg, None)
+        image = cp.where(v[lines[-1][0]] < 0, 255, 0).astype(cp.uint8)
+        cp.cuda.Device().synchronize()
+        return cp.asnumpy(image)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1024,4096,16384")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per measurement")
+    parser.add_argument("--program", type=Path, default=PROGRAM)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--grad-points", type=int, default=4096)
+    args = parser.parse_args()
+    program = pj.load(args.program)
+    device = jax.devices()[0]
+    report: dict[str, Any] = {
+        "device": str(device), "platform": device.platform, "jax": jax.__version__,
+        "machine": platform.platform(), "program": str(args.program), "rows": [],
+    }  # fmt: skip
+    print(f"device: {device} ({device.platform}); jax {jax.__version__}", file=sys.stderr)
+    for size in (int(s) for s in args.sizes.split(",")):
+        images: dict[str, Any] = {}
+        for mode in ("brute", "culled"):
+            if size * size > pj.MEMORY_LIMIT:
+                report["rows"].append({"what": mode, "size": size, "skipped": "above MEMORY_LIMIT"})
+                continue
+            row = timed(
+                lambda m=mode, n=size: pj.render(program, n, mode=m), args.repeats, args.budget
+            )
+            images[mode] = row.pop("result")
+            report["rows"].append({"what": mode, "size": size, **row})
+            print(f"{mode} {size}²: {row}", file=sys.stderr)
+        if len(images) == 2:
+            differ = int(np.count_nonzero(images["brute"] != images["culled"]))
+            report["rows"].append({"what": "brute vs culled pixels differing", "size": size,
+                                   "value": differ})  # fmt: skip
+        run = seed_cupy(args.program.read_text(), size)
+        if run is None:
+            report["rows"].append({"what": "seed-cupy", "size": size, "skipped": "no cupy"})
+        else:
+            row = timed(run, args.repeats, args.budget)
+            image = row.pop("result")
+            if "culled" in images:
+                row["pixels_vs_culled"] = int(np.count_nonzero(image != images["culled"]))
+            report["rows"].append({"what": "seed-cupy", "size": size, **row})
+    f = pj.to_function(program, derivatives="interpreter")
+    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(f(x, y)), argnums=(0, 1)))
+    # Reverse mode through the scan keeps every row's operands: memory grows with
+    # points × rows, so a modest batch (4,096 points: ~0.3 GB for prospero).
+    xs = jnp.linspace(-1, 1, args.grad_points, dtype=jnp.float32)
+    start = time.perf_counter()
+    compiled = grad.lower(xs, xs).compile()
+    compile_s = time.perf_counter() - start
+    row = timed(lambda: jax.block_until_ready(compiled(xs, xs)), args.repeats, args.budget)
+    row.pop("result")
+    what = f"grad (dual interpreter), {args.grad_points} points"
+    report["rows"].append({"what": what, "compile_s": compile_s, **row})
+    print("| what | size | first call (s) | steady median (s) | runs | note |")
+    print("|---|---|---|---|---|---|")
+    for r in report["rows"]:
+        first = f"{r['first_s']:.3f}" if "first_s" in r else "-"
+        steady = f"{r['steady_s']:.4f}" if r.get("steady_s") is not None else "-"
+        note = r.get("skipped") or (f"compile {r['compile_s']:.2f} s" if "compile_s" in r else "")
+        note = note or (f"{r['value']} px" if "value" in r else "")
+        print(f"| {r['what']} | {r.get('size', '-')} | {first} | {steady} | {r.get('runs', '-')} "
+              f"| {note} |")  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
