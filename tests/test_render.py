@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -183,3 +185,33 @@ def test_progress_reports_every_tile(hi: pj.Program) -> None:
     seen.clear()
     pj.render(hi, 256, mode="culled", progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (4, 4)  # levels 256 → 128 → 64 → 32, then the 32-px leaves
+
+
+def test_the_library_owns_the_memory_policy(quarter: pj.Program, tmp_path: Path) -> None:
+    """Too large for memory is a clear error from render (not a silent 4 GB array), and
+    render_file streams exactly what render would refuse, or when asked to."""
+    side = int(pj.MEMORY_LIMIT**0.5)
+    with pytest.raises(ValueError, match="render_to_file"):
+        pj.render(quarter, side + 1)
+    assert pj.streams(pj.View(side + 1), None)
+    assert not pj.streams(pj.View(side), None)
+    assert pj.streams(pj.View(64), band_rows=16)
+    band = pj.render(quarter, pj.View(side + 1, rows=(0, 8)), mode="brute")  # a band fits
+    assert band.shape == (8, side + 1)
+    done = pj.render_file(quarter, tmp_path / "q.pgm", pj.View(64), pj.Target(), band_rows=16)
+    assert done.streamed is not None
+    assert done.streamed.bands == 4
+    assert np.array_equal(pj.read_pgm(tmp_path / "q.pgm"), pj.reference.render(quarter, 64))
+
+
+def test_view_and_target_are_validated_once(quarter: pj.Program) -> None:
+    with pytest.raises(pj.InvalidView, match="region") as caught:
+        pj.View(64, region=(1, -1, -1, 1))
+    assert caught.value.field == "region"
+    with pytest.raises(ValueError, match="in the View, not beside it"):
+        pj.render(quarter, pj.View(64), z=0.5)
+    with pytest.raises(TypeError, match="unexpected keyword arguments: regoin"):
+        pj.render(quarter, 64, regoin=(0, 1, 0, 1))  # type: ignore[call-arg]
+    view = pj.View(64, region=(0, 1, 0, 1))
+    same = pj.render(quarter, 64, region=(0, 1, 0, 1), dtype="float64")
+    assert np.array_equal(pj.render(quarter, view, target=pj.Target.resolve("float64")), same)
