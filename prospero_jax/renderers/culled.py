@@ -291,6 +291,11 @@ def _leaves(
     ).reshape(-1, pixels)
 
 
+def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:
+    """``args`` put on ``device`` if ``place``, else as they are (host arrays)."""
+    return tuple(jax.device_put(args, device)) if place else args
+
+
 def _per_call(items: int, capacity: int, devices: Sequence[jax.Device]) -> int:
     """Items per kernel call: all that fit, or a share per device so every device works."""
     return min(capacity, max(1, -(-items // len(devices)))) if len(devices) > 1 else capacity
@@ -311,10 +316,12 @@ def _dispatch(
     largest tape, stacked, sharded over a 1-D mesh and run by ``shard_map``.
     """
     if len(devices) < 2:
+        # On the default device, host arrays go straight to the kernel: JAX's C++ call
+        # path transfers them, which costs less than jax.device_put's Python path (about
+        # 8 % of a frame; experiments/RESULTS.md). Elsewhere they are placed first.
+        place = device != jax.local_devices()[0]
         return [
-            _executables.call(
-                kernel, (*jax.device_put(args, device), z), device, registers=r, **static
-            )
+            _executables.call(kernel, (*_on(device, args, place), z), device, registers=r, **static)
             for args, r in calls
         ]
     share = len(devices)
