@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT.parent / "shared" / "prospero.vm"
@@ -34,13 +35,18 @@ METHODS = ("seed", "oracle", "brute-float32", "culled-float32")
 REFERENCES = ("seed", "oracle")
 
 
-def seed_render(text: str, size: int) -> object:
-    """The challenge's NumPy reference, with liveness GC: full arrays, prospero's ops."""
-    import numpy as np
+def seed_render(text: str, size: int, xp: Any = None, dtype: str = "float64") -> Any:
+    """The challenge's NumPy reference, with liveness GC: full arrays, prospero's ops.
 
+    ``xp`` is the array module (NumPy by default; CuPy runs it one GPU kernel per
+    instruction, the challenge seed's GPU approach); the result is ``xp``'s array.
+    """
+    import numpy
+
+    np = xp or numpy
     lines = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
     last = {arg: i for i, (_, _, *args) in enumerate(lines) for arg in args}
-    s = np.linspace(-1, 1, size)
+    s = np.linspace(-1, 1, size, dtype=dtype)
     x, y = np.meshgrid(s, -s)
     v: dict[str, object] = {}
     binary = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
@@ -52,7 +58,7 @@ def seed_render(text: str, size: int) -> object:
         elif op == "var-y":
             v[out] = y
         elif op == "const":
-            v[out] = float(args[0])
+            v[out] = np.asarray(float(args[0]), dtype)
         elif op in binary:
             v[out] = binary[op](v[args[0]], v[args[1]])
         else:

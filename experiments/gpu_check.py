@@ -50,36 +50,17 @@ def timed(run: Callable[[], Any], repeats: int, budget_s: float) -> dict[str, An
 
 
 def seed_cupy(text: str, size: int) -> Callable[[], Any] | None:
-    """The challenge seed's approach on CuPy: one kernel per instruction, liveness GC."""
+    """The challenge seed's approach on CuPy: one kernel per instruction, liveness GC,
+    float32 (``bench_render.seed_render`` with CuPy as its array module)."""
     try:
         import cupy as cp  # type: ignore[import-not-found]
     except ImportError:
         return None
-    lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")]
-    last = {arg: i for i, (_, _, *args) in enumerate(lines) for arg in args}
-    binary = {"add": cp.add, "sub": cp.subtract, "mul": cp.multiply, "max": cp.maximum,
-              "min": cp.minimum}  # fmt: skip
-    unary = {"neg": cp.negative, "square": cp.square, "sqrt": cp.sqrt}
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from bench_render import seed_render
 
     def run() -> Any:
-        s = cp.linspace(-1, 1, size, dtype=cp.float32)
-        x, y = cp.meshgrid(s, -s)
-        v: dict[str, Any] = {}
-        for i, (out, op, *args) in enumerate(lines):
-            if op == "var-x":
-                v[out] = x
-            elif op == "var-y":
-                v[out] = y
-            elif op == "const":
-                v[out] = cp.float32(float(args[0]))
-            elif op in binary:
-                v[out] = binary[op](v[args[0]], v[args[1]])
-            else:
-                v[out] = unary[op](v[args[0]])
-            for arg in args:
-                if last.get(arg) == i:
-                    v.pop(arg, None)
-        image = cp.where(v[lines[-1][0]] < 0, 255, 0).astype(cp.uint8)
+        image = seed_render(text, size, cp, "float32")
         cp.cuda.Device().synchronize()
         return cp.asnumpy(image)
 

@@ -22,25 +22,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 import prospero_jax as pj
-from cli.main import app
 from tests.conftest import shared_path
 from tests.programs import programs
+from tests.test_cli import _in_tmp, invoke  # noqa: F401  (the fixture runs every test in tmp)
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "1"))
-runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
 
 
 # --- 1. parsing: mutation fuzzing ------------------------------------------------------
@@ -337,3 +325,37 @@ def test_an_interrupted_write_leaves_nothing(
     assert err.splitlines() == ["interrupted: nothing was written"]
     left = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert left == [], left
+
+
+def test_library_output_calls_check_everything_before_any_work(
+    quarter: pj.Program, tmp_path: Path
+) -> None:
+    """render_file, render_frames and the renderers that take no band refuse bad arguments
+    with a message saying what is wrong, and leave nothing on disk."""
+    view, target = pj.View(32), pj.Target()
+    cases = {
+        "shading must be one of": lambda: pj.render_file(
+            quarter, tmp_path / "a.png", view, target, shading="sepia"
+        ),
+        "PGM is greyscale": lambda: pj.render_file(
+            quarter, tmp_path / "a.pgm", view, target, shading="normals"
+        ),
+        "not a band of rows": lambda: pj.render_file(
+            quarter, tmp_path / "a.png", view.band(0, 8), target
+        ),
+        "shaded images are not streamed": lambda: pj.render_file(
+            quarter, tmp_path / "a.png", view, target, shading="antialias", band_rows=8
+        ),
+        "must be finite": lambda: pj.render_frames(
+            quarter, "_2", [0.1, np.inf], tmp_path / "f", view, target
+        ),
+        "png or pgm": lambda: pj.render_frames(
+            quarter, "_2", [0.1], tmp_path / "f", view, target, image_format="gif"
+        ),
+        "no rows": lambda: pj.render_across_processes(quarter, view.band(0, 8)),
+        "on one device": lambda: pj.sample_gradient(quarter, view.band(0, 8)),
+    }
+    for message, call in cases.items():
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert list(tmp_path.iterdir()) == []

@@ -317,8 +317,8 @@ def _dispatch(
     """
     if len(devices) < 2:
         # On the default device, host arrays go straight to the kernel: JAX's C++ call
-        # path transfers them, which costs less than jax.device_put's Python path (about
-        # 8 % of a frame; experiments/RESULTS.md). Elsewhere they are placed first.
+        # path transfers them, which costs less than jax.device_put's Python path (6 % of a
+        # 1024² frame; experiments/RESULTS.md). Elsewhere they are placed first.
         place = device != jax.local_devices()[0]
         return [
             _executables.call(kernel, (*_on(device, args, place), z), device, registers=r, **static)
