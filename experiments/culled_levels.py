@@ -26,15 +26,24 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--leaf", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--split", default="4,4", help="the root's split, then every other level's (k: k × k)"
+    )
     args = parser.parse_args()
     program = pj.load(args.program)
     runs: list[list[dict[str, Any]]] = []
     for _ in range(args.repeats + 1):
         stats: list[dict[str, Any]] = []
-        render_culled(program, pj.View(args.size), pj.Target(), leaf=args.leaf, stats=stats)
+        split = tuple(int(k) for k in args.split.split(","))
+        render_culled(
+            program, pj.View(args.size), pj.Target(), leaf=args.leaf, split=split, stats=stats
+        )
         runs.append(stats)
     runs = runs[1:]
-    print(f"{args.program.name}, {args.size}², leaf {args.leaf} px, median of {args.repeats}\n")
+    print(
+        f"{args.program.name}, {args.size}², leaf {args.leaf} px, split {args.split}, "
+        f"median of {args.repeats}\n"
+    )
     print("| children | tapes | rows | inside | ambiguous | ms |")
     print("|---|---|---|---|---|---|")
     for level in range(len(runs[0])):

@@ -144,3 +144,20 @@ def test_sign_tests_pass_through_neg_min_and_max() -> None:
     _, _, kept = prune(scaled, (-0.2, 0.4, -0.5, 0.5))
     assert kept is not None
     assert "sub" in [pj.OPS[c].name for c in kept.opcodes]
+
+
+def test_a_min_decided_for_its_constant_becomes_that_constant() -> None:
+    # On x in [0.6, 0.9], min(x, 0.5) is always the constant 0.5 (an immediate operand of
+    # the min row in the tape), so the pruned program no longer reads x.
+    program = pj.parse("x var-x\ny var-y\nh const 0.5\nm min x h\nr sub m y")
+    lo, hi, pruned = prune(program, (0.6, 0.9, 0.0, 1.0))
+    assert (lo, hi) == (-0.5, 0.5)
+    assert pruned is not None
+    names = [pj.OPS[c].name for c in pruned.opcodes]
+    assert "var-x" not in names
+    assert "min" not in names
+    x, y = np.meshgrid(np.linspace(0.6, 0.9, 7), np.linspace(0.0, 1.0, 7))
+    expected = pj.reference.evaluate(program, x, y)
+    assert np.array_equal(pj.reference.evaluate(pruned, x, y), expected)
+    image = pj.render(program, 64, region=(0.6, 0.9, 0.0, 1.0), mode="culled")
+    assert np.array_equal(image, pj.render(program, 64, region=(0.6, 0.9, 0.0, 1.0)))

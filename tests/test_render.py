@@ -184,7 +184,7 @@ def test_progress_reports_every_tile(hi: pj.Program) -> None:
     assert seen == [(k, 16) for k in range(1, 17)]
     seen.clear()
     pj.render(hi, 256, mode="culled", progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (4, 4)  # levels 256 → 128 → 64 → 32, then the 32-px leaves
+    assert seen[-1] == (3, 3)  # levels 256 → 64 → 32 (4 × 4, then 2 × 2), then the leaves
 
 
 def test_the_library_owns_the_memory_policy(quarter: pj.Program, tmp_path: Path) -> None:

@@ -49,14 +49,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from prospero_jax.evaluators.tape import ARITY, Tapes, branches, value_branches
+from prospero_jax.evaluators.tape import ARITY, IMMEDIATE, Tapes, branches, value_branches
 from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, Op, interval_step
 
-#: Children per parent (a 2 × 2 split).
+#: Children per parent in a 2 × 2 split (a kernel's lanes are its boxes' last axis: 4, 16
+#: or 64 children for a 2 × 2, 4 × 4 or 8 × 8 split).
 CHILDREN = 4
-#: Buffer capacities of one kernel call (rows of all tapes, groups or tiles).
-ROW_CAPACITY = 1 << 16
-GROUP_CAPACITY = 1 << 12
+#: Buffer capacities of one kernel call, in row × lane and group × lane entries (a 2 × 2
+#: split: 65,536 rows of all tapes and 4,096 parents), and leaf pixels.
+ROW_CAPACITY = 1 << 18
+GROUP_CAPACITY = 1 << 14
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20
 #: What a row's users need of it, as bits: nothing, whether it is < 0, whether it is > 0,
@@ -72,17 +74,17 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
     return lax.dynamic_update_slice(buffer, value.astype(buffer.dtype), (row * lanes,))
 
 
-def _interval_branches() -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, const, box, z) → (lo, hi, choice)``, 4 lanes."""
-    keep = jnp.zeros(CHILDREN, jnp.int32)
+def _interval_branches(lanes: int) -> list[Callable[..., Any]]:
+    """One branch per opcode: ``(a, b, const, box, z) → (lo, hi, choice)``, one lane a box."""
+    keep = jnp.zeros(lanes, jnp.int32)
 
     def source(code: int, c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
         if code == CONST:
-            return jnp.full(CHILDREN, c), jnp.full(CHILDREN, c), keep
+            return jnp.full(lanes, c), jnp.full(lanes, c), keep
         if code in (VAR_X, VAR_Y):
             k = 0 if code == VAR_X else 2
             return box[k], box[k + 1], keep
-        return jnp.full(CHILDREN, z), jnp.full(CHILDREN, z), keep
+        return jnp.full(lanes, z), jnp.full(lanes, z), keep
 
     def apply(op: Op, args: tuple[Any, ...], c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
         lo, hi = interval_step(op, jnp, *args)
@@ -92,19 +94,20 @@ def _interval_branches() -> list[Callable[..., Any]]:
     return branches(apply, source)
 
 
-def _need_branches() -> list[Callable[..., Any]]:
+def _need_branches(lanes: int) -> list[Callable[..., Any]]:
     """One branch per opcode: what a row's arguments must provide, given what it must.
 
-    ``(a, b, wanted, choice, need_a, need_b, same) → (need_a', need_b', code)``: the
-    arguments' merged needs and the row's code (its need, with its sign choice × 8).
+    ``(a, b, wanted, choice, need_a, need_b, same, imm_a, imm_b) → (need_a', need_b',
+    code)``: the arguments' merged needs (nothing passes to an immediate) and the row's
+    code (its need, with its sign choice × 8).
     Only "value < 0" matters at the root. Ops with a ``sign_pass`` rule pass such a test
     on (``neg`` flipped); where the row's ``sign_choose`` rule names one argument, the row
     is replaced by it (sign choice 1 or 2). An interval choice passes any need unchanged.
     """
 
     def need(op: Op, args: tuple[Any, ...], wanted: Any, ch: Any, need_a: Any, need_b: Any,
-             same: Any) -> Any:  # fmt: skip
-        sign_choice = jnp.zeros(CHILDREN, jnp.int32)
+             same: Any, imm_a: Any, imm_b: Any) -> Any:  # fmt: skip
+        sign_choice = jnp.zeros(lanes, jnp.int32)
         test = (wanted == LESS) | (wanted == GREATER)
         passed = jnp.where(wanted == NONE, NONE, VALUE)
         if op.sign_pass == "flip":
@@ -122,14 +125,35 @@ def _need_branches() -> list[Callable[..., Any]]:
             sign_choice = jnp.where(usable & (ch == 0), chosen, 0)
             passed = jnp.where(usable | (ch != 0), wanted, passed)
             ch = jnp.where(ch != 0, ch, sign_choice)
-        to_a = jnp.where(ch != 2, passed, NONE) if op.arity >= 1 else NONE
-        to_b = jnp.where(ch != 1, passed, NONE) if op.arity >= 2 else NONE
+        to_a = jnp.where((ch != 2) & ~imm_a, passed, NONE) if op.arity >= 1 else NONE
+        to_b = jnp.where((ch != 1) & ~imm_b, passed, NONE) if op.arity >= 2 else NONE
         merged_a = need_a | to_a
         merged_b = jnp.where(same, merged_a, need_b) | to_b
         # With a == b the second update wins, so it must carry both.
         return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
 
     return branches(need, lambda code, *context: need(OPS[code], (), *context))
+
+
+def _operands(row_args: jax.Array) -> tuple[jax.Array, ...]:
+    """A row's register operands and whether each is an immediate. An immediate's index
+    is its partner's (so its reads and writes touch a register the row uses anyway)."""
+    a, b = row_args[0], row_args[1]
+    imm_a, imm_b = a == IMMEDIATE, b == IMMEDIATE
+    return jnp.where(imm_a, b, a), jnp.where(imm_b, a, b), imm_a, imm_b
+
+
+def _intervals(
+    lo: jax.Array, hi: jax.Array, a: jax.Array, b: jax.Array, imm_a: jax.Array,
+    imm_b: jax.Array, c: jax.Array, lanes: int,
+) -> tuple[tuple[jax.Array, jax.Array], ...]:  # fmt: skip
+    """The operands' intervals: registers', or ``[c, c]`` for an immediate."""
+
+    def one(index: jax.Array, immediate: jax.Array) -> tuple[jax.Array, jax.Array]:
+        low, high = _read(lo, index, lanes), _read(hi, index, lanes)
+        return jnp.where(immediate, c, low), jnp.where(immediate, c, high)
+
+    return one(a, imm_a), one(b, imm_b)
 
 
 class PruneRegisters(NamedTuple):
@@ -171,20 +195,22 @@ def prune_kernel(
     *,
     registers: int,
 ) -> PruneOutputs:
-    """Interval-evaluate and prune ``count`` parent tapes over their 4 child boxes each.
+    """Interval-evaluate and prune ``count`` parent tapes over their ``K`` child boxes each.
 
-    ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × 4 children``. Returns, per child ``g * 4 +
-    k``: ``lo``, ``hi`` (the value's interval), ``inside`` (``hi < 0``, decided here, with
-    XLA's treatment of subnormals, like the point evaluators' ``value < 0``) and ``kept``
-    (its pruned tape's length, 0 unless the interval straddles 0 or is NaN); per parent
-    row ``r * 4 + k``: ``emit`` (row r is in child k's tape) and ``new_a``, ``new_b`` (its
-    operands there).
+    ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × K children`` (``K = boxes.shape[2]``, the
+    kernel's lanes). Returns, per child ``g * K + k``: ``lo``, ``hi`` (the value's
+    interval), ``inside`` (``hi < 0``, decided here, with XLA's treatment of subnormals,
+    like the point evaluators' ``value < 0``) and ``kept`` (its pruned tape's length, 0
+    unless the interval straddles 0 or is NaN); per parent row ``r * K + k``: ``emit``
+    (0: row r is not in child k's tape; 1: it is; 2: it is, as a ``const`` row holding
+    its immediate, which the row's min or max always returns) and ``new_a``, ``new_b``
+    (its operands there: indices, or :data:`~prospero_jax.evaluators.tape.IMMEDIATE`).
     """
     ops, args, consts = tapes
     dtype = consts.dtype
-    k4 = CHILDREN
-    interval_rules = _interval_branches()
-    need_rules = _need_branches()
+    k4 = boxes.shape[2]  # children per parent: the lanes
+    interval_rules = _interval_branches(k4)
+    need_rules = _need_branches(k4)
     arity = jnp.asarray(ARITY)
     rows = ops.shape[0]
     groups = starts.shape[0]
@@ -202,10 +228,10 @@ def prune_kernel(
 
         def forward(i: jax.Array, regs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
             lo, hi, choice, need = regs
-            op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
-            ia = (_read(lo, a, k4), _read(hi, a, k4))
-            ib = (_read(lo, b, k4), _read(hi, b, k4))
-            low, high, ch = lax.switch(op, interval_rules, ia, ib, consts[start + i], box, z)
+            op, c = ops[start + i], consts[start + i]
+            a, b, imm_a, imm_b = _operands(args[start + i])
+            ia, ib = _intervals(lo, hi, a, b, imm_a, imm_b, c, k4)
+            low, high, ch = lax.switch(op, interval_rules, ia, ib, c, box, z)
             return (
                 _write(lo, i, low, k4),
                 _write(hi, i, high, k4),
@@ -223,17 +249,19 @@ def prune_kernel(
         def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
             need, codes = state
             i = r - j
-            op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
+            op, c = ops[start + i], consts[start + i]
+            a, b, imm_a, imm_b = _operands(args[start + i])
             # All reads go into the switch and its results into the updates: with no read
             # of `need` between its two updates, XLA updates it in place.
             reads = (
-                (_read(lo, a, k4), _read(hi, a, k4)),
-                (_read(lo, b, k4), _read(hi, b, k4)),
+                *_intervals(lo, hi, a, b, imm_a, imm_b, c, k4),
                 _read(need, i, k4),
                 _read(choice, i, k4),
                 _read(need, a, k4),
                 _read(need, b, k4),
                 a == b,
+                imm_a,
+                imm_b,
             )
             need_a, need_b, code = lax.switch(op, need_rules, *reads)
             need = _write(_write(need, a, need_a, k4), b, need_b, k4)
@@ -243,18 +271,21 @@ def prune_kernel(
 
         def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
             count, target, emit = state
-            a, b = args[start + i, 0], args[start + i, 1]
+            a, b, imm_a, imm_b = _operands(args[start + i])
             code, ch = _read(codes, i, k4), _read(choice, i, k4)
             ch = jnp.where(ch != 0, ch, code >> 3)  # interval choice, else sign choice
-            e = ((code & 7) != NONE) & (ch == 0)
+            # A row replaced by its immediate becomes a `const` row (emit code 2).
+            to_constant = ((ch == 1) & imm_a) | ((ch == 2) & imm_b)
+            stays = (ch == 0) | to_constant
+            e = ((code & 7) != NONE) & stays
             # target[i]: the child-tape index that stands for row i: its own new index if
             # kept, its choice's target if replaced (operands' targets are final already).
             target_a, target_b = _read(target, a, k4), _read(target, b, k4)
-            mine = jnp.where(ch == 1, target_a, jnp.where(ch == 2, target_b, count))
+            mine = jnp.where(stays, count, jnp.where(ch == 1, target_a, target_b))
             return (
                 count + e.astype(jnp.int32),
                 _write(target, i, mine, k4),
-                _write(emit, start + i, e, k4),
+                _write(emit, start + i, e * (1 + to_constant), k4),
             )
 
         zero = jnp.zeros(k4, jnp.int32)
@@ -267,9 +298,14 @@ def prune_kernel(
             row = start + i
             op, a, b = ops[row], args[row, 0], args[row, 1]
             ar = arity[op]
+
+            def renumbered(index: jax.Array, used: jax.Array) -> jax.Array:
+                moved = _read(target, jnp.maximum(index, 0), k4)
+                return jnp.where(used, jnp.where(index < 0, index, moved), 0)
+
             return (
-                _write(new_a, row, jnp.where(ar >= 1, _read(target, a, k4), 0), k4),
-                _write(new_b, row, jnp.where(ar >= 2, _read(target, b, k4), 0), k4),
+                _write(new_a, row, renumbered(a, ar >= 1), k4),
+                _write(new_b, row, renumbered(b, ar >= 2), k4),
             )
 
         new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
@@ -292,7 +328,7 @@ def prune_kernel(
         jnp.zeros(groups * k4, dtype),
         jnp.zeros(groups * k4, bool),
         jnp.zeros(groups * k4, jnp.int32),
-        jnp.zeros(rows * k4, bool),
+        jnp.zeros(rows * k4, jnp.int8),
         jnp.zeros(rows * k4, jnp.int32),
         jnp.zeros(rows * k4, jnp.int32),
     )
@@ -330,9 +366,11 @@ def leaf_kernel(
         y = jnp.repeat(ys[t], side)
 
         def step(i: jax.Array, regs: jax.Array) -> jax.Array:
-            op, a, b = ops[start + i], args[start + i, 0], args[start + i, 1]
-            va, vb = _read(regs, a, px), _read(regs, b, px)
-            v = lax.switch(op, value_rules, va, vb, consts[start + i], x, y, z)
+            op, c = ops[start + i], consts[start + i]
+            a, b, imm_a, imm_b = _operands(args[start + i])
+            va = jnp.where(imm_a, c, _read(regs, a, px))
+            vb = jnp.where(imm_b, c, _read(regs, b, px))
+            v = lax.switch(op, value_rules, va, vb, c, x, y, z)
             return _write(regs, i, v, px)
 
         regs = lax.fori_loop(0, n, step, regs)

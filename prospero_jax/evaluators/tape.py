@@ -56,7 +56,11 @@ def register_capacity(longest: int) -> int:
 class Tapes(NamedTuple):
     """Concatenated tapes: row ``i`` is ``ops[i] (args[i, 0], args[i, 1])`` or ``consts[i]``.
 
-    Operand indices are local to the row's own tape; unused ones are 0.
+    Operand indices are local to the row's own tape; unused ones are 0. An operand index
+    of :data:`IMMEDIATE` (-1) means the operand is the row's own constant ``consts[i]``
+    (an *immediate*): :meth:`pack` folds each ``const`` that a binary op uses into the row,
+    so a tape has no ``const`` row but a program's value or a unary op's argument. The op
+    is the op table's, unchanged: only where its operand comes from differs.
     """
 
     ops: np.ndarray  # int32[rows]
@@ -65,14 +69,12 @@ class Tapes(NamedTuple):
 
     @staticmethod
     def pack(program: Program, dtype: str) -> Tapes:
-        """The program as one tape (constants beyond ``dtype``'s range become ±inf)."""
+        """The program as one tape with immediates (constants beyond ``dtype``'s range
+        become ±inf), and as many rows as the program has, less its folded ``const`` rows.
+        """
+        ops, args, consts = _immediates(program)
         with np.errstate(over="ignore"):
-            consts = program.consts.astype(dtype)
-        return Tapes(
-            program.opcodes.astype(np.int32),
-            np.maximum(program.args, 0).astype(np.int32),
-            consts,
-        )
+            return Tapes(ops, args, consts.astype(dtype))
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -90,6 +92,88 @@ class Tapes(NamedTuple):
         for dst, src in zip(out, self, strict=True):
             dst[: len(src)] = src
         return out
+
+    def unpack(self, consts: np.ndarray | None = None) -> Program:
+        """One tape back as a Program (each immediate its own ``const`` row again), with
+        ``consts`` (e.g. float64 ones) in place of the tape's constants if given."""
+        consts = self.consts.astype(np.float64) if consts is None else consts
+        ops, args = self.ops.tolist(), self.args.tolist()
+        out_ops: list[int] = []
+        out_args: list[list[int]] = []
+        out_consts: list[float] = []
+        where: list[int] = []  # the program row of each tape row
+        known: dict[bytes, int] = {}  # a constant's bits → its program row (one each)
+
+        def emit(code: int, a: int, b: int, c: float) -> int:
+            out_ops.append(code)
+            out_args.append([a, b])
+            out_consts.append(c)
+            return len(out_ops) - 1
+
+        def constant(c: float, last: bool = False) -> int:
+            bits = np.float64(c).tobytes()
+            if bits not in known or last:
+                known[bits] = emit(CONST, -1, -1, c)
+            return known[bits]
+
+        for i, code in enumerate(ops):
+            last = i == len(ops) - 1
+            if code == CONST:
+                where.append(constant(float(consts[i]), last))
+                continue
+            operands = [-1, -1]
+            for k in range(OPS[code].arity):
+                index = args[i][k]
+                operands[k] = constant(float(consts[i])) if index == IMMEDIATE else where[index]
+            where.append(emit(code, operands[0], operands[1], 0.0))
+        n = len(out_ops)
+        return Program(
+            np.array(out_ops, np.int32),
+            np.array(out_args, np.int32).reshape(n, 2),
+            np.array(out_consts, np.float64),
+            tuple(f"_{i:x}" for i in range(n)),
+            "<tape>",
+        )
+
+
+#: An operand index that means "the row's own constant".
+IMMEDIATE = -1
+
+
+def _immediates(program: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``program``'s rows with each binary op's ``const`` operand folded in as an immediate
+    (``b`` where it can be, ``a`` for ``c - x``-like rows; a commutative op with its
+    constant first is swapped; none where both operands are constants, which only an
+    unfoldable result such as ``0 / 0`` leaves), and the ``const`` rows left unused
+    dropped."""
+    ops = program.opcodes.astype(np.int32)
+    args = np.maximum(program.args, 0).astype(np.int32)
+    consts = np.where(ops == CONST, program.consts, 0.0)
+    is_const = np.append(ops == CONST, False)  # index -1 (no operand) is no constant
+    binary = ARITY[ops] == 2
+    const_a = binary & is_const[program.args[:, 0]]
+    const_b = binary & is_const[program.args[:, 1]]
+    const_a, const_b = const_a & ~const_b, const_b & ~const_a
+    commutative = np.array([op.commutative for op in OPS])[ops]
+    swap = const_a & ~const_b & commutative
+    args[swap] = args[swap][:, ::-1]
+    const_a, const_b = const_a & ~swap, const_b | swap
+    for side, mask in ((1, const_b), (0, const_a)):
+        consts[mask] = program.consts[args[mask, side]]
+        args[mask, side] = IMMEDIATE
+    # Drop const rows nobody reads any more (the value, the last row, always stays).
+    used = np.zeros(len(ops) + 1, bool)
+    used[args[ARITY[ops] >= 1, 0]] = True
+    used[args[ARITY[ops] >= 2, 1]] = True
+    used[-1] = True  # index -1 of the mask: IMMEDIATE operands
+    keep = (ops != CONST) | used[:-1]
+    keep[-1] = True
+    new_index = np.cumsum(keep) - 1
+    registered = args >= 0
+    args[registered] = new_index[args[registered]]
+    unused = np.arange(2)[None, :] >= ARITY[ops][:, None]
+    args[unused] = 0
+    return ops[keep], args[keep], consts[keep]
 
 
 class RegisterTape(NamedTuple):

@@ -51,7 +51,7 @@ from prospero_jax.evaluators.cull import (
     leaf_kernel,
     prune_kernel,
 )
-from prospero_jax.evaluators.tape import ARITY, Tapes, register_capacity
+from prospero_jax.evaluators.tape import Tapes, register_capacity
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST
 from prospero_jax.ir.program import Program
@@ -63,19 +63,20 @@ from prospero_jax.runtime import executables as _executables
 LEAF_SIDE = 32
 #: The narrowest block a band of rows is cut into (see render_culled's ``rows``).
 BAND_BLOCK = 256
-#: Child offsets, in lane order: top-left, top-right, bottom-left, bottom-right.
-_ROW_OFFSET = np.array([0, 0, 1, 1])
-_COL_OFFSET = np.array([0, 1, 0, 1])
-_LANES = np.arange(4)
+#: How the root, then every other level, splits its tiles (k: k × k children).
+SPLIT = (4, 4)
+#: Rows of all tapes in one leaf call.
+LEAF_ROW_CAPACITY = 1 << 16
 
 
-def _chunks(lengths: np.ndarray, max_groups: int) -> list[tuple[int, int]]:
-    """Split consecutive tapes into calls of at most ROW_CAPACITY rows and ``max_groups``."""
+def _chunks(lengths: np.ndarray, max_rows: int, max_groups: int) -> list[tuple[int, int]]:
+    """Split consecutive tapes into calls of at most ``max_rows`` rows (or one tape, if
+    longer) and ``max_groups`` tapes."""
     ends = np.cumsum(lengths)
     out, g = [], 0
     while g < len(lengths):
         base = ends[g - 1] if g else 0
-        stop = int(np.searchsorted(ends, base + ROW_CAPACITY, side="right"))
+        stop = int(np.searchsorted(ends, base + max_rows, side="right"))
         stop = min(max(stop, g + 1), g + max_groups, len(lengths))
         out.append((g, stop))
         g = stop
@@ -83,16 +84,36 @@ def _chunks(lengths: np.ndarray, max_groups: int) -> list[tuple[int, int]]:
 
 
 def _call_args(
-    tapes: Tapes, starts: np.ndarray, lengths: np.ndarray, g0: int, g1: int, capacity: int
+    tapes: Tapes,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    g0: int,
+    g1: int,
+    max_rows: int,
+    capacity: int,
 ) -> tuple[Tapes, np.ndarray, np.ndarray, int]:
-    """One call's inputs: its tapes padded to the row capacity, their spans, its row count."""
+    """One call's inputs: its tapes padded to ``max_rows`` (or the next power of two), their
+    spans padded to ``capacity``, and its row count."""
     first, stop = int(starts[g0]), int(starts[g1 - 1] + lengths[g1 - 1])
-    n_rows = max(ROW_CAPACITY, 1 << (stop - first - 1).bit_length())
+    n_rows = max(max_rows, 1 << (stop - first - 1).bit_length())
     local = np.zeros(capacity, np.int32)
     local[: g1 - g0] = starts[g0:g1] - first
     count = np.zeros(capacity, np.int32)
     count[: g1 - g0] = lengths[g0:g1]
     return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
+
+
+def splits(tiles: int, first: int = 8, rest: int = 4) -> tuple[int, ...]:
+    """How each prune level splits its tiles (``k`` means k × k children) on the way from
+    the root to ``tiles × tiles`` leaves (a power of two): ``first`` at the root, then
+    ``rest``, then what is left. Wider splits cost fewer levels of per-row work (a row's
+    interval step over 64 boxes costs little more than over 4; experiments/RESULTS.md)."""
+    out: list[int] = []
+    while tiles > 1:
+        split = min(first if not out else rest, tiles)
+        out.append(split)
+        tiles //= split
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)
@@ -108,12 +129,14 @@ def render_culled(
     *,
     progress: Progress | None = None,
     leaf: int = LEAF_SIDE,
+    split: tuple[int, int] = SPLIT,
     stats: list[dict[str, Any]] | None = None,
 ) -> UInt8[np.ndarray, "height size"]:
     """The view's image by culling (module docstring); the caller enters the target's
     precision.
 
-    ``leaf`` is the side of the tiles evaluated point by point. If ``stats`` is a list, one
+    ``leaf`` is the side of the tiles evaluated point by point; ``split`` how the root and
+    then every other level split their tiles (see :func:`splits`). If ``stats`` is a list, one
     dict per level is appended: tile side, tapes in, their rows, children painted inside,
     children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
     beyond those the level already has). A band of rows is rendered in blocks left to
@@ -124,7 +147,7 @@ def render_culled(
     """
     xs, ys = view.axes()
     if view.rows is None:
-        return _render_square(program, xs, ys, view.z, target, progress, leaf, stats)
+        return _render_square(program, xs, ys, view.z, target, progress, leaf, split, stats)
     height, size = view.height, view.size
     width = max(height, BAND_BLOCK)  # a short band goes in wide blocks, not tiny squares
     image = np.empty((height, size), np.uint8)
@@ -132,7 +155,7 @@ def render_culled(
     for done, left in enumerate(squares, 1):
         right = min(left + width, size)
         image[:, left:right] = _render_square(
-            program, xs[left:right], ys, view.z, target, None, leaf, stats
+            program, xs[left:right], ys, view.z, target, None, leaf, split, stats
         )
         if progress is not None:
             progress(done, len(squares))
@@ -147,6 +170,7 @@ def _render_square(
     target: Target,
     progress: Progress | None,
     leaf: int,
+    split: tuple[int, int],
     stats: list[dict[str, Any]] | None,
 ) -> UInt8[np.ndarray, "ys xs"]:
     """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
@@ -162,36 +186,42 @@ def _render_square(
     root = len(tapes)
     lengths = np.array([root], np.int64)
     rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    levels = (side // leaf).bit_length()  # prune levels + the leaf pass
+    schedule = splits(side // leaf, *split)
+    levels = len(schedule) + 1  # prune levels + the leaf pass
     tile = side
-    while tile > leaf and len(lengths):
+    for level, k in enumerate(schedule, 1):
+        if not len(lengths):
+            break
         started = time.perf_counter()
         tapes_in, rows_in = len(lengths), int(lengths.sum())
-        half = tile // 2
-        child_rows = rows[:, None] + half * _ROW_OFFSET  # (parents, 4)
-        child_cols = cols[:, None] + half * _COL_OFFSET
+        child, lanes = tile // k, k * k  # a k × k split
+        lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
+        child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
+        child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
         boxes = np.stack(
-            [xs[child_cols], xs[child_cols + half - 1], ys[child_rows + half - 1], ys[child_rows]],
+            [
+                xs[child_cols],
+                xs[child_cols + child - 1],
+                ys[child_rows + child - 1],
+                ys[child_rows],
+            ],
             axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi], 4)
+        )  # (parents, [xlo, xhi, ylo, yhi], lanes)
         _, _, inside, kept, emit, new_args = _prune_level(
             tapes, lengths, boxes, zz, device, root, devices
         )
-        _paint(image, half, child_rows[inside], child_cols[inside], 255)
+        _paint(image, child, child_rows[inside], child_cols[inside], 255)
 
         # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        kept_at = np.concatenate([np.flatnonzero(emit[lane::CHILDREN]) for lane in _LANES])
-        lane = np.repeat(_LANES, [np.count_nonzero(emit[lane::CHILDREN]) for lane in _LANES])
-        flat = kept_at * CHILDREN + lane
-        row = kept_at
-        tapes = Tapes(tapes.ops[row], new_args[flat], tapes.consts[row])
+        lane, row = np.nonzero(emit.reshape(-1, lanes).T)
+        tapes = _next_tapes(tapes, row, emit, new_args, row * lanes + lane)
         order = kept.T > 0
         lengths = kept.T[order].astype(np.int64)
         rows, cols = child_rows.T[order], child_cols.T[order]
         if stats is not None:
             stats.append(
                 {
-                    "tile": half,
+                    "tile": child,
                     "tapes": tapes_in,
                     "rows": rows_in,
                     "inside": int(inside.sum()),
@@ -199,9 +229,9 @@ def _render_square(
                     "seconds": time.perf_counter() - started,
                 }
             )
-        tile = half
+        tile = child
         if progress is not None:
-            progress(levels - (tile // leaf).bit_length() + 1, levels)
+            progress(level, levels)
 
     if len(lengths):
         started = time.perf_counter()
@@ -223,6 +253,18 @@ def _render_square(
     return image[:height, :width]
 
 
+def _next_tapes(
+    tapes: Tapes, row: np.ndarray, emit: np.ndarray, new_args: np.ndarray, at: np.ndarray
+) -> Tapes:
+    """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
+    ``(row, lane)`` entries in the prune kernel's outputs); a row replaced by its immediate
+    (emit code 2) becomes a ``const`` row."""
+    to_constant = emit[at] == 2
+    ops = np.where(to_constant, CONST, tapes.ops[row]).astype(np.int32)
+    args = np.where(to_constant[:, None], 0, new_args[at])
+    return Tapes(ops, args, tapes.consts[row])
+
+
 def _prune_level(
     tapes: Tapes,
     lengths: np.ndarray,
@@ -237,9 +279,13 @@ def _prune_level(
     calls, sizes = [], []
     # One register size per program (not per call): fewer compilations, same speed.
     registers = register_capacity(root_length)
-    for g0, g1 in _chunks(lengths, _per_call(len(lengths), GROUP_CAPACITY, devices)):
-        padded, spans, counts, n_rows = _call_args(tapes, starts, lengths, g0, g1, GROUP_CAPACITY)
-        box = np.zeros((GROUP_CAPACITY, 4, CHILDREN), boxes.dtype)
+    lanes = boxes.shape[2]
+    max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
+    for g0, g1 in _chunks(lengths, max_rows, _per_call(len(lengths), max_groups, devices)):
+        padded, spans, counts, n_rows = _call_args(
+            tapes, starts, lengths, g0, g1, max_rows, max_groups
+        )
+        box = np.zeros((max_groups, 4, lanes), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
@@ -248,13 +294,13 @@ def _prune_level(
     emits, operands = [], []
     for (n_groups, n_rows), (*children, emit, new_a, new_b) in zip(sizes, outs, strict=True):
         for part, values in zip(per_child, children, strict=True):
-            part.append(np.asarray(values)[: n_groups * CHILDREN])
-        size = n_rows * CHILDREN
+            part.append(np.asarray(values)[: n_groups * lanes])
+        size = n_rows * lanes
         emits.append(np.asarray(emit)[:size])
         operands.append(np.stack([np.asarray(new_a)[:size], np.asarray(new_b)[:size]], axis=1))
-    lo, hi, inside, kept = (np.concatenate(part).reshape(-1, CHILDREN) for part in per_child)
-    emit = np.concatenate(emits)  # (rows * 4,): row-major, lane fastest
-    new_args = np.concatenate(operands)  # (rows * 4, 2)
+    lo, hi, inside, kept = (np.concatenate(part).reshape(-1, lanes) for part in per_child)
+    emit = np.concatenate(emits)  # (rows * lanes,): row-major, lane fastest
+    new_args = np.concatenate(operands)  # (rows * lanes, 2)
     return lo, hi, inside, kept, emit, new_args
 
 
@@ -275,8 +321,11 @@ def _leaves(
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, counts = [], []
     capacity = LEAF_PIXEL_CAPACITY // (side * side)
-    for t0, t1 in _chunks(lengths, _per_call(len(lengths), capacity, devices)):
-        padded, spans, n_rows, _ = _call_args(tapes, starts, lengths, t0, t1, capacity)
+    per_call = _per_call(len(lengths), capacity, devices)
+    for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, per_call):
+        padded, spans, n_rows, _ = _call_args(
+            tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
+        )
         tx = np.zeros((capacity, side), xs.dtype)
         ty = np.zeros((capacity, side), ys.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
@@ -396,11 +445,8 @@ def prune(
     if kept[0, 0] == 0:
         return float(lo[0, 0]), float(hi[0, 0]), None
     rows = np.flatnonzero(emit[::CHILDREN])
-    ops, args = tapes.ops[rows], new_args[rows * CHILDREN]
-    args[ARITY[ops] < 1, 0] = -1
-    args[ARITY[ops] < 2, 1] = -1
-    # The root tape's rows are the simplified program's: take its float64 constants (the
-    # tape's may have overflowed to inf in float32).
-    consts = np.where(ops == CONST, _passes.simplify(program).consts[rows], 0.0)
-    pruned = Program(ops, args, consts, tuple(f"_{i:x}" for i in range(len(rows))), "<pruned>")
+    pruned_tape = _next_tapes(tapes, rows, emit, new_args, rows * CHILDREN)
+    # The root tape's constants in float64 (the tape's may have overflowed in float32).
+    consts = root_tape(program, "float64").consts[rows]
+    pruned = pruned_tape.unpack(consts)
     return float(lo[0, 0]), float(hi[0, 0]), pruned
