@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -103,16 +103,15 @@ def _call_args(
     return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
 
 
-def splits(tiles: int, first: int = 8, rest: int = 4) -> tuple[int, ...]:
-    """How each prune level splits its tiles (``k`` means k × k children) on the way from
-    the root to ``tiles × tiles`` leaves (a power of two): ``first`` at the root, then
-    ``rest``, then what is left. Wider splits cost fewer levels of per-row work (a row's
-    interval step over 64 boxes costs little more than over 4; experiments/RESULTS.md)."""
+def splits(tiles: int, pattern: Sequence[int] = (4, 4)) -> tuple[int, ...]:
+    """How each prune level splits its tiles (``k``: k × k children) on the way from the
+    root to ``tiles × tiles`` leaves (powers of two): ``pattern`` from the root down, its
+    last entry repeated, each cut to what is left."""
     out: list[int] = []
     while tiles > 1:
-        split = min(first if not out else rest, tiles)
-        out.append(split)
-        tiles //= split
+        k = min(pattern[min(len(out), len(pattern) - 1)], tiles)
+        out.append(k)
+        tiles //= k
     return tuple(out)
 
 
@@ -129,7 +128,7 @@ def render_culled(
     *,
     progress: Progress | None = None,
     leaf: int = LEAF_SIDE,
-    split: tuple[int, int] = SPLIT,
+    split: Sequence[int] = SPLIT,
     stats: list[dict[str, Any]] | None = None,
 ) -> UInt8[np.ndarray, "height size"]:
     """The view's image by culling (module docstring); the caller enters the target's
@@ -170,7 +169,7 @@ def _render_square(
     target: Target,
     progress: Progress | None,
     leaf: int,
-    split: tuple[int, int],
+    split: Sequence[int],
     stats: list[dict[str, Any]] | None,
 ) -> UInt8[np.ndarray, "ys xs"]:
     """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
@@ -179,17 +178,17 @@ def _render_square(
     side = max(leaf, 1 << (max(height, width) - 1).bit_length())
     xs = np.pad(xs, (0, side - width), mode="edge").astype(dtype)
     ys = np.pad(ys, (0, side - height), mode="edge").astype(dtype)
-    zz = jax.device_put(np.asarray(z, dtype), device)
+    zz = _place(np.asarray(z, dtype), device)
     image = np.zeros((side, side), np.uint8)
 
     tapes = root_tape(program, dtype)
     root = len(tapes)
     lengths = np.array([root], np.int64)
     rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    schedule = splits(side // leaf, *split)
+    schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
     tile = side
-    for level, k in enumerate(schedule, 1):
+    for depth, k in enumerate(schedule, 1):
         if not len(lengths):
             break
         started = time.perf_counter()
@@ -207,14 +206,13 @@ def _render_square(
             ],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi], lanes)
-        _, _, inside, kept, emit, new_args = _prune_level(
-            tapes, lengths, boxes, zz, device, root, devices
-        )
+        level = _prune_level(tapes, lengths, boxes, zz, device, root, devices)
+        inside, kept = level.inside, level.kept
         _paint(image, child, child_rows[inside], child_cols[inside], 255)
 
         # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        lane, row = np.nonzero(emit.reshape(-1, lanes).T)
-        tapes = _next_tapes(tapes, row, emit, new_args, row * lanes + lane)
+        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
+        tapes = _next_tapes(tapes, row, level, row * lanes + lane)
         order = kept.T > 0
         lengths = kept.T[order].astype(np.int64)
         rows, cols = child_rows.T[order], child_cols.T[order]
@@ -231,12 +229,14 @@ def _render_square(
             )
         tile = child
         if progress is not None:
-            progress(level, levels)
+            progress(depth, levels)
 
     if len(lengths):
         started = time.perf_counter()
         inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf, devices)
-        _paint(image, leaf, rows, cols, inside.reshape(-1, leaf, leaf) * 255)
+        _paint(
+            image, leaf, rows, cols, inside.reshape(-1, leaf, leaf).view(np.uint8) * np.uint8(255)
+        )
         if stats is not None:
             stats.append(
                 {
@@ -253,27 +253,47 @@ def _render_square(
     return image[:height, :width]
 
 
-def _next_tapes(
-    tapes: Tapes, row: np.ndarray, emit: np.ndarray, new_args: np.ndarray, at: np.ndarray
-) -> Tapes:
+class Level(NamedTuple):
+    """One prune level's results, on the host: per child (``(parents, lanes)``) its
+    value's interval ``lo``, ``hi``, whether it is painted ``inside`` and its pruned
+    tape's length ``kept``; per parent row and child (``(rows * lanes,)``, lane fastest)
+    the ``emit`` code and the operands ``new_a``, ``new_b`` (see :func:`prune_kernel`)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    inside: np.ndarray
+    kept: np.ndarray
+    emit: np.ndarray
+    new_a: np.ndarray
+    new_b: np.ndarray
+
+
+def _next_tapes(tapes: Tapes, row: np.ndarray, level: Level, at: np.ndarray) -> Tapes:
     """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
-    ``(row, lane)`` entries in the prune kernel's outputs); a row replaced by its immediate
-    (emit code 2) becomes a ``const`` row."""
-    to_constant = emit[at] == 2
-    ops = np.where(to_constant, CONST, tapes.ops[row]).astype(np.int32)
-    args = np.where(to_constant[:, None], 0, new_args[at])
+    ``(row, lane)`` entries in the level's outputs); a row replaced by its immediate (emit
+    code 2) becomes a ``const`` row."""
+    ops = tapes.ops[row]
+    args = np.stack([level.new_a[at], level.new_b[at]], axis=1)
+    to_constant = np.flatnonzero(level.emit[at] == 2)
+    if len(to_constant):
+        ops[to_constant] = CONST
+        args[to_constant] = 0
     return Tapes(ops, args, tapes.consts[row])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _prune_level(
     tapes: Tapes,
     lengths: np.ndarray,
     boxes: np.ndarray,
-    z: jax.Array,
+    z: Any,
     device: jax.Device,
     root_length: int,
     devices: Sequence[jax.Device] = (),
-) -> tuple[np.ndarray, ...]:
+) -> Level:
     """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, sizes = [], []
@@ -290,18 +310,14 @@ def _prune_level(
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
     outs = _dispatch(prune_kernel, calls, z, device, devices)  # dispatched; read below
-    per_child: list[list[np.ndarray]] = [[], [], [], []]  # lo, hi, inside, kept
-    emits, operands = [], []
-    for (n_groups, n_rows), (*children, emit, new_a, new_b) in zip(sizes, outs, strict=True):
-        for part, values in zip(per_child, children, strict=True):
-            part.append(np.asarray(values)[: n_groups * lanes])
-        size = n_rows * lanes
-        emits.append(np.asarray(emit)[:size])
-        operands.append(np.stack([np.asarray(new_a)[:size], np.asarray(new_b)[:size]], axis=1))
-    lo, hi, inside, kept = (np.concatenate(part).reshape(-1, lanes) for part in per_child)
-    emit = np.concatenate(emits)  # (rows * lanes,): row-major, lane fastest
-    new_args = np.concatenate(operands)  # (rows * lanes, 2)
-    return lo, hi, inside, kept, emit, new_args
+    parts: list[list[np.ndarray]] = [[] for _ in Level._fields]
+    for (n_groups, n_rows), out in zip(sizes, outs, strict=True):
+        for k, values in enumerate(out):
+            size = (n_groups if k < 4 else n_rows) * lanes  # per child, then per row
+            parts[k].append(np.asarray(values)[:size])
+    lo, hi, inside, kept, emit, new_a, new_b = map(_joined, parts)
+    lo, hi, inside, kept = (v.reshape(-1, lanes) for v in (lo, hi, inside, kept))
+    return Level(lo, hi, inside, kept, emit, new_a, new_b)
 
 
 def _leaves(
@@ -311,7 +327,7 @@ def _leaves(
     cols: np.ndarray,
     xs: np.ndarray,
     ys: np.ndarray,
-    z: jax.Array,
+    z: Any,
     device: jax.Device,
     side: int,
     devices: Sequence[jax.Device] = (),
@@ -340,6 +356,11 @@ def _leaves(
     ).reshape(-1, pixels)
 
 
+def _place(value: np.ndarray, device: jax.Device) -> Any:
+    """``value`` on ``device``; on the default device, as it is (see :func:`_dispatch`)."""
+    return value if device == jax.local_devices()[0] else jax.device_put(value, device)
+
+
 def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:
     """``args`` put on ``device`` if ``place``, else as they are (host arrays)."""
     return tuple(jax.device_put(args, device)) if place else args
@@ -353,7 +374,7 @@ def _per_call(items: int, capacity: int, devices: Sequence[jax.Device]) -> int:
 def _dispatch(
     kernel: Any,
     calls: list[tuple[tuple[Any, ...], int]],
-    z: jax.Array,
+    z: Any,
     device: jax.Device,
     devices: Sequence[jax.Device],
     **static: Any,
@@ -439,14 +460,13 @@ def prune(
     boxes = np.repeat(np.asarray(box, target.dtype)[None, :, None], CHILDREN, axis=2)
     with target.precision():
         zz = jax.device_put(np.asarray(z, target.dtype), target.device)
-        lo, hi, _, kept, emit, new_args = _prune_level(
-            tapes, lengths, boxes, zz, target.device, len(tapes)
-        )
-    if kept[0, 0] == 0:
-        return float(lo[0, 0]), float(hi[0, 0]), None
-    rows = np.flatnonzero(emit[::CHILDREN])
-    pruned_tape = _next_tapes(tapes, rows, emit, new_args, rows * CHILDREN)
+        level = _prune_level(tapes, lengths, boxes, zz, target.device, len(tapes))
+    lo, hi = float(level.lo[0, 0]), float(level.hi[0, 0])
+    if level.kept[0, 0] == 0:
+        return lo, hi, None
+    rows = np.flatnonzero(level.emit[::CHILDREN])
+    pruned_tape = _next_tapes(tapes, rows, level, rows * CHILDREN)
     # The root tape's constants in float64 (the tape's may have overflowed in float32).
     consts = root_tape(program, "float64").consts[rows]
     pruned = pruned_tape.unpack(consts)
-    return float(lo[0, 0]), float(hi[0, 0]), pruned
+    return lo, hi, pruned
