@@ -45,12 +45,12 @@ def _render_in_new_process(cache: Path, image: Path) -> dict[str, int]:
 def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
     store = tmp_path / "cache" / "executables"
     first = _render_in_new_process(tmp_path / "cache", tmp_path / "first.npy")
-    assert first == {"loaded": 0, "compiled": 2}  # the prune kernel and the leaf kernel
-    assert len(list(store.glob("*.bin"))) == 2
+    assert first == {"loaded": 0, "compiled": 3}  # prune kernels (4 × 4, 2 × 2), leaf kernel
+    assert len(list(store.glob("*.bin"))) == 3
     assert not list(store.glob(".*"))  # no temporaries left
 
     second = _render_in_new_process(tmp_path / "cache", tmp_path / "second.npy")
-    assert second == {"loaded": 2, "compiled": 0}
+    assert second == {"loaded": 3, "compiled": 0}
     expected = pj.render(pj.shapes.demo_program(), 200, mode="brute")
     np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), expected)
     np.testing.assert_array_equal(np.load(tmp_path / "second.npy"), expected)
@@ -58,18 +58,18 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
     for path in store.glob("*.bin"):  # damaged files are dropped and compiled again
         path.write_bytes(path.read_bytes()[:100])
     third = _render_in_new_process(tmp_path / "cache", tmp_path / "third.npy")
-    assert third == {"loaded": 0, "compiled": 2}
+    assert third == {"loaded": 0, "compiled": 3}
     np.testing.assert_array_equal(np.load(tmp_path / "third.npy"), expected)
-    assert _render_in_new_process(tmp_path / "cache", tmp_path / "4.npy")["loaded"] == 2
+    assert _render_in_new_process(tmp_path / "cache", tmp_path / "4.npy")["loaded"] == 3
 
     # Another build's files (an upgrade, an edit) are removed when this build stores one.
     stale = store / "00000000-ffffffffffffffffffffffffffffffff.bin"
     stale.write_bytes(b"from another build")
     for path in store.glob(f"{_executables._build_tag()}-*.bin"):
         path.unlink()
-    assert _render_in_new_process(tmp_path / "cache", tmp_path / "5.npy")["compiled"] == 2
+    assert _render_in_new_process(tmp_path / "cache", tmp_path / "5.npy")["compiled"] == 3
     assert not stale.exists()
-    assert len(list(store.glob("*.bin"))) == 2
+    assert len(list(store.glob("*.bin"))) == 3
 
 
 @pytest.fixture
@@ -108,3 +108,24 @@ def test_without_a_directory_the_plain_jit_is_called(hi: pj.Program, store: Path
     pj.render(hi, 64, mode="culled")
     assert _executables.store.counts == counts
     assert not list(store.iterdir())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
+    hi: pj.Program, store: Path, dtype: str
+) -> None:
+    from prospero_jax.renderers import culled
+
+    _executables.forget()
+    jobs = culled._kernels(culled.splits(256 // 32), 300, dtype, 32)
+    assert len(jobs) == 3  # a 4 × 4 and a 2 × 2 prune kernel, and the leaf kernel
+    counts = dict(_executables.store.counts)
+    with pj.Target(dtype=dtype).precision():
+        _executables.prepare(jobs, jax.devices()[0])
+    assert _executables.store.counts["compiled"] == counts["compiled"] + 3
+    assert len(list(store.glob("*.bin"))) == 3
+    # The render that follows finds every kernel ready: nothing more is compiled or loaded.
+    image = pj.render(hi, 200, mode="culled", dtype=dtype)
+    assert _executables.store.counts["compiled"] == counts["compiled"] + 3
+    assert _executables.store.counts["loaded"] == counts["loaded"]
+    np.testing.assert_array_equal(image, pj.render(hi, 200, mode="brute", dtype=dtype))

@@ -55,6 +55,7 @@ from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from prospero_jax.evaluators.tape import ARITY, IMMEDIATE, Tapes, branches, value_branches
@@ -69,6 +70,9 @@ ROW_CAPACITY = 1 << 18
 GROUP_CAPACITY = 1 << 14
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20
+#: The kernels' XLA options: LLVM's level-1 optimizations compile them about a quarter
+#: faster than level 3 and run them as fast (experiments/RESULTS.md).
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 #: What a row's users need of it, as bits: nothing, whether it is < 0, whether it is > 0,
 #: its value. Needs merge by OR; anything but exactly LESS or GREATER counts as VALUE.
 NONE, LESS, GREATER, VALUE = 0, 1, 2, 4
@@ -102,8 +106,22 @@ def _interval_branches(lanes: int) -> list[Callable[..., Any]]:
     return branches(apply, source)
 
 
+def _need_classes() -> tuple[np.ndarray, tuple[Op, ...]]:
+    """Opcodes whose need rules are the same (same arity and sign rules) share a branch:
+    each opcode's class, and one op of each class (6 branches instead of one per opcode,
+    which halves the prune kernel's compile time; experiments/RESULTS.md)."""
+    keys = [(op.arity, op.sign_pass, op.sign_choose) for op in OPS]
+    distinct = list(dict.fromkeys(keys))
+    classes = np.array([distinct.index(key) for key in keys], np.int32)
+    return classes, tuple(OPS[keys.index(key)] for key in distinct)
+
+
+NEED_CLASS, _NEED_OPS = _need_classes()
+
+
 def _need_branches(lanes: int) -> list[Callable[..., Any]]:
-    """One branch per opcode: what a row's arguments must provide, given what it must.
+    """One branch per need class (:data:`NEED_CLASS`): what a row's arguments must
+    provide, given what it must.
 
     ``(a, b, wanted, choice, need_a, need_b, same, imm_a, imm_b) → (need_a', need_b',
     code)``: the arguments' merged needs (nothing passes to an immediate) and the row's
@@ -140,7 +158,10 @@ def _need_branches(lanes: int) -> list[Callable[..., Any]]:
         # With a == b the second update wins, so it must carry both.
         return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
 
-    return branches(need, lambda code, *context: need(OPS[code], (), *context))
+    def branch(op: Op) -> Callable[..., Any]:
+        return lambda a, b, *context: need(op, (a, b)[: op.arity], *context)
+
+    return [branch(op) for op in _NEED_OPS]
 
 
 def _operands(row_args: jax.Array) -> tuple[jax.Array, ...]:
@@ -164,16 +185,33 @@ def _intervals(
     return one(a, imm_a), one(b, imm_b)
 
 
+#: Opcodes that take two operands, either of which may be an immediate.
+_BINARY = tuple(code for code, op in enumerate(OPS) if op.arity == 2)
+#: The branch of :func:`_reading` for ``[immediate side, opcode]``: side 0 none, 1 operand
+#: b, 2 operand a (only binary ops have immediates; others keep their plain branch).
+_KINDS = np.array(
+    [
+        list(range(len(OPS))),
+        [len(OPS) + _BINARY.index(c) if c in _BINARY else c for c in range(len(OPS))],
+        [
+            len(OPS) + len(_BINARY) + _BINARY.index(c) if c in _BINARY else c
+            for c in range(len(OPS))
+        ],
+    ],
+    np.int32,
+)
+
+
 def _reading(
     rules: list[Callable[..., Any]],
     read: Callable[[Any, jax.Array], Any],
     constant: Callable[[jax.Array], Any],
 ) -> list[Callable[..., Any]]:
-    """``rules`` (``(a, b, c, *context) → result``) as branches that read their own
-    operands: ``(source, a, b, c, *context) → result``, for each opcode (branch ``op``),
-    then with operand b the row's constant (``op + len(OPS)``), then with a (``op + 2 *
-    len(OPS)``): see :func:`_kind`. Reading inside the branch lets XLA fuse the read into
-    the op (a read before the switch is a copy) and skip an immediate's read."""
+    """``rules`` (one per opcode, ``(a, b, c, *context) → result``) as branches that read
+    their own operands, ``(source, a, b, c, *context) → result``: one per opcode, then
+    one per binary opcode with operand b the row's constant, then with operand a (see
+    :data:`_KINDS`). Reading inside the branch lets XLA fuse the read into the op (a read
+    before the switch is a copy) and skip an immediate's read."""
 
     def branch(rule: Callable[..., Any], immediate: int | None) -> Callable[..., Any]:
         def run(source: Any, a: jax.Array, b: jax.Array, c: jax.Array, *context: Any) -> Any:
@@ -183,12 +221,14 @@ def _reading(
 
         return run
 
-    return [branch(rule, immediate) for immediate in (None, 1, 0) for rule in rules]
+    plain = [branch(rule, None) for rule in rules]
+    return plain + [branch(rules[c], side) for side in (1, 0) for c in _BINARY]
 
 
 def _kind(op: jax.Array, imm_a: jax.Array, imm_b: jax.Array) -> jax.Array:
     """The branch of :func:`_reading` for a row: its opcode and which operand is immediate."""
-    return op + len(OPS) * (imm_b.astype(jnp.int32) + 2 * imm_a.astype(jnp.int32))
+    side = imm_b.astype(jnp.int32) + 2 * imm_a.astype(jnp.int32)
+    return jnp.asarray(_KINDS)[side, op]
 
 
 class PruneRegisters(NamedTuple):
@@ -219,7 +259,7 @@ class PruneOutputs(NamedTuple):
     new_b: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames="registers")
+@functools.partial(jax.jit, static_argnames="registers", compiler_options=COMPILER_OPTIONS)
 def prune_kernel(
     tapes: Tapes,
     starts: jax.Array,
@@ -246,6 +286,7 @@ def prune_kernel(
     k4 = boxes.shape[2]  # children per parent: the lanes
     interval_rules = _interval_branches(k4)
     need_rules = _need_branches(k4)
+    need_class = jnp.asarray(NEED_CLASS)
     arity = jnp.asarray(ARITY)
     rows = ops.shape[0]
     groups = starts.shape[0]
@@ -298,7 +339,7 @@ def prune_kernel(
                 imm_a,
                 imm_b,
             )
-            need_a, need_b, code = lax.switch(op, need_rules, *reads)
+            need_a, need_b, code = lax.switch(need_class[op], need_rules, *reads)
             need = _write(_write(need, a, need_a, k4), b, need_b, k4)
             return need, _write(codes, i, code, k4)
 
@@ -371,7 +412,9 @@ def prune_kernel(
     return cast(PruneOutputs, outputs)
 
 
-@functools.partial(jax.jit, static_argnames=("registers", "side"))
+@functools.partial(
+    jax.jit, static_argnames=("registers", "side"), compiler_options=COMPILER_OPTIONS
+)
 def leaf_kernel(
     tapes: Tapes,
     starts: jax.Array,

@@ -7,9 +7,11 @@ Output: the same uint8 image as the brute-force renderer, bit for bit.
 How (after Fidget's and MPR's hierarchical evaluation):
 
 1. The image is padded to a power-of-two square ``P`` and the whole square is the root
-   tile, carrying the simplified program's tape.
-2. Each level splits every ambiguous tile 2 × 2. :func:`~prospero_jax.evaluators.cull.
-   prune_kernel` evaluates the parent's tape on intervals over each child's box: a child
+   tile, carrying the simplified program's tape (constants folded into their users as
+   immediates, :class:`~prospero_jax.evaluators.tape.Tapes`).
+2. Each level splits every ambiguous tile k × k (:data:`SPLIT`: 4 × 4, and 2 × 2 for
+   what is left; :func:`splits`). :func:`~prospero_jax.evaluators.cull.prune_kernel`
+   evaluates the parent's tape on intervals over each child's box: a child
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
    and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
    ``min``/``max`` replaced by their chosen side, ``min``/``max`` whose sign one side
@@ -103,10 +105,12 @@ def _call_args(
     return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
 
 
-def splits(tiles: int, pattern: Sequence[int] = (4, 4)) -> tuple[int, ...]:
+def splits(tiles: int, pattern: Sequence[int] = SPLIT) -> tuple[int, ...]:
     """How each prune level splits its tiles (``k``: k × k children) on the way from the
     root to ``tiles × tiles`` leaves (powers of two): ``pattern`` from the root down, its
-    last entry repeated, each cut to what is left."""
+    last entry repeated, each cut to what is left. A 4 × 4 split costs a row about 2×
+    a 2 × 2 one and does the work of two levels (``experiments/culled_levels.py --split``;
+    an 8 × 8 one costs 5×: the interval rules' lanes are not free)."""
     out: list[int] = []
     while tiles > 1:
         k = min(pattern[min(len(out), len(pattern) - 1)], tiles)
@@ -187,6 +191,8 @@ def _render_square(
     rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
+    if len(devices) < 2:
+        _executables.prepare(_kernels(schedule, root, dtype, leaf), device)
     tile = side
     for depth, k in enumerate(schedule, 1):
         if not len(lengths):
@@ -266,6 +272,37 @@ class Level(NamedTuple):
     emit: np.ndarray
     new_a: np.ndarray
     new_b: np.ndarray
+
+
+def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[_executables.Job]:
+    """The kernel calls a frame will make (their shapes), to compile them all at once: a
+    prune kernel for each split of ``schedule`` (the root's tape of ``root`` rows first),
+    and the leaf kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when
+    met)."""
+
+    def S(shape: tuple[int, ...], dtype: Any) -> Any:  # an abstract array, for lowering
+        return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
+
+    def tapes(rows: int) -> Tapes:
+        return Tapes(S((rows,), np.int32), S((rows, 2), np.int32), S((rows,), dtype))
+
+    def spans(n: int) -> tuple[Any, Any, Any]:
+        return S((n,), np.int32), S((n,), np.int32), S((), np.int32)
+
+    z = S((), dtype)
+    jobs: list[_executables.Job] = []
+    for k in dict.fromkeys(schedule):  # distinct, in order
+        lanes = k * k
+        max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
+        rows = max(max_rows, 1 << (root - 1).bit_length()) if k == schedule[0] else max_rows
+        boxes = S((max_groups, 4, lanes), dtype)
+        args = (tapes(rows), *spans(max_groups), boxes, z)
+        jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
+    tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf)
+    pixels = S((tiles, leaf), dtype)
+    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, z)
+    jobs.append((leaf_kernel, leaves, {"registers": register_capacity(1), "side": leaf}))
+    return jobs
 
 
 def _next_tapes(tapes: Tapes, row: np.ndarray, level: Level, at: np.ndarray) -> Tapes:

@@ -29,7 +29,8 @@ import functools
 import hashlib
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -128,6 +129,17 @@ def _key(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
+def _quick(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax.Device) -> Any:
+    """What tells executables apart within this process, cheap to build."""
+    return (
+        kernel,
+        tuple(sorted(static.items())),
+        tuple((np.shape(a), _dtype(a)) for a in jax.tree.leaves(args)),
+        _flag("jax_enable_x64"),
+        device,
+    )
+
+
 def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) -> Any:
     """``kernel(*args, **static)``, through a stored executable when a directory is set.
 
@@ -135,14 +147,7 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     """
     if store.directory is None:
         return kernel(*args, **static)
-    leaves = jax.tree.leaves(args)
-    quick = (  # what tells executables apart within this process, cheap to build
-        kernel,
-        tuple(sorted(static.items())),
-        tuple((np.shape(a), _dtype(a)) for a in leaves),
-        _flag("jax_enable_x64"),
-        device,
-    )
+    quick = _quick(kernel, args, static, device)
     executable = store.memo.get(quick)
     if executable is not None:
         return executable(*args)
@@ -166,6 +171,60 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     return out
 
 
+Job = tuple[Any, tuple[Any, ...], dict[str, Any]]
+"""A kernel call to prepare: ``(kernel, args, static)``, ``args`` arrays or
+``jax.ShapeDtypeStruct``s."""
+
+
+def prepare(jobs: Sequence[Job], device: jax.Device) -> None:
+    """Have the executables of these calls ready before they are made: each that is
+    neither in memory nor on disk is compiled now, all of them at once, a thread each
+    (XLA compiles without holding the GIL), so a cold render waits for its slowest
+    kernel, not for their sum. Nothing happens without a directory (calls then go to
+    ``jax.jit``, which compiles each on first use) or with fewer than two to compile."""
+    if store.directory is None:
+        return
+    missing: dict[Any, tuple[Job, str]] = {}
+    for job in jobs:
+        kernel, args, static = job
+        quick, key = _quick(kernel, args, static, device), _key(kernel, args, static, device)
+        path = store.directory / f"{_build_tag()}-{key}.bin"
+        if quick not in store.memo and key not in store.loaded and not path.exists():
+            missing[quick] = (job, key)
+    if len(missing) < 2:
+        return  # one compile has nothing to overlap with: the call compiles it
+    directory, x64 = store.directory, _flag("jax_enable_x64")
+
+    def build(job: Job, key: str) -> Callable[..., Any]:
+        kernel, args, static = job
+        zeros = jax.tree.map(lambda a: np.zeros(np.shape(a), _dtype(a)), args)
+        path = directory / f"{_build_tag()}-{key}.bin"
+        with jax.enable_x64(x64):  # the caller's precision (a thread-local setting)
+            return _kept(_compile(kernel, args, static), path, zeros, device)[0]
+
+    with _jax_cache_off(), ThreadPoolExecutor(len(missing)) as pool:
+        built = list(pool.map(lambda item: build(*item), missing.values()))
+    for (quick, (_, key)), executable in zip(missing.items(), built, strict=True):
+        store.counts["compiled"] += 1
+        store.loaded[key] = store.memo[quick] = executable
+
+
+def _compile(kernel: Any, args: tuple[Any, ...], static: dict[str, Any]) -> Any:
+    return kernel.lower(*args, **static).compile()
+
+
+@contextlib.contextmanager
+def _jax_cache_off() -> Iterator[None]:
+    """JAX's persistent cache off inside the block (see :func:`_compile_and_store`)."""
+    update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
+    was_on = _flag("jax_enable_compilation_cache")
+    update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        update("jax_enable_compilation_cache", was_on)
+
+
 def _compile_and_store(
     kernel: Any, args: tuple[Any, ...], static: dict[str, Any], path: Path, device: jax.Device
 ) -> tuple[Callable[..., Any], Any]:
@@ -177,13 +236,16 @@ def _compile_and_store(
     loaded back and run on this call's arguments before it is kept (if it fails, it is
     dropped and the freshly compiled executable serves this process).
     """
-    update = cast(Callable[[str, object], None], jax.config.update)  # untyped in jax
-    was_on = _flag("jax_enable_compilation_cache")
-    update("jax_enable_compilation_cache", False)
-    try:
-        compiled = kernel.lower(*args, **static).compile()
-    finally:
-        update("jax_enable_compilation_cache", was_on)
+    with _jax_cache_off():
+        compiled = _compile(kernel, args, static)
+    return _kept(compiled, path, args, device)
+
+
+def _kept(
+    compiled: Any, path: Path, args: tuple[Any, ...], device: jax.Device
+) -> tuple[Callable[..., Any], Any]:
+    """Store ``compiled`` at ``path``; the executable to use (the stored one, loaded back,
+    if it runs on ``args``, else ``compiled``) and its outputs on ``args``."""
     if _store(path, compiled):
         reloaded = _load(path, device)
         out = _run_once(reloaded, args) if reloaded is not None else None
