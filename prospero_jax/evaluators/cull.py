@@ -123,15 +123,17 @@ def _need_branches(lanes: int) -> list[Callable[..., Any]]:
     """One branch per need class (:data:`NEED_CLASS`): what a row's arguments must
     provide, given what it must.
 
-    ``(a, b, wanted, choice, need_a, need_b, same, imm_a, imm_b) → (need_a', need_b',
-    code)``: the arguments' merged needs (nothing passes to an immediate) and the row's
-    code (its need, with its sign choice × 8).
+    ``((lo, hi, a, b, c), wanted, choice, need_a, need_b, same, imm_a, imm_b) →
+    (need_a', need_b', code)``: the arguments' merged needs (nothing passes to an
+    immediate) and the row's code (its need, with its sign choice × 8). Only ``min`` and
+    ``max`` read their operands' intervals, inside their branch (a read before the switch
+    would cost every row).
     Only "value < 0" matters at the root. Ops with a ``sign_pass`` rule pass such a test
     on (``neg`` flipped); where the row's ``sign_choose`` rule names one argument, the row
     is replaced by it (sign choice 1 or 2). An interval choice passes any need unchanged.
     """
 
-    def need(op: Op, args: tuple[Any, ...], wanted: Any, ch: Any, need_a: Any, need_b: Any,
+    def need(op: Op, source: tuple[Any, ...], wanted: Any, ch: Any, need_a: Any, need_b: Any,
              same: Any, imm_a: Any, imm_b: Any) -> Any:  # fmt: skip
         sign_choice = jnp.zeros(lanes, jnp.int32)
         test = (wanted == LESS) | (wanted == GREATER)
@@ -140,7 +142,8 @@ def _need_branches(lanes: int) -> list[Callable[..., Any]]:
             passed = jnp.where(test, wanted ^ (LESS | GREATER), passed)
         elif op.sign_pass == "same":
             assert op.sign_choose is not None
-            a, b = args
+            lo, hi, ia, ib, c = source
+            a, b = _intervals(lo, hi, ia, ib, imm_a, imm_b, c, lanes)
             clean = ~(jnp.isnan(a[0]) | jnp.isnan(a[1]) | jnp.isnan(b[0]) | jnp.isnan(b[1]))
             usable = clean & test
             chosen = jnp.where(
@@ -159,7 +162,7 @@ def _need_branches(lanes: int) -> list[Callable[..., Any]]:
         return jnp.where(same, merged_b, merged_a), merged_b, wanted + 8 * sign_choice
 
     def branch(op: Op) -> Callable[..., Any]:
-        return lambda a, b, *context: need(op, (a, b)[: op.arity], *context)
+        return lambda source, *context: need(op, source, *context)
 
     return [branch(op) for op in _NEED_OPS]
 
@@ -330,7 +333,7 @@ def prune_kernel(
             # All reads go into the switch and its results into the updates: with no read
             # of `need` between its two updates, XLA updates it in place.
             reads = (
-                *_intervals(lo, hi, a, b, imm_a, imm_b, c, k4),
+                (lo, hi, a, b, c),
                 _read(need, i, k4),
                 _read(choice, i, k4),
                 _read(need, a, k4),
