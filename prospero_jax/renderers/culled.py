@@ -47,6 +47,7 @@ from jaxtyping import UInt8
 
 from prospero_jax.evaluators.cull import (
     CHILDREN,
+    COMPILER_OPTIONS,
     GROUP_CAPACITY,
     LEAF_PIXEL_CAPACITY,
     ROW_CAPACITY,
@@ -461,12 +462,14 @@ def _sharded(
     sharding, _ = line_mesh(devices, "calls")
     mesh, spec = sharding.mesh, sharding.spec
 
+    body = kernel.__wrapped__  # the kernel's function: XLA options go on the outer jit only
+
     def one(*stacked: Any) -> Any:
-        out = kernel(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)
+        out = body(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)
         return jax.tree.map(lambda a: a[None], out)
 
     mapped = jax.shard_map(one, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-    return jax.jit(mapped), sharding
+    return jax.jit(mapped, compiler_options=COMPILER_OPTIONS), sharding
 
 
 def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any) -> None:
