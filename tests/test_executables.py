@@ -125,7 +125,7 @@ def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
     assert _executables.store.counts["compiled"] == counts["compiled"] + 3
     # Stored, unless XLA:CPU compiled that kernel before in this process (the suite's other
     # tests): such a file would not run, so it is dropped (see _compile_and_store).
-    assert 1 <= len(list(store.glob("*.bin"))) <= 3
+    assert len(list(store.glob("*.bin"))) <= 3
     # The render that follows finds every kernel ready: nothing more is compiled or loaded.
     image = pj.render(hi, 200, mode="culled", dtype=dtype)
     assert _executables.store.counts["compiled"] == counts["compiled"] + 3
