@@ -46,7 +46,9 @@ class Store:
     """Where executables are kept and which are in memory: all of this module's state.
 
     ``directory`` is None until :meth:`set_directory` names one (the disk is off);
-    ``counts`` says how many executables were loaded from disk or compiled and stored.
+    ``counts`` says how many executables were loaded from disk or compiled and stored;
+    ``compiled`` holds the kernels this process has compiled (XLA's state, which
+    :meth:`forget` does not reset).
     """
 
     def __init__(self) -> None:
@@ -54,6 +56,7 @@ class Store:
         self.loaded: dict[str, Callable[..., Any]] = {}  # by key (see _key)
         self.memo: dict[tuple[Any, ...], Callable[..., Any]] = {}  # the same, cheaper key
         self.counts = {"loaded": 0, "compiled": 0}
+        self.compiled: set[Any] = set()  # kernels this process compiled (see prepare)
 
     def set_directory(self, path: str | os.PathLike[str] | None) -> None:
         """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
@@ -197,15 +200,24 @@ def prepare(jobs: Sequence[Job], device: jax.Device) -> None:
 
     def build(job: Job, key: str) -> Callable[..., Any]:
         kernel, args, static = job
-        zeros = jax.tree.map(lambda a: np.zeros(np.shape(a), _dtype(a)), args)
         path = directory / f"{_build_tag()}-{key}.bin"
         with jax.enable_x64(x64):  # the caller's precision (a thread-local setting)
-            return _kept(_compile(kernel, args, static), path, zeros, device)[0]
+            compiled = _compile(kernel, args, static)
+            if kernel in store.compiled or kernel._cache_size():
+                # XLA may have compiled this before in the process, which can make a file
+                # that does not run (see _compile_and_store): check it, as calls do.
+                zeros = jax.tree.map(lambda a: np.zeros(np.shape(a), _dtype(a)), args)
+                return _kept(compiled, path, zeros, device)[0]
+            # A first compile in a fresh process stores a sound file (a file that fails
+            # anyway is dropped and compiled again by the process that loads it).
+            _store(path, compiled)
+            return cast(Callable[..., Any], compiled)
 
     with _jax_cache_off(), ThreadPoolExecutor(len(missing)) as pool:
         built = list(pool.map(lambda item: build(*item), missing.values()))
-    for (quick, (_, key)), executable in zip(missing.items(), built, strict=True):
+    for (quick, (job, key)), executable in zip(missing.items(), built, strict=True):
         store.counts["compiled"] += 1
+        store.compiled.add(job[0])
         store.loaded[key] = store.memo[quick] = executable
 
 
@@ -238,6 +250,7 @@ def _compile_and_store(
     """
     with _jax_cache_off():
         compiled = _compile(kernel, args, static)
+    store.compiled.add(kernel)
     return _kept(compiled, path, args, device)
 
 
