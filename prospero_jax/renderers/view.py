@@ -239,7 +239,7 @@ class Target:
 
 def culls(mode: str, target: Target) -> bool:
     """The one rule for ``mode``: ``culled`` culls, ``brute`` does not, and ``auto`` culls on
-    CPU (35–45× faster there for prospero; ``experiments/RESULTS.md``) and not on
+    CPU (over 100× faster there for prospero; ``experiments/RESULTS.md``) and not on
     accelerators, where the fused closure runs a million pixels at once."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
