@@ -237,7 +237,7 @@ def leaf(program: pj.Program, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             np.int32(1),
             xs[None, :],
             ys[None, :],
-            np.asarray(0, dtype),
+            np.zeros(1, dtype),  # z = 0
             registers=register_capacity(n),
             side=side,
         )

@@ -59,7 +59,7 @@ import numpy as np
 from jax import lax
 
 from prospero_jax.evaluators.tape import ARITY, IMMEDIATE, Tapes, branches, value_branches
-from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, Op, interval_step
+from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Op, interval_step
 
 #: Children per parent in a 2 × 2 split (a kernel's lanes are its boxes' last axis: 4, 16
 #: or 64 children for a 2 × 2, 4 × 4 or 8 × 8 split).
@@ -87,18 +87,17 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
 
 
 def _interval_branches(lanes: int) -> list[Callable[..., Any]]:
-    """One branch per opcode: ``(a, b, const, box, z) → (lo, hi, choice)``, one lane a box."""
+    """One branch per opcode: ``(a, b, const, box) → (lo, hi, choice)``, one lane a box
+    (``box``: ``[xlo, xhi, ylo, yhi, zlo, zhi] × lanes``)."""
     keep = jnp.zeros(lanes, jnp.int32)
 
-    def source(code: int, c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
+    def source(code: int, c: jax.Array, box: jax.Array) -> Any:
         if code == CONST:
             return jnp.full(lanes, c), jnp.full(lanes, c), keep
-        if code in (VAR_X, VAR_Y):
-            k = 0 if code == VAR_X else 2
-            return box[k], box[k + 1], keep
-        return jnp.full(lanes, z), jnp.full(lanes, z), keep
+        k = {VAR_X: 0, VAR_Y: 2, VAR_Z: 4}[code]
+        return box[k], box[k + 1], keep
 
-    def apply(op: Op, args: tuple[Any, ...], c: jax.Array, box: jax.Array, z: jax.Array) -> Any:
+    def apply(op: Op, args: tuple[Any, ...], c: jax.Array, box: jax.Array) -> Any:
         lo, hi = interval_step(op, jnp, *args)
         choice = keep if op.choose is None else op.choose(jnp, *args).astype(jnp.int32)
         return lo, hi, choice
@@ -269,16 +268,16 @@ def prune_kernel(
     lengths: jax.Array,
     count: jax.Array,
     boxes: jax.Array,
-    z: jax.Array,
     *,
     registers: int,
 ) -> PruneOutputs:
     """Interval-evaluate and prune ``count`` parent tapes over their ``K`` child boxes each.
 
-    ``boxes[g]`` is ``[xlo, xhi, ylo, yhi] × K children`` (``K = boxes.shape[2]``, the
-    kernel's lanes). Returns, per child ``g * K + k``: ``lo``, ``hi`` (the value's
-    interval), ``inside`` (``hi < 0``, decided here, with XLA's treatment of subnormals,
-    like the point evaluators' ``value < 0``) and ``kept`` (its pruned tape's length, 0
+    ``boxes[g]`` is ``[xlo, xhi, ylo, yhi, zlo, zhi] × K children`` (``K =
+    boxes.shape[2]``, the kernel's lanes; a 2-D render's ``zlo = zhi = z``). Returns, per
+    child ``g * K + k``: ``lo``, ``hi`` (the value's interval), ``inside`` (``hi < 0``,
+    decided here, with XLA's treatment of subnormals, like the point evaluators' ``value
+    < 0``) and ``kept`` (its pruned tape's length, 0
     unless the interval straddles 0 or is NaN); per parent row ``r * K + k``: ``emit``
     (0: row r is not in child k's tape; 1: it is; 2: it is, as a ``const`` row holding
     its immediate, which the row's min or max always returns) and ``new_a``, ``new_b``
@@ -310,7 +309,7 @@ def prune_kernel(
             op, c = ops[start + i], consts[start + i]
             a, b, imm_a, imm_b = _operands(args[start + i])
             ia, ib = _intervals(lo, hi, a, b, imm_a, imm_b, c, k4)
-            low, high, ch = lax.switch(op, interval_rules, ia, ib, c, box, z)
+            low, high, ch = lax.switch(op, interval_rules, ia, ib, c, box)
             return (
                 _write(lo, i, low, k4),
                 _write(hi, i, high, k4),
@@ -425,15 +424,16 @@ def leaf_kernel(
     count: jax.Array,
     xs: jax.Array,
     ys: jax.Array,
-    z: jax.Array,
+    zs: jax.Array,
     *,
     registers: int,
     side: int,
 ) -> jax.Array:
-    """Evaluate ``count`` tapes, tape ``t`` on the ``side²`` pixels ``xs[t] × ys[t]``.
+    """Evaluate ``count`` tapes, tape ``t`` on the ``side²`` pixels ``xs[t] × ys[t]`` at
+    depth ``zs[t]``.
 
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
-    ys[t, row])`` is < 0.
+    ys[t, row], zs[t])`` is < 0.
     """
     ops, args, consts = tapes
     px = side * side
@@ -447,6 +447,7 @@ def leaf_kernel(
         start, n = starts[t], lengths[t]
         x = jnp.tile(xs[t], side)
         y = jnp.repeat(ys[t], side)
+        z = zs[t]
 
         def step(i: jax.Array, regs: jax.Array) -> jax.Array:
             op, c = ops[start + i], consts[start + i]

@@ -183,7 +183,6 @@ def _render_square(
     side = max(leaf, 1 << (max(height, width) - 1).bit_length())
     xs = np.pad(xs, (0, side - width), mode="edge").astype(dtype)
     ys = np.pad(ys, (0, side - height), mode="edge").astype(dtype)
-    zz = _place(np.asarray(z, dtype), device)
     image = np.zeros((side, side), np.uint8)
 
     tapes = root_tape(program, dtype)
@@ -204,16 +203,19 @@ def _render_square(
         lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
         child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
         child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
+        depth_z = np.full(child_cols.shape, z, dtype)
         boxes = np.stack(
             [
                 xs[child_cols],
                 xs[child_cols + child - 1],
                 ys[child_rows + child - 1],
                 ys[child_rows],
+                depth_z,
+                depth_z,
             ],
             axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi], lanes)
-        level = _prune_level(tapes, lengths, boxes, zz, device, root, devices)
+        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
+        level = _prune_level(tapes, lengths, boxes, device, root, devices)
         inside, kept = level.inside, level.kept
         _paint(image, child, child_rows[inside], child_cols[inside], 255)
 
@@ -240,7 +242,8 @@ def _render_square(
 
     if len(lengths):
         started = time.perf_counter()
-        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zz, device, leaf, devices)
+        zs = np.full(len(lengths), z, dtype)
+        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zs, device, leaf, devices)
         _paint(
             image, leaf, rows, cols, inside.reshape(-1, leaf, leaf).view(np.uint8) * np.uint8(255)
         )
@@ -290,18 +293,17 @@ def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[
     def spans(n: int) -> tuple[Any, Any, Any]:
         return S((n,), np.int32), S((n,), np.int32), S((), np.int32)
 
-    z = S((), dtype)
     jobs: list[_executables.Job] = []
     for k in dict.fromkeys(schedule):  # distinct, in order
         lanes = k * k
         max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
         rows = max(max_rows, 1 << (root - 1).bit_length()) if k == schedule[0] else max_rows
-        boxes = S((max_groups, 4, lanes), dtype)
-        args = (tapes(rows), *spans(max_groups), boxes, z)
+        boxes = S((max_groups, 6, lanes), dtype)
+        args = (tapes(rows), *spans(max_groups), boxes)
         jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
     tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf)
     pixels = S((tiles, leaf), dtype)
-    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, z)
+    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, S((tiles,), dtype))
     jobs.append((leaf_kernel, leaves, {"registers": register_capacity(1), "side": leaf}))
     return jobs
 
@@ -327,7 +329,6 @@ def _prune_level(
     tapes: Tapes,
     lengths: np.ndarray,
     boxes: np.ndarray,
-    z: Any,
     device: jax.Device,
     root_length: int,
     devices: Sequence[jax.Device] = (),
@@ -343,11 +344,11 @@ def _prune_level(
         padded, spans, counts, n_rows = _call_args(
             tapes, starts, lengths, g0, g1, max_rows, max_groups
         )
-        box = np.zeros((max_groups, 4, lanes), boxes.dtype)
+        box = np.zeros((max_groups, 6, lanes), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
-    outs = _dispatch(prune_kernel, calls, z, device, devices)  # dispatched; read below
+    outs = _dispatch(prune_kernel, calls, device, devices)  # dispatched; read below
     parts: list[list[np.ndarray]] = [[] for _ in Level._fields]
     for (n_groups, n_rows), out in zip(sizes, outs, strict=True):
         for k, values in enumerate(out):
@@ -365,12 +366,13 @@ def _leaves(
     cols: np.ndarray,
     xs: np.ndarray,
     ys: np.ndarray,
-    z: Any,
+    zs: np.ndarray,
     device: jax.Device,
     side: int,
     devices: Sequence[jax.Device] = (),
 ) -> np.ndarray:
-    """Inside-masks of the ambiguous ``side × side`` tiles, ``(tiles, side²)`` bool."""
+    """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile),
+    ``(tiles, side²)`` bool."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, counts = [], []
@@ -382,21 +384,18 @@ def _leaves(
         )
         tx = np.zeros((capacity, side), xs.dtype)
         ty = np.zeros((capacity, side), ys.dtype)
+        tz = np.zeros(capacity, zs.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
+        tz[: t1 - t0] = zs[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty), registers))
+        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
         counts.append(t1 - t0)
-    outs = _dispatch(leaf_kernel, calls, z, device, devices, side=side)
+    outs = _dispatch(leaf_kernel, calls, device, devices, side=side)
     pixels = side * side
     return np.concatenate(
         [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]
     ).reshape(-1, pixels)
-
-
-def _place(value: np.ndarray, device: jax.Device) -> Any:
-    """``value`` on ``device``; on the default device, as it is (see :func:`_dispatch`)."""
-    return value if device == jax.local_devices()[0] else jax.device_put(value, device)
 
 
 def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:
@@ -412,12 +411,11 @@ def _per_call(items: int, capacity: int, devices: Sequence[jax.Device]) -> int:
 def _dispatch(
     kernel: Any,
     calls: list[tuple[tuple[Any, ...], int]],
-    z: Any,
     device: jax.Device,
     devices: Sequence[jax.Device],
     **static: Any,
 ) -> list[Any]:
-    """``kernel(*args, z, registers=r, **static)`` for each ``(args, r)`` of ``calls``.
+    """``kernel(*args, registers=r, **static)`` for each ``(args, r)`` of ``calls``.
 
     On one device each call is dispatched asynchronously (through the stored executables).
     On several, calls go in batches of one per device: their inputs padded to the batch's
@@ -429,7 +427,7 @@ def _dispatch(
         # 1024² frame; experiments/RESULTS.md). Elsewhere they are placed first.
         place = device != jax.local_devices()[0]
         return [
-            _executables.call(kernel, (*_on(device, args, place), z), device, registers=r, **static)
+            _executables.call(kernel, _on(device, args, place), device, registers=r, **static)
             for args, r in calls
         ]
     share = len(devices)
@@ -444,8 +442,7 @@ def _dispatch(
             *[(args[0].padded(longest), *args[1:]) for args, _ in batch],
         )
         run, sharding = _sharded(kernel, tuple(devices), max(r for _, r in batch), **static)
-        zs = np.full(share, np.asarray(z))
-        out = run(*jax.device_put(stacked, sharding), jax.device_put(zs, sharding))
+        out = run(*jax.device_put(stacked, sharding))
         dispatched.append((real, out))
     outs: list[Any] = []
     for real, out in dispatched:
@@ -497,10 +494,10 @@ def prune(
     target = target or Target()
     tapes = root_tape(program, target.dtype)
     lengths = np.array([len(tapes)], np.int64)
-    boxes = np.repeat(np.asarray(box, target.dtype)[None, :, None], CHILDREN, axis=2)
+    bounds = np.asarray([*box, z, z], target.dtype)
+    boxes = np.repeat(bounds[None, :, None], CHILDREN, axis=2)
     with target.precision():
-        zz = jax.device_put(np.asarray(z, target.dtype), target.device)
-        level = _prune_level(tapes, lengths, boxes, zz, target.device, len(tapes))
+        level = _prune_level(tapes, lengths, boxes, target.device, len(tapes))
     lo, hi = float(level.lo[0, 0]), float(level.hi[0, 0])
     if level.kept[0, 0] == 0:
         return lo, hi, None
