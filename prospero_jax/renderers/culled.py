@@ -166,103 +166,6 @@ def render_culled(
     return image
 
 
-def _render_square(
-    program: Program,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    z: float,
-    target: Target,
-    progress: Progress | None,
-    leaf: int,
-    split: Sequence[int],
-    stats: list[dict[str, Any]] | None,
-) -> UInt8[np.ndarray, "ys xs"]:
-    """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
-    dtype, device, devices = target.dtype, target.device, target.devices
-    height, width = len(ys), len(xs)
-    side = max(leaf, 1 << (max(height, width) - 1).bit_length())
-    xs = np.pad(xs, (0, side - width), mode="edge").astype(dtype)
-    ys = np.pad(ys, (0, side - height), mode="edge").astype(dtype)
-    image = np.zeros((side, side), np.uint8)
-
-    tapes = root_tape(program, dtype)
-    root = len(tapes)
-    lengths = np.array([root], np.int64)
-    rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    schedule = splits(side // leaf, split)
-    levels = len(schedule) + 1  # prune levels + the leaf pass
-    if len(devices) < 2:
-        _executables.prepare(_kernels(schedule, root, dtype, leaf), device)
-    tile = side
-    for depth, k in enumerate(schedule, 1):
-        if not len(lengths):
-            break
-        started = time.perf_counter()
-        tapes_in, rows_in = len(lengths), int(lengths.sum())
-        child, lanes = tile // k, k * k  # a k × k split
-        lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
-        child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
-        child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
-        depth_z = np.full(child_cols.shape, z, dtype)
-        boxes = np.stack(
-            [
-                xs[child_cols],
-                xs[child_cols + child - 1],
-                ys[child_rows + child - 1],
-                ys[child_rows],
-                depth_z,
-                depth_z,
-            ],
-            axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
-        level = _prune_level(tapes, lengths, boxes, device, root, devices)
-        inside, kept = level.inside, level.kept
-        _paint(image, child, child_rows[inside], child_cols[inside], 255)
-
-        # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
-        tapes = _next_tapes(tapes, row, level, row * lanes + lane)
-        order = kept.T > 0
-        lengths = kept.T[order].astype(np.int64)
-        rows, cols = child_rows.T[order], child_cols.T[order]
-        if stats is not None:
-            stats.append(
-                {
-                    "tile": child,
-                    "tapes": tapes_in,
-                    "rows": rows_in,
-                    "inside": int(inside.sum()),
-                    "ambiguous": len(lengths),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-        tile = child
-        if progress is not None:
-            progress(depth, levels)
-
-    if len(lengths):
-        started = time.perf_counter()
-        zs = np.full(len(lengths), z, dtype)
-        inside = _leaves(tapes, lengths, rows, cols, xs, ys, zs, device, leaf, devices)
-        _paint(
-            image, leaf, rows, cols, inside.reshape(-1, leaf, leaf).view(np.uint8) * np.uint8(255)
-        )
-        if stats is not None:
-            stats.append(
-                {
-                    "tile": "pixels",
-                    "tapes": len(lengths),
-                    "rows": int(lengths.sum()),
-                    "inside": int(inside.sum()),
-                    "ambiguous": 0,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-    if progress is not None:
-        progress(levels, levels)
-    return image[:height, :width]
-
-
 class Level(NamedTuple):
     """One prune level's results, on the host: per child (``(parents, lanes)``) its
     value's interval ``lo``, ``hi``, whether it is painted ``inside`` and its pruned
@@ -276,6 +179,176 @@ class Level(NamedTuple):
     emit: np.ndarray
     new_a: np.ndarray
     new_b: np.ndarray
+
+
+class Frontier(NamedTuple):
+    """Tiles still ambiguous after some prune levels: their pruned ``tapes`` (concatenated,
+    ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``)."""
+
+    tapes: Tapes
+    lengths: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    side: int
+
+
+#: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
+Paint = Callable[[int, np.ndarray, np.ndarray], None]
+#: ``keep(side, rows, cols)``: which of those tiles still need evaluating (a mask).
+Keep = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+
+
+def descend(
+    program: Program,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: tuple[float, float],
+    target: Target,
+    paint: Paint,
+    *,
+    leaf: int = LEAF_SIDE,
+    split: Sequence[int] = SPLIT,
+    keep: Keep | None = None,
+    progress: Progress | None = None,
+    stats: list[dict[str, Any]] | None = None,
+) -> Frontier:
+    """The prune levels over the square of pixel centres ``xs × ys`` (a power of two, at
+    least ``leaf``, in the target's dtype) with z in ``[z[0], z[1]]``: tiles proved inside
+    are passed to ``paint``, and the ``leaf``-side tiles left ambiguous are returned with
+    their pruned tapes. ``keep``, if given, drops tiles before each level (e.g. columns a
+    heightmap has already resolved). ``progress`` counts levels, the leaves' pass
+    included (the caller reports that last step)."""
+    dtype, device, devices = target.dtype, target.device, target.devices
+    side = len(xs)
+    tapes = root_tape(program, dtype)
+    root = len(tapes)
+    front = Frontier(tapes, np.array([root], np.int64), *(np.zeros(1, np.int64),) * 2, side)
+    schedule = splits(side // leaf, split)
+    levels = len(schedule) + 1  # prune levels + the leaf pass
+    if len(devices) < 2:
+        _executables.prepare(_kernels(schedule, root, dtype, leaf), device)
+    for depth, k in enumerate(schedule, 1):
+        if keep is not None:
+            front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
+        if not len(front.lengths):
+            break
+        started = time.perf_counter()
+        tapes, lengths, rows, cols, tile = front
+        child, lanes = tile // k, k * k  # a k × k split
+        lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
+        child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
+        child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
+        boxes = np.stack(
+            [
+                xs[child_cols],
+                xs[child_cols + child - 1],
+                ys[child_rows + child - 1],
+                ys[child_rows],
+                np.full(child_cols.shape, z[0], dtype),
+                np.full(child_cols.shape, z[1], dtype),
+            ],
+            axis=1,
+        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
+        level = _prune_level(tapes, lengths, boxes, device, root, devices)
+        inside, kept = level.inside, level.kept
+        paint(child, child_rows[inside], child_cols[inside])
+
+        # Next level: every ambiguous child's kept rows, lane-major (child by child).
+        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
+        order = kept.T > 0
+        front = Frontier(
+            _next_tapes(tapes, row, level, row * lanes + lane),
+            kept.T[order].astype(np.int64),
+            child_rows.T[order],
+            child_cols.T[order],
+            child,
+        )
+        if stats is not None:
+            stats.append(
+                {
+                    "tile": child,
+                    "tapes": len(lengths),
+                    "rows": int(lengths.sum()),
+                    "inside": int(inside.sum()),
+                    "ambiguous": len(front.lengths),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+        if progress is not None:
+            progress(depth, levels)
+    if keep is not None and len(front.lengths):
+        front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
+    return front
+
+
+def _kept_tiles(front: Frontier, mask: np.ndarray) -> Frontier:
+    """``front`` without the tiles ``mask`` drops (their tapes cut out)."""
+    if mask.all():
+        return front
+    rows = np.repeat(mask, front.lengths)
+    return Frontier(
+        front.tapes.take(rows), front.lengths[mask], front.rows[mask], front.cols[mask],
+        front.side,
+    )  # fmt: skip
+
+
+def leaf_inside(
+    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
+) -> np.ndarray:
+    """Where each leaf tile of ``front`` is inside at depth ``zs[t]``: ``(tiles, side,
+    side)`` bool, ``[t, row, col]``."""
+    side = front.side
+    inside = _leaves(
+        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices
+    )
+    return inside.reshape(-1, side, side)
+
+
+def _render_square(
+    program: Program,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: float,
+    target: Target,
+    progress: Progress | None,
+    leaf: int,
+    split: Sequence[int],
+    stats: list[dict[str, Any]] | None,
+) -> UInt8[np.ndarray, "ys xs"]:
+    """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
+    height, width = len(ys), len(xs)
+    side = max(leaf, 1 << (max(height, width) - 1).bit_length())
+    xs = np.pad(xs, (0, side - width), mode="edge").astype(target.dtype)
+    ys = np.pad(ys, (0, side - height), mode="edge").astype(target.dtype)
+    image = np.zeros((side, side), np.uint8)
+
+    def paint(tile: int, rows: np.ndarray, cols: np.ndarray) -> None:
+        _paint(image, tile, rows, cols, 255)
+
+    front = descend(
+        program, xs, ys, (z, z), target, paint, leaf=leaf, split=split, progress=progress,
+        stats=stats,
+    )  # fmt: skip
+    if len(front.lengths):
+        started = time.perf_counter()
+        zs = np.full(len(front.lengths), z)
+        inside = leaf_inside(front, xs, ys, zs, target)
+        _paint(image, front.side, front.rows, front.cols, inside.view(np.uint8) * np.uint8(255))
+        if stats is not None:
+            stats.append(
+                {
+                    "tile": "pixels",
+                    "tapes": len(front.lengths),
+                    "rows": int(front.lengths.sum()),
+                    "inside": int(inside.sum()),
+                    "ambiguous": 0,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+    if progress is not None:
+        levels = len(splits(side // leaf, split)) + 1
+        progress(levels, levels)
+    return image[:height, :width]
 
 
 def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[_executables.Job]:
