@@ -34,6 +34,7 @@ def info(
     rows = {
         "instructions": f"{facts['instructions']:,}",
         "inputs": ", ".join(facts["inputs"]) or "none",
+        "dimensions": "3 (a solid: see `prospero render3d`)" if facts["dimensions"] == 3 else "2",
         "depth": f"{facts['depth']:,}",
         "max live values": f"{facts['max_live']:,}",
         "constants": f"{consts['count']:,} ({consts['distinct']:,} distinct, "

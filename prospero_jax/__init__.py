@@ -31,6 +31,8 @@ Public API (the subpackages are the implementation):
   ``jax.distributed``, each process rendering its band of rows;
 * :func:`render_batch`: one program, many sets of constants (``vmap`` over them in brute
   force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
+* :func:`render_heightmap`: a solid (x, y, z) → :class:`Heightmap` (the first surface
+  from the top and its normals), culled slab by slab; :func:`shade_heightmap` → an image;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -58,7 +60,7 @@ from prospero_jax.benchmarks.strategies import CHUNK as DEFAULT_CHUNK
 from prospero_jax.benchmarks.strategies import STRATEGIES
 from prospero_jax.evaluators.interval import Interval, to_interval_function
 from prospero_jax.evaluators.lower import to_function, to_parametric
-from prospero_jax.io.image import read_pgm, write_image
+from prospero_jax.io.image import check_image_format, read_pgm, write_image
 from prospero_jax.io.output import FileReport, render_file, render_frames, streams
 from prospero_jax.io.stream import (
     BAND_ROWS,
@@ -83,6 +85,7 @@ from prospero_jax.renderers import reference
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.culled import prune
 from prospero_jax.renderers.distributed import initialize, process_rows, render_across_processes
+from prospero_jax.renderers.heightmap import Heightmap, render_heightmap, shade_heightmap
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
 from prospero_jax.renderers.view import (
@@ -116,6 +119,7 @@ __all__ = [
     "FieldSamples",
     "FileReport",
     "FileWriteError",
+    "Heightmap",
     "Interval",
     "InvalidView",
     "Op",
@@ -129,6 +133,7 @@ __all__ = [
     "View",
     "__version__",
     "bench",
+    "check_image_format",
     "deduplicate",
     "default_cache_dir",
     "describe",
@@ -149,11 +154,13 @@ __all__ = [
     "render_batch",
     "render_file",
     "render_frames",
+    "render_heightmap",
     "render_to_file",
     "resolve_device",
     "resolve_devices",
     "sample_gradient",
     "shade",
+    "shade_heightmap",
     "shapes",
     "simplify",
     "streams",

@@ -13,16 +13,19 @@ SMOOTH_OPS = ("neg", "square", "add", "sub", "mul", "min", "max", "abs", "sin", 
 
 
 @st.composite
-def programs(draw: st.DrawFn, ops: tuple[str, ...] = ALL_OPS, max_size: int = 40) -> pj.Program:
-    """A random program over x and y: constants in [-2, 2], each op on earlier values.
+def programs(
+    draw: st.DrawFn, ops: tuple[str, ...] = ALL_OPS, max_size: int = 40, solid: bool = False
+) -> pj.Program:
+    """A random program over x and y (and z if ``solid``): constants in [-2, 2], each op on
+    earlier values.
 
     Constants are 0 or at least 1e-3 in magnitude: XLA treats subnormal numbers one way
     when it folds constants at compile time and another at run time (flushing them to
     zero), so a program whose value is a subnormal constant has no single right image.
     """
-    lines = ["_0 var-x", "_1 var-y"]
+    lines = ["_0 var-x", "_1 var-y", "_2 var-z"] if solid else ["_0 var-x", "_1 var-y"]
     count = draw(st.integers(1, max_size))
-    for i in range(2, count + 2):
+    for i in range(len(lines), count + len(lines)):
         if draw(st.integers(0, 5)) == 0:
             value = draw(st.one_of(st.just(0.0), st.floats(1e-3, 2), st.floats(-2, -1e-3)))
             lines.append(f"_{i} const {value!r}")

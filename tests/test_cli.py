@@ -112,6 +112,9 @@ def test_info_table_and_json() -> None:
     assert facts["instructions"] == 56
     assert facts["histogram"]["max"] == 14
     assert facts["inputs"] == ["var-x", "var-y"]
+    assert facts["dimensions"] == 2
+    code, out, _ = invoke("info", str(shared_path("models/bear.vm")), "--json")
+    assert json.loads(out)["dimensions"] == 3
 
 
 def test_version_and_help() -> None:

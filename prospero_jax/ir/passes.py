@@ -109,6 +109,54 @@ def eliminate_dead_code(program: Program) -> Program:
     return _select(program, live, np.arange(n))
 
 
+def transform_inputs(program: Program, matrix: np.ndarray) -> Program:
+    """``program`` evaluated at ``matrix @ (x, y, z)``: new rows compute the three
+    transformed inputs (``m[i, 0]·x + m[i, 1]·y + m[i, 2]·z``, products then sums, in that
+    order), and the program's own input rows are replaced by them. Its value at ``(x, y,
+    z)`` is the original's at the transformed point, rounded as those rows round it."""
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"the transform must be a finite 3 × 3 matrix, got {matrix.tolist()}")
+    code = {op.name: i for i, op in enumerate(OPS)}
+    ops: list[int] = []
+    args: list[tuple[int, int]] = []
+    consts: list[float] = []
+
+    def row(op: str, a: int = -1, b: int = -1, c: float = 0.0) -> int:
+        ops.append(code[op])
+        args.append((a, b))
+        consts.append(c)
+        return len(ops) - 1
+
+    inputs = [row(name) for name in ("var-x", "var-y", "var-z")]
+    moved = []
+    for i in range(3):
+        terms = [row("mul", inputs[j], row("const", c=float(matrix[i, j]))) for j in range(3)]
+        moved.append(row("add", row("add", terms[0], terms[1]), terms[2]))
+    shift = len(ops)
+    target = {INPUTS[k]: moved[k] for k in range(3)}
+    old_args = program.args.tolist()
+    for i, op in enumerate(program.opcodes.tolist()):
+        a, b = old_args[i]
+        ops.append(code["const"] if op in target else op)  # placeholder, replaced below
+        args.append((a + shift if a >= 0 else -1, b + shift if b >= 0 else -1))
+        consts.append(float(program.consts[i]))
+    # Uses of an original input row go to its transformed value.
+    redirect = {
+        shift + i: target[op] for i, op in enumerate(program.opcodes.tolist()) if op in target
+    }
+    args = [(redirect.get(a, a), redirect.get(b, b)) for a, b in args]
+    ids = tuple(f"_t{i}" for i in range(shift)) + program.ids
+    if int(program.opcodes[-1]) in target:  # the value is an input: end on its new value
+        value = target[int(program.opcodes[-1])]
+        row("max", value, value)  # max(v, v) is v, exactly
+        ids += (f"_t{len(ops) - 1}",)
+    out = Program(
+        np.array(ops, np.int32), np.array(args, np.int32), np.array(consts), ids, program.source
+    )
+    return eliminate_dead_code(out)
+
+
 def simplify(program: Program) -> Program:
     """Constant folding, then deduplication, then dead-code elimination."""
     return eliminate_dead_code(deduplicate(fold_constants(program)))
@@ -187,14 +235,18 @@ def depth(program: Program) -> int:
 
 
 def describe(program: Program) -> dict[str, Any]:
-    """Facts about a program, as plain data: sizes, opcode histogram, constants, liveness."""
+    """Facts about a program, as plain data: sizes, inputs and dimensions, opcode
+    histogram, constants, liveness."""
     consts = program.consts[program.opcodes == CONST]
     simple = simplify(program)
     inputs = [OPS[c].name for c in INPUTS if np.any(program.opcodes == c)]
+    used = [OPS[c].name for c in INPUTS if np.any(simple.opcodes == c)]
     return {
         "source": program.source,
         "instructions": len(program),
         "inputs": inputs,
+        # 3 when the value depends on var-z (a solid: render_heightmap, `render3d`), else 2.
+        "dimensions": 3 if "var-z" in used else 2,
         "histogram": program.histogram(),
         "constants": {
             "count": int(consts.size),

@@ -33,7 +33,7 @@ from jaxtyping import Bool, Float, UInt8
 from prospero_jax.evaluators.lower import to_function
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Progress, Shorthand, View, resolve
+from prospero_jax.renderers.view import Progress, Shorthand, Target, View, resolve
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
@@ -125,25 +125,44 @@ def sample_gradient(
     where_band = np.ones_like(inside) if band is None else outline_band(inside, band)
     xs, ys = view.axes()
     rows, cols = np.nonzero(where_band)
-    dtype_ = where.dtype
-    px, py = xs[cols].astype(dtype_), ys[rows].astype(dtype_)
-    value = np.full(inside.shape, np.nan, dtype_)
-    gradient = np.full((*inside.shape, 3), np.nan, dtype_)
-    chunks = -(-len(rows) // CHUNK)
+    value = np.full(inside.shape, np.nan, where.dtype)
+    gradient = np.full((*inside.shape, 3), np.nan, where.dtype)
+    points = (xs[cols], ys[rows], np.full(len(rows), view.z))
+    value[rows, cols], gradient[rows, cols] = gradients_at(program, *points, where, progress)
+    return FieldSamples(value, gradient, where_band, inside, view.pixel)
+
+
+def gradients_at(
+    program: Program,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    where: Target,
+    progress: Progress | None = None,
+) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
+    """The value and gradient (∂f/∂x, ∂f/∂y, ∂f/∂z) at the points ``(x[i], y[i], z[i])``,
+    by forward mode through the op table's partials, in chunks of :data:`CHUNK` points
+    (one compilation per program); ``progress(done, total)`` counts chunks."""
+    dtype = where.dtype
+    px, py, pz = (np.asarray(v, np.float64).astype(dtype) for v in (x, y, z))
+    value = np.empty(len(px), dtype)
+    gradient = np.empty((len(px), 3), dtype)
+    chunks = -(-len(px) // CHUNK)
     with where.precision():
         kernel = gradient_kernel(program)
-        zz = jnp.full(CHUNK, view.z, dtype_)
         for i in range(chunks):
             part = slice(i * CHUNK, (i + 1) * CHUNK)
             n = len(px[part])
-            x = jax.device_put(np.pad(px[part], (0, CHUNK - n), mode="edge"), where.device)
-            y = jax.device_put(np.pad(py[part], (0, CHUNK - n), mode="edge"), where.device)
-            v, g = kernel(x, y, zz)
-            value[rows[part], cols[part]] = np.asarray(v)[:n]
-            gradient[rows[part], cols[part]] = np.asarray(g)[:, :n].T
+            x_, y_, z_ = (
+                jax.device_put(np.pad(v[part], (0, CHUNK - n), mode="edge"), where.device)
+                for v in (px, py, pz)
+            )
+            v, g = kernel(x_, y_, z_)
+            value[part] = np.asarray(v)[:n]
+            gradient[part] = np.asarray(g)[:, :n].T
             if progress is not None:
                 progress(i + 1, chunks)
-    return FieldSamples(value, gradient, where_band, inside, view.pixel)
+    return value, gradient
 
 
 def shade(samples: FieldSamples, kind: str) -> UInt8[np.ndarray, "..."]:

@@ -1,0 +1,213 @@
+"""Heightmaps: a program of (x, y, z) → the first surface seen from above, and its normals.
+
+Input: a Program, an image side ``N`` and a depth ``D`` (samples on ``linspace(1, -1, D)``,
+top first), the 2-D renderers' region and target, and optionally a 3 × 3 ``rotation``
+applied to ``(x, y, z)`` before the program (:func:`~prospero_jax.ir.passes.
+transform_inputs`).
+Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from the top
+where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty),
+and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
+pixels only; NaN where empty). Images from it: :func:`shade_heightmap`.
+
+How, culled (the default on CPU): the depth is swept in slabs of :data:`SLAB` samples,
+top to bottom. Each slab runs the 2-D culling hierarchy (:func:`~prospero_jax.renderers.
+culled.descend`) with z as the slab's interval, over the columns not yet resolved: a tile
+proved inside over the whole slab takes the slab's first sample, one proved outside waits
+for the next slab, and each leaf tile left ambiguous is evaluated at the slab's samples,
+top down. A column resolved in one slab is never evaluated below it. Brute force
+evaluates every sample, slice by slice, with the brute-force renderer. The two agree
+voxel for voxel (each depth is a 2-D render, where culled == brute bit for bit).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from jaxtyping import Float, UInt8
+
+from prospero_jax.ir.passes import transform_inputs
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.brute import jitted_kernel, render_tiles
+from prospero_jax.renderers.culled import LEAF_SIDE, Frontier, descend, leaf_inside
+from prospero_jax.renderers.shade import gradients_at
+from prospero_jax.renderers.view import (
+    DEFAULT_REGION,
+    Progress,
+    Region,
+    Target,
+    View,
+    check_memory,
+    culls,
+)
+
+#: Depth samples per slab of the culled sweep.
+SLAB = 16
+#: What :func:`shade_heightmap` draws.
+SHADES = ("lit", "normals", "depth")
+#: The light of ``lit`` images: from the upper left, towards the viewer.
+LIGHT = np.array([-0.4, 0.5, 0.77]) / np.linalg.norm([-0.4, 0.5, 0.77])
+
+
+class Heightmap(NamedTuple):
+    """The first surface from the top: ``z`` (NaN where empty) and unit ``normal``
+    (``(N, N, 3)``, NaN where empty, None if not asked for), rows top to bottom."""
+
+    z: Float[np.ndarray, "n n"]
+    normal: Float[np.ndarray, "n n 3"] | None
+    depth: int
+
+
+def depths(depth: int) -> np.ndarray:
+    """The sample depths, top first: ``linspace(1, -1, depth)`` (float64)."""
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2 samples, got {depth}")
+    return np.linspace(1.0, -1.0, depth)
+
+
+def render_heightmap(
+    program: Program,
+    size: int = 256,
+    depth: int | None = None,
+    *,
+    region: Region = DEFAULT_REGION,
+    rotation: np.ndarray | None = None,
+    mode: str = "auto",
+    target: Target | None = None,
+    normals: bool = True,
+    progress: Progress | None = None,
+) -> Heightmap:
+    """The heightmap of ``program`` over the ``size × size`` image of ``region`` (the
+    module docstring); ``depth`` samples (default ``size``); ``mode`` as
+    :func:`prospero_jax.render` takes it; ``progress(done, total)`` counts slabs (culled)
+    or depths (brute)."""
+    target = target or Target()
+    depth = size if depth is None else depth
+    zs = depths(depth)
+    view = View(size, region)
+    check_memory(size * size)
+    if rotation is not None:
+        program = transform_inputs(program, rotation)
+    with target.precision():
+        if culls(mode, target):
+            index = _culled(program, view, zs, target, progress)
+        else:
+            index = _brute(program, view, zs, target, progress)
+    evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
+    z = np.where(index >= 0, evaluated[np.maximum(index, 0)], np.nan)
+    normal = _normals(program, view, z, target) if normals else None
+    return Heightmap(z, normal, depth)
+
+
+def _brute(
+    program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
+) -> np.ndarray:
+    """First inside sample per pixel (-1: none), every sample evaluated."""
+    first = np.full((view.size, view.size), -1, np.int64)
+    kernel = jitted_kernel(program)
+    for k, z in enumerate(zs):
+        inside = render_tiles(kernel, View(view.size, view.region, float(z)), target) > 0
+        first[(first < 0) & inside] = k
+        if progress is not None:
+            progress(k + 1, len(zs))
+    return first
+
+
+def _culled(
+    program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
+) -> np.ndarray:
+    """First inside sample per pixel (-1: none), by slabs front to back."""
+    size, leaf = view.size, LEAF_SIDE
+    side = max(leaf, 1 << (size - 1).bit_length())
+    xs, ys = view.axes()
+    xs = np.pad(xs, (0, side - size), mode="edge").astype(target.dtype)
+    ys = np.pad(ys, (0, side - size), mode="edge").astype(target.dtype)
+    first = np.full((side, side), -1, np.int64)
+    first[size:, :] = first[:, size:] = len(zs)  # padding: never evaluated
+    samples = zs.astype(target.dtype)  # the depths every evaluation sees
+    slabs = range(0, len(zs), SLAB)
+    for done, top in enumerate(slabs, 1):
+        if (first >= 0).all():
+            break
+        bottom = min(top + SLAB, len(zs))
+
+        def paint(tile: int, rows: np.ndarray, cols: np.ndarray, top: int = top) -> None:
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                block = first[r : r + tile, c : c + tile]
+                block[block < 0] = top
+
+        def keep(tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            blocks = (first < 0).reshape(side // tile, tile, side // tile, tile)
+            open_: np.ndarray = np.any(blocks, axis=(1, 3))
+            return np.asarray(open_[rows // tile, cols // tile], bool)
+
+        z_range = (float(samples[bottom - 1]), float(samples[top]))
+        front = descend(program, xs, ys, z_range, target, paint, leaf=leaf, keep=keep)
+        if len(front.lengths):
+            _leaf_samples(front, xs, ys, samples, top, bottom, first, target)
+        if progress is not None:
+            progress(done, len(slabs))
+    return first[:size, :size]
+
+
+def _leaf_samples(
+    front: Frontier, xs: np.ndarray, ys: np.ndarray, samples: np.ndarray, top: int,
+    bottom: int, first: np.ndarray, target: Target,
+) -> None:  # fmt: skip
+    """Evaluate the leaf tiles of ``front`` at samples ``top..bottom-1``, top down, and set
+    each open pixel's first inside sample."""
+    side = front.side
+    tiles = len(front.lengths)
+    # Every (tile, sample) pair as one leaf tile: the tape repeated, the depth its own.
+    order = np.repeat(np.arange(tiles), bottom - top)
+    depth_index = np.tile(np.arange(top, bottom), tiles)
+    starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
+    lengths = front.lengths[order]
+    rows = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths) + np.arange(
+        lengths.sum()
+    )  # each repeated tape's rows, consecutively
+    repeated = Frontier(front.tapes.take(rows), lengths, front.rows[order], front.cols[order], side)
+    inside = leaf_inside(repeated, xs, ys, samples[depth_index], target)
+    inside = inside.reshape(tiles, bottom - top, side, side)
+    for t in range(tiles):
+        r, c = int(front.rows[t]), int(front.cols[t])
+        block = first[r : r + side, c : c + side]
+        hit = inside[t].any(axis=0)
+        index = top + inside[t].argmax(axis=0)
+        open_ = (block < 0) & hit
+        block[open_] = index[open_]
+
+
+def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:
+    """∇f/|∇f| at each surface pixel (NaN where empty or where the gradient is 0)."""
+    normal = np.full((*z.shape, 3), np.nan)
+    rows, cols = np.nonzero(np.isfinite(z))
+    if len(rows):
+        xs, ys = view.axes()
+        _, gradient = gradients_at(program, xs[cols], ys[rows], z[rows, cols], target)
+        gradient = gradient.astype(np.float64)
+        length = np.linalg.norm(gradient, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normal[rows, cols] = np.where(length > 0, gradient / length, np.nan)
+    return normal
+
+
+def shade_heightmap(heightmap: Heightmap, kind: str = "lit") -> UInt8[np.ndarray, "..."]:
+    """An 8-bit image of ``heightmap``: ``lit`` (greyscale, a fixed light from the upper
+    left: ambient 0.15 plus diffuse), ``normals`` (RGB, ``(n + 1) / 2``) or ``depth``
+    (greyscale, z from -1 to 1 as 1 to 255); empty columns are black."""
+    if kind not in SHADES:
+        raise ValueError(f"shade must be one of {', '.join(SHADES)}, got {kind!r}")
+    empty = ~np.isfinite(heightmap.z)
+    if kind == "depth":
+        level = np.clip((heightmap.z + 1) / 2 * 254 + 1, 1, 255)
+        return np.where(empty, 0, np.round(level)).astype(np.uint8)
+    if heightmap.normal is None:
+        raise ValueError(f"a {kind!r} image needs the heightmap's normals")
+    normal = np.nan_to_num(heightmap.normal)
+    if kind == "normals":
+        colour = np.round((normal + 1) / 2 * 255)
+        return np.where(empty[..., None], 0, colour).astype(np.uint8)
+    diffuse = np.clip(normal @ LIGHT, 0, 1)
+    level = np.round((0.15 + 0.85 * diffuse) * 255)
+    return np.where(empty, 0, level).astype(np.uint8)

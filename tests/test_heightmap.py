@@ -1,0 +1,164 @@
+"""Heightmaps: culled == brute force voxel for voxel, both against the float64 oracle;
+normals against the oracle's central differences; the images and the CLI command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from typer.testing import CliRunner
+
+import prospero_jax as pj
+from cli.main import app
+from cli.render3d import rotation
+from prospero_jax.ir.passes import transform_inputs
+from prospero_jax.renderers.heightmap import SLAB, depths
+from tests.conftest import shared_path
+from tests.programs import programs
+
+#: The shared solids and a region that holds each.
+SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
+
+
+def oracle_first(program: pj.Program, size: int, depth: int, half: float) -> np.ndarray:
+    """The float64 oracle's first inside sample per pixel (-1: none), and its values."""
+    region = (-half, half, -half, half)
+    zs = depths(depth).astype(np.float32).astype(np.float64)  # the depths renderers see
+    values = np.stack([pj.reference.values(program, size, region=region, z=z) for z in zs])
+    inside = values < 0
+    first = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
+    return first, values
+
+
+def index_of(heightmap: pj.Heightmap) -> np.ndarray:
+    zs = depths(heightmap.depth).astype(np.float32).astype(np.float64)
+    index = np.searchsorted(-zs, -np.nan_to_num(heightmap.z, nan=-9.0))
+    return np.where(np.isfinite(heightmap.z), index, -1)
+
+
+@pytest.mark.parametrize("model", sorted(SOLIDS))
+def test_culled_equals_brute_and_the_oracle_on_the_shared_solids(model: str) -> None:
+    program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    region = (-half, half, -half, half)
+    size, depth = 40, 2 * SLAB + 5  # three slabs, the last one short
+    culled = pj.render_heightmap(program, size, depth, region=region, mode="culled", normals=False)
+    brute = pj.render_heightmap(program, size, depth, region=region, mode="brute", normals=False)
+    np.testing.assert_array_equal(culled.z, brute.z)  # NaN where empty, in both
+    assert 0.05 < np.isfinite(culled.z).mean() < 0.95
+    first, values = oracle_first(program, size, depth, half)
+    ours = index_of(culled)
+    differ = np.argwhere(ours != first)
+    for row, col in differ:  # only where the deciding voxel's value is within rounding of 0
+        k = max(ours[row, col], first[row, col])
+        assert abs(values[k, row, col]) < 1e-4, (model, row, col)
+    assert len(differ) <= 0.01 * size * size
+
+
+@settings(max_examples=15, deadline=None)
+@given(programs(max_size=25, solid=True))
+def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
+    culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False)
+    brute = pj.render_heightmap(program, 24, 20, mode="brute", normals=False)
+    np.testing.assert_array_equal(culled.z, brute.z)
+
+
+def test_columns_resolved_in_a_slab_are_not_evaluated_below() -> None:
+    # z - 0.5 < 0 below z = 0.5: the second slab resolves every column, so the sweep stops.
+    program = pj.parse("z var-z\nh const 0.5\nr sub z h")
+    seen: list[tuple[int, int]] = []
+    depth = 4 * SLAB
+    heightmap = pj.render_heightmap(
+        program, 32, depth, mode="culled", normals=False, progress=lambda d, t: seen.append((d, t))
+    )
+    expected = depths(depth)[np.argmax(depths(depth).astype(np.float32) < 0.5)]
+    np.testing.assert_allclose(heightmap.z, expected, rtol=1e-6)
+    assert seen == [(1, 4), (2, 4)]
+
+
+@pytest.mark.parametrize("model", ["tanglecube", "bear"])
+def test_normals_match_the_oracles_central_differences(model: str) -> None:
+    program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    region = (-half, half, -half, half)
+    target = pj.Target(dtype="float64")
+    heightmap = pj.render_heightmap(program, 48, 48, region=region, target=target)
+    assert heightmap.normal is not None
+    rows, cols = np.nonzero(np.isfinite(heightmap.z))
+    xs, ys = pj.View(48, region).axes()
+    point = [xs[cols], ys[rows], heightmap.z[rows, cols]]
+    h = 1e-6
+    gradient = []
+    for axis in range(3):
+        up = [p + (h if k == axis else 0) for k, p in enumerate(point)]
+        down = [p - (h if k == axis else 0) for k, p in enumerate(point)]
+        gradient.append(
+            (pj.reference.evaluate(program, *up) - pj.reference.evaluate(program, *down)) / (2 * h)
+        )
+    expected = np.stack(gradient, axis=1)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    ours = heightmap.normal[rows, cols]
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1)
+    angle = np.arccos(np.clip(np.sum(ours * expected, axis=1), -1, 1))
+    # Smooth almost everywhere: min/max creases (bear) are where the two may differ.
+    assert np.median(angle) < 1e-4
+    assert np.mean(angle < 1e-3) > 0.9
+
+
+def test_a_rotation_is_applied_to_the_points_before_the_program() -> None:
+    program = pj.load(shared_path("models/colonnade.vm"))
+    turn = rotation(30, 60)
+    turned = pj.render_heightmap(program, 32, 32, rotation=turn, normals=False)
+    direct = pj.render_heightmap(transform_inputs(program, turn), 32, 32, normals=False)
+    np.testing.assert_array_equal(turned.z, direct.z)
+    points = np.random.default_rng(0).uniform(-1, 1, (3, 200))
+    moved = turn @ points
+    np.testing.assert_allclose(
+        pj.reference.evaluate(transform_inputs(program, turn), *points),
+        pj.reference.evaluate(program, *moved),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    with pytest.raises(ValueError, match="3 × 3"):
+        pj.render_heightmap(program, 16, rotation=np.eye(2))
+
+
+def test_images_of_a_heightmap() -> None:
+    sphere = pj.parse(
+        "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
+        "s add xx yy\nt add s zz\nr const 0.5\nv sub t r"
+    )
+    heightmap = pj.render_heightmap(sphere, 64, 64)
+    lit, normals, depth = (pj.shade_heightmap(heightmap, k) for k in ("lit", "normals", "depth"))
+    assert lit.shape == depth.shape == (64, 64)
+    assert normals.shape == (64, 64, 3)
+    empty = ~np.isfinite(heightmap.z)
+    assert empty[0, 0]
+    assert not empty[32, 32]
+    for image in (lit, normals, depth):
+        assert (image[empty] == 0).all()
+    # Lit from the upper left: the upper-left flank is brighter than the lower-right one.
+    assert lit[20, 20] > lit[44, 44]
+    assert depth[32, 32] > depth[32, 12] > 0  # the top of the sphere is nearest
+    with pytest.raises(ValueError, match="shade must be one of"):
+        pj.shade_heightmap(heightmap, "glossy")
+    with pytest.raises(ValueError, match="at least 2"):
+        pj.render_heightmap(sphere, 16, 1)
+
+
+def test_render3d_writes_a_shaded_image_and_says_what_is_wrong(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "bear.png"
+    bear = str(shared_path("models/bear.vm"))
+    done = runner.invoke(
+        app, ["render3d", bear, "-s", "48", "--region=-1.5,1.5,-1.5,1.5", "-o", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    assert out.exists()
+    assert "solid" in done.output
+    wrong = runner.invoke(
+        app, ["render3d", bear, "-s", "32", "--shade", "normals", "-o", str(tmp_path / "n.pgm")]
+    )
+    assert wrong.exit_code == 2
+    assert "PGM is greyscale" in wrong.output
+    assert not (tmp_path / "n.pgm").exists()
