@@ -33,6 +33,8 @@ Public API (the subpackages are the implementation):
   force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
 * :func:`render_heightmap`: a solid (x, y, z) → :class:`Heightmap` (the first surface
   from the top and its normals), culled slab by slab; :func:`shade_heightmap` → an image;
+  :func:`mesh`: a solid → a watertight triangle :class:`Mesh` (interval-culled marching
+  cubes), :func:`write_mesh` → STL, PLY or OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -86,6 +88,7 @@ from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.culled import prune
 from prospero_jax.renderers.distributed import initialize, process_rows, render_across_processes
 from prospero_jax.renderers.heightmap import Heightmap, render_heightmap, shade_heightmap
+from prospero_jax.renderers.mesh import Mesh, mesh, mesh_format, write_mesh
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
 from prospero_jax.renderers.view import (
@@ -122,6 +125,7 @@ __all__ = [
     "Heightmap",
     "Interval",
     "InvalidView",
+    "Mesh",
     "Op",
     "Program",
     "Progress",
@@ -143,6 +147,8 @@ __all__ = [
     "initialize",
     "load",
     "max_live",
+    "mesh",
+    "mesh_format",
     "parse",
     "partial_paths",
     "process_rows",
@@ -169,4 +175,5 @@ __all__ = [
     "to_interval_function",
     "to_parametric",
     "write_image",
+    "write_mesh",
 ]

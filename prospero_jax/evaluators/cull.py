@@ -415,7 +415,7 @@ def prune_kernel(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("registers", "side"), compiler_options=COMPILER_OPTIONS
+    jax.jit, static_argnames=("registers", "side", "values"), compiler_options=COMPILER_OPTIONS
 )
 def leaf_kernel(
     tapes: Tapes,
@@ -428,12 +428,13 @@ def leaf_kernel(
     *,
     registers: int,
     side: int,
+    values: bool = False,
 ) -> jax.Array:
     """Evaluate ``count`` tapes, tape ``t`` on the ``side²`` pixels ``xs[t] × ys[t]`` at
     depth ``zs[t]``.
 
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
-    ys[t, row], zs[t])`` is < 0.
+    ys[t, row], zs[t])`` is < 0; with ``values``, that value itself.
     """
     ops, args, consts = tapes
     px = side * side
@@ -456,8 +457,10 @@ def leaf_kernel(
             return _write(regs, i, v, px)
 
         regs = lax.fori_loop(0, n, step, regs)
-        return regs, _write(inside, t, _read(regs, n - 1, px) < 0, px)
+        value = _read(regs, n - 1, px)
+        return regs, _write(inside, t, value if values else value < 0, px)
 
-    state = (jnp.zeros(registers * px, consts.dtype), jnp.zeros(tiles * px, bool))
+    out = jnp.zeros(tiles * px, consts.dtype if values else bool)
+    state = (jnp.zeros(registers * px, consts.dtype), out)
     inside: jax.Array = lax.fori_loop(0, count, tile, state)[1]
     return inside

@@ -304,6 +304,19 @@ def leaf_inside(
     return inside.reshape(-1, side, side)
 
 
+def leaf_values(
+    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
+) -> np.ndarray:
+    """The value at each pixel of each leaf tile of ``front``, at depth ``zs[t]``:
+    ``(tiles, side, side)`` in the target's dtype, ``[t, row, col]``."""
+    side = front.side
+    out = _leaves(
+        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices,
+        values=True,
+    )  # fmt: skip
+    return out.reshape(-1, side, side)
+
+
 def _render_square(
     program: Program,
     xs: np.ndarray,
@@ -443,9 +456,10 @@ def _leaves(
     device: jax.Device,
     side: int,
     devices: Sequence[jax.Device] = (),
+    values: bool = False,
 ) -> np.ndarray:
     """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile),
-    ``(tiles, side²)`` bool."""
+    ``(tiles, side²)`` bool, or with ``values`` the values themselves."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, counts = [], []
@@ -464,7 +478,8 @@ def _leaves(
         registers = register_capacity(int(lengths[t0:t1].max()))
         calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
         counts.append(t1 - t0)
-    outs = _dispatch(leaf_kernel, calls, device, devices, side=side)
+    static = {"side": side, "values": True} if values else {"side": side}
+    outs = _dispatch(leaf_kernel, calls, device, devices, **static)
     pixels = side * side
     return np.concatenate(
         [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]

@@ -132,9 +132,9 @@ def _culled(
         bottom = min(top + SLAB, len(zs))
 
         def paint(tile: int, rows: np.ndarray, cols: np.ndarray, top: int = top) -> None:
-            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-                block = first[r : r + tile, c : c + tile]
-                block[block < 0] = top
+            blocks = _tiles(first, tile)
+            found = blocks[rows // tile, :, cols // tile, :]
+            blocks[rows // tile, :, cols // tile, :] = np.where(found < 0, top, found)
 
         def keep(tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
             blocks = (first < 0).reshape(side // tile, tile, side // tile, tile)
@@ -169,13 +169,18 @@ def _leaf_samples(
     repeated = Frontier(front.tapes.take(rows), lengths, front.rows[order], front.cols[order], side)
     inside = leaf_inside(repeated, xs, ys, samples[depth_index], target)
     inside = inside.reshape(tiles, bottom - top, side, side)
-    for t in range(tiles):
-        r, c = int(front.rows[t]), int(front.cols[t])
-        block = first[r : r + side, c : c + side]
-        hit = inside[t].any(axis=0)
-        index = top + inside[t].argmax(axis=0)
-        open_ = (block < 0) & hit
-        block[open_] = index[open_]
+    hit = inside.any(axis=1)
+    index = top + inside.argmax(axis=1)  # the first inside sample, top down
+    blocks = _tiles(first, side)
+    at = (front.rows // side, slice(None), front.cols // side, slice(None))
+    found = blocks[at]
+    blocks[at] = np.where((found < 0) & hit, index, found)
+
+
+def _tiles(image: np.ndarray, tile: int) -> np.ndarray:
+    """``image`` viewed as ``[tile row, row, tile col, col]`` (a view: writes go through)."""
+    n = image.shape[0] // tile
+    return image.reshape(n, tile, n, tile)
 
 
 def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:

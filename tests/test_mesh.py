@@ -1,0 +1,121 @@
+"""Meshes: watertight and consistently wound, the volume the grid encloses, vertices on
+the surface, only cells near the surface evaluated, and the three file formats."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import prospero_jax as pj
+from cli.main import app
+from prospero_jax.renderers import mesh as mesh_module
+from prospero_jax.renderers.mesh import volume
+from tests.conftest import shared_path
+
+SPHERE = pj.parse(
+    "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
+    "s add xx yy\nt add s zz\nr const 0.5\nv sub t r"
+)  # x² + y² + z² < 0.5
+SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
+
+
+def edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many faces share each undirected edge, and how many times each directed edge is
+    used (watertight: 2 each; consistently wound: 1 each)."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    _, undirected = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    _, once = np.unique(directed, axis=0, return_counts=True)
+    return undirected, once
+
+
+def grid_volume(program: pj.Program, resolution: int, half: float) -> float:
+    """The voxel count's volume: grid points inside × a cell's volume (float64 oracle)."""
+    axis = np.linspace(-half, half, resolution)
+    inside = sum(
+        int((pj.reference.evaluate(program, *np.meshgrid(axis, axis), np.float64(z)) < 0).sum())
+        for z in axis
+    )
+    return inside * (axis[1] - axis[0]) ** 3
+
+
+def test_a_sphere_is_closed_outward_and_on_its_surface() -> None:
+    surface = pj.mesh(SPHERE, 48)
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert volume(surface) == pytest.approx(4 / 3 * np.pi * 0.5**1.5, rel=0.01)  # > 0: outward
+    assert np.abs(pj.reference.evaluate(SPHERE, *surface.vertices.T)).max() < 1e-5
+
+
+@pytest.mark.parametrize("model", sorted(SOLIDS))
+def test_the_shared_solids_give_watertight_meshes(model: str) -> None:
+    program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    surface = pj.mesh(program, 48, bounds=(-half, half))
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert volume(surface) == pytest.approx(grid_volume(program, 48, half), rel=0.08)
+    distance = np.abs(pj.reference.evaluate(program, *surface.vertices.T))
+    assert np.median(distance) < 1e-4  # moved onto the surface (sharp edges excepted)
+
+
+def test_only_cells_near_the_surface_are_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated = []
+    planes = mesh_module._leaf_planes
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        values = planes(*args, **kwargs)
+        evaluated.append(values.size)
+        return values
+
+    monkeypatch.setattr(mesh_module, "_leaf_planes", counting)
+    share = {}
+    for resolution in (96, 192):
+        evaluated.clear()
+        assert len(pj.mesh(SPHERE, resolution, project=False).faces) > 0
+        share[resolution] = sum(evaluated) / resolution**3
+    # Points evaluated grow with the surface (N²), not with the cube (N³).
+    assert share[192] < 0.6 * share[96]
+    assert share[192] < 0.5
+
+
+def test_mesh_files(tmp_path: Path) -> None:
+    surface = pj.mesh(SPHERE, 16)
+    faces, vertices = len(surface.faces), len(surface.vertices)
+    stl = pj.write_mesh(tmp_path / "s.stl", surface)
+    data = stl.read_bytes()
+    assert struct.unpack("<I", data[80:84])[0] == faces
+    assert len(data) == 84 + 50 * faces
+    ply = pj.write_mesh(tmp_path / "s.ply", surface).read_bytes()
+    header = ply[: ply.index(b"end_header\n")].decode()
+    assert f"element vertex {vertices}" in header
+    assert f"element face {faces}" in header
+    assert len(ply) == len(header) + len("end_header\n") + 12 * vertices + 13 * faces
+    obj = pj.write_mesh(tmp_path / "s.obj", surface).read_text().splitlines()
+    assert sum(line.startswith("v ") for line in obj) == vertices
+    assert sum(line.startswith("f ") for line in obj) == faces
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+    with pytest.raises(ValueError, match="unsupported mesh format"):
+        pj.write_mesh(tmp_path / "s.xyz", surface)
+    with pytest.raises(ValueError, match="at least 4"):
+        pj.mesh(SPHERE, 3)
+
+
+def test_the_mesh_command(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "bear.stl"
+    bear = str(shared_path("models/bear.vm"))
+    done = runner.invoke(app, ["mesh", bear, "-r", "32", "--bounds=-1.5,1.5", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "triangles" in done.output
+    assert out.stat().st_size > 84
+    wrong = runner.invoke(app, ["mesh", bear, "-r", "32", "-o", str(tmp_path / "b.xyz")])
+    assert wrong.exit_code == 2
+    assert "unsupported mesh format" in wrong.output
+    bad = runner.invoke(app, ["mesh", bear, "--bounds", "1", "-o", str(out)])
+    assert bad.exit_code == 2
+    assert "--bounds must be LOW,HIGH" in bad.output
