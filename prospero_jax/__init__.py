@@ -33,6 +33,7 @@ Public API (the subpackages are the implementation):
   force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
 * :func:`render_heightmap`: a solid (x, y, z) → :class:`Heightmap` (the first surface
   from the top and its normals), culled slab by slab; :func:`shade_heightmap` → an image;
+  :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
   :func:`mesh`: a solid → a watertight triangle :class:`Mesh` (interval-culled marching
   cubes), :func:`write_mesh` → STL, PLY or OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
@@ -87,7 +88,12 @@ from prospero_jax.renderers import reference
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.culled import prune
 from prospero_jax.renderers.distributed import initialize, process_rows, render_across_processes
-from prospero_jax.renderers.heightmap import Heightmap, render_heightmap, shade_heightmap
+from prospero_jax.renderers.heightmap import (
+    Heightmap,
+    render_heightmap,
+    shade_heightmap,
+    surface_depth,
+)
 from prospero_jax.renderers.mesh import Mesh, mesh, mesh_format, write_mesh
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
@@ -170,6 +176,7 @@ __all__ = [
     "shapes",
     "simplify",
     "streams",
+    "surface_depth",
     "sweep_constants",
     "to_function",
     "to_interval_function",

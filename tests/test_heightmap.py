@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -162,3 +164,32 @@ def test_render3d_writes_a_shaded_image_and_says_what_is_wrong(tmp_path: Path) -
     assert wrong.exit_code == 2
     assert "PGM is greyscale" in wrong.output
     assert not (tmp_path / "n.pgm").exists()
+
+
+def test_the_surface_depths_gradient_is_the_implicit_function_theorems() -> None:
+    # A sphere of centre (a, b, c) and radius r: its top is z = c + sqrt(r² - (x-a)² - (y-b)²).
+    program = pj.parse(
+        "x var-x\ny var-y\nz var-z\na const 0.3\nb const -0.2\nc const 0.1\nr const 0.45\n"
+        "dx sub x a\ndy sub y b\ndz sub z c\ns1 square dx\ns2 square dy\ns3 square dz\n"
+        "t1 add s1 s2\nt2 add t1 s3\nn sqrt t2\nv sub n r"
+    )
+    depth_of = pj.surface_depth(program, 48, 48)
+    constants = jnp.asarray(program.constants, jnp.float32)
+    xs, ys = pj.View(48).axes()
+    x, y = np.meshgrid(xs, ys)
+    q = 0.45**2 - (x - 0.3) ** 2 - (y + 0.2) ** 2
+    z = np.asarray(depth_of(constants))
+    np.testing.assert_array_equal(np.isfinite(z), np.isfinite(pj.render_heightmap(program, 48).z))
+    top = 0.1 + np.sqrt(np.maximum(q, 0))
+    assert np.nanmax(np.abs(z - top)) < 1e-4  # refined off the sample grid, onto the surface
+    interior = q > 0.02  # away from the rim, where dz/dθ grows without bound
+    root = np.sqrt(np.where(interior, q, 1))
+    expected = [
+        np.sum(np.where(interior, (x - 0.3) / root, 0)),
+        np.sum(np.where(interior, (y + 0.2) / root, 0)),
+        np.sum(interior),
+        np.sum(np.where(interior, 0.45 / root, 0)),
+    ]
+    mask = jnp.asarray(interior)
+    gradient = jax.jit(jax.grad(lambda c: jnp.sum(jnp.where(mask, depth_of(c), 0.0))))(constants)
+    np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-3, atol=1e-2)

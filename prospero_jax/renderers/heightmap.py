@@ -7,7 +7,9 @@ transform_inputs`).
 Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from the top
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
-pixels only; NaN where empty). Images from it: :func:`shade_heightmap`.
+pixels only; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
+:func:`surface_depth`, the surface's z as a differentiable function of the program's
+constants (the implicit function theorem).
 
 How, culled (the default on CPU): the depth is swept in slabs of :data:`SLAB` samples,
 top to bottom. Each slab runs the 2-D culling hierarchy (:func:`~prospero_jax.renderers.
@@ -21,11 +23,15 @@ voxel for voxel (each depth is a 2-D render, where culled == brute bit for bit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, UInt8
 
+from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
@@ -195,6 +201,76 @@ def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.
         with np.errstate(invalid="ignore", divide="ignore"):
             normal[rows, cols] = np.where(length > 0, gradient / length, np.nan)
     return normal
+
+
+def surface_depth(
+    program: Program,
+    size: int = 128,
+    depth: int | None = None,
+    *,
+    region: Region = DEFAULT_REGION,
+    target: Target | None = None,
+    newton_steps: int = 4,
+) -> Callable[[jax.Array], jax.Array]:
+    """``z(constants)``: the heightmap's ``(size, size)`` surface z of ``program`` with its
+    ``const`` values replaced by ``constants`` (NaN where the column is empty), a function
+    ``jax.grad`` and ``jax.jit`` see through.
+
+    Forward: the culled heightmap (on the host, through ``jax.pure_callback``), then
+    ``newton_steps`` Newton steps along z at each surface pixel, so that z is the
+    continuous surface's, not the sample grid's (steps stay within one sample). Backward:
+    the implicit function theorem, ``dz/dθ = −(∂f/∂θ) / (∂f/∂z)`` at ``(x, y, z)``, one
+    reverse-mode pass over the field for all pixels (the op table's partials); empty
+    pixels, and pixels where ``|∂f/∂z|`` is below ``1e-6`` (grazing the surface), pass no
+    gradient. Constants are in tape order, as :attr:`Program.constants`.
+    """
+    target = target or Target()
+    depth = size if depth is None else depth
+    step = 2.0 / (depth - 1)
+    field, _ = to_parametric(program)
+    xs, ys = View(size, region).axes()
+    grid_x, grid_y = (jnp.asarray(a) for a in np.meshgrid(xs, ys))
+
+    def sampled(constants: np.ndarray) -> np.ndarray:
+        fitted = program.with_constants(np.asarray(constants, np.float64))
+        heightmap = render_heightmap(
+            fitted, size, depth, region=region, target=target, normals=False
+        )
+        return heightmap.z.astype(np.asarray(constants).dtype)
+
+    def along_z(constants: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The value and ∂f/∂z at every pixel's ``(x, y, z)``."""
+        return jax.jvp(lambda z_: field(constants, grid_x, grid_y, z_), (z,), (jnp.ones_like(z),))
+
+    @jax.custom_vjp
+    def surface(constants: jax.Array) -> jax.Array:
+        shape = jax.ShapeDtypeStruct((size, size), constants.dtype)  # type: ignore[no-untyped-call]
+        start = jax.pure_callback(sampled, shape, constants)
+        found = jnp.isfinite(start)
+        z = jnp.where(found, start, 0.0)
+        for _ in range(newton_steps):
+            value, slope = along_z(constants, z)
+            moved = z - jnp.where(jnp.abs(slope) > 1e-6, value / slope, 0.0)
+            z = jnp.clip(moved, start - step, start + step)
+            z = jnp.where(found, z, 0.0)
+        return jnp.where(found, z, jnp.nan)
+
+    def forward(constants: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        z = surface(constants)
+        return z, (constants, z)
+
+    def backward(saved: tuple[jax.Array, jax.Array], cotangent: jax.Array) -> tuple[jax.Array]:
+        constants, z = saved
+        found = jnp.isfinite(z)
+        at = jnp.where(found, z, 0.0)
+        _, slope = along_z(constants, at)
+        usable = found & (jnp.abs(slope) > 1e-6)
+        weight = jnp.where(usable, -jnp.nan_to_num(cotangent) / jnp.where(usable, slope, 1), 0)
+        _, pullback = jax.vjp(lambda c: field(c, grid_x, grid_y, at), constants)
+        return (pullback(weight)[0],)
+
+    surface.defvjp(forward, backward)
+    return surface
 
 
 def shade_heightmap(heightmap: Heightmap, kind: str = "lit") -> UInt8[np.ndarray, "..."]:
