@@ -38,3 +38,15 @@ def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         code = block.replace('"../shared/', f'"{SHARED}/')
         exec(compile(code, "README.md", "exec"), namespace)
     assert (tmp_path / "zoom.png").exists()
+
+
+def test_3d_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "3D" section's Python, with ``../shared`` pointed at the shared inputs."""
+    from tests.conftest import SHARED
+
+    monkeypatch.chdir(tmp_path)
+    (block,) = python_blocks("3D: heightmaps, normals, meshes")
+    namespace: dict[str, object] = {}
+    exec(compile(block.replace('"../shared/', f'"{SHARED}/'), "README.md", "exec"), namespace)
+    assert (tmp_path / "bear.stl").exists()
+    assert namespace["heightmap"].z.shape == (256, 256)  # type: ignore[attr-defined]
