@@ -146,6 +146,8 @@ def test_images_of_a_heightmap() -> None:
         pj.shade_heightmap(heightmap, "glossy")
     with pytest.raises(ValueError, match="at least 2"):
         pj.render_heightmap(sphere, 16, 1)
+    with pytest.raises(ValueError, match="GiB limit"):  # refused before anything is allocated
+        pj.render_heightmap(sphere, 8192)
 
 
 def test_render3d_writes_a_shaded_image_and_says_what_is_wrong(tmp_path: Path) -> None:

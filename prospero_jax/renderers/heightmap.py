@@ -43,12 +43,15 @@ from prospero_jax.renderers.view import (
     Region,
     Target,
     View,
-    check_memory,
     culls,
 )
 
 #: Depth samples per slab of the culled sweep.
 SLAB = 16
+#: Bytes a heightmap holds per pixel (z, normal, the sweep's first-sample indices), and
+#: the most it may hold: about 7,300² pixels.
+BYTES_PER_PIXEL = 40
+HEIGHTMAP_MEMORY = 2 * 2**30
 #: What :func:`shade_heightmap` draws.
 SHADES = ("lit", "normals", "depth")
 #: The light of ``lit`` images: from the upper left, towards the viewer.
@@ -91,7 +94,13 @@ def render_heightmap(
     depth = size if depth is None else depth
     zs = depths(depth)
     view = View(size, region)
-    check_memory(size * size)
+    needed = size * size * BYTES_PER_PIXEL
+    if needed > HEIGHTMAP_MEMORY:
+        raise ValueError(
+            f"a {size}² heightmap needs {needed / 2**30:.1f} GiB in memory (its z, normals "
+            f"and work arrays), above the {HEIGHTMAP_MEMORY / 2**30:.0f} GiB limit: use a "
+            "smaller size, or render parts of the view as regions"
+        )
     if rotation is not None:
         program = transform_inputs(program, rotation)
     with target.precision():
