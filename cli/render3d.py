@@ -66,7 +66,7 @@ def render3d(
     output: Annotated[
         Path | None,
         option(
-            "Image to write: .png, .pgm (lit, depth) or .ppm. [default: FILE's name as .png]",
+            "Image to write: .png, .pgm (lit, depth) or .ppm. [default: FILE-3d.png]",
             "--output",
             "-o",
         ),
