@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 import prospero_jax as pj
-from prospero_jax.renderers import culled as C
+from prospero_jax.renderers import hierarchy as H
 
 PROGRAM = Path(__file__).resolve().parents[2] / "shared" / "prospero.vm"
 LEAF = 32
@@ -31,22 +31,21 @@ Frontier = tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]
 
 def descend(front: Frontier, k: int, xs: np.ndarray, ys: np.ndarray, z: Any,
             device: jax.Device, root: int, image: np.ndarray) -> Frontier:  # fmt: skip
-    """One k × k prune level, as ``culled._render_square`` runs it."""
+    """One k × k prune level, as ``hierarchy.descend`` runs it."""
     tapes, lengths, rows, cols, tile = front
     child, lanes = tile // k, k * k
     lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
     child_rows = rows[:, None] + child * lane_rows
     child_cols = cols[:, None] + child * lane_cols
-    boxes = np.stack(
-        [xs[child_cols], xs[child_cols + child - 1], ys[child_rows + child - 1], ys[child_rows]],
-        axis=1,
-    )
-    level = C._prune_level(tapes, lengths, boxes, z, device, root, ())
-    C._paint(image, child, child_rows[level.inside], child_cols[level.inside], 255)
+    depth = np.full(child_cols.shape, z, np.float32)
+    edges = [xs[child_cols], xs[child_cols + child - 1], ys[child_rows + child - 1], ys[child_rows]]
+    boxes = np.stack([*edges, depth, depth], axis=1)
+    level = H.prune_level(tapes, lengths, boxes, device, root, ())
+    H.paint_tiles(image, child, child_rows[level.inside], child_cols[level.inside], 255)
     lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
     order = level.kept.T > 0
     return (
-        C._next_tapes(tapes, row, level, row * lanes + lane),
+        H.next_tapes(tapes, row, level, row * lanes + lane),
         level.kept.T[order].astype(np.int64),
         child_rows.T[order],
         child_cols.T[order],
@@ -57,28 +56,27 @@ def descend(front: Frontier, k: int, xs: np.ndarray, ys: np.ndarray, z: Any,
 def finish(front: Frontier, schedule: tuple[int, ...], xs: np.ndarray, ys: np.ndarray,
            device: jax.Device, root: int, image: np.ndarray) -> None:  # fmt: skip
     """The remaining levels and the leaves of ``front``, on ``device``."""
-    z = jax.device_put(np.asarray(0, np.float32), device)
+    z = 0.0
     for k in schedule:
         if len(front[1]):
             front = descend(front, k, xs, ys, z, device, root, image)
-    tapes, lengths, rows, cols, _ = front
-    if len(lengths):
-        inside = C._leaves(tapes, lengths, rows, cols, xs, ys, z, device, LEAF, ())
-        pixels = inside.reshape(-1, LEAF, LEAF).view(np.uint8) * np.uint8(255)
-        C._paint(image, LEAF, rows, cols, pixels)
+    if len(front[1]):
+        leaves = H.Frontier(*front)
+        zs = np.zeros(len(front[1]), np.float32)
+        inside = H.leaf_inside(leaves, xs, ys, zs, pj.Target(device=device))
+        H.paint_tiles(image, LEAF, front[2], front[3], inside.view(np.uint8) * np.uint8(255))
 
 
 def render(program: pj.Program, size: int, devices: list[jax.Device],
            pool: ThreadPoolExecutor) -> np.ndarray:  # fmt: skip
     xs, ys = (a.astype(np.float32) for a in pj.View(size).axes())
     image = np.zeros((size, size), np.uint8)
-    tapes = C.root_tape(program, "float32")
+    tapes = H.root_tape(program, "float32")
     root = len(tapes)
-    schedule = C.splits(size // LEAF)
+    schedule = H.splits(size // LEAF)
     one = np.array([0], np.int64)
     front: Frontier = (tapes, np.array([root], np.int64), one, one, size)
-    front = descend(front, schedule[0], xs, ys, np.asarray(0, np.float32), devices[0], root,
-                    image)  # fmt: skip
+    front = descend(front, schedule[0], xs, ys, 0.0, devices[0], root, image)
     if len(devices) == 1:
         finish(front, schedule[1:], xs, ys, devices[0], root, image)
         return image

@@ -114,10 +114,10 @@ def test_without_a_directory_the_plain_jit_is_called(hi: pj.Program, store: Path
 def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
     hi: pj.Program, store: Path, dtype: str
 ) -> None:
-    from prospero_jax.renderers import culled
+    from prospero_jax.renderers import hierarchy
 
     _executables.forget()
-    jobs = culled._kernels(culled.splits(256 // 32), 300, dtype, 32)
+    jobs = hierarchy._kernels(hierarchy.splits(256 // 32), 300, dtype, 32)
     assert len(jobs) == 3  # a 4 × 4 and a 2 × 2 prune kernel, and the leaf kernel
     counts = dict(_executables.store.counts)
     with pj.Target(dtype=dtype).precision():

@@ -9,9 +9,11 @@ How (after Fidget's and MPR's hierarchical evaluation):
 1. The image is padded to a power-of-two square ``P`` and the whole square is the root
    tile, carrying the simplified program's tape (constants folded into their users as
    immediates, :class:`~prospero_jax.evaluators.tape.Tapes`).
-2. Each level splits every ambiguous tile k × k (:data:`SPLIT`: 4 × 4, and 2 × 2 for
-   what is left; :func:`splits`). :func:`~prospero_jax.evaluators.cull.prune_kernel`
-   evaluates the parent's tape on intervals over each child's box: a child
+2. Each level splits every ambiguous tile k × k (4 × 4, and 2 × 2 for what is left:
+   :func:`~prospero_jax.renderers.hierarchy.splits`; the levels are
+   :func:`~prospero_jax.renderers.hierarchy.descend`'s).
+   :func:`~prospero_jax.evaluators.cull.prune_kernel` evaluates the parent's tape on
+   intervals over each child's box: a child
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
    and an ambiguous one (straddling 0, or maybe NaN) gets a pruned tape: decided
    ``min``/``max`` replaced by their chosen side, ``min``/``max`` whose sign one side
@@ -35,95 +37,30 @@ which the fused closure does not round correctly), are the only possible excepti
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
-import jax
 import numpy as np
-from jax.sharding import NamedSharding
 from jaxtyping import UInt8
 
-from prospero_jax.evaluators.cull import (
-    CHILDREN,
-    COMPILER_OPTIONS,
-    GROUP_CAPACITY,
-    LEAF_PIXEL_CAPACITY,
-    ROW_CAPACITY,
-    leaf_kernel,
-    prune_kernel,
-)
-from prospero_jax.evaluators.tape import Tapes, register_capacity
-from prospero_jax.ir import passes as _passes
-from prospero_jax.ir.ops import CONST
+from prospero_jax.evaluators.cull import CHILDREN
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.sharding import line_mesh, pad_to
+from prospero_jax.renderers.hierarchy import (
+    LEAF_SIDE,
+    SPLIT,
+    descend,
+    leaf_inside,
+    next_tapes,
+    paint_tiles,
+    prune_level,
+    root_tape,
+    splits,
+)
 from prospero_jax.renderers.view import Progress, Region, Target, View
-from prospero_jax.runtime import executables as _executables
 
-#: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
-LEAF_SIDE = 32
 #: The narrowest block a band of rows is cut into (see render_culled's ``rows``).
 BAND_BLOCK = 256
-#: How the root, then every other level, splits its tiles (k: k × k children).
-SPLIT = (4, 4)
-#: Rows of all tapes in one leaf call.
-LEAF_ROW_CAPACITY = 1 << 16
-
-
-def _chunks(lengths: np.ndarray, max_rows: int, max_groups: int) -> list[tuple[int, int]]:
-    """Split consecutive tapes into calls of at most ``max_rows`` rows (or one tape, if
-    longer) and ``max_groups`` tapes."""
-    ends = np.cumsum(lengths)
-    out, g = [], 0
-    while g < len(lengths):
-        base = ends[g - 1] if g else 0
-        stop = int(np.searchsorted(ends, base + max_rows, side="right"))
-        stop = min(max(stop, g + 1), g + max_groups, len(lengths))
-        out.append((g, stop))
-        g = stop
-    return out
-
-
-def _call_args(
-    tapes: Tapes,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    g0: int,
-    g1: int,
-    max_rows: int,
-    capacity: int,
-) -> tuple[Tapes, np.ndarray, np.ndarray, int]:
-    """One call's inputs: its tapes padded to ``max_rows`` (or the next power of two), their
-    spans padded to ``capacity``, and its row count."""
-    first, stop = int(starts[g0]), int(starts[g1 - 1] + lengths[g1 - 1])
-    n_rows = max(max_rows, 1 << (stop - first - 1).bit_length())
-    local = np.zeros(capacity, np.int32)
-    local[: g1 - g0] = starts[g0:g1] - first
-    count = np.zeros(capacity, np.int32)
-    count[: g1 - g0] = lengths[g0:g1]
-    return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
-
-
-def splits(tiles: int, pattern: Sequence[int] = SPLIT) -> tuple[int, ...]:
-    """How each prune level splits its tiles (``k``: k × k children) on the way from the
-    root to ``tiles × tiles`` leaves (powers of two): ``pattern`` from the root down, its
-    last entry repeated, each cut to what is left. A 4 × 4 split costs a row about 2×
-    a 2 × 2 one and does the work of two levels (``experiments/culled_levels.py --split``;
-    an 8 × 8 one costs 5×: the interval rules' lanes are not free)."""
-    out: list[int] = []
-    while tiles > 1:
-        k = min(pattern[min(len(out), len(pattern) - 1)], tiles)
-        out.append(k)
-        tiles //= k
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=16)
-def root_tape(program: Program, dtype: str) -> Tapes:
-    """The simplified program packed as a tape (cached: it is per program, not per frame)."""
-    return Tapes.pack(_passes.simplify(program), dtype)
 
 
 def render_culled(
@@ -140,7 +77,8 @@ def render_culled(
     precision.
 
     ``leaf`` is the side of the tiles evaluated point by point; ``split`` how the root and
-    then every other level split their tiles (see :func:`splits`). If ``stats`` is a list, one
+    then every other level split their tiles (see
+    :func:`~prospero_jax.renderers.hierarchy.splits`). If ``stats`` is a list, one
     dict per level is appended: tile side, tapes in, their rows, children painted inside,
     children left ambiguous, and wall seconds (for benchmarks; it adds no device syncs
     beyond those the level already has). A band of rows is rendered in blocks left to
@@ -166,157 +104,6 @@ def render_culled(
     return image
 
 
-class Level(NamedTuple):
-    """One prune level's results, on the host: per child (``(parents, lanes)``) its
-    value's interval ``lo``, ``hi``, whether it is painted ``inside`` and its pruned
-    tape's length ``kept``; per parent row and child (``(rows * lanes,)``, lane fastest)
-    the ``emit`` code and the operands ``new_a``, ``new_b`` (see :func:`prune_kernel`)."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-    inside: np.ndarray
-    kept: np.ndarray
-    emit: np.ndarray
-    new_a: np.ndarray
-    new_b: np.ndarray
-
-
-class Frontier(NamedTuple):
-    """Tiles still ambiguous after some prune levels: their pruned ``tapes`` (concatenated,
-    ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``)."""
-
-    tapes: Tapes
-    lengths: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-    side: int
-
-
-#: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
-Paint = Callable[[int, np.ndarray, np.ndarray], None]
-#: ``keep(side, rows, cols)``: which of those tiles still need evaluating (a mask).
-Keep = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
-
-
-def descend(
-    program: Program,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    z: tuple[float, float],
-    target: Target,
-    paint: Paint,
-    *,
-    leaf: int = LEAF_SIDE,
-    split: Sequence[int] = SPLIT,
-    keep: Keep | None = None,
-    progress: Progress | None = None,
-    stats: list[dict[str, Any]] | None = None,
-) -> Frontier:
-    """The prune levels over the square of pixel centres ``xs × ys`` (a power of two, at
-    least ``leaf``, in the target's dtype) with z in ``[z[0], z[1]]``: tiles proved inside
-    are passed to ``paint``, and the ``leaf``-side tiles left ambiguous are returned with
-    their pruned tapes. ``keep``, if given, drops tiles before each level (e.g. columns a
-    heightmap has already resolved). ``progress`` counts levels, the leaves' pass
-    included (the caller reports that last step)."""
-    dtype, device, devices = target.dtype, target.device, target.devices
-    side = len(xs)
-    tapes = root_tape(program, dtype)
-    root = len(tapes)
-    front = Frontier(tapes, np.array([root], np.int64), *(np.zeros(1, np.int64),) * 2, side)
-    schedule = splits(side // leaf, split)
-    levels = len(schedule) + 1  # prune levels + the leaf pass
-    if len(devices) < 2:
-        _executables.prepare(_kernels(schedule, root, dtype, leaf), device)
-    for depth, k in enumerate(schedule, 1):
-        if keep is not None:
-            front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
-        if not len(front.lengths):
-            break
-        started = time.perf_counter()
-        tapes, lengths, rows, cols, tile = front
-        child, lanes = tile // k, k * k  # a k × k split
-        lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
-        child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
-        child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
-        boxes = np.stack(
-            [
-                xs[child_cols],
-                xs[child_cols + child - 1],
-                ys[child_rows + child - 1],
-                ys[child_rows],
-                np.full(child_cols.shape, z[0], dtype),
-                np.full(child_cols.shape, z[1], dtype),
-            ],
-            axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
-        level = _prune_level(tapes, lengths, boxes, device, root, devices)
-        inside, kept = level.inside, level.kept
-        paint(child, child_rows[inside], child_cols[inside])
-
-        # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
-        order = kept.T > 0
-        front = Frontier(
-            _next_tapes(tapes, row, level, row * lanes + lane),
-            kept.T[order].astype(np.int64),
-            child_rows.T[order],
-            child_cols.T[order],
-            child,
-        )
-        if stats is not None:
-            stats.append(
-                {
-                    "tile": child,
-                    "tapes": len(lengths),
-                    "rows": int(lengths.sum()),
-                    "inside": int(inside.sum()),
-                    "ambiguous": len(front.lengths),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-        if progress is not None:
-            progress(depth, levels)
-    if keep is not None and len(front.lengths):
-        front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
-    return front
-
-
-def _kept_tiles(front: Frontier, mask: np.ndarray) -> Frontier:
-    """``front`` without the tiles ``mask`` drops (their tapes cut out)."""
-    if mask.all():
-        return front
-    rows = np.repeat(mask, front.lengths)
-    return Frontier(
-        front.tapes.take(rows), front.lengths[mask], front.rows[mask], front.cols[mask],
-        front.side,
-    )  # fmt: skip
-
-
-def leaf_inside(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
-) -> np.ndarray:
-    """Where each leaf tile of ``front`` is inside at depth ``zs[t]``: ``(tiles, side,
-    side)`` bool, ``[t, row, col]``."""
-    side = front.side
-    inside = _leaves(
-        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices
-    )
-    return inside.reshape(-1, side, side)
-
-
-def leaf_values(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
-) -> np.ndarray:
-    """The value at each pixel of each leaf tile of ``front``, at depth ``zs[t]``:
-    ``(tiles, side, side)`` in the target's dtype, ``[t, row, col]``."""
-    side = front.side
-    out = _leaves(
-        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices,
-        values=True,
-    )  # fmt: skip
-    return out.reshape(-1, side, side)
-
-
 def _render_square(
     program: Program,
     xs: np.ndarray,
@@ -336,7 +123,7 @@ def _render_square(
     image = np.zeros((side, side), np.uint8)
 
     def paint(tile: int, rows: np.ndarray, cols: np.ndarray) -> None:
-        _paint(image, tile, rows, cols, 255)
+        paint_tiles(image, tile, rows, cols, 255)
 
     front = descend(
         program, xs, ys, (z, z), target, paint, leaf=leaf, split=split, progress=progress,
@@ -346,7 +133,9 @@ def _render_square(
         started = time.perf_counter()
         zs = np.full(len(front.lengths), z)
         inside = leaf_inside(front, xs, ys, zs, target)
-        _paint(image, front.side, front.rows, front.cols, inside.view(np.uint8) * np.uint8(255))
+        paint_tiles(
+            image, front.side, front.rows, front.cols, inside.view(np.uint8) * np.uint8(255)
+        )
         if stats is not None:
             stats.append(
                 {
@@ -362,207 +151,6 @@ def _render_square(
         levels = len(splits(side // leaf, split)) + 1
         progress(levels, levels)
     return image[:height, :width]
-
-
-def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[_executables.Job]:
-    """The kernel calls a frame will make (their shapes), to compile them all at once: a
-    prune kernel for each split of ``schedule`` (the root's tape of ``root`` rows first),
-    and the leaf kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when
-    met)."""
-
-    def S(shape: tuple[int, ...], dtype: Any) -> Any:  # an abstract array, for lowering
-        return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
-
-    def tapes(rows: int) -> Tapes:
-        return Tapes(S((rows,), np.int32), S((rows, 2), np.int32), S((rows,), dtype))
-
-    def spans(n: int) -> tuple[Any, Any, Any]:
-        return S((n,), np.int32), S((n,), np.int32), S((), np.int32)
-
-    jobs: list[_executables.Job] = []
-    for k in dict.fromkeys(schedule):  # distinct, in order
-        lanes = k * k
-        max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
-        rows = max(max_rows, 1 << (root - 1).bit_length()) if k == schedule[0] else max_rows
-        boxes = S((max_groups, 6, lanes), dtype)
-        args = (tapes(rows), *spans(max_groups), boxes)
-        jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
-    tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf)
-    pixels = S((tiles, leaf), dtype)
-    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, S((tiles,), dtype))
-    jobs.append((leaf_kernel, leaves, {"registers": register_capacity(1), "side": leaf}))
-    return jobs
-
-
-def _next_tapes(tapes: Tapes, row: np.ndarray, level: Level, at: np.ndarray) -> Tapes:
-    """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
-    ``(row, lane)`` entries in the level's outputs); a row replaced by its immediate (emit
-    code 2) becomes a ``const`` row."""
-    ops = tapes.ops[row]
-    args = np.stack([level.new_a[at], level.new_b[at]], axis=1)
-    to_constant = np.flatnonzero(level.emit[at] == 2)
-    if len(to_constant):
-        ops[to_constant] = CONST
-        args[to_constant] = 0
-    return Tapes(ops, args, tapes.consts[row])
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _prune_level(
-    tapes: Tapes,
-    lengths: np.ndarray,
-    boxes: np.ndarray,
-    device: jax.Device,
-    root_length: int,
-    devices: Sequence[jax.Device] = (),
-) -> Level:
-    """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    calls, sizes = [], []
-    # One register size per program (not per call): fewer compilations, same speed.
-    registers = register_capacity(root_length)
-    lanes = boxes.shape[2]
-    max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
-    for g0, g1 in _chunks(lengths, max_rows, _per_call(len(lengths), max_groups, devices)):
-        padded, spans, counts, n_rows = _call_args(
-            tapes, starts, lengths, g0, g1, max_rows, max_groups
-        )
-        box = np.zeros((max_groups, 6, lanes), boxes.dtype)
-        box[: g1 - g0] = boxes[g0:g1]
-        calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
-        sizes.append((g1 - g0, n_rows))
-    outs = _dispatch(prune_kernel, calls, device, devices)  # dispatched; read below
-    parts: list[list[np.ndarray]] = [[] for _ in Level._fields]
-    for (n_groups, n_rows), out in zip(sizes, outs, strict=True):
-        for k, values in enumerate(out):
-            size = (n_groups if k < 4 else n_rows) * lanes  # per child, then per row
-            parts[k].append(np.asarray(values)[:size])
-    lo, hi, inside, kept, emit, new_a, new_b = map(_joined, parts)
-    lo, hi, inside, kept = (v.reshape(-1, lanes) for v in (lo, hi, inside, kept))
-    return Level(lo, hi, inside, kept, emit, new_a, new_b)
-
-
-def _leaves(
-    tapes: Tapes,
-    lengths: np.ndarray,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    zs: np.ndarray,
-    device: jax.Device,
-    side: int,
-    devices: Sequence[jax.Device] = (),
-    values: bool = False,
-) -> np.ndarray:
-    """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile),
-    ``(tiles, side²)`` bool, or with ``values`` the values themselves."""
-    pixel = np.arange(side)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    calls, counts = [], []
-    capacity = LEAF_PIXEL_CAPACITY // (side * side)
-    per_call = _per_call(len(lengths), capacity, devices)
-    for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, per_call):
-        padded, spans, n_rows, _ = _call_args(
-            tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
-        )
-        tx = np.zeros((capacity, side), xs.dtype)
-        ty = np.zeros((capacity, side), ys.dtype)
-        tz = np.zeros(capacity, zs.dtype)
-        tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
-        ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
-        tz[: t1 - t0] = zs[t0:t1]
-        registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
-        counts.append(t1 - t0)
-    static = {"side": side, "values": True} if values else {"side": side}
-    outs = _dispatch(leaf_kernel, calls, device, devices, **static)
-    pixels = side * side
-    return np.concatenate(
-        [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]
-    ).reshape(-1, pixels)
-
-
-def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:
-    """``args`` put on ``device`` if ``place``, else as they are (host arrays)."""
-    return tuple(jax.device_put(args, device)) if place else args
-
-
-def _per_call(items: int, capacity: int, devices: Sequence[jax.Device]) -> int:
-    """Items per kernel call: all that fit, or a share per device so every device works."""
-    return min(capacity, max(1, -(-items // len(devices)))) if len(devices) > 1 else capacity
-
-
-def _dispatch(
-    kernel: Any,
-    calls: list[tuple[tuple[Any, ...], int]],
-    device: jax.Device,
-    devices: Sequence[jax.Device],
-    **static: Any,
-) -> list[Any]:
-    """``kernel(*args, registers=r, **static)`` for each ``(args, r)`` of ``calls``.
-
-    On one device each call is dispatched asynchronously (through the stored executables).
-    On several, calls go in batches of one per device: their inputs padded to the batch's
-    largest tape, stacked, sharded over a 1-D mesh and run by ``shard_map``.
-    """
-    if len(devices) < 2:
-        # On the default device, host arrays go straight to the kernel: JAX's C++ call
-        # path transfers them, which costs less than jax.device_put's Python path (6 % of a
-        # 1024² frame; experiments/RESULTS.md). Elsewhere they are placed first.
-        place = device != jax.local_devices()[0]
-        return [
-            _executables.call(kernel, _on(device, args, place), device, registers=r, **static)
-            for args, r in calls
-        ]
-    share = len(devices)
-    dispatched = []  # every batch is sent before any is read back, so devices overlap
-    for first in range(0, len(calls), share):
-        batch = calls[first : first + share]
-        real = len(batch)
-        batch = pad_to(batch, share)  # idle devices repeat the last call
-        longest = max(len(args[0]) for args, _ in batch)
-        stacked = jax.tree.map(
-            lambda *leaves: np.stack(leaves),
-            *[(args[0].padded(longest), *args[1:]) for args, _ in batch],
-        )
-        run, sharding = _sharded(kernel, tuple(devices), max(r for _, r in batch), **static)
-        out = run(*jax.device_put(stacked, sharding))
-        dispatched.append((real, out))
-    outs: list[Any] = []
-    for real, out in dispatched:
-        host = jax.tree.map(np.asarray, out)
-        outs.extend(jax.tree.map(lambda a, i=i: a[i], host) for i in range(real))
-    return outs
-
-
-@functools.lru_cache(maxsize=16)
-def _sharded(
-    kernel: Any, devices: tuple[jax.Device, ...], registers: int, **static: Any
-) -> tuple[Callable[..., Any], NamedSharding]:
-    """``kernel`` on a stack of calls, one per device of a 1-D mesh, and the stack's sharding."""
-    sharding, _ = line_mesh(devices, "calls")
-    mesh, spec = sharding.mesh, sharding.spec
-
-    body = kernel.__wrapped__  # the kernel's function: XLA options go on the outer jit only
-
-    def one(*stacked: Any) -> Any:
-        out = body(*jax.tree.map(lambda a: a[0], stacked), registers=registers, **static)
-        return jax.tree.map(lambda a: a[None], out)
-
-    mapped = jax.shard_map(one, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-    return jax.jit(mapped, compiler_options=COMPILER_OPTIONS), sharding
-
-
-def _paint(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any) -> None:
-    """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value``."""
-    if len(rows):
-        side = image.shape[0]
-        view = image.reshape(side // tile, tile, side // tile, tile)
-        view[rows // tile, :, cols // tile, :] = value
 
 
 def prune(
@@ -585,12 +173,12 @@ def prune(
     bounds = np.asarray([*box, z, z], target.dtype)
     boxes = np.repeat(bounds[None, :, None], CHILDREN, axis=2)
     with target.precision():
-        level = _prune_level(tapes, lengths, boxes, target.device, len(tapes))
+        level = prune_level(tapes, lengths, boxes, target.device, len(tapes))
     lo, hi = float(level.lo[0, 0]), float(level.hi[0, 0])
     if level.kept[0, 0] == 0:
         return lo, hi, None
     rows = np.flatnonzero(level.emit[::CHILDREN])
-    pruned_tape = _next_tapes(tapes, rows, level, rows * CHILDREN)
+    pruned_tape = next_tapes(tapes, rows, level, rows * CHILDREN)
     # The root tape's constants in float64 (the tape's may have overflowed in float32).
     consts = root_tape(program, "float64").consts[rows]
     pruned = pruned_tape.unpack(consts)

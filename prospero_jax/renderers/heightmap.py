@@ -35,7 +35,7 @@ from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
-from prospero_jax.renderers.culled import LEAF_SIDE, Frontier, descend, leaf_inside
+from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_inside
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,

@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.culled import LEAF_SIDE, Frontier, descend, leaf_values
+from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_values
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime.files import atomic_write
