@@ -13,7 +13,7 @@ constants (the implicit function theorem).
 
 How, culled (the default on CPU): the depth is swept in slabs of :data:`SLAB` samples,
 top to bottom. Each slab runs the 2-D culling hierarchy (:func:`~prospero_jax.renderers.
-culled.descend`) with z as the slab's interval, over the columns not yet resolved: a tile
+hierarchy.descend`) with z as the slab's interval, over the columns not yet resolved: a tile
 proved inside over the whole slab takes the slab's first sample, one proved outside waits
 for the next slab, and each leaf tile left ambiguous is evaluated at the slab's samples,
 top down. A column resolved in one slab is never evaluated below it. Brute force

@@ -6,7 +6,7 @@ Output: a :class:`Mesh`: ``vertices`` ``(V, 3)`` float64 and ``faces`` ``(F, 3)`
 triangles wound counter-clockwise seen from outside (where the value is > 0).
 
 How: the grid is swept in slabs of :data:`SLAB` cells along z. In each slab the 2-D
-culling hierarchy (:func:`~prospero_jax.renderers.culled.descend`, z as the slab's
+culling hierarchy (:func:`~prospero_jax.renderers.hierarchy.descend`, z as the slab's
 interval) proves most columns of cells inside or outside; only the leaf tiles it leaves
 ambiguous are evaluated, at the slab's grid planes (the leaf kernel, values). Proved
 tiles get a stand-in of the right sign (-1 inside, +1 outside): no surface crosses them,
