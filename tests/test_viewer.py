@@ -66,7 +66,10 @@ def test_the_page_and_a_render_equal_to_the_librarys(
     image = np.asarray(Image.open(io.BytesIO(png)))
     expected = pj.render(pj.load(program), 128, region=(-0.5, 0.5, -0.25, 0.75))
     np.testing.assert_array_equal(image, expected)
-    assert state(running.url)["last"]["size"] == 128
+    last = state(running.url)["last"]
+    assert last["size"] == 128
+    assert last["levels"][0]["tapes"] == 1  # the culling figures: the root's one tape first
+    assert last["levels"][-1]["tile"] == "pixels"
 
 
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(

@@ -37,9 +37,10 @@ from PIL import Image
 from prospero_jax.ir.parse import VMError, load
 from prospero_jax.ir.passes import describe
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.culled import render_culled
 from prospero_jax.renderers.heightmap import render_heightmap, shade_heightmap
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import REGION_LIMIT, Target
+from prospero_jax.renderers.view import REGION_LIMIT, Target, View, culls
 
 PAGE = Path(__file__).with_name("static") / "viewer.html"
 #: Image sides a request may ask for, and a solid's (a heightmap costs a depth per pixel).
@@ -131,12 +132,20 @@ class Viewer:
                     rotation=_rotation(yaw, pitch),
                 )  # fmt: skip
                 pixels = shade_heightmap(heightmap, "lit")
+                levels: list[dict[str, Any]] = []
+            elif culls("auto", self.target):
+                levels = []
+                with self.target.precision():
+                    what = View(size, region)
+                    pixels = render_culled(program, what, self.target, stats=levels)
             else:
-                pixels = render(program, size, region=region, target=self.target)
+                pixels, levels = render(program, size, region=region, target=self.target), []
             seconds = time.perf_counter() - started
         with self.state_lock:
             self.last = {"seconds": seconds, "size": size, "region": region, "solid": solid,
-                         "inside": float(np.mean(pixels > 0))}  # fmt: skip
+                         "inside": float(np.mean(pixels > 0)),
+                         "levels": [{k: level[k] for k in ("tile", "tapes", "rows")}
+                                    for level in levels]}  # fmt: skip
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         return buffer.getvalue()
