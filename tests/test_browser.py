@@ -35,55 +35,59 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
+LOADED = (
+    "() => { const t = document.getElementById('tiles');"
+    " return t.dataset.view !== undefined && Number(t.dataset.wanted) > 0"
+    " && t.dataset.loaded === t.dataset.wanted"
+    " && [...t.children].every((img) => img.complete && img.naturalWidth > 0); }"
+)
+SOURCES = "() => [...document.getElementById('tiles').children].map((img) => img.src).join(' ')"
+
+
 def test_the_viewer_in_a_browser(page: Page, tmp_path: Path) -> None:
     program = tmp_path / "hi.vm"
     shutil.copy(shared_path("models/hi.vm"), program)
     running = _viewer.view(program)
     try:
         page.goto(running.url)
-        loaded = (
-            "() => { const p = document.getElementById('picture');"
-            " return p.complete && p.naturalWidth > 0 && p.dataset.view !== undefined; }"
-        )
-        page.wait_for_function(loaded, timeout=60_000)
-        first = page.get_attribute("#picture", "src")
-        view = page.get_attribute("#picture", "data-view")
+        page.wait_for_function(LOADED, timeout=60_000)  # the tiles of the first view are in
+        first = page.evaluate(SOURCES)
+        view = page.get_attribute("#tiles", "data-view")
 
-        # Zoom with the wheel over the picture: a new view, a new image.
+        # Zoom with the wheel over the picture: a new view, new tiles.
         page.mouse.move(300, 300)
         page.mouse.wheel(0, -400)
         page.wait_for_function(
-            f"() => document.getElementById('picture').dataset.view !== {view!r}",
-            timeout=60_000,
+            f"() => document.getElementById('tiles').dataset.view !== {view!r}", timeout=60_000
         )
-        zoomed = page.get_attribute("#picture", "src")
+        page.wait_for_function(LOADED, timeout=60_000)
+        zoomed = page.evaluate(SOURCES)
         assert zoomed != first
 
         # An edit redraws it (the value negated: inside and outside swap).
         text = program.read_text()
         last = text.strip().splitlines()[-1].split()[0]
         program.write_text(text + f"\n_flip neg {last}\n")
-        page.wait_for_function(
-            f"() => document.getElementById('picture').src !== {zoomed!r}", timeout=60_000
-        )
+        page.wait_for_function(f"() => ({SOURCES})() !== {zoomed!r}", timeout=60_000)
+        page.wait_for_function(LOADED, timeout=60_000)
 
-        # A broken file: its error on the page, the image kept.
-        shown = page.get_attribute("#picture", "src")
+        # A broken file: its error on the page, the picture kept.
+        shown = page.evaluate(SOURCES)
         program.write_text(text + "\n_bad frob 1 2\n")
         page.wait_for_selector("#error", state="visible", timeout=30_000)
         error = page.inner_text("#error")
         assert error.startswith(f"{program}:59: ")
-        assert page.get_attribute("#picture", "src") == shown
+        assert page.evaluate(SOURCES) == shown
         if os.environ.get("PROSPERO_SCREENSHOT"):  # the fixed file, the whole view
             program.write_text(text)
             page.wait_for_selector("#error", state="hidden", timeout=30_000)
             page.keyboard.press("0")
             reset = '{"cx":0,"cy":0,"half":1,"yaw":0,"pitch":0}'
             page.wait_for_function(
-                f"() => document.getElementById('picture').dataset.view === {reset!r}",
+                f"() => document.getElementById('tiles').dataset.view === {reset!r}",
                 timeout=60_000,
             )
-            page.wait_for_function(loaded, timeout=60_000)
+            page.wait_for_function(LOADED, timeout=60_000)
             page.screenshot(path=os.environ["PROSPERO_SCREENSHOT"])
     finally:
         running.close()
