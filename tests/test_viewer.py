@@ -152,3 +152,23 @@ def test_the_view_command_says_what_is_wrong_and_teaches(tmp_path: Path) -> None
     helped = runner.invoke(app, ["view", "--help"])
     assert helped.exit_code == 0
     assert "pan and zoom" in helped.output
+
+
+def test_a_request_whose_client_hung_up_is_not_rendered(
+    served: tuple[_viewer.Viewer, Path],
+) -> None:
+    import socket
+
+    running, _ = served
+    port = int(running.url.rstrip("/").rsplit(":", 1)[1])
+    get(running.url + "api/render?x0=-1&x1=1&y0=-1&y1=1&size=32")  # compiles; sets `last`
+    before = state(running.url)["last"]
+    # The device is busy (the lock held): the request waits its turn, and its client hangs
+    # up first (leaving the block closes the socket, then releases the lock).
+    with running.render_lock, socket.create_connection(("127.0.0.1", port)) as sock:
+        query = "x0=-0.5&x1=0.5&y0=-0.5&y1=0.5&size=48"
+        sock.sendall(f"GET /api/render?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.3)  # the server has read it and waits for the lock
+    time.sleep(0.5)
+    assert state(running.url)["last"] == before  # nothing was rendered for it
+    assert get(running.url + "api/render?x0=-1&x1=1&y0=-1&y1=1&size=16")[0] == 200
