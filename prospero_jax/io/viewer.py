@@ -61,6 +61,7 @@ class Viewer:
         self.path = Path(path)
         self.target = target or Target()
         self.program: Program | None = None
+        self.facts: dict[str, Any] | None = None  # describe(program), once per version
         self.error: str | None = None
         self.version = 0
         self.stamp: tuple[float, int] | None = None
@@ -90,6 +91,7 @@ class Viewer:
                 return True
             try:
                 self.program = load(self.path)
+                self.facts = describe(self.program)
                 self.error = None
             except VMError as err:
                 self.error = str(err)  # FILE:LINE: message; the last good program stays
@@ -97,7 +99,7 @@ class Viewer:
 
     def state(self) -> dict[str, Any]:
         with self.state_lock:
-            facts = describe(self.program) if self.program is not None else None
+            facts = self.facts
             return {
                 "file": str(self.path),
                 "version": self.version,
