@@ -9,6 +9,7 @@ they parse options into the library's value types and make one library call.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -169,6 +170,15 @@ def progress_bar() -> Progress:
         transient=True,
         disable=not console.is_terminal,  # a pipe or a log gets no bar (and no blank line)
     )
+
+
+@contextlib.contextmanager
+def progress_task(description: str, unit: str) -> Iterator[pj.Progress]:
+    """A :func:`progress_bar` with one task: yields the ``progress(done, total)`` callback
+    the library's long calls take."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None, unit=unit)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def option(help: str, *names: str, panel: str | None = None, **extra: Any) -> Any:

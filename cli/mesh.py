@@ -19,7 +19,7 @@ from cli.app import (
     app,
     load,
     option,
-    progress_bar,
+    progress_task,
     target,
     user_errors,
 )
@@ -67,12 +67,10 @@ def mesh(
         if cache:
             pj.enable_compilation_cache()
         started = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"meshing {program.source}", total=None, unit="slabs")
+        with progress_task(f"meshing {program.source}", "slabs") as progress:
             surface = pj.mesh(
-                program, resolution, bounds=(low, high), target=where,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )  # fmt: skip
+                program, resolution, bounds=(low, high), target=where, progress=progress
+            )
         pj.write_mesh(out, surface)
     seconds = time.perf_counter() - started
     typer.echo(f"wrote {out} ({len(surface.vertices):,} vertices, {len(surface.faces):,} "

@@ -24,7 +24,7 @@ from cli.app import (
     app,
     load,
     option,
-    progress_bar,
+    progress_task,
     target,
     user_errors,
     view,
@@ -35,16 +35,6 @@ class Look(StrEnum):
     lit = "lit"
     normals = "normals"
     depth = "depth"
-
-
-def rotation(turn: float, tilt: float) -> np.ndarray:
-    """The view rotation: ``turn`` degrees about the vertical (y) axis, then ``tilt``
-    degrees about the horizontal (x) axis."""
-    a, b = np.radians(turn), np.radians(tilt)
-    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    turned: np.ndarray = about_y @ about_x
-    return turned
 
 
 @app.command()
@@ -94,12 +84,11 @@ def render3d(
         if cache:
             pj.enable_compilation_cache()
         started = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"heightmap of {program.source}", total=None, unit="slabs")
+        with progress_task(f"heightmap of {program.source}", "slabs") as progress:
             heightmap = pj.render_heightmap(
                 program, what.size, depth, region=what.region, target=where, mode=mode.value,
-                rotation=rotation(turn, tilt), normals=shade is not Look.depth,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                rotation=pj.view_rotation(turn, tilt), normals=shade is not Look.depth,
+                progress=progress,
             )  # fmt: skip
         pj.write_image(out, pj.shade_heightmap(heightmap, shade.value))
     solid = np.isfinite(heightmap.z).mean()

@@ -25,7 +25,7 @@ from cli.app import (  # the shared options, as every rendering command imports 
     checked,
     load,
     option,
-    progress_bar,
+    progress_task,
     target,
     user_errors,
     view,
@@ -99,14 +99,10 @@ def sweep(
         if cache:
             pj.enable_compilation_cache()
         began = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(
-                f"rendering {program.source}: {frames} frames", total=None, unit="steps"
-            )
+        with progress_task(f"rendering {program.source}: {frames} frames", "steps") as progress:
             paths = pj.render_frames(
                 program, constant, values, out_dir, what, where, mode=mode.value,
-                image_format=image_format,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                image_format=image_format, progress=progress,
             )  # fmt: skip
     typer.echo(
         f"wrote {len(paths)} frames ({size}×{size}) to {paths[0]} … {paths[-1].name} "

@@ -44,7 +44,7 @@ def view(
         if cache:
             pj.enable_compilation_cache()
         running = _viewer.view(file, host, port, target(dtype, device))
-    url = running.url if host in ("127.0.0.1", "localhost") else f"http://{host}:{port}/"
+    url = running.url
     typer.echo(f"serving {file} at {url} (Ctrl-C stops)")
     if browser:
         webbrowser.open(url)

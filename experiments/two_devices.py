@@ -62,8 +62,7 @@ def finish(front: Frontier, schedule: tuple[int, ...], xs: np.ndarray, ys: np.nd
             front = descend(front, k, xs, ys, z, device, root, image)
     if len(front[1]):
         leaves = H.Frontier(*front)
-        zs = np.zeros(len(front[1]), np.float32)
-        inside = H.leaf_inside(leaves, xs, ys, zs, pj.Target(device=device))
+        inside = H.leaf_pixels(leaves, xs, ys, np.zeros(1), pj.Target(device=device))[:, 0]
         H.paint_tiles(image, LEAF, front[2], front[3], inside.view(np.uint8) * np.uint8(255))
 
 

@@ -93,6 +93,7 @@ from prospero_jax.renderers.heightmap import (
     render_heightmap,
     shade_heightmap,
     surface_depth,
+    view_rotation,
 )
 from prospero_jax.renderers.mesh import Mesh, mesh, mesh_format, write_mesh
 from prospero_jax.renderers.render import render
@@ -181,6 +182,7 @@ __all__ = [
     "to_function",
     "to_interval_function",
     "to_parametric",
+    "view_rotation",
     "write_image",
     "write_mesh",
 ]

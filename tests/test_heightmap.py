@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from cli.render3d import rotation
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.renderers.heightmap import SLAB, depths
 from tests.conftest import shared_path
@@ -109,7 +108,7 @@ def test_normals_match_the_oracles_central_differences(model: str) -> None:
 
 def test_a_rotation_is_applied_to_the_points_before_the_program() -> None:
     program = pj.load(shared_path("models/colonnade.vm"))
-    turn = rotation(30, 60)
+    turn = pj.view_rotation(30, 60)
     turned = pj.render_heightmap(program, 32, 32, rotation=turn, normals=False)
     direct = pj.render_heightmap(transform_inputs(program, turn), 32, 32, normals=False)
     np.testing.assert_array_equal(turned.z, direct.z)

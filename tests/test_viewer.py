@@ -172,3 +172,16 @@ def test_a_request_whose_client_hung_up_is_not_rendered(
     time.sleep(0.5)
     assert state(running.url)["last"] == before  # nothing was rendered for it
     assert get(running.url + "api/render?x0=-1&x1=1&y0=-1&y1=1&size=16")[0] == 200
+
+
+def test_the_url_names_the_port_bound(tmp_path: Path) -> None:
+    program = tmp_path / "hi.vm"
+    shutil.copy(shared_path("models/hi.vm"), program)
+    running = _viewer.view(program, host="0.0.0.0", port=0)  # all interfaces, a free port
+    try:
+        host, port = running.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        assert host == "0.0.0.0"
+        assert int(port) == running.server.server_address[1] > 0  # type: ignore[union-attr]
+        assert get(f"http://127.0.0.1:{port}/api/state")[0] == 200
+    finally:
+        running.close()

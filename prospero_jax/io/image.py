@@ -27,20 +27,14 @@ from typing import BinaryIO
 import numpy as np
 from jaxtyping import UInt8
 
-from prospero_jax.runtime.files import atomic_write
+from prospero_jax.runtime.files import atomic_write, file_format
 
 FORMATS = (".pgm", ".ppm", ".png")
 
 
 def image_format(path: str | os.PathLike[str]) -> str:
     """The format for ``path`` from its extension; ``ValueError`` if it is not supported."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(
-            f"{os.fspath(path)}: unsupported image format {suffix or '(none)'!r}; "
-            f"use one of {', '.join(FORMATS)}"
-        )
-    return suffix
+    return file_format(path, FORMATS, "image")
 
 
 def check_image_format(path: str | os.PathLike[str], colour: bool) -> str:

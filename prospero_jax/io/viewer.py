@@ -38,7 +38,7 @@ from prospero_jax.ir.parse import VMError, load
 from prospero_jax.ir.passes import describe
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.culled import render_culled
-from prospero_jax.renderers.heightmap import render_heightmap, shade_heightmap
+from prospero_jax.renderers.heightmap import render_heightmap, shade_heightmap, view_rotation
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.view import REGION_LIMIT, Target, View, culls
 
@@ -70,6 +70,7 @@ class Viewer:
         self.render_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.host = "127.0.0.1"
         self.reload()
 
     def reload(self) -> bool:
@@ -131,7 +132,7 @@ class Viewer:
             if solid:
                 heightmap = render_heightmap(
                     program, size, region=region, target=self.target,
-                    rotation=_rotation(yaw, pitch),
+                    rotation=view_rotation(yaw, pitch),
                 )  # fmt: skip
                 pixels = shade_heightmap(heightmap, "lit")
                 levels: list[dict[str, Any]] = []
@@ -159,13 +160,15 @@ class Viewer:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._watch, daemon=True).start()
-        name = "localhost" if host in ("127.0.0.1", "::1") else host
-        return f"http://{name}:{self.server.server_address[1]}/"
+        self.host = host
+        return self.url
 
     @property
     def url(self) -> str:
+        """Where the page is: the host served on (loopback as ``localhost``), the port bound."""
         assert self.server is not None, "not serving"
-        return f"http://localhost:{self.server.server_address[1]}/"
+        name = "localhost" if self.host in ("127.0.0.1", "::1", "localhost") else self.host
+        return f"http://{name}:{self.server.server_address[1]}/"
 
     def close(self) -> None:
         if self.server is not None:
@@ -203,14 +206,6 @@ def _view(query: dict[str, str]) -> tuple[tuple[float, float, float, float], int
         raise BadRequest(f"size: a whole number of pixels from {SIZES[0]} to {SIZES[1]}")
     seq = _number(query, "seq", 0.0)
     return (x0, x1, y0, y1), int(size), query.get("client", "")[:64], int(seq)
-
-
-def _rotation(yaw: float, pitch: float) -> np.ndarray:
-    a, b = np.radians(yaw), np.radians(pitch)
-    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    turned: np.ndarray = about_y @ about_x
-    return turned
 
 
 class _Handler(BaseHTTPRequestHandler):

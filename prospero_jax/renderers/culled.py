@@ -50,7 +50,7 @@ from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SPLIT,
     descend,
-    leaf_inside,
+    leaf_pixels,
     next_tapes,
     paint_tiles,
     prune_level,
@@ -131,8 +131,7 @@ def _render_square(
     )  # fmt: skip
     if len(front.lengths):
         started = time.perf_counter()
-        zs = np.full(len(front.lengths), z)
-        inside = leaf_inside(front, xs, ys, zs, target)
+        inside = leaf_pixels(front, xs, ys, np.array([z]), target)[:, 0]
         paint_tiles(
             image, front.side, front.rows, front.cols, inside.view(np.uint8) * np.uint8(255)
         )

@@ -35,7 +35,7 @@ from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
-from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_inside
+from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,
@@ -65,6 +65,16 @@ class Heightmap(NamedTuple):
     z: Float[np.ndarray, "n n"]
     normal: Float[np.ndarray, "n n 3"] | None
     depth: int
+
+
+def view_rotation(turn: float = 0.0, tilt: float = 0.0) -> np.ndarray:
+    """The 3 × 3 rotation :func:`render_heightmap` takes: ``turn`` degrees about the
+    vertical (y) axis, then ``tilt`` degrees about the horizontal (x) axis."""
+    a, b = np.radians(turn), np.radians(tilt)
+    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    turned: np.ndarray = about_y @ about_x
+    return turned
 
 
 def depths(depth: int) -> np.ndarray:
@@ -147,12 +157,12 @@ def _culled(
         bottom = min(top + SLAB, len(zs))
 
         def paint(tile: int, rows: np.ndarray, cols: np.ndarray, top: int = top) -> None:
-            blocks = _tiles(first, tile)
+            blocks = tile_view(first, tile)
             found = blocks[rows // tile, :, cols // tile, :]
             blocks[rows // tile, :, cols // tile, :] = np.where(found < 0, top, found)
 
         def keep(tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            blocks = (first < 0).reshape(side // tile, tile, side // tile, tile)
+            blocks = tile_view(first < 0, tile)
             open_: np.ndarray = np.any(blocks, axis=(1, 3))
             return np.asarray(open_[rows // tile, cols // tile], bool)
 
@@ -172,30 +182,13 @@ def _leaf_samples(
     """Evaluate the leaf tiles of ``front`` at samples ``top..bottom-1``, top down, and set
     each open pixel's first inside sample."""
     side = front.side
-    tiles = len(front.lengths)
-    # Every (tile, sample) pair as one leaf tile: the tape repeated, the depth its own.
-    order = np.repeat(np.arange(tiles), bottom - top)
-    depth_index = np.tile(np.arange(top, bottom), tiles)
-    starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
-    lengths = front.lengths[order]
-    rows = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths) + np.arange(
-        lengths.sum()
-    )  # each repeated tape's rows, consecutively
-    repeated = Frontier(front.tapes.take(rows), lengths, front.rows[order], front.cols[order], side)
-    inside = leaf_inside(repeated, xs, ys, samples[depth_index], target)
-    inside = inside.reshape(tiles, bottom - top, side, side)
+    inside = leaf_pixels(front, xs, ys, samples[top:bottom], target)  # [tile, sample, y, x]
     hit = inside.any(axis=1)
     index = top + inside.argmax(axis=1)  # the first inside sample, top down
-    blocks = _tiles(first, side)
+    blocks = tile_view(first, side)
     at = (front.rows // side, slice(None), front.cols // side, slice(None))
     found = blocks[at]
     blocks[at] = np.where((found < 0) & hit, index, found)
-
-
-def _tiles(image: np.ndarray, tile: int) -> np.ndarray:
-    """``image`` viewed as ``[tile row, row, tile col, col]`` (a view: writes go through)."""
-    n = image.shape[0] // tile
-    return image.reshape(n, tile, n, tile)
 
 
 def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:

@@ -6,9 +6,9 @@ pixel-centre coordinates of a power-of-two square (``xs``, ``ys``: columns left 
 rows top to bottom), a z interval and a :class:`~prospero_jax.renderers.view.Target`.
 Output: :func:`descend` passes every tile the intervals prove inside to a ``paint``
 callback and returns the leaf tiles left ambiguous (a :class:`Frontier`: their pruned
-tapes and corners); :func:`leaf_inside` and :func:`leaf_values` evaluate those at given
-depths. The 2-D renderer (:mod:`prospero_jax.renderers.culled`), the heightmap sweep and
-the mesher (:mod:`~prospero_jax.renderers.heightmap`, :mod:`~prospero_jax.renderers.mesh`)
+tapes and corners); :func:`leaf_pixels` evaluates those at given depths. The 2-D renderer
+(:mod:`prospero_jax.renderers.culled`), the heightmap sweep and the mesher
+(:mod:`~prospero_jax.renderers.heightmap`, :mod:`~prospero_jax.renderers.mesh`)
 are built from these.
 
 How a level runs: each parent tile splits k × k (:func:`splits`, :data:`SPLIT`); the
@@ -239,29 +239,32 @@ def _kept_tiles(front: Frontier, mask: np.ndarray) -> Frontier:
     )  # fmt: skip
 
 
-def leaf_inside(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
+def leaf_pixels(
+    front: Frontier,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    depths: np.ndarray,
+    target: Target,
+    *,
+    values: bool = False,
 ) -> np.ndarray:
-    """Where each leaf tile of ``front`` is inside at depth ``zs[t]``: ``(tiles, side,
-    side)`` bool, ``[t, row, col]``."""
-    side = front.side
-    inside = _leaves(
-        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices
-    )
-    return inside.reshape(-1, side, side)
-
-
-def leaf_values(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
-) -> np.ndarray:
-    """The value at each pixel of each leaf tile of ``front``, at depth ``zs[t]``:
-    ``(tiles, side, side)`` in the target's dtype, ``[t, row, col]``."""
-    side = front.side
+    """Each leaf tile of ``front`` evaluated at its pixels, at each of ``depths``:
+    ``(tiles, depths, side, side)``, ``[t, d, row, col]``: whether the value is < 0, or
+    with ``values`` the value itself (in the target's dtype). Every (tile, depth) pair is
+    one tile of the leaf kernel, its tape repeated."""
+    side, tiles, count = front.side, len(front.lengths), len(depths)
+    order = np.repeat(np.arange(tiles), count)  # tile-major: a tile's depths together
+    lengths, tapes = front.lengths[order], front.tapes
+    if count > 1:
+        starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
+        first_row = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
+        tapes = tapes.take(first_row + np.arange(lengths.sum()))  # each tape, repeated
+    zs = np.tile(np.asarray(depths, target.dtype), tiles)
     out = _leaves(
-        *front[:4], xs, ys, zs.astype(target.dtype), target.device, side, target.devices,
-        values=True,
+        tapes, lengths, front.rows[order], front.cols[order], xs, ys, zs, target.device,
+        side, target.devices, values=values,
     )  # fmt: skip
-    return out.reshape(-1, side, side)
+    return out.reshape(tiles, count, side, side)
 
 
 def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[_executables.Job]:
@@ -457,11 +460,16 @@ def _sharded(
     return jax.jit(mapped, compiler_options=COMPILER_OPTIONS), sharding
 
 
+def tile_view(image: np.ndarray, tile: int) -> np.ndarray:
+    """``image`` (``(..., side, side)``) viewed as ``[..., tile row, row, tile col, col]``:
+    a view, so writes through it go to ``image``."""
+    n = image.shape[-1] // tile
+    return image.reshape(*image.shape[:-2], n, tile, n, tile)
+
+
 def paint_tiles(
     image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any
 ) -> None:
     """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value``."""
     if len(rows):
-        side = image.shape[0]
-        view = image.reshape(side // tile, tile, side // tile, tile)
-        view[rows // tile, :, cols // tile, :] = value
+        tile_view(image, tile)[rows // tile, :, cols // tile, :] = value

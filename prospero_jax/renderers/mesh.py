@@ -32,10 +32,10 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_values
+from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import Progress, Target
-from prospero_jax.runtime.files import atomic_write
+from prospero_jax.runtime.files import atomic_write, file_format
 
 #: Cells per slab along z.
 SLAB = 16
@@ -112,16 +112,14 @@ def _slab(
     planes = np.ones((last - first + 1, side, side), target.dtype)
 
     def paint(tile: int, rows: np.ndarray, cols: np.ndarray) -> None:
-        view = planes.reshape(len(planes), side // tile, tile, side // tile, tile)
-        view[:, rows // tile, :, cols // tile, :] = -1
+        tile_view(planes, tile)[:, rows // tile, :, cols // tile, :] = -1
 
     z_range = (float(zs[first]), float(zs[last]))
     front = descend(program, xs, ys, z_range, target, paint)
     if len(front.lengths):
         values = _leaf_planes(front, xs, ys, zs[first : last + 1], target)
-        t = front.side
-        view = planes.reshape(len(planes), side // t, t, side // t, t)
-        view[:, front.rows // t, :, front.cols // t, :] = values  # indexed: (tiles, planes, t, t)
+        t = front.side  # indexed below: (tiles, planes, t, t), as the values are
+        tile_view(planes, t)[:, front.rows // t, :, front.cols // t, :] = values
     if carried is not None:
         planes[0] = carried
     return planes
@@ -131,19 +129,8 @@ def _leaf_planes(
     front: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, target: Target
 ) -> np.ndarray:
     """Values of the leaf tiles of ``front`` at each depth of ``zs``: ``(tiles, depths,
-    side, side)``."""
-    tiles, depths = len(front.lengths), len(zs)
-    order = np.repeat(np.arange(tiles), depths)
-    starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
-    lengths = front.lengths[order]
-    rows = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths) + np.arange(
-        lengths.sum()
-    )
-    repeated = Frontier(
-        front.tapes.take(rows), lengths, front.rows[order], front.cols[order], front.side
-    )
-    values = leaf_values(repeated, xs, ys, np.tile(zs, tiles), target)
-    return values.reshape(tiles, depths, front.side, front.side)
+    side, side)`` (a seam for tests to count what is evaluated)."""
+    return leaf_pixels(front, xs, ys, zs, target, values=True)
 
 
 def _merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -186,13 +173,7 @@ def volume(m: Mesh) -> float:
 
 def mesh_format(path: str | os.PathLike[str]) -> str:
     """``path``'s mesh format (its suffix), or ``ValueError`` naming the ones there are."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(
-            f"{os.fspath(path)}: unsupported mesh format {suffix or '(none)'!r}; "
-            f"use one of {', '.join(FORMATS)}"
-        )
-    return suffix
+    return file_format(path, FORMATS, "mesh")
 
 
 def write_mesh(path: str | os.PathLike[str], m: Mesh) -> Path:

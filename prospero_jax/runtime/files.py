@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,3 +58,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_format(path: str | os.PathLike[str], formats: Sequence[str], kind: str) -> str:
+    """``path``'s suffix (lower case) if it is one of ``formats``; else ``ValueError``
+    naming the file and the formats there are (``kind``: "image", "mesh")."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        raise ValueError(
+            f"{os.fspath(path)}: unsupported {kind} format {suffix or '(none)'!r}; "
+            f"use one of {', '.join(formats)}"
+        )
+    return suffix
