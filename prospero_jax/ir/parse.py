@@ -17,10 +17,12 @@ the offending text); nothing else escapes (no ``KeyError``, ``UnicodeDecodeError
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -63,13 +65,14 @@ def parse(text: str, *, source: str = "<string>") -> Program:
     if "\x00" in text:
         raise VMError("not a text file (contains NUL bytes)", source)
     opcodes: list[int] = []
-    args: list[tuple[int, int]] = []
+    first: list[int] = []  # each instruction's first and second argument (-1: none)
+    second: list[int] = []
     consts: list[float] = []
     ids: list[str] = []
     index: dict[str, int] = {}  # ID → instruction number
-    defined_on: dict[str, int] = {}  # ID → line number, for duplicate-ID messages
+    defined_on: list[int] = []  # instruction number → line number, for messages
 
-    for lineno, line in enumerate(_LINES.split(text.removeprefix("\ufeff")), start=1):
+    for lineno, line in enumerate(_lines(text.removeprefix("\ufeff")), start=1):
         fields = _FIELDS.split(line.strip(" \t\f\v"))
         if fields == [""] or fields[0].startswith("#"):
             continue
@@ -84,8 +87,9 @@ def parse(text: str, *, source: str = "<string>") -> Program:
         if len(fields) < 2:
             raise fail(f"expected 'ID OPCODE ARG...', got only {_echo(fields[0])}")
         name, opname, operands = fields[0], fields[1], fields[2:]
-        if name in defined_on:
-            raise fail(f"duplicate ID {_echo(name)} (first defined on line {defined_on[name]})")
+        if name in index:
+            first_line = defined_on[index[name]]
+            raise fail(f"duplicate ID {_echo(name)} (first defined on line {first_line})")
         code = OPCODE.get(opname)
         if code is None:
             raise fail(f"unknown opcode {_echo(opname)}")
@@ -105,21 +109,32 @@ def parse(text: str, *, source: str = "<string>") -> Program:
                     raise fail(f"argument {_echo(operand)} is not defined on an earlier line")
                 slots[k] = index[operand]
         index[name] = len(opcodes)
-        defined_on[name] = lineno
+        defined_on.append(lineno)
         ids.append(name)
         opcodes.append(code)
-        args.append((slots[0], slots[1]))
+        first.append(slots[0])
+        second.append(slots[1])
         consts.append(value)
 
     if not opcodes:
         raise VMError("empty program: no instructions", source)
     return Program(
         opcodes=np.array(opcodes, dtype=np.int32),
-        args=np.array(args, dtype=np.int32),
+        args=np.stack([np.array(first, np.int32), np.array(second, np.int32)], axis=1),
         consts=np.array(consts, dtype=np.float64),
         ids=tuple(ids),
         source=source,
     )
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, one at a time (a split of the whole text at once would hold
+    the interpreter for a second on a 60 MB file, stalling every other thread)."""
+    start = 0
+    for end in _LINES.finditer(text):
+        yield text[start : end.start()]
+        start = end.end()
+    yield text[start:]
 
 
 def _parse_constant(token: str, fail: Callable[[str], VMError]) -> float:
@@ -132,15 +147,16 @@ def _parse_constant(token: str, fail: Callable[[str], VMError]) -> float:
     return value
 
 
-def load(path: str | os.PathLike[str]) -> Program:
+def load(path: str | os.PathLike[str], *, regular_only: bool = False) -> Program:
     """Read and parse a `.vm` file; raise :class:`VMError` if it is missing or malformed.
 
     Reads at most :data:`MAX_BYTES` (a pipe or device is read up to that, not forever).
+    ``regular_only`` refuses anything but a regular file (a FIFO, a device, a socket)
+    without waiting on it: the call never blocks, which is what a watcher needs.
     """
     source = os.fspath(path)
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_BYTES + 1)
+        data = _read(path, regular_only)
     except FileNotFoundError:
         raise VMError("no such file", source) from None
     except IsADirectoryError:
@@ -158,6 +174,34 @@ def load(path: str | os.PathLike[str]) -> Program:
             _line_of(data, err.start),
         ) from None
     return parse(text, source=source)
+
+
+def _read(path: str | os.PathLike[str], regular_only: bool) -> bytes:
+    """Up to ``MAX_BYTES + 1`` bytes of ``path``; with ``regular_only``, a file that is not
+    regular (checked before opening it and again on the open descriptor, which is opened
+    without blocking) is refused."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if regular_only:
+        _check_regular(os.stat(path).st_mode)
+        flags |= os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as file:
+        if regular_only:  # replaced between the stat and the open
+            _check_regular(os.fstat(fd).st_mode)
+        return file.read(MAX_BYTES + 1)
+
+
+def _check_regular(mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory")
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a file"
+        )  # fmt: skip
+        raise OSError(errno.EINVAL, f"not a regular file ({kind})")
 
 
 def _line_of(data: bytes, offset: int) -> int:
