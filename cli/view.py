@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-import time
+import os
+import socket
+import threading
 import webbrowser
 from pathlib import Path
 from typing import Annotated
@@ -19,9 +21,15 @@ from prospero_jax.io import viewer as _viewer
 def view(
     file: Annotated[Path, typer.Argument(help="The .vm program to watch and draw.")],
     host: Annotated[
-        str, option("Address to serve on: loopback unless you say otherwise. [default: 127.0.0.1]")
+        str,
+        option(
+            "Address to serve on: loopback unless you say otherwise (0.0.0.0 or :: is every "
+            "interface: anyone who reaches this machine can then use it). [default: 127.0.0.1]"
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, option("Port to serve on; 0 picks a free one. [default: 0]", min=0)] = 0,
+    port: Annotated[
+        int, option("Port to serve on, 1–65535; 0 picks a free one. [default: 0]", min=0, max=65535)
+    ] = 0,
     browser: Annotated[
         bool, option("Open the page in a browser, when one is there. [default: open]")
     ] = True,
@@ -34,7 +42,7 @@ def view(
     The page re-renders the region on screen (culled; solids as lit heightmaps you turn by
     dragging), shows what `prospero info` says and each render's time, saves the view as
     PNG, and shows a parse error as FILE:LINE: message while keeping the last good image.
-    Ctrl-C stops the server.
+    Edits are pushed to the page as you save. Ctrl-C stops the server.
 
     Example: `prospero view ../shared/prospero.vm --port 8000`.
     """
@@ -43,13 +51,23 @@ def view(
             raise ValueError(f"{file}: no such file")
         if cache:
             pj.enable_compilation_cache()
-        running = _viewer.view(file, host, port, target(dtype, device))
-    url = running.url
-    typer.echo(f"serving {file} at {url} (Ctrl-C stops)")
+        try:
+            running = _viewer.view(file, host, port, target(dtype, device))
+        except OSError as err:  # asyncio's bind message repeats the address: the reason alone
+            gai = isinstance(err, socket.gaierror)
+            reason = os.strerror(err.errno) if err.errno and not gai else err.strerror or str(err)
+            raise ValueError(f"cannot serve on {host}:{port}: {reason}") from None
+    if running.exposed:
+        typer.echo(
+            f"warning: serving on {host}, reachable from other machines: anyone who can "
+            f"reach this one can read {file}'s pictures and make it render "
+            "(--host 127.0.0.1 keeps it local)",
+            err=True,
+        )
+    typer.echo(f"serving {file} at {running.url} (Ctrl-C stops)")
     if browser:
-        webbrowser.open(url)
+        webbrowser.open(running.url)
     try:
-        while True:
-            time.sleep(3600)
+        threading.Event().wait()
     except KeyboardInterrupt:
         running.close()

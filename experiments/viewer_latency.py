@@ -50,6 +50,7 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         for name, path in models.items():
             running = _viewer.view(path)
+            running.ready()
             page = browser.new_page(viewport={"width": 1348, "height": 1024})  # stage: 1024²
             solid = running.state()["solid"]
             page.goto(running.url)

@@ -26,6 +26,7 @@ def served(tmp_path: Path) -> Iterator[tuple[_viewer.Viewer, Path]]:
     program = tmp_path / "hi.vm"
     shutil.copy(shared_path("models/hi.vm"), program)
     running = _viewer.view(program)
+    assert running.ready(30)
     yield running, program
     running.close()
 
@@ -78,7 +79,13 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(
     running, _ = served
     bad = {
         "x0=1&x1=0&y0=-1&y1=1&size=64": "x0 < x1",
-        "x0=a&x1=1&y0=-1&y1=1&size=64": "not a number",
+        "x0=a&x1=1&y0=-1&y1=1&size=64": "decimal number",
+        "x0=-1_0&x1=1&y0=-1&y1=1&size=64": "decimal number",  # float() takes it
+        "x0=-1&x1=1&y0=-1&y1=1&size=%EF%BC%96%EF%BC%94": "size",  # full-width digits
+        "x0=-1&x1=1&y0=-1&y1=1&size=64&x0=0": "more than once",
+        "x0=-1&x1=1&y0=-1&y1=1&size=64&colour=red": "unknown parameter",
+        "x0=-1&x1=1&y0=-1&y1=1&size=64&seq=-3": "seq",
+        "x0=-1&x1=1&y0=-1&y1=1&size=64&client=%3Cscript%3E": "client",
         "x0=-1&x1=1&y0=-1&y1=inf&size=64": "finite",
         "x0=-1&x1=1&y0=-1&y1=1&size=99999": "size",
         "x0=-1&x1=1&y0=-1&y1=1&size=64.5": "size",
@@ -115,7 +122,7 @@ def test_a_solid_is_drawn_lit_and_turned(tmp_path: Path) -> None:
     shutil.copy(shared_path("models/bear.vm"), bear)
     running = _viewer.view(bear)
     try:
-        assert state(running.url)["solid"]
+        assert wait_for(lambda: state(running.url)["solid"])
         query = "x0=-1.5&x1=1.5&y0=-1.5&y1=1.5&size=48"
         status, png = get(running.url + "api/render?" + query)
         assert status == 200
@@ -154,22 +161,37 @@ def test_the_view_command_says_what_is_wrong_and_teaches(tmp_path: Path) -> None
     assert "pan and zoom" in helped.output
 
 
-def test_a_request_whose_client_hung_up_is_not_rendered(
+def test_a_request_the_page_cancelled_is_not_rendered(
     served: tuple[_viewer.Viewer, Path],
 ) -> None:
-    import socket
+    import asyncio
+    import threading
+
+    import aiohttp
 
     running, _ = served
-    port = int(running.url.rstrip("/").rsplit(":", 1)[1])
     get(running.url + "api/render?x0=-1&x1=1&y0=-1&y1=1&size=32")  # compiles; sets `last`
     before = state(running.url)["last"]
-    # The device is busy (the lock held): the request waits its turn, and its client hangs
-    # up first (leaving the block closes the socket, then releases the lock).
-    with running.render_lock, socket.create_connection(("127.0.0.1", port)) as sock:
-        query = "x0=-0.5&x1=0.5&y0=-0.5&y1=0.5&size=48"
-        sock.sendall(f"GET /api/render?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        time.sleep(0.3)  # the server has read it and waits for the lock
-    time.sleep(0.5)
+    busy = threading.Event()
+    running._renders.submit(busy.wait)  # the device is busy: requests wait their turn
+    query = "x0=-0.5&x1=0.5&y0=-0.5&y1=0.5&size=48&client=page&ticket=t7"
+
+    async def page() -> tuple[int, dict]:  # type: ignore[type-arg]
+        async with aiohttp.ClientSession() as session:
+            live = await session.ws_connect(running.url + "api/live?client=page")
+            pushed = json.loads((await live.receive()).data)  # the state, on connecting
+            waiting = asyncio.ensure_future(session.get(running.url + "api/render?" + query))
+            await asyncio.sleep(0.3)  # the request waits for the device
+            await live.send_str(json.dumps({"cancel": ["t7"]}))
+            await asyncio.sleep(0.2)
+            busy.set()
+            reply = await waiting
+            await live.close()
+            return reply.status, pushed
+
+    status, pushed = asyncio.run(page())
+    assert pushed["version"] >= 1
+    assert status == 409
     assert state(running.url)["last"] == before  # nothing was rendered for it
     assert get(running.url + "api/render?x0=-1&x1=1&y0=-1&y1=1&size=16")[0] == 200
 
@@ -181,7 +203,7 @@ def test_the_url_names_the_port_bound(tmp_path: Path) -> None:
     try:
         host, port = running.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
         assert host == "0.0.0.0"
-        assert int(port) == running.server.server_address[1] > 0  # type: ignore[union-attr]
+        assert int(port) == running.port > 0
         assert get(f"http://127.0.0.1:{port}/api/state")[0] == 200
     finally:
         running.close()
