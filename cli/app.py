@@ -104,9 +104,12 @@ def user_errors() -> Iterator[None]:
         yield
     except (pj.VMError, ValueError, OSError) as err:
         message = str(err)
-        if isinstance(err, OSError) and not isinstance(err, pj.FileWriteError):
+        if isinstance(err, pj.InvalidView):  # the library's parameter is the option's name
+            message = f"--{err.field.replace('_', '-')}: {err}"
+        elif isinstance(err, OSError) and not isinstance(err, pj.FileWriteError):
             # "[Errno 28] No space left on device: 'x'" names the file last, if at all.
-            message = f"{err.filename or 'error'}: {err.strerror or err}"
+            reason = err.strerror or str(err)
+            message = f"{err.filename}: {reason}" if err.filename else reason
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ then :func:`prospero_jax.write_mesh`)."""
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -67,10 +68,16 @@ def mesh(
         if cache:
             pj.enable_compilation_cache()
         started = time.perf_counter()
-        with progress_task(f"meshing {program.source}", "slabs") as progress:
+        with (
+            progress_task(f"meshing {program.source}", "slabs") as progress,
+            warnings.catch_warnings(record=True, action="always", category=pj.MeshWarning) as said,
+        ):
             surface = pj.mesh(
                 program, resolution, bounds=(low, high), target=where, progress=progress
             )
+        for warning in said:  # an empty or open mesh: why, in a line
+            if issubclass(warning.category, pj.MeshWarning):
+                typer.echo(f"warning: {warning.message}", err=True)
         pj.write_mesh(out, surface)
     seconds = time.perf_counter() - started
     typer.echo(f"wrote {out} ({len(surface.vertices):,} vertices, {len(surface.faces):,} "

@@ -35,7 +35,8 @@ Public API (the subpackages are the implementation):
   from the top and its normals), culled slab by slab; :func:`shade_heightmap` → an image;
   :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
   :func:`mesh`: a solid → a watertight triangle :class:`Mesh` (interval-culled marching
-  cubes), :func:`write_mesh` → STL, PLY or OBJ;
+  cubes; :class:`MeshWarning` when it is empty or open), :func:`write_mesh` → STL, PLY or
+  OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -95,7 +96,7 @@ from prospero_jax.renderers.heightmap import (
     surface_depth,
     view_rotation,
 )
-from prospero_jax.renderers.mesh import Mesh, mesh, mesh_format, write_mesh
+from prospero_jax.renderers.mesh import Mesh, MeshWarning, mesh, mesh_format, write_mesh
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
 from prospero_jax.renderers.view import (
@@ -133,6 +134,7 @@ __all__ = [
     "Interval",
     "InvalidView",
     "Mesh",
+    "MeshWarning",
     "Op",
     "Program",
     "Progress",

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import strategies as st
 
 import prospero_jax as pj
 from prospero_jax.ir.ops import OPCODE, OPS
+
+#: ``PROSPERO_EXAMPLES=N`` runs every property test on N times its examples (a soak run,
+#: with a fresh seed outside CI: ``experiments/RESULTS.md``, "Property tests").
+SCALE = int(os.environ.get("PROSPERO_EXAMPLES", "1"))
+
+
+def examples(count: int) -> int:
+    """A property test's number of examples, scaled by ``PROSPERO_EXAMPLES``."""
+    return count * SCALE
+
 
 ALL_OPS = tuple(op.name for op in OPS if op.rule is not None)
 #: Ops whose derivative exists almost everywhere and is well conditioned on [-1, 1]².
@@ -16,8 +28,8 @@ SMOOTH_OPS = ("neg", "square", "add", "sub", "mul", "min", "max", "abs", "sin", 
 def programs(
     draw: st.DrawFn, ops: tuple[str, ...] = ALL_OPS, max_size: int = 40, solid: bool = False
 ) -> pj.Program:
-    """A random program over x and y (and z if ``solid``): constants in [-2, 2], each op on
-    earlier values.
+    """A random program over x and y (and z if ``solid``, whose value then depends on z):
+    constants in [-2, 2], each op on earlier values.
 
     Constants are 0 or at least 1e-3 in magnitude: XLA treats subnormal numbers one way
     when it folds constants at compile time and another at run time (flushing them to
@@ -35,4 +47,7 @@ def programs(
         # Favour recent values, so programs are deep rather than wide.
         args = [f"_{draw(st.integers(max(0, i - 6), i - 1))}" for _ in range(arity)]
         lines.append(" ".join([f"_{i}", name, *args]))
+    if solid:  # a solid's value depends on z (2-D programs are refused as solids)
+        last = len(lines)
+        lines.append(f"_{last} add _{last - 1} _2")
     return pj.parse("\n".join(lines), source="<random>")

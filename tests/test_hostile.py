@@ -3,7 +3,7 @@
 Every `.vm` input is either a Program or one :class:`VMError` line (``FILE:LINE: what``);
 every bad CLI value is exit status 2 with one stderr line naming the option or file, no
 traceback, no warning and nothing left on disk; a full disk is named, and a streamed
-render stopped by it keeps what it did and says how to resume. ``HOSTILE_EXAMPLES``
+render stopped by it keeps what it did and says how to resume. ``PROSPERO_EXAMPLES``
 (environment) scales the fuzzing up for a longer run (``experiments/RESULTS.md``).
 """
 
@@ -25,11 +25,8 @@ from hypothesis import strategies as st
 
 import prospero_jax as pj
 from tests.conftest import shared_path
-from tests.programs import programs
+from tests.programs import examples, programs
 from tests.test_cli import _in_tmp, invoke  # noqa: F401  (the fixture runs every test in tmp)
-
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "1"))
-
 
 # --- 1. parsing: mutation fuzzing ------------------------------------------------------
 
@@ -75,7 +72,7 @@ def test_mutated_programs_parse_or_fail_with_one_line(model: str) -> None:
     lines = shared_path(model).read_text().splitlines()
     rng = random.Random(model)
     outcomes = {"parsed": 0, "rejected": 0}
-    for _ in range(150 * EXAMPLES):
+    for _ in range(examples(150)):
         text = mutate(lines, rng)
         try:
             program = pj.parse(text, source="m.vm")
@@ -92,7 +89,7 @@ def test_mutated_programs_parse_or_fail_with_one_line(model: str) -> None:
     assert outcomes["parsed"] > 0, outcomes
 
 
-@settings(max_examples=100 * EXAMPLES, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text_parses_or_fails_with_one_line(text: str) -> None:
     try:
@@ -177,6 +174,8 @@ def test_every_renderer_rejects_a_bad_region(
 
 # --- 4., 6. numbers out of range, through the CLI ---------------------------------------
 
+BEAR, HI = str(shared_path("models/bear.vm")), str(shared_path("models/hi.vm"))
+
 BAD_OPTIONS = {
     "--size 1000000000": (["render", "-o", "o.pgm", "--size", "1000000000"], "--size"),
     "--size 0": (["render", "--size", "0"], "--size"),
@@ -204,6 +203,22 @@ BAD_OPTIONS = {
     "bench --budget": (["bench", "--budget", "nan"], "--budget"),
     "bench --repeats": (["bench", "--repeats", "1"], "--repeats"),
     "unknown option": (["render", "--colour"], "--colour"),
+    # 3-D: sizes refused before any work, non-finite bounds and angles, 2-D programs.
+    "mesh --resolution 1e9": (["mesh", BEAR, "--resolution", "1000000000"], "--resolution"),
+    "mesh --resolution 1e5": (["mesh", BEAR, "--resolution", "100000"], "--resolution"),
+    "mesh --resolution memory": (["mesh", BEAR, "--resolution", "4096"], "at most 2048"),
+    "mesh --bounds inf": (["mesh", BEAR, "--bounds=-inf,inf"], "--bounds"),
+    "mesh --bounds huge": (["mesh", BEAR, "--bounds=-1e308,1e308"], "--bounds"),
+    "mesh --bounds nan": (["mesh", BEAR, "--bounds=nan,1"], "--bounds"),
+    "mesh --bounds empty": (["mesh", BEAR, "--bounds=1,1"], "--bounds"),
+    "mesh 2-D": (["mesh", HI], "a 2-D program"),
+    "render3d --depth 1e9": (["render3d", BEAR, "--depth", "1000000000"], "--depth"),
+    "render3d --depth 1e8": (["render3d", BEAR, "--depth", "100000000"], "--depth"),
+    "render3d --size": (["render3d", BEAR, "--size", "100000"], "--size"),
+    "render3d --turn": (["render3d", BEAR, "--turn", "nan"], "--turn"),
+    "render3d --tilt": (["render3d", BEAR, "--tilt", "inf"], "--tilt"),
+    "render3d 2-D": (["render3d", HI], "a 2-D program"),
+    "view --port": (["view", HI, "--port", "70000", "--no-browser"], "--port"),
 }
 
 
@@ -281,10 +296,99 @@ def test_a_streamed_render_that_fills_the_disk_keeps_its_bands(small_disk: Path)
     assert sorted(p.name for p in small_disk.iterdir()) == ["s.pgm"]
 
 
+def test_a_streamed_render_whose_journal_cannot_be_written_says_one_true_thing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's own atomic write fails (its words: "nothing was written"): the error
+    gives the cause alone, and counts the bands the journal on disk lists."""
+    from prospero_jax.io import stream
+
+    record, calls = stream._record, []
+
+    def full_after_two(journal: Path, identity: dict, done: dict) -> None:  # type: ignore[type-arg]
+        calls.append(len(done))
+        if len(calls) > 3:  # the start, then two bands
+            raise pj.FileWriteError(28, "cannot write (nothing was written): No space", "j")
+        record(journal, identity, done)
+
+    monkeypatch.setattr(stream, "_record", full_after_two)
+    target = tmp_path / "s.pgm"
+    with pytest.raises(pj.StreamError) as stopped:
+        pj.render_to_file(pj.shapes.demo_program(), 160, target, band_rows=10)
+    message = str(stopped.value)
+    assert "nothing was written" not in message
+    _, journal = pj.partial_paths(target)
+    kept = len(json.loads(journal.read_text())["done"])
+    assert kept == 2
+    assert message.startswith(f"{target}: No space left on device; 2 of 16 bands are kept in ")
+
+
+# --- 3-D arguments from Python ------------------------------------------------------------
+
+
+SPHERE = "x var-x\ny var-y\nz var-z\na square x\nb square y\nc square z\ns add a b\nt add s c\n"
+SPHERE += "r sqrt t\nk const 0.6\nq sub r k"
+
+
+def test_3d_calls_check_their_arguments_before_any_work(quarter: pj.Program) -> None:
+    sphere = pj.parse(SPHERE)
+    assert len(pj.mesh(sphere, np.int64(8)).faces) > 0  # NumPy integers are integers
+    assert pj.render_heightmap(sphere, 1).depth == 2  # the default depth: at least 2
+    refused = {
+        "depth must be at least 2": lambda: pj.surface_depth(sphere, 16, 1),
+        "size must be a whole number": lambda: pj.render_heightmap(sphere, 16.5),
+        "resolution must be a whole number": lambda: pj.mesh(sphere, 8.0),
+        "resolution must be at least 4": lambda: pj.mesh(sphere, 3),
+        "rotation must be": lambda: pj.render_heightmap(sphere, 8, rotation=np.eye(2)),
+        "turn must be a finite": lambda: pj.view_rotation(np.inf, 0),
+        "bounds must be finite": lambda: pj.mesh(sphere, 8, bounds=(-np.inf, np.inf)),
+        "a 2-D program": lambda: pj.mesh(quarter, 8),
+        "above the limit": lambda: pj.render_heightmap(sphere, 512, 10**8),
+    }
+    for message, call in refused.items():
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_wrong_number_of_constants_is_one_clear_error() -> None:
+    import jax.numpy as jnp
+
+    sphere = pj.parse(SPHERE)
+    depth = pj.surface_depth(sphere, 16)
+    for wrong in (jnp.zeros(3), jnp.zeros((1, 1)), jnp.array([1])):
+        with pytest.raises(ValueError, match=r"constants must be a float array of shape \(1,\)"):
+            depth(wrong)
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds", "why"),
+    [
+        (SPHERE, (2.0, 3.0), "the mesh is empty: no grid point"),
+        (SPHERE, (-0.2, 0.2), "the solid fills"),
+        (SPHERE, (-0.5, 0.5), "the mesh is open"),
+    ],
+    ids=["empty", "full", "open"],
+)
+def test_an_empty_or_open_mesh_says_why(text: str, bounds: tuple[float, float], why: str) -> None:
+    with pytest.warns(pj.MeshWarning, match=why):
+        pj.mesh(pj.parse(text), 16, bounds=bounds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a closed mesh: no warning of any kind
+        pj.mesh(pj.parse(text), 16, bounds=(-1, 1))
+
+
+def test_the_mesh_command_says_why_a_mesh_is_open(tmp_path: Path) -> None:
+    code, _, err = invoke("mesh", str(shared_path("models/tanglecube.vm")), "-r", "24")
+    assert code == 0, err
+    assert err.startswith(f"warning: {shared_path('models/tanglecube.vm')}: the mesh is open")
+    assert "widen the bounds" in err
+    assert (tmp_path / "tanglecube.stl").exists()
+
+
 # --- random programs of every opcode against the oracle -----------------------------------
 
 
-@settings(max_examples=25 * EXAMPLES, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(programs(max_size=30))
 def test_random_programs_render_as_the_oracle_in_both_modes(program: pj.Program) -> None:
     size = 24

@@ -66,7 +66,10 @@ class StreamError(FileWriteError):
     def __init__(
         self, err: OSError, path: Path, partial: Path, journal: Path, kept: int, bands: int
     ) -> None:
-        super().__init__(err.errno, f"{err.strerror or err}", os.fspath(path))
+        # The cause alone ("No space left on device"): the rest of the message says what
+        # was kept, which a nested write's own words ("nothing was written") would deny.
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        super().__init__(err.errno, reason, os.fspath(path))
         self.partial, self.journal, self.kept, self.bands = partial, journal, kept, bands
 
     def __str__(self) -> str:
@@ -182,8 +185,9 @@ def render_to_file(
                 band = render(program, view.band(start, stop), target=where, mode=mode)
                 _pwrite_all(fd, band.tobytes(), len(header) + start * size)
                 os.fsync(fd)
-                mine[index] = int(np.count_nonzero(band))
-                _record(journal, identity, mine)
+                recorded = {**mine, index: int(np.count_nonzero(band))}
+                _record(journal, identity, recorded)
+                mine = recorded  # kept only once the journal on disk says so
                 if progress is not None:
                     progress(len(found) + count, len(bands))
         except BaseException as err:

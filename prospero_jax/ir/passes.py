@@ -15,7 +15,7 @@ Rewrites (each returns a valid Program and keeps the surviving instructions' IDs
 
 Analyses: :func:`last_uses` (the liveness the evaluators use to free values early),
 :func:`max_live`, :func:`allocate_registers` (the point interpreter's register file),
-:func:`depth` and :func:`describe` (what ``prospero info`` prints).
+:func:`depth`, :func:`dimensions` and :func:`describe` (what ``prospero info`` prints).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax.ir.ops import CONST, INPUTS, OPS
+from prospero_jax.ir.ops import CONST, INPUTS, OPS, VAR_Z
 from prospero_jax.ir.program import Program
 
 
@@ -234,6 +234,12 @@ def depth(program: Program) -> int:
     return int(level[-1])
 
 
+def dimensions(program: Program) -> int:
+    """3 when the program's value depends on ``var-z`` (a solid: heightmaps and meshes),
+    else 2 (read after constant folding and dead code elimination)."""
+    return 3 if np.any(simplify(program).opcodes == VAR_Z) else 2
+
+
 def describe(program: Program) -> dict[str, Any]:
     """Facts about a program, as plain data: sizes, inputs and dimensions, opcode
     histogram, constants, liveness."""
@@ -245,8 +251,7 @@ def describe(program: Program) -> dict[str, Any]:
         "source": program.source,
         "instructions": len(program),
         "inputs": inputs,
-        # 3 when the value depends on var-z (a solid: render_heightmap, `render3d`), else 2.
-        "dimensions": 3 if "var-z" in used else 2,
+        "dimensions": 3 if "var-z" in used else 2,  # as dimensions(program)
         "histogram": program.histogram(),
         "constants": {
             "count": int(consts.size),

@@ -32,17 +32,22 @@ import numpy as np
 from jaxtyping import Float, UInt8
 
 from prospero_jax.evaluators.lower import to_parametric
-from prospero_jax.ir.passes import transform_inputs
+from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,
+    REGION_LIMIT,
+    InvalidView,
     Progress,
     Region,
     Target,
     View,
+    check_count,
+    check_samples,
+    check_size,
     culls,
 )
 
@@ -70,6 +75,9 @@ class Heightmap(NamedTuple):
 def view_rotation(turn: float = 0.0, tilt: float = 0.0) -> np.ndarray:
     """The 3 × 3 rotation :func:`render_heightmap` takes: ``turn`` degrees about the
     vertical (y) axis, then ``tilt`` degrees about the horizontal (x) axis."""
+    for name, angle in (("turn", turn), ("tilt", tilt)):
+        if not abs(angle) <= REGION_LIMIT:  # NaN fails this too
+            raise InvalidView(name, f"{name} must be a finite angle in degrees, got {angle}")
     a, b = np.radians(turn), np.radians(tilt)
     about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
     about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
@@ -82,6 +90,60 @@ def depths(depth: int) -> np.ndarray:
     if depth < 2:
         raise ValueError(f"depth must be at least 2 samples, got {depth}")
     return np.linspace(1.0, -1.0, depth)
+
+
+def check_solid(program: Program) -> None:
+    """A ``ValueError`` unless ``program``'s value depends on z: heightmaps, meshes and
+    depths of a 2-D program would be its shape extruded, not what was meant."""
+    if dimensions(program) != 3:
+        raise ValueError(
+            f"{program.source}: a 2-D program (its value does not depend on var-z), not a "
+            "solid: draw it with render (`prospero render`)"
+        )
+
+
+def check_heightmap(size: int, depth: int | None) -> tuple[int, int]:
+    """The image side and depth of a heightmap (depth: the size, at least 2, when None),
+    checked against the limits of time and memory before anything is allocated."""
+    try:
+        size = check_size(size)
+    except ValueError as err:
+        raise InvalidView("size", str(err)) from None
+    needed = size * size * BYTES_PER_PIXEL
+    if needed > HEIGHTMAP_MEMORY:
+        raise InvalidView(
+            "size",
+            f"a {size}² heightmap needs {needed / 2**30:.1f} GiB in memory (its z, normals "
+            f"and work arrays), above the {HEIGHTMAP_MEMORY / 2**30:.0f} GiB limit: use a "
+            "smaller size, or render parts of the view as regions",
+        )
+    blamed = "size" if depth is None else "depth"  # the default depth is the size
+    depth = check_count("depth", max(size, 2) if depth is None else depth, 2)
+    check_samples(blamed, size * size * depth, f"a {size}² heightmap {depth} deep")
+    return size, depth
+
+
+def check_rotation(rotation: np.ndarray | None) -> np.ndarray | None:
+    """``rotation`` as a float64 3 × 3 rotation matrix (or None), else ``InvalidView``."""
+    if rotation is None:
+        return None
+    matrix = np.asarray(rotation, dtype=np.float64) if _numeric(rotation) else None
+    if (
+        matrix is None
+        or matrix.shape != (3, 3)
+        or not np.all(np.isfinite(matrix))
+        or not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
+    ):
+        raise InvalidView("rotation", "rotation must be a 3 × 3 rotation matrix (view_rotation)")
+    return matrix
+
+
+def _numeric(value: object) -> bool:
+    try:
+        np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def render_heightmap(
@@ -97,24 +159,21 @@ def render_heightmap(
     progress: Progress | None = None,
 ) -> Heightmap:
     """The heightmap of ``program`` over the ``size × size`` image of ``region`` (the
-    module docstring); ``depth`` samples (default ``size``); ``mode`` as
+    module docstring); ``depth`` samples (default ``size``, at least 2); ``mode`` as
     :func:`prospero_jax.render` takes it; ``progress(done, total)`` counts slabs (culled)
-    or depths (brute)."""
-    target = target or Target()
-    depth = size if depth is None else depth
-    zs = depths(depth)
+    or depths (brute). Sizes beyond the limits of time and memory, and 2-D programs, are
+    refused before any work."""
+    size, depth = check_heightmap(size, depth)
     view = View(size, region)
-    needed = size * size * BYTES_PER_PIXEL
-    if needed > HEIGHTMAP_MEMORY:
-        raise ValueError(
-            f"a {size}² heightmap needs {needed / 2**30:.1f} GiB in memory (its z, normals "
-            f"and work arrays), above the {HEIGHTMAP_MEMORY / 2**30:.0f} GiB limit: use a "
-            "smaller size, or render parts of the view as regions"
-        )
+    rotation = check_rotation(rotation)
+    check_solid(program)
+    target = target or Target()
+    culled = culls(mode, target)
+    zs = depths(depth)
     if rotation is not None:
         program = transform_inputs(program, rotation)
     with target.precision():
-        if culls(mode, target):
+        if culled:
             index = _culled(program, view, zs, target, progress)
         else:
             index = _brute(program, view, zs, target, progress)
@@ -224,12 +283,16 @@ def surface_depth(
     the implicit function theorem, ``dz/dθ = −(∂f/∂θ) / (∂f/∂z)`` at ``(x, y, z)``, one
     reverse-mode pass over the field for all pixels (the op table's partials); empty
     pixels, and pixels where ``|∂f/∂z|`` is below ``1e-6`` (grazing the surface), pass no
-    gradient. Constants are in tape order, as :attr:`Program.constants`.
+    gradient. Constants are in tape order, as :attr:`Program.constants`; the function
+    refuses (``ValueError``, when traced) an array of any other shape.
     """
+    size, depth = check_heightmap(size, depth)
+    check_solid(program)
+    newton_steps = check_count("newton_steps", newton_steps, 0)
     target = target or Target()
-    depth = size if depth is None else depth
     step = 2.0 / (depth - 1)
     field, _ = to_parametric(program)
+    count = len(program.constants)
     xs, ys = View(size, region).axes()
     grid_x, grid_y = (jnp.asarray(a) for a in np.meshgrid(xs, ys))
 
@@ -243,6 +306,17 @@ def surface_depth(
     def along_z(constants: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The value and ∂f/∂z at every pixel's ``(x, y, z)``."""
         return jax.jvp(lambda z_: field(constants, grid_x, grid_y, z_), (z,), (jnp.ones_like(z),))
+
+    def checked(constants: jax.Array) -> jax.Array:
+        if jnp.shape(constants) != (count,) or not jnp.issubdtype(
+            jnp.result_type(constants), jnp.floating
+        ):
+            got = f"{jnp.result_type(constants)} {tuple(jnp.shape(constants))}"
+            raise ValueError(
+                f"constants must be a float array of shape ({count},), one per const of "
+                f"{program.source}, in tape order; got {got}"
+            )
+        return surface(constants)
 
     @jax.custom_vjp
     def surface(constants: jax.Array) -> jax.Array:
@@ -272,7 +346,7 @@ def surface_depth(
         return (pullback(weight)[0],)
 
     surface.defvjp(forward, backward)
-    return surface
+    return checked
 
 
 def shade_heightmap(heightmap: Heightmap, kind: str = "lit") -> UInt8[np.ndarray, "..."]:

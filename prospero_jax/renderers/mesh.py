@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -32,13 +33,23 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.heightmap import check_solid
 from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
 from prospero_jax.renderers.shade import gradients_at
-from prospero_jax.renderers.view import Progress, Target
+from prospero_jax.renderers.view import (
+    REGION_LIMIT,
+    InvalidView,
+    Progress,
+    Target,
+    check_count,
+    check_samples,
+)
 from prospero_jax.runtime.files import atomic_write, file_format
 
 #: Cells per slab along z.
 SLAB = 16
+#: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
+SLAB_MEMORY = 2 * 2**30
 #: Newton steps that move each vertex onto the surface.
 NEWTON_STEPS = 3
 FORMATS = (".stl", ".ply", ".obj")
@@ -49,6 +60,51 @@ class Mesh(NamedTuple):
 
     vertices: Float[np.ndarray, "v 3"]
     faces: Int[np.ndarray, "f 3"]
+
+
+class MeshWarning(UserWarning):
+    """A mesh that is empty or open: the solid is not inside the bounds, fills them, or
+    crosses their faces (where the surface is cut off)."""
+
+
+def check_mesh(
+    resolution: int, bounds: tuple[float, float], dtype: str
+) -> tuple[int, float, float]:
+    """The resolution and bounds of a mesh, checked against the limits of time and memory
+    before anything is allocated (``InvalidView`` naming ``resolution`` or ``bounds``)."""
+    resolution = check_count("resolution", resolution, 4)
+    check_samples("resolution", resolution**3, f"a {resolution}³ grid")
+
+    def slab(side: int) -> int:  # bytes: the values and marching cubes' float64 copy
+        return (SLAB + 1) * side * side * (np.dtype(dtype).itemsize + 8)
+
+    side = max(LEAF_SIDE, 1 << (resolution - 1).bit_length())
+    if slab(side) > SLAB_MEMORY:
+        largest = side // 2
+        while slab(largest) > SLAB_MEMORY:
+            largest //= 2
+        raise InvalidView(
+            "resolution",
+            f"a {resolution}³ grid in {dtype} needs {slab(side) / 2**30:.1f} GiB for a slab "
+            f"of {SLAB + 1} planes, above the {SLAB_MEMORY / 2**30:.0f} GiB limit: at most "
+            f"{largest} in {dtype}",
+        )
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise InvalidView(
+            "bounds", f"bounds must be two numbers (low, high), got {bounds!r}"
+        ) from None
+    if not (abs(lo) <= REGION_LIMIT and abs(hi) <= REGION_LIMIT):  # NaN and ±inf fail this
+        raise InvalidView(
+            "bounds",
+            f"bounds must be finite, at most {REGION_LIMIT:g} in magnitude: got {lo:g}, {hi:g}",
+        )
+    if not lo < hi:
+        raise InvalidView(
+            "bounds", f"bounds must be (low, high) with low < high, got {lo:g}, {hi:g}"
+        )
+    return resolution, lo, hi
 
 
 def mesh(
@@ -62,15 +118,17 @@ def mesh(
 ) -> Mesh:
     """The surface ``value = 0`` of ``program`` in the cube ``bounds³``, sampled on a grid of
     ``resolution`` points per axis (module docstring); ``project`` moves the vertices
-    onto the surface; ``progress(done, total)`` counts slabs."""
+    onto the surface; ``progress(done, total)`` counts slabs.
+
+    Refused before any work: a 2-D program, a resolution beyond the limits of time and
+    memory, bounds that are not finite. An empty or open result is returned with a
+    :class:`MeshWarning` saying why (nothing inside, all inside, or the solid cut off by
+    the bounds)."""
     from skimage.measure import marching_cubes
 
-    if resolution < 4:
-        raise ValueError(f"resolution must be at least 4 grid points, got {resolution}")
-    lo, hi = (float(b) for b in bounds)
-    if not lo < hi:
-        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
     target = target or Target()
+    resolution, lo, hi = check_mesh(resolution, bounds, target.dtype)
+    check_solid(program)
     axis = np.linspace(lo, hi, resolution)
     step = (hi - lo) / (resolution - 1)
     side = max(LEAF_SIDE, 1 << (resolution - 1).bit_length())
@@ -80,13 +138,15 @@ def mesh(
     zs = axis.astype(target.dtype)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     carried: np.ndarray | None = None  # the last plane of the slab before
+    signs = _Signs()
     slabs = range(0, resolution - 1, SLAB)
-    with target.precision():
+    with target.precision(), np.errstate(all="ignore"):
         for done, first in enumerate(slabs, 1):
             last = min(first + SLAB, resolution - 1)
             planes = _slab(program, xs, ys, zs, first, last, side, target, carried)
             carried = planes[-1]
             block = planes[:, :resolution, :resolution]  # [z, y, x]
+            signs.see(block, first == 0, last == resolution - 1)
             if (block < 0).any() and (block > 0).any():
                 verts, faces, _, _ = marching_cubes(  # type: ignore[no-untyped-call]
                     block, level=0.0, allow_degenerate=False, gradient_direction="ascent"
@@ -96,10 +156,39 @@ def mesh(
                 parts.append((space, faces[:, ::-1]))  # rows run down y: a mirror, rewound
             if progress is not None:
                 progress(done, len(slabs))
-    vertices, faces = _merged(parts)
-    if project and len(vertices):
-        vertices = _onto_surface(program, vertices, step, target)
+        vertices, faces = _merged(parts)
+        if project and len(vertices):
+            vertices = _onto_surface(program, vertices, step, target)
+    signs.warn(program.source, lo, hi)
     return Mesh(vertices, faces)
+
+
+class _Signs:
+    """What the grid held: any point inside, any outside, any inside on the bounds' faces."""
+
+    def __init__(self) -> None:
+        self.inside = self.outside = self.cut = False
+
+    def see(self, block: np.ndarray, bottom: bool, top: bool) -> None:
+        self.inside |= bool((block < 0).any())
+        self.outside |= bool((block >= 0).any())
+        faces = [block[:, [0, -1], :], block[:, :, [0, -1]]]
+        faces += [block[:1]] if bottom else []
+        faces += [block[-1:]] if top else []
+        self.cut |= any(bool((face < 0).any()) for face in faces)
+
+    def warn(self, source: str, lo: float, hi: float) -> None:
+        cube = f"the bounds [{lo:g}, {hi:g}]³"
+        if not self.inside:
+            why = f"{source}: the mesh is empty: no grid point in {cube} is inside the solid"
+        elif not self.outside:
+            why = f"{source}: the mesh is empty: the solid fills {cube} (widen the bounds)"
+        elif self.cut:
+            why = (f"{source}: the mesh is open: the solid reaches the faces of {cube}, "
+                   "where its surface is cut off (widen the bounds)")  # fmt: skip
+        else:
+            return
+        warnings.warn(MeshWarning(why), stacklevel=3)
 
 
 def _slab(

@@ -14,6 +14,7 @@ that turns on float64; :func:`culls` is the one rule for ``mode="auto"``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,9 @@ DEFAULT_REGION: Region = (-1.0, 1.0, -1.0, 1.0)
 #: Largest image side: a 2**18-px square is a 64 GiB PGM and hours of CPU time; beyond
 #: it, files outgrow common size limits and renders take days.
 MAX_SIZE = 1 << 18
+#: Most samples of the field a solid's job may take (a heightmap's pixels × depth, a mesh's
+#: grid points): 4096³.
+MAX_SAMPLES = 4096**3
 #: Largest coordinate magnitude a region may reach: float32 holds it, and its pixel steps.
 REGION_LIMIT = 1e30
 #: Most pixels :func:`prospero_jax.render` returns in memory (a 16384² image, 256 MB);
@@ -41,14 +45,50 @@ DTYPES = ("float32", "float64")
 MODES = ("auto", "brute", "culled")
 
 
+def whole(value: Any, what: str) -> int:
+    """``value`` as an int if it is a whole number (a Python or NumPy integer, not a bool or
+    a float), else :class:`ValueError` naming ``what``."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be a whole number, got {value!r}") from None
+
+
 def check_size(size: int) -> int:
     """``size`` if it is an image side from 1 to :data:`MAX_SIZE`, else :class:`ValueError`."""
+    size = whole(size, "image size")
     if not 1 <= size <= MAX_SIZE:
         raise ValueError(
             f"image size must be from 1 to {MAX_SIZE} px a side (a {MAX_SIZE}² image is a "
             f"{MAX_SIZE**2 / 2**30:.0f} GiB file), got {size}"
         )
-    return int(size)
+    return size
+
+
+def check_count(name: str, count: int, low: int) -> int:
+    """``count`` (a solid's depth or resolution, named ``name``) as an int if it is a whole
+    number of at least ``low``, else :class:`InvalidView` naming ``name``."""
+    try:
+        count = whole(count, name)
+    except ValueError as err:
+        raise InvalidView(name, str(err)) from None
+    if count < low:
+        raise InvalidView(name, f"{name} must be at least {low}, got {count}")
+    return count
+
+
+def check_samples(name: str, samples: int, what: str) -> None:
+    """:class:`InvalidView` naming ``name`` if a solid's job, ``samples`` points of the field
+    (``what``), is above :data:`MAX_SAMPLES`. Called before any allocation."""
+    if samples > MAX_SAMPLES:
+        raise InvalidView(
+            name,
+            f"{what} is {samples:.3g} samples of the field, above the limit of "
+            f"{MAX_SAMPLES:.3g} (4096³: about half an hour of brute force on a CPU core; "
+            "beyond it, hours)",
+        )
 
 
 def check_z(z: float) -> float:
