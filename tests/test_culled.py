@@ -13,7 +13,7 @@ from prospero_jax.evaluators.cull import leaf_kernel, prune_kernel
 from prospero_jax.renderers.culled import prune
 from prospero_jax.runtime import executables as _executables
 from tests.conftest import shared_path
-from tests.programs import programs
+from tests.programs import examples, programs
 
 # Ops whose float32 results XLA:CPU computes the same way in the interpreter and in the
 # fused closure. Its transcendental functions differ by a few ulps between vectorized and
@@ -51,22 +51,26 @@ def test_culled_equals_brute_at_odd_sizes_and_regions(size: int, hi: pj.Program)
         assert np.array_equal(pj.render(hi, size, mode="culled", region=region), brute)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(programs(ops=EXACT_OPS, max_size=30), st.sampled_from([16, 64, 100]))
 def test_culled_equals_brute_on_random_programs(program: pj.Program, size: int) -> None:
     brute = pj.render(program, size, mode="brute")
     assert np.array_equal(pj.render(program, size, mode="culled"), brute)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(programs(max_size=30))
 def test_culled_equals_brute_on_random_programs_with_every_op_in_float64(
     program: pj.Program,
 ) -> None:
-    # In float64 a few-ulp difference in a transcendental op flips a pixel only if its
-    # value is within ~1e-15 of 0, which random programs do not produce.
+    # XLA's transcendental functions differ by a few ulps between its fused closure and the
+    # interpreter, so a pixel whose value is 0 in exact arithmetic may come out -1e-16 in
+    # one and -0 in the other (-(atan(y) + atan(x)) on the diagonal y = -x): the two agree
+    # wherever the float64 oracle's value is not within rounding of 0.
     brute = pj.render(program, 48, mode="brute", dtype="float64")
-    assert np.array_equal(pj.render(program, 48, mode="culled", dtype="float64"), brute)
+    culled = pj.render(program, 48, mode="culled", dtype="float64")
+    decided = np.abs(pj.reference.values(program, 48)) >= 1e-9
+    assert np.array_equal(culled[decided], brute[decided])
 
 
 @st.composite
@@ -76,7 +80,7 @@ def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
     return x0, x0 + w, y0, y0 + w
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(programs(max_size=40), boxes())
 def test_pruned_tape_has_the_full_tapes_sign_in_its_box(
     program: pj.Program, box: tuple[float, float, float, float]

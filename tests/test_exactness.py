@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import prospero_jax as pj
 from prospero_jax.evaluators.scan import value_function
 from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
+from tests.programs import examples
 
 TINY = np.finfo(np.float32).tiny
 #: Ops whose float32 result is correctly rounded (or exact): held bit for bit.
@@ -177,7 +178,7 @@ def extreme_programs(draw: st.DrawFn, max_size: int = 24) -> pj.Program:
     return pj.parse("\n".join(lines), source="<extreme>")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(extreme_programs())
 def test_random_programs_with_huge_and_tiny_constants(program: pj.Program) -> None:
     size = 24

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 
 import prospero_jax as pj
-from tests.programs import SMOOTH_OPS, programs
+from tests.programs import SMOOTH_OPS, examples, programs
 
 H = 1e-6
 TOL = 1e-5
@@ -67,7 +67,7 @@ def test_gradient_of_prospero_matches_finite_differences(prospero: pj.Program) -
     assert check_gradients(prospero, points) >= 70  # of 80 (its 7,591 rows: the interpreter)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(programs(ops=SMOOTH_OPS, max_size=25))
 def test_gradient_matches_finite_differences_on_random_programs(program: pj.Program) -> None:
     points = np.random.default_rng(2).uniform(-1, 1, size=(8, 2))
@@ -131,7 +131,7 @@ def test_gradient_of_prospero_with_respect_to_constants(prospero: pj.Program) ->
     directional_check(prospero, points, "auto")
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(programs(ops=SMOOTH_OPS, max_size=25))
 def test_gradient_with_respect_to_constants_on_random_programs(program: pj.Program) -> None:
     if len(program.constants) == 0:

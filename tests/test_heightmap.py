@@ -17,7 +17,7 @@ from cli.main import app
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.renderers.heightmap import SLAB, depths
 from tests.conftest import shared_path
-from tests.programs import programs
+from tests.programs import examples, programs
 
 #: The shared solids and a region that holds each.
 SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
@@ -57,7 +57,7 @@ def test_culled_equals_brute_and_the_oracle_on_the_shared_solids(model: str) -> 
     assert len(differ) <= 0.01 * size * size
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(programs(max_size=25, solid=True))
 def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
     culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import prospero_jax as pj
 from prospero_jax.evaluators.interval import Interval, to_interval_function
 from prospero_jax.ir.ops import OPS
-from tests.programs import programs
+from tests.programs import examples, programs
 from tests.test_ops import program_for
 
 VALUE_OPS = [op for op in OPS if op.rule is not None]
@@ -65,13 +65,13 @@ def check_contains(program: pj.Program, box: tuple[float, float, float, float]) 
 
 
 @pytest.mark.parametrize("op", VALUE_OPS, ids=lambda op: op.name)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(box=boxes())
 def test_every_opcode_interval_is_sound(op: pj.Op, box: tuple[float, float, float, float]) -> None:
     check_contains(program_for(op), box)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(programs(max_size=15), boxes())
 def test_random_program_intervals_are_sound(
     program: pj.Program, box: tuple[float, float, float, float]

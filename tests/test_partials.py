@@ -17,7 +17,7 @@ from hypothesis import given, settings
 import prospero_jax as pj
 from prospero_jax.evaluators.unroll import plan, run_steps
 from prospero_jax.ir.ops import OPS
-from tests.programs import programs
+from tests.programs import examples, programs
 
 DIFFERENTIABLE = [op for op in OPS if op.partials is not None]
 
@@ -56,7 +56,7 @@ def field_and_gradient(
     return np.asarray(value), np.asarray(gx), np.asarray(gy)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(programs(max_size=30))
 def test_interpreter_and_unrolled_derivatives_agree(program: pj.Program) -> None:
     x, y = np.random.default_rng(4).uniform(-1.5, 1.5, size=(2, 16))
@@ -70,11 +70,52 @@ def test_interpreter_and_unrolled_derivatives_agree(program: pj.Program) -> None
     # algebraically (`ln(exp(t))` becomes `t`, finite where exp overflows), not the
     # interpreter, which computes what the oracle does.
     finite = all_values_finite(program, x, y)
-    np.testing.assert_allclose(interpreted[0][finite], unrolled[0][finite], rtol=1e-12)
-    for u, i in zip(unrolled[1:], interpreted[1:], strict=True):
+    # The two run the same rules, but XLA's transcendental functions differ by a few ulps
+    # between its fused and its interpreted code: they agree up to what a few ulps in
+    # every op make of the result, which an ill-conditioned program (tan near a pole,
+    # mod of a large quotient) amplifies. That is measured on the float64 oracle.
+    slack = sensitivity(program, x, y)
+    finite &= np.isfinite(slack).all(axis=0)
+    for u, i, d in zip(unrolled, interpreted, slack, strict=True):
         # atol: a derivative that cancels to 0 in one evaluator may be 1e-17 in the other
         # (XLA fuses multiply-adds differently in the two).
-        np.testing.assert_allclose(i[finite], u[finite], rtol=1e-12, atol=1e-12, equal_nan=True)
+        tolerance = 1e-12 + 1e-12 * np.abs(u) + 4 * d
+        assert np.all(np.abs(i - u)[finite] <= tolerance[finite]), (i[finite], u[finite])
+
+
+#: How far each op's result is moved to measure a program's conditioning: 16 ulps.
+ULPS = 16 * np.finfo(np.float64).eps
+
+
+def sensitivity(program: pj.Program, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(3, n)``: how far the value and its x and y derivatives (float64, forward mode
+    through the op table's partials) move when every op's result, and the inputs, are
+    moved by :data:`ULPS` relatively in random directions (the largest of 4 tries)."""
+    steps = plan(program, "dual")
+    rng = np.random.default_rng(0)
+
+    def run(seed_x: float, seed_y: float, moved: bool) -> tuple[np.ndarray, np.ndarray]:
+        def seal(pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            if not moved:
+                return pair
+            shift = 1 + ULPS * rng.choice([-1.0, 1.0], size=x.shape)
+            return pair[0] * shift, pair[1] * shift
+
+        zero = np.zeros_like(x)
+        inputs = ((x, zero + seed_x), (y, zero + seed_y), (zero, zero))
+        const = lambda _, c: (np.float64(c), np.float64(0.0))  # noqa: E731
+        out = run_steps(steps, 0, len(steps), {}, np, inputs, const, seal)
+        value, tangent = out[len(steps) - 1]
+        return np.broadcast_to(value, x.shape), np.broadcast_to(tangent, x.shape)
+
+    with np.errstate(all="ignore"):
+        (value, dx), (_, dy) = run(1, 0, False), run(0, 1, False)
+        worst = np.zeros((3, len(x)))
+        for _ in range(4):
+            (v2, dx2), (_, dy2) = run(1, 0, True), run(0, 1, True)
+            moved = np.abs(np.stack([v2 - value, dx2 - dx, dy2 - dy]))
+            worst = np.maximum(worst, np.where(np.isnan(moved), np.inf, moved))
+    return worst
 
 
 def all_values_finite(program: pj.Program, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 
 import prospero_jax as pj
 from prospero_jax.ir.ops import CONST
-from tests.programs import programs
+from tests.programs import examples, programs
 
 POINTS = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2, 500))
 
@@ -19,7 +19,7 @@ def same_values(a: pj.Program, b: pj.Program) -> bool:
     return bool(np.array_equal(va, vb, equal_nan=True))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(programs())
 def test_every_pass_preserves_values_bit_for_bit(program: pj.Program) -> None:
     for rewrite in (pj.fold_constants, pj.deduplicate, pj.eliminate_dead_code, pj.simplify):

@@ -18,7 +18,7 @@ from prospero_jax.benchmarks.strategies import STRATEGIES, _chunks, tile_kernel
 from prospero_jax.evaluators.unroll import live_after, plan
 from prospero_jax.ir.passes import last_uses
 from prospero_jax.renderers.brute import render_tiles
-from tests.programs import programs
+from tests.programs import examples, programs
 
 CPU = jax.devices("cpu")[0]
 SIZE = 40
@@ -51,7 +51,7 @@ def test_strategies_draw_the_oracles_image(
 
 
 @pytest.mark.parametrize("strategy", ["chunked", "interpreter"])
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(program=programs(max_size=30))
 def test_strategies_on_random_programs(strategy: str, program: pj.Program) -> None:
     # In float64, as the oracle: random programs hit poles (`tan(atan(ln 0))` is -1.6e16 in
