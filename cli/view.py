@@ -47,8 +47,10 @@ def view(
     Example: `prospero view ../shared/prospero.vm --port 8000`.
     """
     with user_errors():
-        if not file.is_file():
+        if not file.exists():
             raise ValueError(f"{file}: no such file")
+        if not file.is_file():
+            raise ValueError(f"{file}: not a regular file (the viewer watches a .vm file)")
         if cache:
             pj.enable_compilation_cache()
         try:

@@ -8,16 +8,21 @@ Starts ``python -m cli view MODEL --no-browser`` in ``--repo`` and, one after th
 1. **concurrent**: ``--concurrent`` connections (2,000) opened at once, each asking
    ``GET /api/state``: how many got an answer, a reset, or nothing within 30 s;
 2. **idle**: ``--idle`` connections (1,000: half send nothing, half a request head they
-   never finish) held open while a prober asks ``/api/state`` on a fresh connection every
-   25 ms for the server's timeout and 10 s more: the prober's worst and 99th-percentile
-   latency, and how many idle connections the server closed, and when;
+   never finish) held open by a second process while a prober asks ``/api/state`` on a
+   fresh connection every 25 ms for the server's timeout and 10 s more: the prober's
+   worst and 99th-percentile latency, and how many idle connections the server closed,
+   and when;
 3. **large file**: the watched file replaced by a valid 3,000,000-line program (about
    60 MB): the prober's latency while it is read, and the time until the new version shows;
 4. **FIFO**: the watched file replaced by a named pipe: the prober's latency, the error shown;
-5. the server's resident memory (``VmRSS``) before, after each flood, and after 5 s more.
+5. the server's resident memory (``VmRSS``) before, after each flood, after both floods
+   once more, and 5 s later.
 
-Every wait has a deadline, so a server that hangs is reported, not waited for. Prints a
-table and writes ``experiments/results/viewer_floods[-LABEL].json``.
+Every wait has a deadline, so a server that hangs is reported, not waited for. Writes
+``experiments/results/viewer_floods[-LABEL].json``; ``--table`` prints the medians of the
+runs there, by label (``after-1``, ``after-2``… are one column)::
+
+    python experiments/viewer_floods.py --table
 """
 
 from __future__ import annotations
@@ -97,7 +102,10 @@ async def probe(port: int, seconds: float, until: Any = None) -> dict[str, Any]:
     return {"failures": failures, **summary(latencies)}
 
 
-async def idle(port: int, count: int, timeout: float) -> dict[str, Any]:
+async def hold_idle(port: int, count: int, seconds: float) -> dict[str, Any]:
+    """In a process of its own (so that its 1,000 sockets do not slow the prober's event
+    loop): open ``count`` connections and wait up to ``seconds`` for the server to close
+    them."""
     held = []
     for k in range(count):
         try:
@@ -108,6 +116,7 @@ async def idle(port: int, count: int, timeout: float) -> dict[str, Any]:
             writer.write(b"GET /api/state HTTP/1.1\r\nHost: x\r\n")  # never finished
         held.append((reader, writer))
     opened = time.monotonic()
+    print("opened", flush=True)  # the prober starts
     closed: list[float] = []
 
     async def wait_close(reader: asyncio.StreamReader) -> None:
@@ -116,14 +125,22 @@ async def idle(port: int, count: int, timeout: float) -> dict[str, Any]:
         closed.append(time.monotonic() - opened)
 
     waiters = [asyncio.create_task(wait_close(r)) for r, _ in held]
-    probed = await probe(port, timeout + 10)
-    for task in waiters:
-        task.cancel()
+    await asyncio.wait(waiters, timeout=seconds)
     for _, writer in held:
         writer.close()
     return {"opened": len(held), "closed_by_server": len(closed),
-            "closed_median_s": statistics.median(closed) if closed else None,
-            "probe": probed}  # fmt: skip
+            "closed_median_s": statistics.median(closed) if closed else None}  # fmt: skip
+
+
+async def idle(port: int, count: int, timeout: float) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--hold", str(port), str(count), str(timeout + 10)]
+    holder = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    assert holder.stdout is not None
+    await holder.stdout.readline()  # "opened"
+    probed = await probe(port, timeout + 10)
+    held = json.loads(await holder.stdout.read())
+    await holder.wait()
+    return {**held, "probe": probed}
 
 
 def large_program(path: Path, lines: int) -> None:
@@ -147,6 +164,9 @@ async def flood(port: int, pid: int, model: Path, args: argparse.Namespace) -> d
     report["rss_mb"]["after_concurrent"] = rss_mb(pid)
     report["idle"] = await idle(port, args.idle, args.timeout)
     report["rss_mb"]["after_idle"] = rss_mb(pid)
+    report["again"] = await concurrent(port, args.concurrent)  # does memory keep growing?
+    report["again"]["idle"] = (await idle(port, args.idle, args.timeout))["closed_by_server"]
+    report["rss_mb"]["after_again"] = rss_mb(pid)
     if args.large:
         try:
             before = (await state(port))["version"]
@@ -180,7 +200,56 @@ async def flood(port: int, pid: int, model: Path, args: argparse.Namespace) -> d
     return report
 
 
+def table() -> str:
+    """A Markdown table of the medians over the runs in ``experiments/results``, one column
+    per label's prefix (``after-1``, ``after-2``… make the column ``after``)."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((ROOT / "experiments" / "results").glob("viewer_floods-*.json")):
+        runs.setdefault(path.stem.split("-")[1], []).append(json.loads(path.read_text()))
+    rows = {
+        "2,000 concurrent: answered": lambda r: r["concurrent"]["outcomes"].get("ok", 0),
+        "2,000 concurrent: reset": lambda r: r["concurrent"]["outcomes"].get("reset", 0),
+        "2,000 concurrent: no answer in 30 s": lambda r: r["concurrent"]["outcomes"].get(
+            "timeout", 0
+        ),
+        "1,000 idle: closed by the server": lambda r: r["idle"]["closed_by_server"],
+        "1,000 idle: closed after (s)": lambda r: r["idle"]["closed_median_s"],
+        "1,000 idle: prober's worst (ms)": lambda r: r["idle"]["probe"]["max_ms"],
+        "1,000 idle: prober's p99 (ms)": lambda r: r["idle"]["probe"]["p99_ms"],
+        "3 M lines: new version after (s)": lambda r: r["large"]["seconds_to_new_version"],
+        "3 M lines: prober's worst (ms)": lambda r: r["large"]["probe"]["max_ms"],
+        "3 M lines: prober's p99 (ms)": lambda r: r["large"]["probe"]["p99_ms"],
+        "3 M lines: prober's failures": lambda r: r["large"]["probe"]["failures"],
+        "FIFO: prober's failures": lambda r: r["fifo"]["failures"],
+        "FIFO: prober's worst (ms)": lambda r: r["fifo"]["max_ms"],
+        "RSS (MB): start": lambda r: r["rss_mb"]["start"],
+        "RSS (MB): after the two floods": lambda r: r["rss_mb"]["after_idle"],
+        "RSS (MB): after both, again": lambda r: r["rss_mb"].get("after_again"),
+    }
+    labels = sorted(runs)
+    lines = [f"| median of {len(runs[labels[0]])} runs | " + " | ".join(labels) + " |",
+             "|---" * (len(labels) + 1) + "|"]  # fmt: skip
+    for name, get in rows.items():
+        cells = []
+        for label in labels:
+            values = [get(r) for r in runs[label]]
+            values = [v for v in values if v is not None]
+            median = statistics.median(values) if values else float("nan")
+            cells.append(f"{median:,.0f}" if median >= 100 else f"{median:.3g}")
+        if all(cell == "nan" for cell in cells):
+            continue
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--table"]:
+        print(table())
+        return
+    if sys.argv[1:2] == ["--hold"]:  # the idle connections' process (see idle())
+        port, count, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+        print(json.dumps(asyncio.run(hold_idle(port, count, seconds))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose viewer to run")
     parser.add_argument("--label", default="", help="suffix of the JSON file")

@@ -219,6 +219,7 @@ BAD_OPTIONS = {
     "render3d --tilt": (["render3d", BEAR, "--tilt", "inf"], "--tilt"),
     "render3d 2-D": (["render3d", HI], "a 2-D program"),
     "view --port": (["view", HI, "--port", "70000", "--no-browser"], "--port"),
+    "view a directory": (["view", ".", "--no-browser"], "not a regular file"),
 }
 
 

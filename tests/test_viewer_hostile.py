@@ -226,3 +226,25 @@ def test_the_command_warns_when_the_viewer_is_reachable_from_the_network(program
             served.kill()
     assert warning.startswith("warning: serving on 0.0.0.0, reachable from other machines")
     assert "--host 127.0.0.1" in warning
+
+
+def test_a_large_file_is_read_in_a_worker_process_as_the_same_program(tmp_path: Path) -> None:
+    path = tmp_path / "large.vm"
+    lines = ["x var-x", "y var-y", "0 add x y"]
+    lines += [f"{i:x} {'add' if i % 3 else 'mul'} {i - 1:x} y" for i in range(1, 90_000)]
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > _watch.LARGE
+    watch = _watch.Watch(path)
+    try:
+        assert watch.check()
+        version, expected = watch.current, pj.load(path)
+        assert version.error is None
+        assert version.program == expected
+        assert version.program is not None and version.program.ids == expected.ids
+        assert version.facts == pj.describe(expected)
+        path.write_text("\n".join(lines) + "\nzz frob x\n")  # an error, from the worker
+        assert watch.check()
+        assert watch.current.error == f"{path}:{len(lines) + 1}: unknown opcode 'frob'"
+        assert watch.current.program == expected  # the last good one stays
+    finally:
+        watch.stop()

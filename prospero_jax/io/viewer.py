@@ -250,9 +250,10 @@ class Viewer:
             "last": dict(self.last),
         }
 
-    def _changed(self, version: Version) -> None:
+    def _changed(self) -> None:
         """From the watcher's thread: wake the requests waiting for a first version, push."""
-        self._read.set()
+        if self.watch.current.number > 0:
+            self._read.set()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from prospero_jax.ir.ops import CONST, INPUTS, OPS, VAR_Z
-from prospero_jax.ir.program import Program
+from prospero_jax.ir.program import Program, items
 
 
 def _select(program: Program, keep: np.ndarray, target: np.ndarray) -> Program:
@@ -39,7 +39,7 @@ def _select(program: Program, keep: np.ndarray, target: np.ndarray) -> Program:
         opcodes=program.opcodes[keep],
         args=args[keep],
         consts=program.consts[keep],
-        ids=tuple(i for i, k in zip(program.ids, keep.tolist(), strict=True) if k),
+        ids=tuple(i for i, k in zip(program.ids, items(keep), strict=True) if k),
         source=program.source,
     )
 
@@ -73,8 +73,8 @@ def deduplicate(program: Program) -> Program:
     n = len(program)
     target = np.arange(n)
     seen: dict[tuple[Any, ...], int] = {}
-    opcodes, args = program.opcodes.tolist(), program.args.tolist()
-    const_bits = program.consts.view(np.int64).tolist()
+    opcodes, args = list(items(program.opcodes)), list(items(program.args))
+    const_bits = list(items(program.consts.view(np.int64)))
     for i in range(n):
         code = opcodes[i]
         a, b = args[i]
@@ -98,7 +98,7 @@ def eliminate_dead_code(program: Program) -> Program:
     n = len(program)
     live = np.zeros(n, dtype=bool)
     live[-1] = True
-    args = program.args.tolist()
+    args = list(items(program.args))
     for i in range(n - 1, -1, -1):
         if live[i]:
             for a in args[i]:
@@ -135,15 +135,15 @@ def transform_inputs(program: Program, matrix: np.ndarray) -> Program:
         moved.append(row("add", row("add", terms[0], terms[1]), terms[2]))
     shift = len(ops)
     target = {INPUTS[k]: moved[k] for k in range(3)}
-    old_args = program.args.tolist()
-    for i, op in enumerate(program.opcodes.tolist()):
+    old_args = list(items(program.args))
+    for i, op in enumerate(items(program.opcodes)):
         a, b = old_args[i]
         ops.append(code["const"] if op in target else op)  # placeholder, replaced below
         args.append((a + shift if a >= 0 else -1, b + shift if b >= 0 else -1))
         consts.append(float(program.consts[i]))
     # Uses of an original input row go to its transformed value.
     redirect = {
-        shift + i: target[op] for i, op in enumerate(program.opcodes.tolist()) if op in target
+        shift + i: target[op] for i, op in enumerate(items(program.opcodes)) if op in target
     }
     args = [(redirect.get(a, a), redirect.get(b, b)) for a, b in args]
     ids = tuple(f"_t{i}" for i in range(shift)) + program.ids
@@ -170,7 +170,7 @@ def _death_times(program: Program) -> np.ndarray:
     """
     n = len(program)
     death = np.arange(n, dtype=np.int64)
-    for i, (a, b) in enumerate(program.args.tolist()):
+    for i, (a, b) in enumerate(items(program.args)):
         if a >= 0:
             death[a] = i
         if b >= 0:
@@ -186,7 +186,7 @@ def last_uses(program: Program) -> list[list[int]]:
     :func:`max_live` of them at most. The root (last instruction) is never in it.
     """
     frees: list[list[int]] = [[] for _ in range(len(program))]
-    for value, step in enumerate(_death_times(program).tolist()):
+    for value, step in enumerate(items(_death_times(program))):
         if step < len(program):
             frees[step].append(value)
     return frees
@@ -213,7 +213,7 @@ def allocate_registers(program: Program) -> tuple[np.ndarray, int]:
     slots = np.empty(n, dtype=np.int32)
     free: list[int] = []
     count = 0
-    for i, (a, b) in enumerate(program.args.tolist()):
+    for i, (a, b) in enumerate(items(program.args)):
         for v in {a, b} - {-1}:
             if death[v] == i:
                 heapq.heappush(free, int(slots[v]))
@@ -229,7 +229,7 @@ def allocate_registers(program: Program) -> tuple[np.ndarray, int]:
 def depth(program: Program) -> int:
     """Longest chain of instructions from an input or constant to the value (inputs: 1)."""
     level = np.zeros(len(program), dtype=np.int64)
-    for i, (a, b) in enumerate(program.args.tolist()):
+    for i, (a, b) in enumerate(items(program.args)):
         level[i] = 1 + max(level[a] if a >= 0 else 0, level[b] if b >= 0 else 0)
     return int(level[-1])
 

@@ -19,12 +19,22 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float64, Int32
 
 from prospero_jax.ir.ops import CONST, OPS, VAR_Z
+
+
+def items(array: np.ndarray, chunk: int = 1 << 15) -> Iterator[Any]:
+    """``array.tolist()``'s items, converted a chunk at a time. One ``tolist`` of millions
+    of rows holds the interpreter for a second or more, stalling every other thread (a
+    server answering requests while a large program is read)."""
+    for start in range(0, len(array), chunk):
+        yield from array[start : start + chunk].tolist()
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,7 +129,7 @@ class Program:
 
     def histogram(self) -> dict[str, int]:
         """Instruction count per opcode name, most frequent first."""
-        counts = Counter(OPS[c].name for c in self.opcodes.tolist())
+        counts = Counter(OPS[c].name for c in items(self.opcodes))
         return dict(counts.most_common())
 
     def to_vm(self, comment: str | None = None) -> str:
@@ -127,7 +137,7 @@ class Program:
         lines = [f"# {line}" for line in comment.splitlines()] if comment else []
         ids = self.ids
         for i, (code, (a, b), c) in enumerate(
-            zip(self.opcodes.tolist(), self.args.tolist(), self.consts.tolist(), strict=True)
+            zip(items(self.opcodes), items(self.args), items(self.consts), strict=True)
         ):
             op = OPS[code]
             if code == CONST:
