@@ -240,7 +240,8 @@ def test_a_large_file_is_read_in_a_worker_process_as_the_same_program(tmp_path: 
         version, expected = watch.current, pj.load(path)
         assert version.error is None
         assert version.program == expected
-        assert version.program is not None and version.program.ids == expected.ids
+        assert version.program is not None
+        assert version.program.ids == expected.ids
         assert version.facts == pj.describe(expected)
         path.write_text("\n".join(lines) + "\nzz frob x\n")  # an error, from the worker
         assert watch.check()
