@@ -249,3 +249,32 @@ def test_a_large_file_is_read_in_a_worker_process_as_the_same_program(tmp_path: 
         assert watch.current.program == expected  # the last good one stays
     finally:
         watch.stop()
+
+
+def test_ctrl_c_stops_the_server_and_its_reader_without_a_traceback(tmp_path: Path) -> None:
+    import signal
+
+    path = tmp_path / "large.vm"  # above LARGE: read by the worker process
+    lines = ["x var-x", "y var-y", "0 add x y"] + [
+        f"{i:x} add {i - 1:x} y" for i in range(1, 90_000)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "cli", "view", str(path), "--no-browser", "--no-cache"]
+    served = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: Ctrl-C reaches the worker too
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert served.stdout is not None
+    url = served.stdout.readline().split(" at ")[1].split()[0]
+    assert wait_for(lambda: get(url + "api/state")[0] == 200 and state(url)["version"] > 0, 60)
+    os.killpg(served.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = served.communicate(timeout=30)
+    assert served.returncode == 0
+    assert err == ""
+
+    def group_gone() -> bool:  # the worker and multiprocessing's tracker follow within 1 s
+        left = subprocess.run(["pgrep", "-g", str(served.pid)], capture_output=True)
+        return left.stdout == b""
+
+    assert wait_for(group_gone, 10), "a process of the server's group is still running"

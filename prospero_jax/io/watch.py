@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -171,7 +172,9 @@ def read(path: Path) -> Read:
 
 
 def _exit_with(parent: int) -> None:
-    """In the worker process: exit when ``parent`` does (killed, it cannot say so)."""
+    """In the worker process: exit when ``parent`` does (killed, it cannot say so), and
+    leave Ctrl-C (sent to the whole process group) to the parent, which stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
