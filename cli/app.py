@@ -145,11 +145,13 @@ def view(
         raise ValueError(f"{option}: {err}") from None
 
 
-def target(dtype: DType, device: str | None, devices: str | None = None) -> pj.Target:
+def target(
+    dtype: DType, device: str | None, devices: str | None = None, exact: bool = False
+) -> pj.Target:
     """A :class:`prospero_jax.Target`: ``--devices`` is all, or a count N (the first N)."""
     first = pj.resolve_device(device)
     if devices is None or devices == "all":
-        return pj.Target.resolve(dtype.value, first, devices)
+        return pj.Target.resolve(dtype.value, first, devices, exact)
     have = jax.local_devices(backend=first.platform)
     try:
         count = int(devices)
@@ -157,7 +159,7 @@ def target(dtype: DType, device: str | None, devices: str | None = None) -> pj.T
         raise ValueError(f"--devices must be 'all' or a count, got {devices!r}") from None
     if not 1 <= count <= len(have):
         raise ValueError(f"--devices {count}: {len(have)} {first.platform} device(s) here")
-    return pj.Target.resolve(dtype.value, first, have[:count])
+    return pj.Target.resolve(dtype.value, first, have[:count], exact)
 
 
 def progress_bar() -> Progress:
@@ -210,6 +212,16 @@ ModeOption = Annotated[
         help="brute: every pixel (or frame) through the compiled program; culled: interval "
         "culling and per-tile tape pruning (same image, no compile per program); auto: "
         "culled on CPU, brute on accelerators."
+    ),
+]
+ExactOption = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Draw the program op by op, as written, in the working precision (culled and "
+        "brute force then agree bit for bit). By default its sign program is drawn: "
+        "affine and quadric parts folded, signs pushed through min/max/neg; the same "
+        "image wherever |value| ≥ 1e-5, and faster.",
     ),
 ]
 CacheOption = Annotated[

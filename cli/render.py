@@ -15,6 +15,7 @@ from cli.app import (  # the shared options, as every rendering command imports 
     DeviceOption,
     DType,
     DTypeOption,
+    ExactOption,
     FileArg,
     Mode,
     ModeOption,
@@ -75,6 +76,7 @@ def render(
     device: DeviceOption = None,
     region: RegionOption = "-1,1,-1,1",
     z: ZOption = 0.0,
+    exact: ExactOption = False,
     cache: CacheOption = True,
     antialias: Annotated[
         bool,
@@ -124,7 +126,7 @@ def render(
             pj.initialize(coordinator, num_processes, process_id)  # before any JAX work
         program = load(file)
         out = output or Path(f"{file.stem if file else 'demo'}.png")
-        where = target(dtype, device, devices)
+        where = target(dtype, device, devices, exact)
         if cache:
             pj.enable_compilation_cache()
         shading = "antialias" if antialias else shade.value if shade else None

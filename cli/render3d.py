@@ -17,6 +17,7 @@ from cli.app import (
     DeviceOption,
     DType,
     DTypeOption,
+    ExactOption,
     FileArg,
     Mode,
     ModeOption,
@@ -65,6 +66,7 @@ def render3d(
     mode: ModeOption = Mode.auto,
     device: DeviceOption = None,
     region: RegionOption = "-1,1,-1,1",
+    exact: ExactOption = False,
     cache: CacheOption = True,
 ) -> None:
     """Render FILE (a solid: `prospero info` says "dimensions 3") seen from above.
@@ -80,7 +82,7 @@ def render3d(
         program = load(file)
         out = output or Path(f"{file.stem if file else 'demo'}-3d.png")
         pj.check_image_format(out, colour=shade is Look.normals)
-        where = target(dtype, device)
+        where = target(dtype, device, exact=exact)
         if cache:
             pj.enable_compilation_cache()
         started = time.perf_counter()

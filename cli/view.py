@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 
 import prospero_jax as pj
-from cli.app import CacheOption, DeviceOption, DType, DTypeOption, app, option, target, user_errors
+from cli.app import (
+    CacheOption,
+    DeviceOption,
+    DType,
+    DTypeOption,
+    ExactOption,
+    app,
+    option,
+    target,
+    user_errors,
+)
 from prospero_jax.io import viewer as _viewer
 
 
@@ -35,6 +45,7 @@ def view(
     ] = True,
     dtype: DTypeOption = DType.float32,
     device: DeviceOption = None,
+    exact: ExactOption = False,
     cache: CacheOption = True,
 ) -> None:
     """Serve a live view of FILE: pan and zoom without limit, and see each edit as you save.
@@ -54,7 +65,7 @@ def view(
         if cache:
             pj.enable_compilation_cache()
         try:
-            running = _viewer.view(file, host, port, target(dtype, device))
+            running = _viewer.view(file, host, port, target(dtype, device, exact=exact))
         except OSError as err:  # asyncio's bind message repeats the address: the reason alone
             gai = isinstance(err, socket.gaierror)
             reason = os.strerror(err.errno) if err.errno and not gai else err.strerror or str(err)

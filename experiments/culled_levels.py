@@ -1,6 +1,6 @@
 """Where the culled renderer's time goes: one row per level of the tile hierarchy.
 
-    python experiments/culled_levels.py --size 1024 --leaf 32 --repeats 5
+    python experiments/culled_levels.py --size 1024 --leaf 32 --repeats 5 [--exact]
 
 For each level: the tile side its children have, how many tapes (ambiguous parents) and
 rows it interprets, how many children it paints inside or leaves ambiguous, and the
@@ -29,8 +29,15 @@ def main() -> None:
     parser.add_argument(
         "--split", default="4,4", help="the root's split, then every other level's (k: k × k)"
     )
+    parser.add_argument(
+        "--exact", action="store_true", help="the program as it is, not its sign program"
+    )
     args = parser.parse_args()
     program = pj.load(args.program)
+    if not args.exact:
+        from prospero_jax.ir.specialise import specialise
+
+        program = specialise(program)
     runs: list[list[dict[str, Any]]] = []
     for _ in range(args.repeats + 1):
         stats: list[dict[str, Any]] = []
@@ -41,7 +48,8 @@ def main() -> None:
         runs.append(stats)
     runs = runs[1:]
     print(
-        f"{args.program.name}, {args.size}², leaf {args.leaf} px, split {args.split}, "
+        f"{args.program.name} ({'exact' if args.exact else 'sign program'}), {args.size}², "
+        f"leaf {args.leaf} px, split {args.split}, "
         f"median of {args.repeats}\n"
     )
     print("| children | tapes | rows | inside | ambiguous | ms |")

@@ -10,6 +10,9 @@ Public API (the subpackages are the implementation):
 * :func:`parse`, :func:`load`: `.vm` text or file → :class:`Program` (errors:
   :class:`VMError`, which names the source and line);
 * :func:`simplify` and friends: Program → Program passes; :func:`describe`: facts;
+  :func:`specialise`: the sign program (same sign in real arithmetic, affine and quadric
+  parts folded into atoms, signs pushed through ``min``/``max``/``neg``), which images
+  draw unless ``exact=True``;
 * :func:`to_function`: Program → ``f(x, y, z=0.0)``, a pure field that composes with
   ``jit``, ``vmap``, ``grad``, ``jvp``, ``jacfwd``/``jacrev``;
 * :func:`to_parametric`: Program → ``(f, constants)``, ``f(constants, x, y, z=0.0)``, to
@@ -85,6 +88,7 @@ from prospero_jax.ir.passes import (
     simplify,
 )
 from prospero_jax.ir.program import Program
+from prospero_jax.ir.specialise import specialise
 from prospero_jax.renderers import reference
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.culled import prune
@@ -178,6 +182,7 @@ __all__ = [
     "shade_heightmap",
     "shapes",
     "simplify",
+    "specialise",
     "streams",
     "surface_depth",
     "sweep_constants",

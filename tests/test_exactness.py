@@ -118,7 +118,7 @@ def test_rewritten_patterns_render_as_the_oracle(name: str) -> None:
     field = jitted_field(program, xs.astype(np.float32), ys.astype(np.float32))
     assert np.array_equal(pj.reference.to_pixels(field), exact)
     for mode in ("brute", "culled"):
-        assert np.array_equal(pj.render(program, 16, mode=mode), exact), mode
+        assert np.array_equal(pj.render(program, 16, mode=mode, exact=True), exact), mode
 
 
 def extreme_normals(n: int, seed: int) -> np.ndarray:
@@ -192,5 +192,5 @@ def test_random_programs_with_huge_and_tiny_constants(program: pj.Program) -> No
     assert np.array_equal(field[ok], expected[ok]), "jitted field"
     pixels = pj.reference.to_pixels(expected)
     for mode in ("brute", "culled"):
-        image = pj.render(program, size, mode=mode)
+        image = pj.render(program, size, mode=mode, exact=True)
         assert np.array_equal(image[ok], pixels[ok]), mode

@@ -117,7 +117,8 @@ def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
     from prospero_jax.renderers import hierarchy
 
     _executables.forget()
-    jobs = hierarchy._kernels(hierarchy.splits(256 // 32), 300, dtype, 32)
+    root = hierarchy.root_tape(pj.specialise(hi), dtype)  # what the render below draws
+    jobs = hierarchy._kernels(hierarchy.splits(256 // 32), len(root), dtype, 32, len(root.params))
     assert len(jobs) == 3  # a 4 × 4 and a 2 × 2 prune kernel, and the leaf kernel
     counts = dict(_executables.store.counts)
     with pj.Target(dtype=dtype).precision():

@@ -86,14 +86,22 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
     return lax.dynamic_update_slice(buffer, value.astype(buffer.dtype), (row * lanes,))
 
 
-def _interval_branches(lanes: int) -> list[Callable[..., Any]]:
+def _interval_branches(lanes: int, params: Any) -> list[Callable[..., Any]]:
     """One branch per opcode: ``(a, b, const, box) → (lo, hi, choice)``, one lane a box
-    (``box``: ``[xlo, xhi, ylo, yhi, zlo, zhi] × lanes``)."""
+    (``box``: ``[xlo, xhi, ylo, yhi, zlo, zhi] × lanes``; an atom's ``const``: its row of
+    ``params``)."""
     keep = jnp.zeros(lanes, jnp.int32)
 
     def source(code: int, c: jax.Array, box: jax.Array) -> Any:
         if code == CONST:
             return jnp.full(lanes, c), jnp.full(lanes, c), keep
+        op = OPS[code]
+        if op.source_interval is not None:
+            p = params[c.astype(jnp.int32)]
+            lo, hi = op.source_interval(
+                jnp, p, (box[0], box[1]), (box[2], box[3]), (box[4], box[5])
+            )
+            return lo, hi, keep
         k = {VAR_X: 0, VAR_Y: 2, VAR_Z: 4}[code]
         return box[k], box[k + 1], keep
 
@@ -283,10 +291,10 @@ def prune_kernel(
     its immediate, which the row's min or max always returns) and ``new_a``, ``new_b``
     (its operands there: indices, or :data:`~prospero_jax.evaluators.tape.IMMEDIATE`).
     """
-    ops, args, consts = tapes
+    ops, args, consts, params = tapes
     dtype = consts.dtype
     k4 = boxes.shape[2]  # children per parent: the lanes
-    interval_rules = _interval_branches(k4)
+    interval_rules = _interval_branches(k4, params)
     need_rules = _need_branches(k4)
     need_class = jnp.asarray(NEED_CLASS)
     arity = jnp.asarray(ARITY)
@@ -436,10 +444,10 @@ def leaf_kernel(
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
     ys[t, row], zs[t])`` is < 0; with ``values``, that value itself.
     """
-    ops, args, consts = tapes
+    ops, args, consts, params = tapes
     px = side * side
     value_rules = _reading(
-        value_branches(), lambda regs, i: _read(regs, i, px), lambda c: jnp.full(px, c)
+        value_branches(params), lambda regs, i: _read(regs, i, px), lambda c: jnp.full(px, c)
     )
     tiles = starts.shape[0]
 

@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
@@ -104,7 +105,10 @@ def _parametric_core(program: Program, derivatives: Derivatives, *, baked: bool)
         raise ValueError(f"derivatives must be auto, unrolled or interpreter: {derivatives!r}")
     values = plan(program)
     unroll = derivatives == "unrolled" or (derivatives == "auto" and len(program) <= UNROLL_LIMIT)
-    dual = _unrolled_dual(program) if unroll else dual_function(program)
+
+    @functools.cache
+    def dual() -> Callable[..., tuple[Array, Array]]:  # planned when first differentiated
+        return _unrolled_dual(program) if unroll else dual_function(program)
 
     @jax.custom_jvp
     def core(constants: Array, x: Array, y: Array, z: Array) -> Array:
@@ -119,7 +123,7 @@ def _parametric_core(program: Program, derivatives: Derivatives, *, baked: bool)
     def core_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> Any:
         constants, *points = primals
         d_constants, *d_points = tangents
-        return dual(constants, tuple(points), d_constants, tuple(d_points))
+        return dual()(constants, tuple(points), d_constants, tuple(d_points))
 
     def field(
         constants: Float[ArrayLike, " k"],

@@ -53,6 +53,8 @@ def _dual_branches() -> list[Callable[..., Any]]:
     def source(code: int, c: Any, x: Any, y: Any, z: Any) -> Any:
         if code == CONST:
             return jnp.broadcast_to(c[0], x[0].shape), jnp.broadcast_to(c[1], x[1].shape)
+        if code not in (VAR_X, VAR_Y, VAR_Z):  # an atom: refused before (no derivatives)
+            return jnp.full_like(x[0], jnp.nan), jnp.full_like(x[1], jnp.nan)
         return {VAR_X: x, VAR_Y: y, VAR_Z: z}[code]
 
     def apply(op: Op, args: tuple[Any, ...], c: Any, x: Any, y: Any, z: Any) -> Any:
@@ -101,6 +103,7 @@ def scan(
 
 def value_function(program: Program) -> Callable[..., jax.Array]:
     """``g(x, y, z) → value`` by :func:`scan`: points of one shape and dtype."""
+    _refuse_atoms(program)
     tape = registers(program)
     arrays = tape.rows
     constants = program.constants
@@ -125,6 +128,7 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
     Points and tangents are arrays of one shape and dtype (any shape; flattened inside);
     constants are in the program's order of ``const`` rows.
     """
+    _refuse_atoms(program)
     tape = registers(program)
     arrays = tape.rows
 
@@ -145,3 +149,12 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         return value.reshape(shape), tangent.reshape(shape)
 
     return evaluate
+
+
+def _refuse_atoms(program: Program) -> None:
+    """The scan interpreters have no atom rows: a specialised program is refused."""
+    if len(program.params):
+        raise ValueError(
+            f"{program.source} is a specialised program (it has atoms): the scan "
+            "interpreter evaluates programs as written; use the original program"
+        )

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Int32
 
-from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Op
+from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.passes import allocate_registers
 from prospero_jax.ir.program import Program
 
@@ -60,12 +60,16 @@ class Tapes(NamedTuple):
     of :data:`IMMEDIATE` (-1) means the operand is the row's own constant ``consts[i]``
     (an *immediate*): :meth:`pack` folds each ``const`` that a binary op uses into the row,
     so a tape has no ``const`` row but a program's value or a unary op's argument. The op
-    is the op table's, unchanged: only where its operand comes from differs.
+    is the op table's, unchanged: only where its operand comes from differs. An atom
+    row's constant is the index of its numbers in ``params``, the table of every atom of
+    the program (shared by all tapes cut from it: :meth:`take` keeps it whole; its rows
+    are padded to a bucket, so few shapes are compiled).
     """
 
     ops: np.ndarray  # int32[rows]
     args: np.ndarray  # int32[rows, 2]
     consts: np.ndarray  # float[rows]
+    params: np.ndarray  # float[atoms bucket, PARAMS]
 
     @staticmethod
     def pack(program: Program, dtype: str) -> Tapes:
@@ -73,14 +77,16 @@ class Tapes(NamedTuple):
         become ±inf), and as many rows as the program has, less its folded ``const`` rows.
         """
         ops, args, consts = _immediates(program)
+        params = np.zeros((bucket(len(program.params), 256), PARAMS))
+        params[: len(program.params)] = program.params
         with np.errstate(over="ignore"):
-            return Tapes(ops, args, consts.astype(dtype))
+            return Tapes(ops, args, consts.astype(dtype), params.astype(dtype))
 
     def __len__(self) -> int:
         return len(self.ops)
 
     def take(self, rows: np.ndarray | slice) -> Tapes:
-        return Tapes(self.ops[rows], self.args[rows], self.consts[rows])
+        return Tapes(self.ops[rows], self.args[rows], self.consts[rows], self.params)
 
     def padded(self, capacity: int) -> Tapes:
         """A copy with zero rows appended up to ``capacity`` rows."""
@@ -88,19 +94,22 @@ class Tapes(NamedTuple):
             np.zeros(capacity, np.int32),
             np.zeros((capacity, 2), np.int32),
             np.zeros(capacity, self.consts.dtype),
+            self.params,
         )
-        for dst, src in zip(out, self, strict=True):
+        for dst, src in zip(out[:3], self[:3], strict=True):
             dst[: len(src)] = src
         return out
 
-    def unpack(self, consts: np.ndarray | None = None) -> Program:
+    def unpack(self, consts: np.ndarray | None = None, params: np.ndarray | None = None) -> Program:
         """One tape back as a Program (each immediate its own ``const`` row again), with
-        ``consts`` (e.g. float64 ones) in place of the tape's constants if given."""
+        ``consts`` and ``params`` (e.g. float64 ones) in place of the tape's if given."""
         consts = self.consts.astype(np.float64) if consts is None else consts
+        table = self.params if params is None else params
         ops, args = self.ops.tolist(), self.args.tolist()
         out_ops: list[int] = []
         out_args: list[list[int]] = []
         out_consts: list[float] = []
+        out_params: list[np.ndarray] = []
         where: list[int] = []  # the program row of each tape row
         known: dict[bytes, int] = {}  # a constant's bits → its program row (one each)
 
@@ -121,6 +130,10 @@ class Tapes(NamedTuple):
             if code == CONST:
                 where.append(constant(float(consts[i]), last))
                 continue
+            if OPS[code].params:
+                out_params.append(table[int(self.consts[i])].astype(np.float64))
+                where.append(emit(code, -1, -1, 0.0))
+                continue
             operands = [-1, -1]
             for k in range(OPS[code].arity):
                 index = args[i][k]
@@ -133,6 +146,7 @@ class Tapes(NamedTuple):
             np.array(out_consts, np.float64),
             tuple(f"_{i:x}" for i in range(n)),
             "<tape>",
+            np.array(out_params, np.float64).reshape(-1, PARAMS),
         )
 
 
@@ -149,6 +163,8 @@ def _immediates(program: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ops = program.opcodes.astype(np.int32)
     args = np.maximum(program.args, 0).astype(np.int32)
     consts = np.where(ops == CONST, program.consts, 0.0)
+    atoms = np.isin(ops, ATOMS)
+    consts[atoms] = np.arange(atoms.sum())  # an atom's constant: its row of params
     is_const = np.append(ops == CONST, False)  # index -1 (no operand) is no constant
     binary = ARITY[ops] == 2
     const_a = binary & is_const[program.args[:, 0]]
@@ -233,13 +249,20 @@ def branches(apply: Callable[..., Any], source: Callable[..., Any]) -> list[Call
     return [branch(code, op) for code, op in enumerate(OPS)]
 
 
-def value_branches() -> list[Callable[..., Any]]:
+def value_branches(params: Any = None) -> list[Callable[..., Any]]:
     """Branches ``(a, b, const, x, y, z) → value``: the op table's value rules on lanes of
-    points (the leaf kernel's pixels, the value scan's points)."""
+    points (the leaf kernel's pixels, the value scan's points). An atom's ``const`` is its
+    row of ``params`` (a table, as :class:`Tapes` holds it); an interpreter without one
+    must refuse programs with atoms before it runs (their branch gives NaN)."""
 
     def source(code: int, c: Any, x: Any, y: Any, z: Any) -> Any:
         if code == CONST:
             return jnp.full_like(x, c)
+        op = OPS[code]
+        if op.source is not None:
+            if params is None:
+                return jnp.full_like(x, jnp.nan)
+            return op.source(jnp, params[c.astype(jnp.int32)], x, y, jnp.full_like(x, z))
         return {VAR_X: x, VAR_Y: y, VAR_Z: jnp.full_like(x, z)}[code]
 
     def apply(op: Op, args: tuple[Any, ...], c: Any, x: Any, y: Any, z: Any) -> Any:

@@ -42,6 +42,7 @@ class Step:
     const: float
     slot: int  # a const's ordinal among the program's constants, else -1
     frees: tuple[int, ...]
+    atom: Callable[..., Any] | None = None  # an atom's rule: atom(xp, x, y, z)
 
 
 Rules = Literal["value", "interval", "dual"]
@@ -56,6 +57,7 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
     frees = last_uses(program)
     steps = []
     slots = np.cumsum(program.opcodes == CONST) - 1
+    atoms = iter(program.params)
     for i, (code, row, c) in enumerate(
         zip(program.opcodes.tolist(), program.args.tolist(), program.consts.tolist(), strict=True)
     ):
@@ -65,8 +67,27 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
             rule = functools.partial(interval_step if rules == "interval" else dual_step, op)
         kind = code if op.rule is None else -1
         slot = int(slots[i]) if code == CONST else -1
-        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, slot, tuple(frees[i])))
+        atom = None
+        if op.source is not None:
+            if rules == "dual":
+                raise ValueError(
+                    f"{program.source} is a specialised program ({op.name!r} rows): it has "
+                    "no derivatives; differentiate the original program"
+                )
+            source = op.source if rules == "value" else op.source_interval
+            atom = functools.partial(_atom, source, next(atoms), rules == "interval")
+        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, slot, tuple(frees[i]), atom))
     return tuple(steps)
+
+
+def _atom(
+    source: Callable[..., Any], params: np.ndarray, bounds: bool, xp: Namespace, *inputs: Any
+) -> Any:
+    """An atom's value (or interval, with ``bounds``) at the inputs, its numbers in the
+    inputs' dtype."""
+    first = inputs[0][0] if bounds else inputs[0]
+    p = xp.asarray(params.astype(xp.asarray(first).dtype))
+    return source(xp, p, *inputs)
 
 
 def dual_step(op: Op, xp: Namespace, *args: tuple[Any, Any]) -> tuple[Any, Any]:
@@ -124,6 +145,8 @@ def run_steps(
         step = steps[i]
         if step.rule is not None:
             values[i] = step.rule(xp, *(values[a] for a in step.args))
+        elif step.atom is not None:
+            values[i] = step.atom(xp, *inputs)
         elif step.kind == CONST:
             values[i] = constant(step.slot, step.const)
         else:

@@ -54,7 +54,7 @@ from PIL import Image
 from prospero_jax.io.watch import POLL, Version, Watch
 from prospero_jax.renderers.culled import render_culled
 from prospero_jax.renderers.heightmap import render_heightmap, shade_heightmap, view_rotation
-from prospero_jax.renderers.render import render
+from prospero_jax.renderers.render import drawn, render
 from prospero_jax.renderers.view import REGION_LIMIT, Target, View, culls
 
 PAGE = Path(__file__).with_name("static") / "viewer.html"
@@ -414,7 +414,8 @@ class Viewer:
             elif culls("auto", self.target):
                 with self.target.precision():
                     what = View(ask.size, ask.region)
-                    pixels = render_culled(program, what, self.target, stats=levels)
+                    sign = drawn(program, self.target)
+                    pixels = render_culled(sign, what, self.target, stats=levels)
             else:
                 pixels = render(program, ask.size, region=ask.region, target=self.target)
         except Exception as err:

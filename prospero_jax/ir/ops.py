@@ -39,8 +39,11 @@ libm results that differ by a few ulps between code paths (XLA's vectorized and 
 ``atan`` differ by 2) and XLA:CPU's flushing of subnormals. Invariants:
 
 * opcode numbers are positions in ``OPS`` and never change meaning within a process;
-* an op of arity 0 is an input (``var-x``/``var-y``/``var-z``) or ``const``; its ``rule`` is
-  ``None`` and evaluators supply its value;
+* an op of arity 0 is an input (``var-x``/``var-y``/``var-z``), ``const`` or an *atom*
+  (``affine``, ``quadric``: rows of a specialised program that carry ``params`` numbers
+  and compute from the inputs by their ``source`` rule, ``source(xp, p, x, y, z)``, and
+  ``source_interval(xp, p, x, y, z)`` on intervals); its ``rule`` is ``None``, and
+  evaluators supply inputs' and constants' values;
 * every rule preserves the floating dtype of its arguments and is total: out-of-domain
   inputs give NaN (or ±inf) as IEEE 754 says, never an exception.
 
@@ -94,6 +97,9 @@ class Op:
     sign_pass: str | None = None
     sign_choose: Rule | None = None
     partials: PartialsRule | None = None
+    params: int = 0
+    source: Rule | None = None
+    source_interval: IntervalRule | None = None
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -374,6 +380,58 @@ def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Arr
     return xp.where(b[1] < 0, 1, xp.where(a[1] < 0, 2, 0))
 
 
+# Atoms: rows of a specialised program (ir.specialise) whose value is a function of the
+# inputs given by the row's own numbers, ``p`` (``PARAMS`` of them, in the working dtype).
+# ``affine``: a·x + b·y + c·z + d (p[0:4]); ``quadric``: Σ wᵢ·lᵢ² + k over three affine
+# forms lᵢ (p = w₁ a₁ b₁ c₁ d₁ w₂ … d₃ k). Their interval rules evaluate the same
+# expression, in the same order, at the box's corner that minimises (maximises) each
+# product: every step is a monotone, correctly rounded operation, so the bounds hold
+# exactly in floating point.
+
+#: Numbers an atom row carries (a row's ``params`` in a Program; zeros elsewhere).
+PARAMS = 16
+
+
+def _linear(xp: Namespace, p: Array, k: int, x: Array, y: Array, z: Array) -> Array:
+    return ((p[k] * x + p[k + 1] * y) + p[k + 2] * z) + p[k + 3]
+
+
+def _linear_bounds(xp: Namespace, p: Array, k: int, box: tuple[Bounds, ...]) -> Bounds:
+    terms = [(p[k + j] * lo, p[k + j] * hi) for j, (lo, hi) in enumerate(box)]
+    lows = [xp.minimum(a, b) for a, b in terms]
+    highs = [xp.maximum(a, b) for a, b in terms]
+    return ((lows[0] + lows[1]) + lows[2]) + p[k + 3], ((highs[0] + highs[1]) + highs[2]) + p[k + 3]
+
+
+def _affine(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
+    return _linear(xp, p, 0, x, y, z)
+
+
+def _i_affine(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
+    return _linear_bounds(xp, p, 0, box)
+
+
+def _quadric(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
+    terms = []
+    for k in (0, 5, 10):
+        line = _linear(xp, p, k + 1, x, y, z)
+        terms.append(p[k] * (line * line))
+    return ((terms[0] + terms[1]) + terms[2]) + p[15]
+
+
+def _i_quadric(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
+    lows, highs = [], []
+    for k in (0, 5, 10):
+        lo, hi = _linear_bounds(xp, p, k + 1, box)
+        square_lo, square_hi = _i_square(xp, (lo, hi))
+        a, b = p[k] * square_lo, p[k] * square_hi  # w < 0 swaps them
+        lows.append(xp.minimum(a, b))
+        highs.append(xp.maximum(a, b))
+    low = ((lows[0] + lows[1]) + lows[2]) + p[15]
+    high = ((highs[0] + highs[1]) + highs[2]) + p[15]
+    return low, high
+
+
 # Partial derivatives: one array per argument, the same shape as ``out``.
 
 
@@ -553,9 +611,17 @@ OPS: tuple[Op, ...] = (
     Op("compare", 2, _compare, _i_compare, partials=_p_const(0)),
     Op("and", 2, _and, _i_and, partials=_p_and),
     Op("or", 2, _or, _i_or, partials=_p_or),
+    # Atoms (specialised programs only): no partials, by design. A specialised program
+    # keeps the original's sign, not its value, so values and derivatives are always
+    # the original program's.
+    Op("affine", 0, None, params=4, source=_affine, source_interval=_i_affine),
+    Op("quadric", 0, None, params=PARAMS, source=_quadric, source_interval=_i_quadric),
 )
 
 OPCODE: dict[str, int] = {op.name: code for code, op in enumerate(OPS)}
 
 VAR_X, VAR_Y, VAR_Z, CONST = (OPCODE[n] for n in ("var-x", "var-y", "var-z", "const"))
 INPUTS: tuple[int, ...] = (VAR_X, VAR_Y, VAR_Z)
+AFFINE, QUADRIC = OPCODE["affine"], OPCODE["quadric"]
+#: Opcodes whose rows carry numbers (``params``) and compute from the inputs.
+ATOMS: tuple[int, ...] = tuple(code for code, op in enumerate(OPS) if op.source is not None)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from prospero_jax.ir.ops import CONST, OPCODE, OPS
+from prospero_jax.ir.ops import CONST, OPCODE, OPS, PARAMS
 from prospero_jax.ir.program import Program
 
 #: Largest `.vm` file read (prospero is 149 kB; 64 MiB holds millions of instructions).
@@ -68,6 +68,7 @@ def parse(text: str, *, source: str = "<string>") -> Program:
     first: list[int] = []  # each instruction's first and second argument (-1: none)
     second: list[int] = []
     consts: list[float] = []
+    params: list[list[float]] = []  # the atoms' numbers
     ids: list[str] = []
     index: dict[str, int] = {}  # ID → instruction number
     defined_on: list[int] = []  # instruction number → line number, for messages
@@ -100,6 +101,11 @@ def parse(text: str, *, source: str = "<string>") -> Program:
             if len(operands) != 1:
                 raise fail(f"'const' takes 1 number, got {len(operands)} arguments")
             value = _parse_constant(operands[0], fail)
+        elif op.params:  # an atom of a specialised program: its numbers
+            if len(operands) != op.params:
+                raise fail(f"{opname!r} takes {op.params} numbers, got {len(operands)}")
+            numbers = [_parse_constant(token, fail) for token in operands]
+            params.append(numbers + [0.0] * (PARAMS - len(numbers)))
         else:
             if len(operands) != op.arity:
                 plural = "argument" if op.arity == 1 else "arguments"
@@ -124,6 +130,7 @@ def parse(text: str, *, source: str = "<string>") -> Program:
         consts=np.array(consts, dtype=np.float64),
         ids=tuple(ids),
         source=source,
+        params=np.array(params, dtype=np.float64).reshape(-1, PARAMS),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax.ir.ops import CONST, INPUTS, OPS, VAR_Z
+from prospero_jax.ir.ops import AFFINE, ATOMS, CONST, INPUTS, OPS, VAR_Z
 from prospero_jax.ir.program import Program, items
 
 
@@ -41,6 +41,7 @@ def _select(program: Program, keep: np.ndarray, target: np.ndarray) -> Program:
         consts=program.consts[keep],
         ids=tuple(i for i, k in zip(program.ids, items(keep), strict=True) if k),
         source=program.source,
+        params=program.params[keep[np.isin(program.opcodes, ATOMS)]],
     )
 
 
@@ -65,7 +66,7 @@ def fold_constants(program: Program) -> Program:
                 args[i] = -1
     if np.array_equal(opcodes, program.opcodes):
         return program
-    return Program(opcodes, args, consts, program.ids, program.source)
+    return Program(opcodes, args, consts, program.ids, program.source, program.params)
 
 
 def deduplicate(program: Program) -> Program:
@@ -75,6 +76,7 @@ def deduplicate(program: Program) -> Program:
     seen: dict[tuple[Any, ...], int] = {}
     opcodes, args = list(items(program.opcodes)), list(items(program.args))
     const_bits = list(items(program.consts.view(np.int64)))
+    atom_params = iter(program.params)
     for i in range(n):
         code = opcodes[i]
         a, b = args[i]
@@ -82,7 +84,12 @@ def deduplicate(program: Program) -> Program:
         b = target[b] if b >= 0 else -1
         if OPS[code].commutative and a > b:
             a, b = b, a
-        key = (code, const_bits[i]) if code == CONST else (code, a, b)
+        if code == CONST:
+            key: tuple[Any, ...] = (code, const_bits[i])
+        elif OPS[code].params:
+            key = (code, next(atom_params).tobytes())
+        else:
+            key = (code, a, b)
         target[i] = seen.setdefault(key, i)
     keep = target == np.arange(n)
     # The value is the last row, so it stays even if it repeats an earlier one.
@@ -128,6 +135,7 @@ def transform_inputs(program: Program, matrix: np.ndarray) -> Program:
         consts.append(c)
         return len(ops) - 1
 
+    params = _transformed(program.params, program.opcodes, matrix)
     inputs = [row(name) for name in ("var-x", "var-y", "var-z")]
     moved = []
     for i in range(3):
@@ -152,9 +160,26 @@ def transform_inputs(program: Program, matrix: np.ndarray) -> Program:
         row("max", value, value)  # max(v, v) is v, exactly
         ids += (f"_t{len(ops) - 1}",)
     out = Program(
-        np.array(ops, np.int32), np.array(args, np.int32), np.array(consts), ids, program.source
+        np.array(ops, np.int32),
+        np.array(args, np.int32),
+        np.array(consts),
+        ids,
+        program.source,
+        params,
     )
     return eliminate_dead_code(out)
+
+
+def _transformed(params: np.ndarray, opcodes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Atoms' numbers for inputs ``matrix @ (x, y, z)``: each affine form's coefficients
+    ``c`` become ``matrixᵀ c`` (its constant term stays)."""
+    out = params.copy()
+    kinds = opcodes[np.isin(opcodes, ATOMS)]
+    for row, code in enumerate(items(kinds)):
+        starts = [0] if code == AFFINE else [1, 6, 11]  # each form's x coefficient
+        for k in starts:
+            out[row, k : k + 3] = matrix.T @ params[row, k : k + 3]
+    return out
 
 
 def simplify(program: Program) -> Program:

@@ -10,6 +10,10 @@ Invariants, checked on construction:
   unused slots (SSA order: the tape is topologically sorted);
 * ``consts[i]`` is a finite float64 for ``const`` instructions and ``0.0`` elsewhere;
 * ``ids[i]`` is the instruction's name (``_1f`` in prospero); names are unique;
+* ``params`` holds the numbers of the *atom* rows (``affine``, ``quadric``: rows of a
+  specialised program, see :mod:`prospero_jax.ir.specialise`), one row of
+  :data:`~prospero_jax.ir.ops.PARAMS` finite numbers per atom, in tape order (unused
+  trailing numbers 0); a program without atoms has none;
 * the program's value is the last instruction's; the tape is non-empty.
 
 All arrays are read-only, so a Program can be shared and hashed by content.
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float64, Int32
 
-from prospero_jax.ir.ops import CONST, OPS, VAR_Z
+from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, VAR_Z
 
 
 def items(array: np.ndarray, chunk: int = 1 << 15) -> Iterator[Any]:
@@ -35,6 +39,9 @@ def items(array: np.ndarray, chunk: int = 1 << 15) -> Iterator[Any]:
     server answering requests while a large program is read)."""
     for start in range(0, len(array), chunk):
         yield from array[start : start + chunk].tolist()
+
+
+_NO_PARAMS = np.zeros((0, PARAMS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +53,7 @@ class Program:
     consts: Float64[np.ndarray, " n"]
     ids: tuple[str, ...]
     source: str = "<program>"
+    params: Float64[np.ndarray, "atoms params"] = field(default_factory=lambda: _NO_PARAMS)
     _digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,14 +75,19 @@ class Program:
         is_const = opcodes == CONST
         if not np.all(np.isfinite(consts[is_const])) or np.any(consts[~is_const] != 0):
             raise ValueError("constants must be finite, and 0.0 outside const rows")
-        for a in (opcodes, args, consts):
+        atoms = int(np.isin(opcodes, ATOMS).sum())
+        params = np.array(self.params, dtype=np.float64).reshape(-1, PARAMS)
+        if len(params) != atoms or not np.all(np.isfinite(params)):
+            raise ValueError("params must hold finite numbers for each atom row, in order")
+        for a in (opcodes, args, consts, params):
             a.flags.writeable = False
         object.__setattr__(self, "opcodes", opcodes)
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "consts", consts)
         object.__setattr__(self, "ids", tuple(self.ids))
+        object.__setattr__(self, "params", params)
         h = hashlib.sha256()
-        for a in (opcodes, args, consts):
+        for a in (opcodes, args, consts) + ((params,) if atoms else ()):
             h.update(a.tobytes())
         object.__setattr__(self, "_digest", h.hexdigest())
 
@@ -120,7 +133,7 @@ class Program:
             raise ValueError(f"constants must be finite: {values[bad[0]]} at position {bad[0]}")
         consts = self.consts.copy()
         consts[is_const] = values
-        return Program(self.opcodes, self.args, consts, self.ids, self.source)
+        return Program(self.opcodes, self.args, consts, self.ids, self.source, self.params)
 
     @property
     def uses_z(self) -> bool:
@@ -136,12 +149,16 @@ class Program:
         """The program as `.vm` text; ``parse(p.to_vm()) == p``."""
         lines = [f"# {line}" for line in comment.splitlines()] if comment else []
         ids = self.ids
+        atoms = iter(items(self.params))
         for i, (code, (a, b), c) in enumerate(
             zip(items(self.opcodes), items(self.args), items(self.consts), strict=True)
         ):
             op = OPS[code]
             if code == CONST:
                 lines.append(f"{ids[i]} const {c!r}")
+            elif op.params:
+                numbers = next(atoms)[: op.params]
+                lines.append(" ".join([ids[i], op.name, *(repr(float(v)) for v in numbers)]))
             else:
                 operands = [ids[a], ids[b]][: op.arity]
                 lines.append(" ".join([ids[i], op.name, *operands]))

@@ -179,6 +179,6 @@ def prune(
     rows = np.flatnonzero(level.emit[::CHILDREN])
     pruned_tape = next_tapes(tapes, rows, level, rows * CHILDREN)
     # The root tape's constants in float64 (the tape's may have overflowed in float32).
-    consts = root_tape(program, "float64").consts[rows]
-    pruned = pruned_tape.unpack(consts)
+    exact = root_tape(program, "float64")
+    pruned = pruned_tape.unpack(exact.consts[rows], exact.params)
     return lo, hi, pruned

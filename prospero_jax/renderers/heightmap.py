@@ -5,7 +5,8 @@ top first), the 2-D renderers' region and target, and optionally a 3 × 3 ``rota
 applied to ``(x, y, z)`` before the program (:func:`~prospero_jax.ir.passes.
 transform_inputs`).
 Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from the top
-where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty),
+where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
+"< 0" as images decide it: the sign program's unless the target is exact),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
 pixels only; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
 :func:`surface_depth`, the surface's z as a differentiable function of the program's
@@ -36,6 +37,7 @@ from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
+from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,
@@ -172,11 +174,12 @@ def render_heightmap(
     zs = depths(depth)
     if rotation is not None:
         program = transform_inputs(program, rotation)
+    sign = drawn(program, target)  # inside or not: the sign program unless exact
     with target.precision():
         if culled:
-            index = _culled(program, view, zs, target, progress)
+            index = _culled(sign, view, zs, target, progress)
         else:
-            index = _brute(program, view, zs, target, progress)
+            index = _brute(sign, view, zs, target, progress)
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
     z = np.where(index >= 0, evaluated[np.maximum(index, 0)], np.nan)
     normal = _normals(program, view, z, target) if normals else None

@@ -45,7 +45,7 @@ from prospero_jax.evaluators.cull import (
 )
 from prospero_jax.evaluators.tape import Tapes, register_capacity
 from prospero_jax.ir import passes as _passes
-from prospero_jax.ir.ops import CONST
+from prospero_jax.ir.ops import CONST, PARAMS
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.sharding import line_mesh, pad_to
 from prospero_jax.renderers.view import Progress, Target
@@ -173,7 +173,8 @@ def descend(
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
     if len(devices) < 2:
-        _executables.prepare(_kernels(schedule, root, dtype, leaf), device)
+        jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
+        _executables.prepare(jobs, device)
     for depth, k in enumerate(schedule, 1):
         if keep is not None:
             front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
@@ -267,17 +268,20 @@ def leaf_pixels(
     return out.reshape(tiles, count, side, side)
 
 
-def _kernels(schedule: Sequence[int], root: int, dtype: str, leaf: int) -> list[_executables.Job]:
+def _kernels(
+    schedule: Sequence[int], root: int, dtype: str, leaf: int, atoms: int
+) -> list[_executables.Job]:
     """The kernel calls a frame will make (their shapes), to compile them all at once: a
     prune kernel for each split of ``schedule`` (the root's tape of ``root`` rows first),
     and the leaf kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when
-    met)."""
+    met); ``atoms``: the rows of the atoms' table."""
 
     def S(shape: tuple[int, ...], dtype: Any) -> Any:  # an abstract array, for lowering
         return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
 
     def tapes(rows: int) -> Tapes:
-        return Tapes(S((rows,), np.int32), S((rows, 2), np.int32), S((rows,), dtype))
+        table = S((atoms, PARAMS), dtype)
+        return Tapes(S((rows,), np.int32), S((rows, 2), np.int32), S((rows,), dtype), table)
 
     def spans(n: int) -> tuple[Any, Any, Any]:
         return S((n,), np.int32), S((n,), np.int32), S((), np.int32)
@@ -307,7 +311,7 @@ def next_tapes(tapes: Tapes, row: np.ndarray, level: Level, at: np.ndarray) -> T
     if len(to_constant):
         ops[to_constant] = CONST
         args[to_constant] = 0
-    return Tapes(ops, args, tapes.consts[row])
+    return Tapes(ops, args, tapes.consts[row], tapes.params)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:

@@ -5,10 +5,14 @@ image side with a region, z and rows beside it), where to run (a
 :class:`~prospero_jax.renderers.view.Target`, or a dtype and devices) and a mode.
 Output: the view's ``(height, size)`` uint8 image, 255 where the value is < 0.
 
-Modes give identical images: ``brute`` evaluates the unrolled closure at every pixel
-(:mod:`prospero_jax.renderers.brute`); ``culled`` evaluates intervals over a tile
-hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled`); ``auto``
-is :func:`~prospero_jax.renderers.view.culls`'s rule. Images above
+What is drawn is the program's sign program (:func:`drawn`: the same sign in real
+arithmetic, cheaper to evaluate; equal to the float64 oracle of the program wherever
+``|value| ≥ 1e-5``), or with ``exact`` (``Target.exact``) the program itself, op by op
+in the working dtype. Modes give identical images of it: ``brute`` evaluates the
+unrolled closure at every pixel (:mod:`prospero_jax.renderers.brute`); ``culled``
+evaluates intervals over a tile hierarchy and prunes the tape per tile
+(:mod:`prospero_jax.renderers.culled`); ``auto`` is
+:func:`~prospero_jax.renderers.view.culls`'s rule. Images above
 :data:`~prospero_jax.renderers.view.MEMORY_LIMIT` pixels are refused with a pointer to
 :func:`prospero_jax.render_to_file`, which streams them to disk.
 """
@@ -21,9 +25,18 @@ import numpy as np
 from jaxtyping import UInt8
 
 from prospero_jax.ir.program import Program
+from prospero_jax.ir.specialise import specialise
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.culled import render_culled
-from prospero_jax.renderers.view import Progress, Shorthand, View, check_memory, culls, resolve
+from prospero_jax.renderers.view import (
+    Progress,
+    Shorthand,
+    Target,
+    View,
+    check_memory,
+    culls,
+    resolve,
+)
 
 
 def render(
@@ -41,13 +54,21 @@ def render(
     it (``region=(xmin, xmax, ymin, ymax)``, default the ±1 square; ``z``; ``rows=(start,
     stop)``, a band: the same pixels as the whole image has there) and say where to run
     (``target``, or ``dtype``, ``device``, ``devices="all"``: sharded, same image).
-    ``mode`` is ``auto``, ``brute`` or ``culled``; ``tile`` overrides the brute-force tile
-    side; ``progress(done, total)`` is called as work finishes (tiles in brute force,
+    ``mode`` is ``auto``, ``brute`` or ``culled``; ``exact=True`` draws the program op by
+    op instead of its sign program (module docstring); ``tile`` overrides the brute-force
+    tile side; ``progress(done, total)`` is called as work finishes (tiles in brute force,
     levels or blocks when culling).
     """
     view, where = resolve(size, options)
     check_memory(view.height * view.size)
+    program = drawn(program, where)
     with where.precision():
         if culls(mode, where):
             return render_culled(program, view, where, progress=progress)
         return render_tiles(jitted_kernel(program), view, where, tile=tile, progress=progress)
+
+
+def drawn(program: Program, target: Target) -> Program:
+    """The program an image of ``program`` evaluates: its sign program, or with
+    ``target.exact`` the program itself."""
+    return program if target.exact else specialise(program)

@@ -243,12 +243,16 @@ def resolve_devices(
 @dataclass(frozen=True)
 class Target:
     """Where and how to run: the working ``dtype`` and the ``device``, or several
-    ``devices`` to shard over (two or more; empty for one device). Build it with
-    :meth:`resolve`, which takes names (``"cpu"``, ``"all"``) as well as devices."""
+    ``devices`` to shard over (two or more; empty for one device), and whether images
+    are drawn ``exact``: the program op by op, as written, instead of its sign program
+    (:func:`~prospero_jax.ir.specialise.specialise`: the same sign in real arithmetic,
+    cheaper; the default). Build it with :meth:`resolve`, which takes names (``"cpu"``,
+    ``"all"``) as well as devices."""
 
     dtype: str = "float32"
     device: jax.Device = field(default_factory=lambda: resolve_device(None))
     devices: tuple[jax.Device, ...] = ()
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -260,13 +264,14 @@ class Target:
         dtype: str = "float32",
         device: str | jax.Device | None = None,
         devices: str | Sequence[jax.Device] | None = None,
+        exact: bool = False,
     ) -> Target:
         """A Target from a dtype name, a platform name or Device, and ``devices`` (``None``,
         ``"all"`` or a sequence); with several devices, ``device`` is the first."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         spread = resolve_devices(devices, resolve_device(device))
-        return cls(dtype, spread[0], spread if len(spread) > 1 else ())
+        return cls(dtype, spread[0], spread if len(spread) > 1 else (), bool(exact))
 
     @property
     def platform(self) -> str:
@@ -288,8 +293,9 @@ def culls(mode: str, target: Target) -> bool:
 
 class Shorthand(TypedDict, total=False):
     """Keywords every render entry point takes beside an image side: ``region``, ``z`` and
-    ``rows`` stand for a :class:`View`'s fields; ``target``, or ``dtype``, ``device`` and
-    ``devices`` (``"all"`` or a list: shard over them), for a :class:`Target`."""
+    ``rows`` stand for a :class:`View`'s fields; ``target``, or ``dtype``, ``device``,
+    ``devices`` (``"all"`` or a list: shard over them) and ``exact``, for a
+    :class:`Target`."""
 
     region: Sequence[float] | None
     z: float | None
@@ -298,6 +304,7 @@ class Shorthand(TypedDict, total=False):
     dtype: str | None
     device: str | jax.Device | None
     devices: str | Sequence[jax.Device] | None
+    exact: bool | None
 
 
 def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
@@ -318,9 +325,9 @@ def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
         bounds = tuple(region) if region is not None else DEFAULT_REGION
         view = View(size, bounds, z or 0.0, rows)  # type: ignore[arg-type]  # checked there
     target, dtype = options.get("target"), options.get("dtype")
-    device, devices = options.get("device"), options.get("devices")
+    device, devices, exact = options.get("device"), options.get("devices"), options.get("exact")
     if target is None:
-        return view, Target.resolve(dtype or "float32", device, devices)
-    if dtype is not None or device is not None or devices is not None:
-        raise ValueError("give the dtype and devices in the Target, not beside it")
+        return view, Target.resolve(dtype or "float32", device, devices, bool(exact))
+    if dtype is not None or device is not None or devices is not None or exact is not None:
+        raise ValueError("give the dtype, devices and exactness in the Target, not beside it")
     return view, target
