@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from jax import lax
 
 from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Op, Rule, interval_step
 from prospero_jax.ir.passes import last_uses
@@ -84,9 +85,14 @@ def _atom(
     source: Callable[..., Any], params: np.ndarray, bounds: bool, xp: Namespace, *inputs: Any
 ) -> Any:
     """An atom's value (or interval, with ``bounds``) at the inputs, its numbers in the
-    inputs' dtype."""
+    inputs' dtype. Under JAX the numbers pass through an optimization barrier, as every
+    value does (:func:`prospero_jax.evaluators.lower.sealed`): as constants, XLA's
+    simplifier would rewrite ``0 · y`` to 0 and ``x + 0`` to ``x`` (wrong for infinite
+    ``y`` and for ``x = -0``)."""
     first = inputs[0][0] if bounds else inputs[0]
     p = xp.asarray(params.astype(xp.asarray(first).dtype))
+    if xp is not np:
+        p = lax.optimization_barrier(p)  # type: ignore[no-untyped-call]
     return source(xp, p, *inputs)
 
 

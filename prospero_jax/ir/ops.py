@@ -385,8 +385,9 @@ def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Arr
 # ``affine``: a·x + b·y + c·z + d (p[0:4]); ``quadric``: Σ wᵢ·lᵢ² + k over three affine
 # forms lᵢ (p = w₁ a₁ b₁ c₁ d₁ w₂ … d₃ k). Their interval rules evaluate the same
 # expression, in the same order, at the box's corner that minimises (maximises) each
-# product: every step is a monotone, correctly rounded operation, so the bounds hold
-# exactly in floating point.
+# product: every step is monotone and correctly rounded, and the sums are widened by the
+# few ulps that a fused multiply-add may round differently (compiled evaluators fuse;
+# NumPy does not), so the bounds hold for every evaluator.
 
 #: Numbers an atom row carries (a row's ``params`` in a Program; zeros elsewhere).
 PARAMS = 16
@@ -396,11 +397,29 @@ def _linear(xp: Namespace, p: Array, k: int, x: Array, y: Array, z: Array) -> Ar
     return ((p[k] * x + p[k + 1] * y) + p[k + 2] * z) + p[k + 3]
 
 
+def _sum_bounds(xp: Namespace, terms: list[Bounds], last: Array) -> Bounds:
+    """Bounds of ``((t₀ + t₁) + t₂) + last``, each tᵢ in its interval, NaN where one term
+    may be +inf and another -inf (their sum is NaN there). Widened by 4 ulps of the
+    terms' magnitude: compiled code may fuse a product into the next sum (XLA:CPU emits
+    fused multiply-adds), which rounds once instead of twice."""
+    low = ((terms[0][0] + terms[1][0]) + terms[2][0]) + last
+    high = ((terms[0][1] + terms[1][1]) + terms[2][1]) + last
+    size = [xp.maximum(xp.abs(lo), xp.abs(hi)) for lo, hi in terms]
+    margin = (((size[0] + size[1]) + size[2]) + xp.abs(last)) * (4 * xp.finfo(low.dtype).eps)
+    up = [hi == xp.inf for _, hi in terms]
+    down = [lo == -xp.inf for lo, _ in terms]
+    bad = (
+        (up[0] & (down[1] | down[2]))
+        | (up[1] & (down[0] | down[2]))
+        | (up[2] & (down[0] | down[1]))
+    )
+    return _nan_where(xp, bad, low - margin, high + margin)
+
+
 def _linear_bounds(xp: Namespace, p: Array, k: int, box: tuple[Bounds, ...]) -> Bounds:
-    terms = [(p[k + j] * lo, p[k + j] * hi) for j, (lo, hi) in enumerate(box)]
-    lows = [xp.minimum(a, b) for a, b in terms]
-    highs = [xp.maximum(a, b) for a, b in terms]
-    return ((lows[0] + lows[1]) + lows[2]) + p[k + 3], ((highs[0] + highs[1]) + highs[2]) + p[k + 3]
+    products = [(p[k + j] * lo, p[k + j] * hi) for j, (lo, hi) in enumerate(box)]
+    terms = [(xp.minimum(a, b), xp.maximum(a, b)) for a, b in products]
+    return _sum_bounds(xp, terms, p[k + 3])
 
 
 def _affine(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
@@ -420,16 +439,12 @@ def _quadric(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
 
 
 def _i_quadric(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
-    lows, highs = [], []
+    terms = []
     for k in (0, 5, 10):
-        lo, hi = _linear_bounds(xp, p, k + 1, box)
-        square_lo, square_hi = _i_square(xp, (lo, hi))
+        square_lo, square_hi = _i_square(xp, _linear_bounds(xp, p, k + 1, box))
         a, b = p[k] * square_lo, p[k] * square_hi  # w < 0 swaps them
-        lows.append(xp.minimum(a, b))
-        highs.append(xp.maximum(a, b))
-    low = ((lows[0] + lows[1]) + lows[2]) + p[15]
-    high = ((highs[0] + highs[1]) + highs[2]) + p[15]
-    return low, high
+        terms.append((xp.minimum(a, b), xp.maximum(a, b)))
+    return _sum_bounds(xp, terms, p[15])
 
 
 # Partial derivatives: one array per argument, the same shape as ``out``.
