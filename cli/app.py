@@ -219,7 +219,7 @@ ExactOption = Annotated[
     typer.Option(
         "--exact",
         help="Draw the program op by op, as written, in the working precision (culled and "
-        "brute force then agree bit for bit). By default its sign program is drawn: "
+        "brute force then agree bit for bit). By default culling draws its sign program: "
         "affine and quadric parts folded, signs pushed through min/max/neg; the same "
         "image wherever |value| ≥ 1e-5, and faster.",
     ),

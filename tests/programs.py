@@ -51,3 +51,102 @@ def programs(
         last = len(lines)
         lines.append(f"_{last} add _{last - 1} _2")
     return pj.parse("\n".join(lines), source="<random>")
+
+
+class _Lines:
+    """A program being written: each method appends a row and returns its name."""
+
+    def __init__(self, solid: bool) -> None:
+        self.rows = ["_0 var-x", "_1 var-y"] + (["_2 var-z"] if solid else [])
+
+    def add(self, op: str, *args: object) -> str:
+        name = f"_{len(self.rows)}"
+        self.rows.append(" ".join([name, op, *map(str, args)]))
+        return name
+
+    def const(self, value: float) -> str:
+        return self.add("const", repr(value))
+
+
+_COEFFICIENT = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.05, 4), st.floats(-4, -0.05))
+
+
+@st.composite
+def _affine(draw: st.DrawFn, out: _Lines, inputs: list[str]) -> str:
+    """a·x + b·y (+ c·z) + d written as a chain of mul/add/sub/neg in a random order."""
+    terms = []
+    for var in inputs:
+        a = draw(_COEFFICIENT)
+        if a == 0:
+            continue
+        form = draw(st.integers(0, 3))
+        if a == 1:
+            terms.append(var)
+        elif form == 0:
+            terms.append(out.add("mul", var, out.const(a)))
+        elif form == 1:
+            terms.append(out.add("mul", out.const(a), var))
+        elif form == 2:
+            terms.append(out.add("div", var, out.const(1 / a)))
+        else:
+            terms.append(out.add("neg", out.add("mul", var, out.const(-a))))
+    d = draw(st.floats(-1.5, 1.5))
+    if not terms or draw(st.booleans()):
+        terms.append(out.const(d))
+    total = terms[0]
+    for term in terms[1:]:
+        if draw(st.booleans()):
+            total = out.add("add", total, term)
+        else:  # t - (-u)
+            total = out.add("sub", total, out.add("neg", term))
+    return total
+
+
+@st.composite
+def _shape(draw: st.DrawFn, out: _Lines, inputs: list[str], depth: int) -> str:
+    """A signed shape: half-planes, circles and ellipses (sqrt of squares minus r, or
+    their squares), combined by min/max/neg/mul by constants, with the odd op that no
+    rewrite touches."""
+    kind = draw(st.integers(0, 7 if depth > 0 else 3))
+    if kind == 0:  # a half-plane
+        return draw(_affine(out, inputs))
+    if kind in (1, 2):  # a circle or ellipse: sqrt(Σ lᵢ²) - r, r - sqrt(...), or Σ lᵢ² - r²
+        squares = [
+            out.add("square", draw(_affine(out, inputs)))
+            if draw(st.booleans())
+            else out.add("mul", *[draw(_affine(out, inputs))] * 2)
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+        total = squares[0]
+        for s in squares[1:]:
+            total = out.add("add", total, s)
+        r = out.const(draw(st.floats(0.0, 1.2)))
+        if kind == 2:
+            return out.add("sub", total, out.add("square", r))
+        root = out.add("sqrt", total)
+        return out.add("sub", root, r) if draw(st.booleans()) else out.add("sub", r, root)
+    if kind == 3:  # a value no rewrite folds: sin or abs of an affine form
+        return out.add(draw(st.sampled_from(["sin", "abs", "cos"])), draw(_affine(out, inputs)))
+    a = draw(_shape(out, inputs, depth - 1))
+    if kind == 4:
+        return out.add("neg", a)
+    if kind == 5:  # scaled by a nonzero constant, either side, or divided
+        c = draw(st.one_of(st.floats(0.1, 3), st.floats(-3, -0.1)))
+        if draw(st.booleans()):
+            return out.add("div", a, out.const(c))
+        return out.add("mul", *draw(st.permutations([a, out.const(c)])))
+    b = draw(_shape(out, inputs, depth - 1))
+    if kind == 6:
+        return out.add(draw(st.sampled_from(["min", "max"])), a, b)
+    return out.add(draw(st.sampled_from(["add", "sub", "mul"])), a, b)  # values, not signs
+
+
+@st.composite
+def specialisable(draw: st.DrawFn, solid: bool = False) -> pj.Program:
+    """A random program of the kinds the sign program rewrites (ir/specialise.py): affine
+    chains, circles and ellipses as square roots of sums of squares, nested min, max and
+    neg, scaling by constants; over x and y (and z if ``solid``)."""
+    out = _Lines(solid)
+    inputs = ["_0", "_1", "_2"] if solid else ["_0", "_1"]
+    draw(_shape(out, inputs, depth=draw(st.integers(0, 4))))
+    return pj.parse("\n".join(out.rows), source="<random>")

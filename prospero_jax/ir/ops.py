@@ -385,23 +385,35 @@ def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Arr
 # ``affine``: a·x + b·y + c·z + d (p[0:4]); ``quadric``: Σ wᵢ·lᵢ² + k over three affine
 # forms lᵢ (p = w₁ a₁ b₁ c₁ d₁ w₂ … d₃ k). Their interval rules evaluate the same
 # expression, in the same order, at the box's corner that minimises (maximises) each
-# product: every step is monotone and correctly rounded, and the sums are widened by the
-# few ulps that a fused multiply-add may round differently (compiled evaluators fuse;
-# NumPy does not), so the bounds hold for every evaluator.
+# product: every step is monotone and correctly rounded, so the bounds hold. Each product
+# is rounded on its own (:func:`_rounded_zero`), so every evaluator computes an atom's
+# value bit for bit alike; the bounds are widened by 4 ulps of the terms' magnitude all
+# the same, a margin for any compiler that would fuse a product into a sum.
 
 #: Numbers an atom row carries (a row's ``params`` in a Program; zeros elsewhere).
 PARAMS = 16
 
 
-def _linear(xp: Namespace, p: Array, k: int, x: Array, y: Array, z: Array) -> Array:
-    return ((p[k] * x + p[k + 1] * y) + p[k + 2] * z) + p[k + 3]
+def _rounded_zero(xp: Namespace, p: Array) -> Array:
+    """-0.0 (NaN if ``p[0]`` is), computed at run time from the row's numbers: adding it to
+    a product rounds the product on its own (``t + -0`` is ``t``), whether or not a
+    compiler fuses the two into a fused multiply-add (``fma(a, b, -0)`` rounds ``a·b``
+    once). Products an atom sums are written ``a·b + zero``, so no compiler can fuse one
+    of them into the next sum, and every evaluator (XLA's fusions on CPU and GPU, NumPy)
+    rounds an atom's steps alike: culled and brute force agree bit for bit. A literal
+    -0.0 would not do: simplifiers drop ``t + -0``."""
+    return xp.where(p[0] != p[0], p[0], -0.0)
+
+
+def _linear(xp: Namespace, p: Array, k: int, x: Array, y: Array, z: Array, zero: Array) -> Array:
+    return (((p[k] * x + zero) + (p[k + 1] * y + zero)) + (p[k + 2] * z + zero)) + p[k + 3]
 
 
 def _sum_bounds(xp: Namespace, terms: list[Bounds], last: Array) -> Bounds:
     """Bounds of ``((t₀ + t₁) + t₂) + last``, each tᵢ in its interval, NaN where one term
     may be +inf and another -inf (their sum is NaN there). Widened by 4 ulps of the
-    terms' magnitude: compiled code may fuse a product into the next sum (XLA:CPU emits
-    fused multiply-adds), which rounds once instead of twice."""
+    terms' magnitude: a margin for a product fused into the next sum (a fused multiply-add
+    rounds once instead of twice), which the value rules rule out."""
     low = ((terms[0][0] + terms[1][0]) + terms[2][0]) + last
     high = ((terms[0][1] + terms[1][1]) + terms[2][1]) + last
     size = [xp.maximum(xp.abs(lo), xp.abs(hi)) for lo, hi in terms]
@@ -423,7 +435,7 @@ def _linear_bounds(xp: Namespace, p: Array, k: int, box: tuple[Bounds, ...]) -> 
 
 
 def _affine(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
-    return _linear(xp, p, 0, x, y, z)
+    return _linear(xp, p, 0, x, y, z, _rounded_zero(xp, p))
 
 
 def _i_affine(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
@@ -431,10 +443,11 @@ def _i_affine(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
 
 
 def _quadric(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
+    zero = _rounded_zero(xp, p)
     terms = []
     for k in (0, 5, 10):
-        line = _linear(xp, p, k + 1, x, y, z)
-        terms.append(p[k] * (line * line))
+        line = _linear(xp, p, k + 1, x, y, z, zero)
+        terms.append(p[k] * (line * line + zero) + zero)
     return ((terms[0] + terms[1]) + terms[2]) + p[15]
 
 

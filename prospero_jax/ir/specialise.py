@@ -7,8 +7,9 @@ input's is (wherever the input is not NaN), with fewer and cheaper rows:
 * **affine and quadric folding**: every subexpression that is an affine function of the
   inputs (``a·x + b·y + c·z + d``) becomes one ``affine`` row, every sum of up to three
   weighted squares of those plus a constant one ``quadric`` row (atoms of the op table,
-  :data:`~prospero_jax.ir.ops.ATOMS`): the chains of ``mul``, ``add``, ``sub``, ``neg``
-  and ``square`` that build them disappear into their numbers;
+  :data:`~prospero_jax.ir.ops.ATOMS`): the chains of ``mul``, ``div`` by a constant,
+  ``add``, ``sub``, ``neg``, ``square`` and ``mul a a`` that build them disappear into
+  their numbers;
 * **the root's sign pushed down** through ``min``, ``max``, ``neg`` and multiplication by
   a constant (De Morgan: a negated ``min`` is the ``max`` of the negated arguments, and a
   negated atom is an atom with its numbers negated), so no ``neg`` is left on the way;
@@ -205,6 +206,8 @@ def _specialise(program: Program) -> Program:
             forms.append(("lin", (0.0, 0.0, 0.0, consts[i])))
         elif arity[code] == 0:  # already an atom: kept as it is
             forms.append(None)
+        elif code == MUL and args[i][0] == args[i][1]:  # a·a is a square
+            forms.append(_form(SQUARE, [forms[args[i][0]]]))
         else:
             forms.append(_form(code, [forms[a] for a in args[i]]))
 

@@ -174,7 +174,7 @@ def render_heightmap(
     zs = depths(depth)
     if rotation is not None:
         program = transform_inputs(program, rotation)
-    sign = drawn(program, target)  # inside or not: the sign program unless exact
+    sign = drawn(program, target, culled)  # inside or not: culled, the sign program
     with target.precision():
         if culled:
             index = _culled(sign, view, zs, target, progress)

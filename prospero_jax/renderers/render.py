@@ -5,14 +5,17 @@ image side with a region, z and rows beside it), where to run (a
 :class:`~prospero_jax.renderers.view.Target`, or a dtype and devices) and a mode.
 Output: the view's ``(height, size)`` uint8 image, 255 where the value is < 0.
 
-What is drawn is the program's sign program (:func:`drawn`: the same sign in real
-arithmetic, cheaper to evaluate; equal to the float64 oracle of the program wherever
-``|value| ≥ 1e-5``), or with ``exact`` (``Target.exact``) the program itself, op by op
-in the working dtype. Modes give identical images of it: ``brute`` evaluates the
-unrolled closure at every pixel (:mod:`prospero_jax.renderers.brute`); ``culled``
-evaluates intervals over a tile hierarchy and prunes the tape per tile
-(:mod:`prospero_jax.renderers.culled`); ``auto`` is
-:func:`~prospero_jax.renderers.view.culls`'s rule. Images above
+Two contracts (:func:`drawn`). By default an image equals the float64 oracle of the
+program wherever ``|value| ≥ 1e-5``: culling draws the program's sign program (the same
+sign in real arithmetic, fewer rows, which prune further), brute force the program as
+written (per pixel its ops are cheaper than the sign program's atoms: 7.6k against ~34k
+flops on prospero, and they compile in seconds, not minutes). With ``exact``
+(``Target.exact``) both draw the program itself, op by op in the working dtype, and agree
+bit for bit; so do both modes on a program that is already a sign program
+(``render(specialise(p), exact=True)``). ``brute`` evaluates the unrolled closure at
+every pixel (:mod:`prospero_jax.renderers.brute`); ``culled`` evaluates intervals over a
+tile hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled`);
+``auto`` is :func:`~prospero_jax.renderers.view.culls`'s rule. Images above
 :data:`~prospero_jax.renderers.view.MEMORY_LIMIT` pixels are refused with a pointer to
 :func:`prospero_jax.render_to_file`, which streams them to disk.
 """
@@ -61,14 +64,15 @@ def render(
     """
     view, where = resolve(size, options)
     check_memory(view.height * view.size)
-    program = drawn(program, where)
+    culled = culls(mode, where)
+    program = drawn(program, where, culled)
     with where.precision():
-        if culls(mode, where):
+        if culled:
             return render_culled(program, view, where, progress=progress)
         return render_tiles(jitted_kernel(program), view, where, tile=tile, progress=progress)
 
 
-def drawn(program: Program, target: Target) -> Program:
-    """The program an image of ``program`` evaluates: its sign program, or with
-    ``target.exact`` the program itself."""
-    return program if target.exact else specialise(program)
+def drawn(program: Program, target: Target, culled: bool = True) -> Program:
+    """The program an image of ``program`` evaluates: its sign program when it is culled,
+    the program itself in brute force or with ``target.exact`` (module docstring)."""
+    return specialise(program) if culled and not target.exact else program

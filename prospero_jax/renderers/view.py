@@ -244,10 +244,10 @@ def resolve_devices(
 class Target:
     """Where and how to run: the working ``dtype`` and the ``device``, or several
     ``devices`` to shard over (two or more; empty for one device), and whether images
-    are drawn ``exact``: the program op by op, as written, instead of its sign program
-    (:func:`~prospero_jax.ir.specialise.specialise`: the same sign in real arithmetic,
-    cheaper; the default). Build it with :meth:`resolve`, which takes names (``"cpu"``,
-    ``"all"``) as well as devices."""
+    are drawn ``exact``: the program op by op, as written, everywhere, where by default
+    culling draws its sign program (:func:`~prospero_jax.ir.specialise.specialise`: the
+    same sign in real arithmetic, cheaper to cull). Build it with :meth:`resolve`, which
+    takes names (``"cpu"``, ``"all"``) as well as devices."""
 
     dtype: str = "float32"
     device: jax.Device = field(default_factory=lambda: resolve_device(None))
