@@ -382,7 +382,7 @@ def _sign_choose_max(xp: Namespace, a: Bounds, b: Bounds, positive: bool) -> Arr
 
 # Atoms: rows of a specialised program (ir.specialise) whose value is a function of the
 # inputs given by the row's own numbers, ``p`` (``PARAMS`` of them, in the working dtype).
-# ``affine``: a·x + b·y + c·z + d (p[0:4]); ``quadric``: Σ wᵢ·lᵢ² + k over three affine
+# ``affine``: (a·x + b·y) + (c·z + d) (p[0:4]); ``quadric``: Σ wᵢ·lᵢ² + k over three affine
 # forms lᵢ (p = w₁ a₁ b₁ c₁ d₁ w₂ … d₃ k). Their interval rules evaluate the same
 # expression, in the same order, at the box's corner that minimises (maximises) each
 # product: every step is monotone and correctly rounded, so the bounds hold. Each product
@@ -406,16 +406,24 @@ def _rounded_zero(xp: Namespace, p: Array) -> Array:
 
 
 def _linear(xp: Namespace, p: Array, k: int, x: Array, y: Array, z: Array, zero: Array) -> Array:
-    return (((p[k] * x + zero) + (p[k + 1] * y + zero)) + (p[k + 2] * z + zero)) + p[k + 3]
+    """``(a·x + b·y) + (c·z + d)``: grouped so that a kernel whose x varies along columns
+    and y along rows computes ``a·x`` once per column, ``b·y`` once per row and ``c·z + d``
+    once (z is one number in a 2-D tile), leaving one addition per pixel."""
+    return ((p[k] * x + zero) + (p[k + 1] * y + zero)) + ((p[k + 2] * z + zero) + p[k + 3])
 
 
-def _sum_bounds(xp: Namespace, terms: list[Bounds], last: Array) -> Bounds:
-    """Bounds of ``((t₀ + t₁) + t₂) + last``, each tᵢ in its interval, NaN where one term
-    may be +inf and another -inf (their sum is NaN there). Widened by 4 ulps of the
-    terms' magnitude: a margin for a product fused into the next sum (a fused multiply-add
-    rounds once instead of twice), which the value rules rule out."""
-    low = ((terms[0][0] + terms[1][0]) + terms[2][0]) + last
-    high = ((terms[0][1] + terms[1][1]) + terms[2][1]) + last
+def _sum_bounds(xp: Namespace, terms: list[Bounds], last: Array, grouped: bool) -> Bounds:
+    """Bounds of ``((t₀ + t₁) + t₂) + last`` (``(t₀ + t₁) + (t₂ + last)`` if ``grouped``),
+    each tᵢ in its interval, NaN where one term may be +inf and another -inf (their sum is
+    NaN there). Widened by 4 ulps of the terms' magnitude: a margin for a product fused
+    into the next sum (a fused multiply-add rounds once instead of twice), which the value
+    rules rule out."""
+    if grouped:
+        low = (terms[0][0] + terms[1][0]) + (terms[2][0] + last)
+        high = (terms[0][1] + terms[1][1]) + (terms[2][1] + last)
+    else:
+        low = ((terms[0][0] + terms[1][0]) + terms[2][0]) + last
+        high = ((terms[0][1] + terms[1][1]) + terms[2][1]) + last
     size = [xp.maximum(xp.abs(lo), xp.abs(hi)) for lo, hi in terms]
     margin = (((size[0] + size[1]) + size[2]) + xp.abs(last)) * (4 * xp.finfo(low.dtype).eps)
     up = [hi == xp.inf for _, hi in terms]
@@ -431,7 +439,7 @@ def _sum_bounds(xp: Namespace, terms: list[Bounds], last: Array) -> Bounds:
 def _linear_bounds(xp: Namespace, p: Array, k: int, box: tuple[Bounds, ...]) -> Bounds:
     products = [(p[k + j] * lo, p[k + j] * hi) for j, (lo, hi) in enumerate(box)]
     terms = [(xp.minimum(a, b), xp.maximum(a, b)) for a, b in products]
-    return _sum_bounds(xp, terms, p[k + 3])
+    return _sum_bounds(xp, terms, p[k + 3], grouped=True)
 
 
 def _affine(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
@@ -457,7 +465,7 @@ def _i_quadric(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
         square_lo, square_hi = _i_square(xp, _linear_bounds(xp, p, k + 1, box))
         a, b = p[k] * square_lo, p[k] * square_hi  # w < 0 swaps them
         terms.append((xp.minimum(a, b), xp.maximum(a, b)))
-    return _sum_bounds(xp, terms, p[15])
+    return _sum_bounds(xp, terms, p[15], grouped=False)
 
 
 # Partial derivatives: one array per argument, the same shape as ``out``.
