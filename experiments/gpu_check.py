@@ -2,12 +2,13 @@
 
 Run on a machine with an accelerator (``experiments/gpu_check.sh`` does, within 8 minutes);
 on CPU with small sizes it checks itself. For prospero, per size: brute force and culled
-renders (first call = compile + run, then the median of steady renders), the pixels that
-differ between the two; the gradient's compile and run (``jax.grad`` of the field through
-the dual interpreter); and, where CuPy is installed, the seed's approach: one CuPy kernel
-per instruction over the whole image, float32, liveness GC. Every measurement has a time
-budget; what does not fit is reported as skipped, never guessed. Writes JSON and prints a
-Markdown table.
+renders, culled both as the default (the sign program) and ``exact`` (op by op) (first
+call = compile + run, then the median of steady renders), the pixels that differ between
+brute force and the default culled image; the gradient's compile and run (``jax.grad`` of
+the field through the dual interpreter); and, where CuPy is installed, the seed's
+approach: one CuPy kernel per instruction over the whole image, float32, liveness GC.
+Every measurement has a time budget; what does not fit is reported as skipped, never
+guessed. Writes JSON and prints a Markdown table.
 
     python experiments/gpu_check.py --sizes 1024,4096,16384 --out results/gpu_check.json
 """
@@ -85,17 +86,22 @@ def main() -> None:
     print(f"device: {device} ({device.platform}); jax {jax.__version__}", file=sys.stderr)
     for size in (int(s) for s in args.sizes.split(",")):
         images: dict[str, Any] = {}
-        for mode in ("brute", "culled"):
+        # culled: the sign program (the default); culled-exact: the program op by op
+        for mode in ("brute", "culled", "culled-exact"):
             if size * size > pj.MEMORY_LIMIT:
                 report["rows"].append({"what": mode, "size": size, "skipped": "above MEMORY_LIMIT"})
                 continue
             row = timed(
-                lambda m=mode, n=size: pj.render(program, n, mode=m), args.repeats, args.budget
+                lambda m=mode, n=size: pj.render(
+                    program, n, mode=m.split("-")[0], exact=m.endswith("exact")
+                ),
+                args.repeats,
+                args.budget,
             )
             images[mode] = row.pop("result")
             report["rows"].append({"what": mode, "size": size, **row})
             print(f"{mode} {size}²: {row}", file=sys.stderr)
-        if len(images) == 2:
+        if "brute" in images and "culled" in images:
             differ = int(np.count_nonzero(images["brute"] != images["culled"]))
             report["rows"].append({"what": "brute vs culled pixels differing", "size": size,
                                    "value": differ})  # fmt: skip

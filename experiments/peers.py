@@ -4,13 +4,14 @@ The peer is CF Bolz-Tereick's C renderer (``../shared/peers/run_bolz.sh``: inter
 quadtree, min/max pruning, demanded sign, SIMD, one thread; its own timer: CPU time per
 frame over 100 frames, parsing excluded). Ours: a fresh process per round that loads the
 program, renders once (compiling; the persistent cache off), then reports the median of
-``--frames`` steady renders (``pj.render``, culled, float32): frame time, parsing and
-compiling excluded, like the peer's. ``--devices 2`` also times ours sharded over two
+``--frames`` steady renders (``pj.render``, culled, float32, the sign program; with
+``--exact`` also the program op by op): frame time, parsing and compiling excluded, like
+the peer's. ``--devices 2`` also times ours sharded over two
 forced host devices (both cores). At 1024², the challenge's NumPy-GC reference (float64,
 liveness GC; ``experiments/bench_render.py``'s ``seed``) is timed once per round too.
 Prints each round, then medians and ratios.
 
-    python experiments/peers.py --sizes 1024,4096 --rounds 5
+    python experiments/peers.py --sizes 1024,4096 --rounds 5 --exact
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def peer_ms(size: int) -> float:
     return float(match.group(1))
 
 
-def ours_ms(size: int, frames: int, devices: int) -> float:
+def ours_ms(size: int, frames: int, devices: int, exact: bool = False) -> float:
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
     if devices > 1:
         env["XLA_FLAGS"] = (
@@ -51,7 +52,7 @@ def ours_ms(size: int, frames: int, devices: int) -> float:
 import json, statistics, time
 import prospero_jax as pj
 program = pj.load({str(PROGRAM)!r})
-options = dict(mode="culled", devices="all" if {devices} > 1 else None)
+options = dict(mode="culled", devices="all" if {devices} > 1 else None, exact={exact})
 pj.render(program, {size}, **options)
 times = []
 for _ in range({frames}):
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--devices", type=int, default=1, help="also time ours on N devices")
     parser.add_argument("--numpy", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--exact", action="store_true", help="also time ours op by op (exact=True)")
     args = parser.parse_args()
     results: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.rounds):
@@ -90,6 +92,10 @@ def main() -> None:
                 PEER: lambda s=size: peer_ms(s),
                 "prospero-jax culled, 1 device": lambda s=size: ours_ms(s, args.frames, 1),
             }
+            if args.exact:
+                runs["prospero-jax culled --exact, 1 device"] = lambda s=size: ours_ms(
+                    s, args.frames, 1, exact=True
+                )
             if args.devices > 1:
                 runs[f"prospero-jax culled, {args.devices} devices"] = lambda s=size: ours_ms(
                     s, args.frames, args.devices

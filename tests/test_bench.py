@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
-from prospero_jax.benchmarks.measure import hlo_facts
+from prospero_jax.benchmarks.measure import first_frame_s, hlo_facts
 from prospero_jax.ir.shapes import circle, difference, rectangle, to_program, union
 
 SIZES = [16, 40]
@@ -163,3 +163,24 @@ ENTRY %main (a: f32[4], b: f32[4]) -> f32[4] {
 }
 """
     assert hlo_facts(text) == {"instructions": 7, "fusions": 1, "largest_fusion": 4}
+
+
+def test_break_even_is_when_a_compile_is_repaid(report: dict[str, Any]) -> None:
+    """Per size, the mode with the soonest first image is the baseline; every other
+    mode's total time after its ``frames`` images is the smaller, not one image before."""
+    for size in SIZES:
+        rows = [r for r in report["results"] if r["size"] == size]
+        base = min(rows, key=first_frame_s)
+        for row in rows:
+            even = row["break_even"]
+            assert even["against"] == base["mode"]
+            if row is base:
+                assert even["frames"] == 0
+                continue
+            step = base["steady"]["median_s"] - row["steady"]["median_s"]
+            if even["frames"] is None:
+                assert step <= 0
+                continue
+            extra = first_frame_s(row) - first_frame_s(base)
+            behind = [extra - (n - 1) * step for n in (even["frames"], even["frames"] - 1)]
+            assert behind[0] <= 0 < behind[1]

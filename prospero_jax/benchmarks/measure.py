@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import platform
 import re
@@ -101,7 +102,8 @@ def bench(
     steady times, or why it was skipped) and ``results`` (one row per mode, size and
     device: ``staging``, ``trace_s``, ``lower_s``, ``compile_s``, ``compilations``,
     ``first_run_s``, ``steady``, ``memory``, ``rss_start_mb``, ``peak_rss_mb``, ``hlo``,
-    ``warm_cache``, ``export``, ``oracle_ratio``, ``pixels_differing``).
+    ``warm_cache``, ``export``, ``oracle_ratio``, ``pixels_differing``, ``break_even``:
+    see :func:`_break_even`).
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
@@ -141,6 +143,7 @@ def bench(
                 rows.append(row)
     for entry in oracle.values():
         entry.pop("image", None)
+    _break_even(rows)
     return {
         "command": command,
         "machine": _machine(),
@@ -163,6 +166,30 @@ def bench(
         "oracle": [oracle[s] for s in sizes],
         "results": rows,
     }
+
+
+def first_frame_s(row: dict[str, Any]) -> float:
+    """A row's time to its first image: tracing, lowering, compiling and the first run."""
+    return float(row["trace_s"] + row["lower_s"] + row["compile_s"] + row["first_run_s"])
+
+
+def _break_even(rows: list[dict[str, Any]]) -> None:
+    """Add ``break_even`` to each row: against the mode whose first image comes soonest at
+    the same size and device (``against``), the number of images after which this mode's
+    total time (first image, then steady renders) is the smaller (``frames``; ``None``:
+    never, its steady render is no faster; ``0`` for that mode itself). This is the
+    compile-versus-run trade of each tier: when a program's compiled form repays its
+    compile."""
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["size"], row["device"]), []).append(row)
+    for group in groups.values():
+        base = min(group, key=first_frame_s)
+        for row in group:
+            extra = first_frame_s(row) - first_frame_s(base)
+            saved = base["steady"]["median_s"] - row["steady"]["median_s"]
+            frames = 0 if row is base else (1 + math.ceil(extra / saved) if saved > 0 else None)
+            row["break_even"] = {"against": base["mode"], "frames": frames}
 
 
 def _measure(

@@ -35,6 +35,16 @@ def save(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
     atomic_write(path, write)
 
 
+def _repays(even: dict[str, Any] | None) -> str:
+    if even is None:
+        return "-"
+    if even["frames"] == 0:
+        return "soonest first image"
+    if even["frames"] is None:
+        return f"never (vs {even['against']})"
+    return f"after {even['frames']:,} (vs {even['against']})"
+
+
 def tables(report: dict[str, Any]) -> list[RenderableType]:
     """What ``prospero bench`` prints: a header line, the times, the oracle, and the facts."""
     parts: list[RenderableType] = []
@@ -46,8 +56,10 @@ def tables(report: dict[str, Any]) -> list[RenderableType]:
     )
     times = Table(
         "mode", "size", "device", "trace", "lower", "compile", "first run",
-        "steady median [min–max]", "× oracle", "pixels ≠ oracle",
-        title="time (stages of the cold compile; steady: n renders)", title_justify="left",
+        "steady median [min–max]", "× oracle", "pixels ≠ oracle", "repays its compile",
+        title="time (stages of the cold compile; steady: n renders; repays: after how many "
+        "images its total time beats the mode with the soonest first image)",
+        title_justify="left",
     )  # fmt: skip
     for row in report["results"]:
         steady = row["steady"]
@@ -64,6 +76,7 @@ def tables(report: dict[str, Any]) -> list[RenderableType]:
             f"{seconds(steady['max_s'])}] n={steady['repeats']}",
             "-" if ratio is None else f"{ratio:.1f}×",
             "-" if row["pixels_differing"] is None else f"{row['pixels_differing']:,}",
+            _repays(row.get("break_even")),
         )
     parts.append(times)
     oracle = ", ".join(
