@@ -24,7 +24,6 @@ from cli.app import (
     target,
     user_errors,
 )
-from prospero_jax.io import viewer as _viewer
 
 
 @app.command()
@@ -64,6 +63,9 @@ def view(
             raise ValueError(f"{file}: not a regular file (the viewer watches a .vm file)")
         if cache:
             pj.enable_compilation_cache()
+        # Imported here: the server (aiohttp) is 0.4 s of every other command's start.
+        from prospero_jax.io import viewer as _viewer
+
         try:
             running = _viewer.view(file, host, port, target(dtype, device, exact=exact))
         except OSError as err:  # asyncio's bind message repeats the address: the reason alone
