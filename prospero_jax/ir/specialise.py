@@ -29,6 +29,8 @@ One pass backward over the tape finds in which contexts each row is needed (its 
 its sign, its negated sign), one pass forward emits them; no recursion, so tapes of
 millions of rows are fine. Rows are made once (a duplicate atom or op is the row made
 before), and only those the value needs: the result needs no simplification.
+Specialising is idempotent (atoms and ``min``/``max`` rows are kept as they are), so a
+sign program is drawn alike by every renderer (tests/test_specialise.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ written (per pixel its ops are cheaper than the sign program's atoms: 7.6k again
 flops on prospero, and they compile in seconds, not minutes). With ``exact``
 (``Target.exact``) both draw the program itself, op by op in the working dtype, and agree
 bit for bit; so do both modes on a program that is already a sign program
-(``render(specialise(p), exact=True)``). ``brute`` evaluates the unrolled closure at
+(``render(specialise(p))``: specialising is idempotent). ``brute`` evaluates the unrolled closure at
 every pixel (:mod:`prospero_jax.renderers.brute`); ``culled`` evaluates intervals over a
 tile hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled`);
 ``auto`` is :func:`~prospero_jax.renderers.view.culls`'s rule. Images above
