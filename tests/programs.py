@@ -72,34 +72,39 @@ _COEFFICIENT = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.05, 4), st.floa
 
 
 @st.composite
-def _affine(draw: st.DrawFn, out: _Lines, inputs: list[str]) -> str:
-    """a·x + b·y (+ c·z) + d written as a chain of mul/add/sub/neg in a random order."""
-    terms = []
-    for var in inputs:
-        a = draw(_COEFFICIENT)
-        if a == 0:
-            continue
-        form = draw(st.integers(0, 3))
-        if a == 1:
-            terms.append(var)
-        elif form == 0:
-            terms.append(out.add("mul", var, out.const(a)))
-        elif form == 1:
-            terms.append(out.add("mul", out.const(a), var))
-        elif form == 2:
-            terms.append(out.add("div", var, out.const(1 / a)))
-        else:
-            terms.append(out.add("neg", out.add("mul", var, out.const(-a))))
+def _affine(draw: st.DrawFn, out: _Lines, inputs: list[str], copies: int = 1) -> list[str]:
+    """a·x + b·y (+ c·z) + d written as a chain of mul/add/sub/neg in a random order,
+    ``copies`` times (the same numbers, each copy its own rows)."""
+    coefficients = [draw(_COEFFICIENT) for _ in inputs]
     d = draw(st.floats(-1.5, 1.5))
-    if not terms or draw(st.booleans()):
-        terms.append(out.const(d))
-    total = terms[0]
-    for term in terms[1:]:
-        if draw(st.booleans()):
-            total = out.add("add", total, term)
-        else:  # t - (-u)
-            total = out.add("sub", total, out.add("neg", term))
-    return total
+    forms = [draw(st.integers(0, 3)) for _ in inputs]
+    constant = not any(coefficients) or draw(st.booleans())
+    signs = [draw(st.booleans()) for _ in inputs]
+    names = []
+    for _ in range(copies):
+        terms = []
+        for var, a, form in zip(inputs, coefficients, forms, strict=True):
+            if a == 0:
+                continue
+            if a == 1:
+                terms.append(var)
+            elif form == 0:
+                terms.append(out.add("mul", var, out.const(a)))
+            elif form == 1:
+                terms.append(out.add("mul", out.const(a), var))
+            elif form == 2:
+                terms.append(out.add("div", var, out.const(1 / a)))
+            else:
+                terms.append(out.add("neg", out.add("mul", var, out.const(-a))))
+        if constant:
+            terms.append(out.const(d))
+        total = terms[0]
+        for term, plus in zip(terms[1:], signs, strict=False):
+            total = (
+                out.add("add", total, term) if plus else out.add("sub", total, out.add("neg", term))
+            )
+        names.append(total)
+    return names
 
 
 @st.composite
@@ -109,14 +114,15 @@ def _shape(draw: st.DrawFn, out: _Lines, inputs: list[str], depth: int) -> str:
     rewrite touches."""
     kind = draw(st.integers(0, 7 if depth > 0 else 3))
     if kind == 0:  # a half-plane
-        return draw(_affine(out, inputs))
+        return draw(_affine(out, inputs))[0]
     if kind in (1, 2):  # a circle or ellipse: sqrt(Σ lᵢ²) - r, r - sqrt(...), or Σ lᵢ² - r²
-        squares = [
-            out.add("square", draw(_affine(out, inputs)))
-            if draw(st.booleans())
-            else out.add("mul", *[draw(_affine(out, inputs))] * 2)
-            for _ in range(draw(st.integers(1, 3)))
-        ]
+        squares = []
+        for _ in range(draw(st.integers(1, 3))):
+            way = draw(st.integers(0, 2))  # square l, mul l l, mul l l' (l' a copy of l)
+            lines = draw(_affine(out, inputs, copies=2 if way == 2 else 1))
+            squares.append(
+                out.add("square", lines[0]) if way == 0 else out.add("mul", lines[0], lines[-1])
+            )
         total = squares[0]
         for s in squares[1:]:
             total = out.add("add", total, s)
@@ -126,7 +132,7 @@ def _shape(draw: st.DrawFn, out: _Lines, inputs: list[str], depth: int) -> str:
         root = out.add("sqrt", total)
         return out.add("sub", root, r) if draw(st.booleans()) else out.add("sub", r, root)
     if kind == 3:  # a value no rewrite folds: sin or abs of an affine form
-        return out.add(draw(st.sampled_from(["sin", "abs", "cos"])), draw(_affine(out, inputs)))
+        return out.add(draw(st.sampled_from(["sin", "abs", "cos"])), draw(_affine(out, inputs))[0])
     a = draw(_shape(out, inputs, depth - 1))
     if kind == 4:
         return out.add("neg", a)

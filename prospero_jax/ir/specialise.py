@@ -8,8 +8,8 @@ input's is (wherever the input is not NaN), with fewer and cheaper rows:
   inputs (``a·x + b·y + c·z + d``) becomes one ``affine`` row, every sum of up to three
   weighted squares of those plus a constant one ``quadric`` row (atoms of the op table,
   :data:`~prospero_jax.ir.ops.ATOMS`): the chains of ``mul``, ``div`` by a constant,
-  ``add``, ``sub``, ``neg``, ``square`` and ``mul a a`` that build them disappear into
-  their numbers;
+  ``add``, ``sub``, ``neg``, ``square`` and ``mul a a`` (or of two rows with the same
+  affine form) that build them disappear into their numbers;
 * **the root's sign pushed down** through ``min``, ``max``, ``neg`` and multiplication by
   a constant (De Morgan: a negated ``min`` is the ``max`` of the negated arguments, and a
   negated atom is an atom with its numbers negated), so no ``neg`` is left on the way;
@@ -74,6 +74,12 @@ COMMUTATIVE = [op.commutative for op in OPS]
 
 def _lin(form: Form) -> Lin | None:
     return form[1] if form is not None and form[0] == "lin" else None
+
+
+def _same_lin(args: list[int], forms: list[Form]) -> bool:
+    """Whether both operands are the same row, or rows with the same affine form."""
+    a, b = args
+    return a == b or (_lin(forms[a]) is not None and forms[a] == forms[b])
 
 
 def _constant(form: Form) -> float | None:
@@ -208,7 +214,7 @@ def _specialise(program: Program) -> Program:
             forms.append(("lin", (0.0, 0.0, 0.0, consts[i])))
         elif arity[code] == 0:  # already an atom: kept as it is
             forms.append(None)
-        elif code == MUL and args[i][0] == args[i][1]:  # a·a is a square
+        elif code == MUL and _same_lin(args[i], forms):  # a·a is a square
             forms.append(_form(SQUARE, [forms[args[i][0]]]))
         else:
             forms.append(_form(code, [forms[a] for a in args[i]]))
