@@ -43,7 +43,7 @@ from jaxtyping import Array, Float
 from prospero_jax.evaluators.tape import branches, bucket, registers, value_branches
 from prospero_jax.evaluators.unroll import dual_step
 from prospero_jax.ir.ops import CONST, VAR_X, VAR_Y, VAR_Z, Op
-from prospero_jax.ir.program import Program
+from prospero_jax.ir.program import Program, refuse_atoms
 
 
 def _dual_branches() -> list[Callable[..., Any]]:
@@ -103,7 +103,7 @@ def scan(
 
 def value_function(program: Program) -> Callable[..., jax.Array]:
     """``g(x, y, z) → value`` by :func:`scan`: points of one shape and dtype."""
-    _refuse_atoms(program)
+    refuse_atoms(program, "the value scan interpreter")
     tape = registers(program)
     arrays = tape.rows
     constants = program.constants
@@ -128,7 +128,7 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
     Points and tangents are arrays of one shape and dtype (any shape; flattened inside);
     constants are in the program's order of ``const`` rows.
     """
-    _refuse_atoms(program)
+    refuse_atoms(program, "the dual interpreter (derivatives)")
     tape = registers(program)
     arrays = tape.rows
 
@@ -149,12 +149,3 @@ def dual_function(program: Program) -> Callable[..., tuple[jax.Array, jax.Array]
         return value.reshape(shape), tangent.reshape(shape)
 
     return evaluate
-
-
-def _refuse_atoms(program: Program) -> None:
-    """The scan interpreters have no atom rows: a specialised program is refused."""
-    if len(program.params):
-        raise ValueError(
-            f"{program.source} is a specialised program (it has atoms): the scan "
-            "interpreter evaluates programs as written; use the original program"
-        )

@@ -139,15 +139,7 @@ class Tapes(NamedTuple):
                 index = args[i][k]
                 operands[k] = constant(float(consts[i])) if index == IMMEDIATE else where[index]
             where.append(emit(code, operands[0], operands[1], 0.0))
-        n = len(out_ops)
-        return Program(
-            np.array(out_ops, np.int32),
-            np.array(out_args, np.int32).reshape(n, 2),
-            np.array(out_consts, np.float64),
-            tuple(f"_{i:x}" for i in range(n)),
-            "<tape>",
-            np.array(out_params, np.float64).reshape(-1, PARAMS),
-        )
+        return Program.from_rows(out_ops, out_args, out_consts, "<tape>", out_params)
 
 
 #: An operand index that means "the row's own constant".

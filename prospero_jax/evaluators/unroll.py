@@ -30,7 +30,7 @@ from jax import lax
 
 from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Namespace, Op, Rule, interval_step
 from prospero_jax.ir.passes import last_uses
-from prospero_jax.ir.program import Program
+from prospero_jax.ir.program import Program, refuse_atoms
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
     ``rules`` picks what each step computes: values, intervals (pairs ``(lo, hi)``) or
     dual numbers (pairs ``(value, tangent)``).
     """
+    if rules == "dual":
+        refuse_atoms(program, "differentiating (atoms have no derivatives)")
     frees = last_uses(program)
     steps = []
     slots = np.cumsum(program.opcodes == CONST) - 1
@@ -70,11 +72,6 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
         slot = int(slots[i]) if code == CONST else -1
         atom = None
         if op.source is not None:
-            if rules == "dual":
-                raise ValueError(
-                    f"{program.source} is a specialised program ({op.name!r} rows): it has "
-                    "no derivatives; differentiate the original program"
-                )
             source = op.source if rules == "value" else op.source_interval
             atom = functools.partial(_atom, source, next(atoms), rules == "interval")
         steps.append(Step(kind, rule, tuple(row[: op.arity]), c, slot, tuple(frees[i]), atom))

@@ -44,6 +44,16 @@ def items(array: np.ndarray, chunk: int = 1 << 15) -> Iterator[Any]:
 _NO_PARAMS = np.zeros((0, PARAMS))
 
 
+def refuse_atoms(program: Program, evaluator: str) -> None:
+    """Raise ValueError if ``program`` has atoms (it is a sign program, from
+    :func:`~prospero_jax.ir.specialise.specialise`), which ``evaluator`` cannot run."""
+    if len(program.params):
+        raise ValueError(
+            f"{program.source} is a specialised program (affine/quadric rows): {evaluator} "
+            "needs the program as written; use the original program"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
     """A `.vm` program as an immutable SSA tape (see the module docstring for invariants)."""
@@ -93,6 +103,27 @@ class Program:
 
     # Identity by content: two programs with the same tape are interchangeable, whatever
     # their names or source, so compiled functions can be cached per program.
+    @classmethod
+    def from_rows(
+        cls,
+        ops: list[int],
+        args: list[Any],
+        consts: list[float],
+        source: str,
+        params: list[Any] | None = None,
+    ) -> Program:
+        """A program built row by row by a pass: its opcodes, operand pairs, constants
+        and atoms' numbers (in tape order) as lists; IDs are the rows' hex indices."""
+        n = len(ops)
+        return cls(
+            np.array(ops, np.int32),
+            np.array(args, np.int32).reshape(n, 2),
+            np.array(consts, np.float64),
+            tuple(f"_{i:x}" for i in range(n)),
+            source,
+            np.array(params or [], np.float64).reshape(-1, PARAMS),
+        )
+
     def __hash__(self) -> int:
         return hash(self._digest)
 

@@ -39,8 +39,6 @@ import functools
 import math
 from collections.abc import Callable
 
-import numpy as np
-
 from prospero_jax.ir.ops import (
     AFFINE,
     CONST,
@@ -340,15 +338,7 @@ def _emit(
         ops.append(MAX)
         operands.append((value, value))
         consts.append(0.0)
-    n = len(ops)
-    return Program(
-        np.array(ops, np.int32),
-        np.array(operands, np.int32).reshape(n, 2),
-        np.array(consts, np.float64),
-        tuple(f"_{i:x}" for i in range(n)),
-        program.source,
-        np.array(params, np.float64).reshape(-1, PARAMS),
-    )
+    return Program.from_rows(ops, operands, consts, program.source, params)
 
 
 def _sign_row(
