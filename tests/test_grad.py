@@ -7,6 +7,8 @@ random programs, in float64 against central differences of the float64 oracle.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,8 @@ import pytest
 from hypothesis import assume, given, settings
 
 import prospero_jax as pj
+from prospero_jax.evaluators.unroll import plan, run_steps
+from prospero_jax.ir.ops import OPS
 from tests.programs import SMOOTH_OPS, examples, programs
 
 H = 1e-6
@@ -74,15 +78,32 @@ def test_gradient_matches_finite_differences_on_random_programs(program: pj.Prog
     assert check_gradients(program, points) >= 8  # of 16: kinks are rare on random points
 
 
+def on_a_kink(program: pj.Program, points: np.ndarray) -> bool:
+    """Whether a ``min``/``max`` ties, or an ``abs`` meets 0, at one of ``points`` (float64
+    oracle, every row kept): where the derivative is a convention, not a slope."""
+    steps = tuple(dataclasses.replace(step, frees=()) for step in plan(program))
+    inputs = (points[:, 0], points[:, 1], np.zeros(len(points)))
+    values = run_steps(steps, 0, len(steps), {}, np, inputs, lambda _, c: np.float64(c))
+    for i, code in enumerate(program.opcodes.tolist()):
+        args = [np.broadcast_to(values[a], len(points)) for a in program.args[i, : OPS[code].arity]]
+        if OPS[code].name in ("min", "max") and np.any(args[0] == args[1]):
+            return True
+        if OPS[code].name == "abs" and np.any(args[0] == 0):
+            return True
+    return False
+
+
 def directional_check(
     program: pj.Program, points: np.ndarray, derivatives: str, *, kinks: bool = False
 ) -> None:
     """d/dt loss(c + t d) by jax.grad and by central differences of the oracle, float64.
 
-    ``kinks=True``: the program may sit on a kink along the direction (a random program's
-    ``abs(0)`` or ``min`` tie), where the derivative is a convention, not a limit; the
-    example is then rejected (hypothesis ``assume``) when the one-sided differences disagree.
-    """
+    ``kinks=True``: the program may sit on a kink (a random program's ``abs(0)`` or
+    ``min`` tie), where the gradient is a convention, not a limit; the example is then
+    rejected (hypothesis ``assume``) when the one-sided differences disagree, or when a
+    tie sits at one of the points at all (:func:`on_a_kink`): a tie may be smooth along
+    ``d`` alone (``min(-c₁, |c₂|)`` at 0 along a direction where ``-c₁`` stays below),
+    where the convention's mean is still not the slope."""
     with jax.enable_x64(True):
         f, constants = pj.to_parametric(program, derivatives=derivatives)
 
@@ -102,6 +123,7 @@ def directional_check(
         ahead = (oracle_loss(c0 + h * direction) - oracle_loss(c0)) / h
         behind = (oracle_loss(c0) - oracle_loss(c0 - h * direction)) / h
         assume(abs(ahead - behind) <= 1e-3 * max(1.0, abs(numeric)))
+        assume(not on_a_kink(program, points))
     assert abs(grad @ direction - numeric) <= 1e-5 * max(1.0, abs(numeric))
 
 

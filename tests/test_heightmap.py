@@ -194,3 +194,26 @@ def test_the_surface_depths_gradient_is_the_implicit_function_theorems() -> None
     mask = jnp.asarray(interior)
     gradient = jax.jit(jax.grad(lambda c: jnp.sum(jnp.where(mask, depth_of(c), 0.0))))(constants)
     np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-3, atol=1e-2)
+
+
+def test_the_surface_depth_stays_on_the_top_surface_near_a_silhouette() -> None:
+    # Newton steps from the first inside sample used to slide to the back of the sphere
+    # where a column grazes it: pixel (12, 32) came out 0.17548 (the lower root) and
+    # dz/dr -24.47. The bracket between that sample and the one above it holds them.
+    a, b, c, r = 0.1, -0.05, 0.2, 0.6
+    program = pj.parse(
+        f"x var-x\ny var-y\nz var-z\na const {a}\nb const {b}\nc const {c}\nr const {r}\n"
+        "dx sub x a\ndy sub y b\ndz sub z c\ns1 square dx\ns2 square dy\ns3 square dz\n"
+        "t1 add s1 s2\nt2 add t1 s3\nn sqrt t2\nv sub n r"
+    )
+    depth_of = pj.surface_depth(program, 48)
+    constants = jnp.asarray(program.constants, jnp.float32)
+    z = np.asarray(depth_of(constants))
+    xs, ys = pj.View(48).axes()
+    x, y = np.meshgrid(xs, ys)
+    q = r**2 - (x - a) ** 2 - (y - b) ** 2
+    top = c + np.sqrt(np.maximum(q, 0))
+    assert np.isfinite(z).sum() > 500
+    assert np.nanmax(np.abs(z - top)) < 1e-5  # every pixel, the rim's included
+    slope = jax.grad(lambda k: depth_of(k)[12, 32])(constants)[3]  # dz/dr
+    np.testing.assert_allclose(float(slope), r / np.sqrt(q[12, 32]), rtol=1e-3)

@@ -94,15 +94,34 @@ def _atom(
 
 
 def dual_step(op: Op, xp: Namespace, *args: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``op`` on dual numbers ``(value, tangent)``: its value and ``Σ ∂op/∂arg · d(arg)``."""
+    """``op`` on dual numbers ``(value, tangent)``: its value and ``Σ ∂op/∂arg · d(arg)``.
+
+    Two rules keep a derivative finite wherever the value is (float32 overflows where
+    float64 does not, e.g. ``exp`` in a far-away smooth blend):
+
+    * a row whose value is not finite (``±inf``, NaN) carries no derivative: its
+      partials are 0, so an overflowed or underflowed branch that a ``min``/``max``
+      discards passes nothing on, and neither does a finite op of it (``atan(inf)``);
+    * a zero partial selects nothing: ``0 · d(arg)`` is 0 even where ``d(arg)`` is NaN
+      (a ``min``'s discarded side), as a symbolic zero would be; and a NaN partial of a
+      finite value (an indeterminate form such as ``atan2(0, inf)``'s ``inf / inf``)
+      counts as 0, as the op table's conventions take 0 where a derivative does not
+      exist.
+
+    Both are selects on primal values, so the tangent stays linear in the arguments'
+    tangents and reverse mode (its transpose) obeys the same rules: a zero cotangent
+    never meets an infinite partial.
+    """
     assert op.rule is not None
     assert op.partials is not None
     values = [a for a, _ in args]
     out = op.rule(xp, *values)
-    partials = op.partials(xp, out, *values)
-    tangent = partials[0] * args[0][1]
-    for p, (_, t) in zip(partials[1:], args[1:], strict=True):
-        tangent = tangent + p * t
+    finite = xp.isfinite(out)
+    tangent = None
+    for p, (_, t) in zip(op.partials(xp, out, *values), args, strict=True):
+        selects = finite & (p != 0) & (p == p)  # p == p: not NaN
+        term = xp.where(selects, xp.where(selects, p, 0) * t, 0)
+        tangent = term if tangent is None else tangent + term
     return out, tangent
 
 

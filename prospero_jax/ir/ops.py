@@ -53,7 +53,10 @@ take the mean of the two sides' derivatives (JAX's choice); ``sqrt`` at 0, ``asi
 0; ``abs`` at 0 takes 0; piecewise-constant ops (``floor``, ``ceil``, ``round``,
 ``compare``, ``not``) have derivative 0; ``and``/``or`` follow the argument they return;
 ``mod`` is ``a - q |b|`` with the quotient ``q`` held constant. Elsewhere a rule is the
-textbook derivative, NaN and infinities included (``recip`` at 0 gives ±inf · da).
+textbook derivative, NaN and infinities included (``recip`` at 0 gives ±inf · da). The
+dual step that applies these rules (:func:`prospero_jax.evaluators.unroll.dual_step`)
+keeps derivatives finite wherever values are: a non-finite value carries no derivative,
+a zero partial selects nothing, and a NaN partial of a finite value counts as 0.
 
 Semantics follow ``../shared/README.md``: ``round`` is half away from zero, ``mod`` is the
 Euclidean remainder in ``[0, |b|)``, ``compare`` is -1/0/1 (NaN if either side is NaN),

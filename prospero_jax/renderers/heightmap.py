@@ -282,7 +282,9 @@ def surface_depth(
 
     Forward: the culled heightmap (on the host, through ``jax.pure_callback``), then
     ``newton_steps`` Newton steps along z at each surface pixel, so that z is the
-    continuous surface's, not the sample grid's (steps stay within one sample). Backward:
+    continuous surface's, not the sample grid's (bracketed: a step that would leave the
+    interval between the first sample inside and the one above it bisects it instead,
+    so z is the top surface's even where a column grazes a silhouette). Backward:
     the implicit function theorem, ``dz/dθ = −(∂f/∂θ) / (∂f/∂z)`` at ``(x, y, z)``, one
     reverse-mode pass over the field for all pixels (the op table's partials); empty
     pixels, and pixels where ``|∂f/∂z|`` is below ``1e-6`` (grazing the surface), pass no
@@ -326,12 +328,25 @@ def surface_depth(
         shape = jax.ShapeDtypeStruct((size, size), constants.dtype)  # type: ignore[no-untyped-call]
         start = jax.pure_callback(sampled, shape, constants)
         found = jnp.isfinite(start)
-        z = jnp.where(found, start, 0.0)
+        # The bracket: the first sample inside and the one above it, outside (none above
+        # the top sample). Newton steps that would leave it bisect it instead, so z stays
+        # on the top surface, not the back of a sphere near its silhouette.
+        low = jnp.where(found, start, 0.0)
+        high = jnp.where(found, jnp.minimum(start + step, 1.0), 0.0)
+        f_low = f_high = jnp.full_like(low, jnp.nan)  # the values there, once seen
+        # From the outside end: Newton from there does not overshoot a convex surface.
+        z = high if newton_steps else low
         for _ in range(newton_steps):
             value, slope = along_z(constants, z)
-            moved = z - jnp.where(jnp.abs(slope) > 1e-6, value / slope, 0.0)
-            z = jnp.clip(moved, start - step, start + step)
-            z = jnp.where(found, z, 0.0)
+            inside = value < 0
+            low, f_low = jnp.where(inside, z, low), jnp.where(inside, value, f_low)
+            high, f_high = jnp.where(inside, high, z), jnp.where(inside, f_high, value)
+            newton = z - jnp.where(jnp.abs(slope) > 1e-6, value / slope, 0.0)
+            # Else the secant through the bracket's ends (once both are seen), else halve it.
+            secant = low - f_low * (high - low) / (f_high - f_low)
+            fallback = jnp.where((secant > low) & (secant < high), secant, (low + high) / 2)
+            within = (newton > low) & (newton < high)
+            z = jnp.where(value == 0, z, jnp.where(within, newton, fallback))
         return jnp.where(found, z, jnp.nan)
 
     def forward(constants: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
