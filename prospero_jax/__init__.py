@@ -68,6 +68,7 @@ from prospero_jax.benchmarks.strategies import STRATEGIES
 from prospero_jax.evaluators.interval import Interval, to_interval_function
 from prospero_jax.evaluators.lower import to_function, to_parametric
 from prospero_jax.io.image import check_image_format, read_pgm, write_image
+from prospero_jax.io.mesh_file import mesh_format, write_mesh
 from prospero_jax.io.output import FileReport, render_file, render_frames, streams
 from prospero_jax.io.stream import (
     BAND_ROWS,
@@ -100,7 +101,7 @@ from prospero_jax.renderers.heightmap import (
     surface_depth,
     view_rotation,
 )
-from prospero_jax.renderers.mesh import Mesh, MeshWarning, mesh, mesh_format, write_mesh
+from prospero_jax.renderers.mesh import Mesh, MeshWarning, mesh
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
 from prospero_jax.renderers.view import (

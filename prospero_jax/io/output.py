@@ -31,7 +31,7 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.distributed import render_across_processes
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.shade import SHADES, sample_gradient, shade
+from prospero_jax.renderers.shade import GRADIENT_SHADES, sample_gradient, shade
 from prospero_jax.renderers.view import MEMORY_LIMIT, Progress, Target, View
 
 
@@ -73,8 +73,9 @@ def render_file(
     pixel; ``antialias`` always uses 1). Every argument is checked before any work.
     """
     out = Path(path)
-    if shading is not None and shading not in SHADES:
-        raise ValueError(f"shading must be one of {', '.join(SHADES)}, got {shading!r}")
+    if shading is not None and shading not in GRADIENT_SHADES:
+        shades = ", ".join(GRADIENT_SHADES)
+        raise ValueError(f"shading must be one of {shades}, got {shading!r}")
     colour = shading not in (None, "antialias")
     check_image_format(out, colour=colour)
     if not out.parent.is_dir():

@@ -54,6 +54,7 @@ from prospero_jax.renderers.hierarchy import (
     next_tapes,
     paint_tiles,
     prune_level,
+    root_side,
     root_tape,
     splits,
 )
@@ -117,7 +118,7 @@ def _render_square(
 ) -> UInt8[np.ndarray, "ys xs"]:
     """The culled image at pixel centres ``xs × ys``, in a power-of-two square of tiles."""
     height, width = len(ys), len(xs)
-    side = max(leaf, 1 << (max(height, width) - 1).bit_length())
+    side = root_side(max(height, width), leaf)
     xs = np.pad(xs, (0, side - width), mode="edge").astype(target.dtype)
     ys = np.pad(ys, (0, side - height), mode="edge").astype(target.dtype)
     image = np.zeros((side, side), np.uint8)

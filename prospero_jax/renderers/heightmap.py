@@ -36,7 +36,15 @@ from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
-from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
+from prospero_jax.renderers.hierarchy import (
+    LEAF_SIDE,
+    SLAB,
+    Frontier,
+    descend,
+    leaf_pixels,
+    root_side,
+    tile_view,
+)
 from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
@@ -53,14 +61,12 @@ from prospero_jax.renderers.view import (
     culls,
 )
 
-#: Depth samples per slab of the culled sweep.
-SLAB = 16
 #: Bytes a heightmap holds per pixel (z, normal, the sweep's first-sample indices), and
 #: the most it may hold: about 7,300² pixels.
 BYTES_PER_PIXEL = 40
 HEIGHTMAP_MEMORY = 2 * 2**30
 #: What :func:`shade_heightmap` draws.
-SHADES = ("lit", "normals", "depth")
+HEIGHTMAP_SHADES = ("lit", "normals", "depth")
 #: The light of ``lit`` images: from the upper left, towards the viewer.
 LIGHT = np.array([-0.4, 0.5, 0.77]) / np.linalg.norm([-0.4, 0.5, 0.77])
 
@@ -205,7 +211,7 @@ def _culled(
 ) -> np.ndarray:
     """First inside sample per pixel (-1: none), by slabs front to back."""
     size, leaf = view.size, LEAF_SIDE
-    side = max(leaf, 1 << (size - 1).bit_length())
+    side = root_side(size, leaf)
     xs, ys = view.axes()
     xs = np.pad(xs, (0, side - size), mode="edge").astype(target.dtype)
     ys = np.pad(ys, (0, side - size), mode="edge").astype(target.dtype)
@@ -371,8 +377,9 @@ def shade_heightmap(heightmap: Heightmap, kind: str = "lit") -> UInt8[np.ndarray
     """An 8-bit image of ``heightmap``: ``lit`` (greyscale, a fixed light from the upper
     left: ambient 0.15 plus diffuse), ``normals`` (RGB, ``(n + 1) / 2``) or ``depth``
     (greyscale, z from -1 to 1 as 1 to 255); empty columns are black."""
-    if kind not in SHADES:
-        raise ValueError(f"shade must be one of {', '.join(SHADES)}, got {kind!r}")
+    if kind not in HEIGHTMAP_SHADES:
+        shades = ", ".join(HEIGHTMAP_SHADES)
+        raise ValueError(f"shade must be one of {shades}, got {kind!r}")
     empty = ~np.isfinite(heightmap.z)
     if kind == "depth":
         level = np.clip((heightmap.z + 1) / 2 * 254 + 1, 1, 255)

@@ -57,6 +57,14 @@ LEAF_SIDE = 32
 SPLIT = (4, 4)
 #: Rows of all tapes in one leaf call.
 LEAF_ROW_CAPACITY = 1 << 16
+#: Depth samples (heightmaps) or grid cells (meshes) per slab of a 3-D sweep along z.
+SLAB = 16
+
+
+def root_side(extent: int, leaf: int = LEAF_SIDE) -> int:
+    """The side of the root square for ``extent`` pixels (or grid points) a side: the next
+    power of two, at least one leaf tile. Renderers pad their axes to it (edge values)."""
+    return max(leaf, 1 << (extent - 1).bit_length())
 
 
 def _chunks(lengths: np.ndarray, max_rows: int, max_groups: int) -> list[tuple[int, int]]:

@@ -1,4 +1,4 @@
-"""Meshes: a solid (a program of x, y, z) → a triangle mesh of its surface, and mesh files.
+"""Meshes: a solid (a program of x, y, z) → a triangle mesh of its surface.
 
 Input: a Program, a ``resolution`` (grid points per axis over the cube ``bounds³``) and a
 target.
@@ -18,23 +18,27 @@ meshes meet vertex for vertex, and equal vertices are merged. Vertices are then 
 onto the surface by a few Newton steps along the gradient (forward mode, the op table's
 partials). Memory grows with the surface: a slab of planes at a time, and the vertices.
 
-Writers: :func:`write_mesh` (binary STL, binary PLY, or OBJ, by suffix), atomically.
+Files: :mod:`prospero_jax.io.mesh_file` writes meshes (STL, PLY, OBJ).
 """
 
 from __future__ import annotations
 
-import os
-import struct
 import warnings
-from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.heightmap import check_solid
-from prospero_jax.renderers.hierarchy import LEAF_SIDE, Frontier, descend, leaf_pixels, tile_view
+from prospero_jax.renderers.hierarchy import (
+    SLAB,
+    Frontier,
+    descend,
+    leaf_pixels,
+    root_side,
+    tile_view,
+)
 from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     REGION_LIMIT,
@@ -44,15 +48,11 @@ from prospero_jax.renderers.view import (
     check_count,
     check_samples,
 )
-from prospero_jax.runtime.files import atomic_write, file_format
 
-#: Cells per slab along z.
-SLAB = 16
 #: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
 SLAB_MEMORY = 2 * 2**30
 #: Newton steps that move each vertex onto the surface.
 NEWTON_STEPS = 3
-FORMATS = (".stl", ".ply", ".obj")
 
 
 class Mesh(NamedTuple):
@@ -78,7 +78,7 @@ def check_mesh(
     def slab(side: int) -> int:  # bytes: the values and marching cubes' float64 copy
         return (SLAB + 1) * side * side * (np.dtype(dtype).itemsize + 8)
 
-    side = max(LEAF_SIDE, 1 << (resolution - 1).bit_length())
+    side = root_side(resolution)
     if slab(side) > SLAB_MEMORY:
         largest = side // 2
         while slab(largest) > SLAB_MEMORY:
@@ -131,7 +131,7 @@ def mesh(
     check_solid(program)
     axis = np.linspace(lo, hi, resolution)
     step = (hi - lo) / (resolution - 1)
-    side = max(LEAF_SIDE, 1 << (resolution - 1).bit_length())
+    side = root_side(resolution)
     # As images have it: x along columns, y down the rows (row 0 at the top); z along planes.
     xs = np.pad(axis, (0, side - resolution), mode="edge").astype(target.dtype)
     ys = np.pad(axis[::-1], (0, side - resolution), mode="edge").astype(target.dtype)
@@ -258,48 +258,3 @@ def volume(m: Mesh) -> float:
     """The volume a closed, consistently wound mesh encloses (divergence theorem)."""
     a, b, c = (m.vertices[m.faces[:, k]] for k in range(3))
     return float(np.sum(np.einsum("ij,ij->i", a, np.cross(b, c))) / 6)
-
-
-def mesh_format(path: str | os.PathLike[str]) -> str:
-    """``path``'s mesh format (its suffix), or ``ValueError`` naming the ones there are."""
-    return file_format(path, FORMATS, "mesh")
-
-
-def write_mesh(path: str | os.PathLike[str], m: Mesh) -> Path:
-    """Write ``m`` to ``path`` as binary STL, binary little-endian PLY or OBJ (by suffix),
-    atomically."""
-    suffix = mesh_format(path)
-    writer = {".stl": _write_stl, ".ply": _write_ply, ".obj": _write_obj}[suffix]
-    return atomic_write(path, lambda f: writer(f, m))
-
-
-def _write_stl(f: BinaryIO, m: Mesh) -> None:
-    a, b, c = (m.vertices[m.faces[:, k]] for k in range(3))
-    normal = np.cross(b - a, c - a)
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
-    record = np.zeros(len(m.faces), dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
-    record["n"], record["v"] = normal, np.stack([a, b, c], axis=1)
-    f.write(b"prospero-jax binary STL".ljust(80, b" "))
-    f.write(struct.pack("<I", len(m.faces)))
-    f.write(record.tobytes())
-
-
-def _write_ply(f: BinaryIO, m: Mesh) -> None:
-    header = (
-        "ply\nformat binary_little_endian 1.0\ncomment prospero-jax\n"
-        f"element vertex {len(m.vertices)}\nproperty float x\nproperty float y\n"
-        f"property float z\nelement face {len(m.faces)}\n"
-        "property list uchar int vertex_indices\nend_header\n"
-    )
-    f.write(header.encode())
-    f.write(m.vertices.astype("<f4").tobytes())
-    face = np.zeros(len(m.faces), dtype=[("n", "u1"), ("i", "<i4", 3)])
-    face["n"], face["i"] = 3, m.faces
-    f.write(face.tobytes())
-
-
-def _write_obj(f: BinaryIO, m: Mesh) -> None:
-    f.write(b"# prospero-jax\n")
-    np.savetxt(f, m.vertices, fmt="v %.9g %.9g %.9g")
-    np.savetxt(f, m.faces + 1, fmt="f %d %d %d")

@@ -37,7 +37,7 @@ from prospero_jax.renderers.view import Progress, Shorthand, Target, View, resol
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
-SHADES = ("antialias", "normals", "gradient")
+GRADIENT_SHADES = ("antialias", "normals", "gradient")
 
 
 class FieldSamples(NamedTuple):
@@ -195,7 +195,7 @@ def shade(samples: FieldSamples, kind: str) -> UInt8[np.ndarray, "..."]:
         hue = (np.arctan2(g[..., 1], g[..., 0]) / (2 * np.pi)) % 1.0
         colour = _hsv_to_rgb(hue, np.ones_like(hue), np.clip(magnitude / (scale or 1.0), 0, 1))
     else:
-        raise ValueError(f"shade must be one of {', '.join(SHADES)}, got {kind!r}")
+        raise ValueError(f"shade must be one of {', '.join(GRADIENT_SHADES)}, got {kind!r}")
     background = np.where(inside, 1.0, 0.0)[..., None]
     rgb = np.where(where[..., None], colour, background)
     return np.round(rgb * 255).astype(np.uint8)
