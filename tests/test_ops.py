@@ -410,6 +410,9 @@ def check_derivatives(op: pj.Op, evaluator: Evaluator) -> None:
     with np.errstate(all="ignore"):
         out = judged(op, x, y, "float64")
         partials = [np.broadcast_to(p, x.shape) for p in op.partials(np, out, *args)]
+        # As the dual step uses them (unroll.dual_step): a non-finite value carries no
+        # derivative, and a zero or NaN partial selects nothing.
+        partials = [np.where(np.isfinite(out) & (p != 0) & (p == p), p, 0) for p in partials]
         partials += [np.zeros(x.shape)] * (2 - op.arity)  # unary: nothing reads y
         for k in range(2):
             # As dual numbers compute it: ∂a · da + ∂b · db, so inf · 0 is NaN.
