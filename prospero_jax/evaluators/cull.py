@@ -245,14 +245,14 @@ class PruneRegisters(NamedTuple):
     """Per-row state of the tape being pruned, 4 lanes (children) a row: the interval
     ``lo``/``hi``, the interval ``choice`` of a min/max, what users ``need`` of the row,
     its ``codes`` (need + sign choice × 8) and the child-tape row standing for it
-    (``target``). Carried from tape to tape, never cleared."""
+    (``stand_in``). Carried from tape to tape, never cleared."""
 
     lo: jax.Array
     hi: jax.Array
     choice: jax.Array
     need: jax.Array
     codes: jax.Array
-    target: jax.Array
+    stand_in: jax.Array
 
 
 class PruneOutputs(NamedTuple):
@@ -308,7 +308,7 @@ def prune_kernel(
     def group(
         g: jax.Array, state: tuple[PruneRegisters, PruneOutputs]
     ) -> tuple[PruneRegisters, PruneOutputs]:
-        (lo, hi, choice, need, codes, target), out = state
+        (lo, hi, choice, need, codes, stand_in), out = state
         root_lo, root_hi, painted, kept, emit, new_a, new_b = out
         start, n, box = starts[g], lengths[g], boxes[g]
 
@@ -356,7 +356,7 @@ def prune_kernel(
         need, codes = lax.fori_loop(0, n, backward, (need, codes))
 
         def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            count, target, emit = state
+            count, stand_in, emit = state
             a, b, imm_a, imm_b = _operands(args[start + i])
             code, ch = _read(codes, i, k4), _read(choice, i, k4)
             ch = jnp.where(ch != 0, ch, code >> 3)  # interval choice, else sign choice
@@ -364,20 +364,20 @@ def prune_kernel(
             to_constant = ((ch == 1) & imm_a) | ((ch == 2) & imm_b)
             stays = (ch == 0) | to_constant
             e = ((code & 7) != NONE) & stays
-            # target[i]: the child-tape index that stands for row i: its own new index if
-            # kept, its choice's target if replaced (operands' targets are final already).
-            target_a, target_b = _read(target, a, k4), _read(target, b, k4)
-            mine = jnp.where(stays, count, jnp.where(ch == 1, target_a, target_b))
+            # stand_in[i]: the child-tape index that stands for row i: its own new index if
+            # kept, its choice's stand_in if replaced (operands' stand-ins are final already).
+            stand_in_a, stand_in_b = _read(stand_in, a, k4), _read(stand_in, b, k4)
+            mine = jnp.where(stays, count, jnp.where(ch == 1, stand_in_a, stand_in_b))
             return (
                 count + e.astype(jnp.int32),
-                _write(target, i, mine, k4),
+                _write(stand_in, i, mine, k4),
                 _write(emit, start + i, e * (1 + to_constant), k4),
             )
 
         zero = jnp.zeros(k4, jnp.int32)
-        total, target, emit = lax.fori_loop(0, n, renumber, (zero, target, emit))
+        total, stand_in, emit = lax.fori_loop(0, n, renumber, (zero, stand_in, emit))
 
-        # The kept rows' operands, in a pass of their own: reading `target` in the loop
+        # The kept rows' operands, in a pass of their own: reading `stand_in` in the loop
         # that writes it, for a third buffer, made XLA copy it every step.
         def operands(i: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
             new_a, new_b = state
@@ -386,7 +386,7 @@ def prune_kernel(
             ar = arity[op]
 
             def renumbered(index: jax.Array, used: jax.Array) -> jax.Array:
-                moved = _read(target, jnp.maximum(index, 0), k4)
+                moved = _read(stand_in, jnp.maximum(index, 0), k4)
                 return jnp.where(used, jnp.where(index < 0, index, moved), 0)
 
             return (
@@ -395,7 +395,7 @@ def prune_kernel(
             )
 
         new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
-        return PruneRegisters(lo, hi, choice, need, codes, target), PruneOutputs(
+        return PruneRegisters(lo, hi, choice, need, codes, stand_in), PruneOutputs(
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
             _write(painted, g, inside, k4),

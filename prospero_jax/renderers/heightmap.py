@@ -36,6 +36,7 @@ from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
+from prospero_jax.renderers.gradients import gradients_at
 from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SLAB,
@@ -46,7 +47,6 @@ from prospero_jax.renderers.hierarchy import (
     tile_view,
 )
 from prospero_jax.renderers.render import drawn
-from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,
     REGION_LIMIT,

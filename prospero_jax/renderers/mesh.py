@@ -30,6 +30,7 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.gradients import gradients_at
 from prospero_jax.renderers.heightmap import check_solid
 from prospero_jax.renderers.hierarchy import (
     SLAB,
@@ -39,7 +40,6 @@ from prospero_jax.renderers.hierarchy import (
     root_side,
     tile_view,
 )
-from prospero_jax.renderers.shade import gradients_at
 from prospero_jax.renderers.view import (
     REGION_LIMIT,
     InvalidView,

@@ -8,10 +8,10 @@ f/|∇f| at the pixels evaluated), and from them 8-bit images: anti-aliased cove
 Gradients are evaluated only where they are needed: the image is first rendered as the
 challenge's binary picture (culled on CPU), then value and gradient are computed by
 forward-mode JAX (three tangent directions at once, through the field's custom
-derivatives, so long tapes run in the dual interpreter, which compiles in about a second)
-at the pixels within ``band`` pixels of the outline, i.e. those with a neighbour of the
-other sign, grown by ``band - 1``; ``band=None`` evaluates every pixel. Points are
-evaluated in chunks of a fixed size (one compilation per program), padded at the end.
+derivatives, so long tapes run in the dual interpreter, which compiles in about a second;
+:func:`~prospero_jax.renderers.gradients.gradients_at`) at the pixels within ``band``
+pixels of the outline, i.e. those with a neighbour of the other sign, grown by
+``band - 1``; ``band=None`` evaluates every pixel.
 
 Invariants: pixels outside the band keep the binary render's value (0 or 255 coverage;
 white inside and black outside in colour), so an anti-aliased image differs from the
@@ -21,22 +21,16 @@ of :func:`prospero_jax.to_function` at the pixel centres.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple, Unpack
+from typing import NamedTuple, Unpack
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
-from prospero_jax.evaluators.lower import to_function
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.gradients import gradients_at
 from prospero_jax.renderers.render import render
-from prospero_jax.renderers.view import Progress, Shorthand, Target, View, resolve
+from prospero_jax.renderers.view import Progress, Shorthand, View, resolve
 
-#: Points per call of the gradient kernel.
-CHUNK = 1 << 14
 GRADIENT_SHADES = ("antialias", "normals", "gradient")
 
 
@@ -85,24 +79,6 @@ def outline_band(inside: Bool[np.ndarray, "n n"], band: int) -> Bool[np.ndarray,
     return near
 
 
-@functools.lru_cache(maxsize=16)
-def gradient_kernel(program: Program) -> Callable[..., Any]:
-    """Jitted ``(x, y, z) → (value, gradient[3, ...])`` by forward mode, three directions."""
-    field = to_function(program)
-
-    @jax.jit
-    def kernel(x: jax.Array, y: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
-        def along(direction: jax.Array) -> tuple[jax.Array, jax.Array]:
-            tangents = tuple(jnp.full_like(x, d) for d in direction)
-            return jax.jvp(field, (x, y, z), tangents)
-
-        basis = jnp.eye(3, dtype=x.dtype)
-        value, gradient = jax.vmap(along, out_axes=(None, 0))(basis)
-        return value, gradient
-
-    return kernel
-
-
 def sample_gradient(
     program: Program,
     size: int | View = 1024,
@@ -130,39 +106,6 @@ def sample_gradient(
     points = (xs[cols], ys[rows], np.full(len(rows), view.z))
     value[rows, cols], gradient[rows, cols] = gradients_at(program, *points, where, progress)
     return FieldSamples(value, gradient, where_band, inside, view.pixel)
-
-
-def gradients_at(
-    program: Program,
-    x: np.ndarray,
-    y: np.ndarray,
-    z: np.ndarray,
-    where: Target,
-    progress: Progress | None = None,
-) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
-    """The value and gradient (∂f/∂x, ∂f/∂y, ∂f/∂z) at the points ``(x[i], y[i], z[i])``,
-    by forward mode through the op table's partials, in chunks of :data:`CHUNK` points
-    (one compilation per program); ``progress(done, total)`` counts chunks."""
-    dtype = where.dtype
-    px, py, pz = (np.asarray(v, np.float64).astype(dtype) for v in (x, y, z))
-    value = np.empty(len(px), dtype)
-    gradient = np.empty((len(px), 3), dtype)
-    chunks = -(-len(px) // CHUNK)
-    with where.precision():
-        kernel = gradient_kernel(program)
-        for i in range(chunks):
-            part = slice(i * CHUNK, (i + 1) * CHUNK)
-            n = len(px[part])
-            x_, y_, z_ = (
-                jax.device_put(np.pad(v[part], (0, CHUNK - n), mode="edge"), where.device)
-                for v in (px, py, pz)
-            )
-            v, g = kernel(x_, y_, z_)
-            value[part] = np.asarray(v)[:n]
-            gradient[part] = np.asarray(g)[:, :n].T
-            if progress is not None:
-                progress(i + 1, chunks)
-    return value, gradient
 
 
 def shade(samples: FieldSamples, kind: str) -> UInt8[np.ndarray, "..."]:
