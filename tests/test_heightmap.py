@@ -217,3 +217,32 @@ def test_the_surface_depth_stays_on_the_top_surface_near_a_silhouette() -> None:
     assert np.nanmax(np.abs(z - top)) < 1e-5  # every pixel, the rim's included
     slope = jax.grad(lambda k: depth_of(k)[12, 32])(constants)[3]  # dz/dr
     np.testing.assert_allclose(float(slope), r / np.sqrt(q[12, 32]), rtol=1e-3)
+
+
+BOX = (
+    "x var-x\ny var-y\nz var-z\nax abs x\nay abs y\naz abs z\n"
+    "m max ax ay\nn max m az\nh const 0.5\nv sub n h"
+)
+
+
+@pytest.mark.parametrize("name", [*SOLIDS, "box"])
+def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
+    # The CPU heightmap's normals come from each tile's pruned tape (pixel_gradients);
+    # they must be what the whole program gives (gradients_at). The box's flat top puts
+    # whole tiles inside by intervals, where the whole tape is evaluated instead.
+    from prospero_jax.renderers.gradients import gradients_at, pixel_gradients
+
+    if name == "box":
+        program, half = pj.parse(BOX), 1.0
+    else:
+        program, half = pj.load(shared_path(f"models/{name}.vm")), SOLIDS[name]
+    view = pj.View(96, (-half, half, -half, half))
+    z = pj.render_heightmap(program, 96, region=view.region, normals=False).z
+    xs, ys = view.axes()
+    rows, cols = np.nonzero(np.isfinite(z))
+    assert len(rows) > 100
+    target = pj.Target()
+    value, gradient = pixel_gradients(program, xs, ys, z, target)
+    expected_value, expected = gradients_at(program, xs[cols], ys[rows], z[rows, cols], target)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)

@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from prospero_jax.evaluators.scan import dual_branches
 from prospero_jax.evaluators.tape import ARITY, IMMEDIATE, Tapes, branches, value_branches
 from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Op, interval_step
 
@@ -472,3 +473,59 @@ def leaf_kernel(
     state = (jnp.zeros(registers * px, consts.dtype), out)
     inside: jax.Array = lax.fori_loop(0, count, tile, state)[1]
     return inside
+
+
+@functools.partial(jax.jit, static_argnames="registers", compiler_options=COMPILER_OPTIONS)
+def dual_leaf_kernel(
+    tapes: Tapes,
+    starts: jax.Array,
+    lengths: jax.Array,
+    count: jax.Array,
+    points: jax.Array,
+    *,
+    registers: int,
+) -> jax.Array:
+    """Value and gradient of ``count`` tapes, tape ``t`` at its ``n`` points
+    ``points[t] = [x, y, z] × n``, by dual numbers (the op table's partials through
+    :func:`~prospero_jax.evaluators.unroll.dual_step`, three tangents at once).
+
+    Returns ``out[t * 4n + k * n + i]``: point ``i``'s value (``k = 0``) and its partial
+    derivatives in x, y and z (``k = 1, 2, 3``). Tapes must hold no atoms (their rows have
+    no partials; they give NaN). A row's registers hold its value and tangents together,
+    ``4n`` lanes, so one update writes them.
+    """
+    ops, args, consts, _ = tapes
+    dtype = consts.dtype
+    n = points.shape[2]
+    width = 4 * n
+    zero = jnp.zeros((3, n), dtype)
+
+    def read(regs: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
+        row = _read(regs, i, width)
+        return row[:n], row[n:].reshape(3, n)
+
+    def constant(c: Any) -> tuple[jax.Array, jax.Array]:  # c: (constant, its tangent)
+        return jnp.full(n, c[0]), zero
+
+    rules = _reading(dual_branches(), read, constant)
+    basis = jnp.eye(3, dtype=dtype)[:, :, None] * jnp.ones(n, dtype)  # d(x, y, z)/d(x, y, z)
+    tiles = starts.shape[0]
+
+    def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        regs, out = state  # registers carried across tiles, never cleared (see above)
+        start, length = starts[t], lengths[t]
+        inputs = tuple((points[t, k], basis[k]) for k in range(3))
+
+        def step(i: jax.Array, regs: jax.Array) -> jax.Array:
+            op, c = ops[start + i], consts[start + i]
+            a, b, imm_a, imm_b = _operands(args[start + i])
+            kind = _kind(op, imm_a, imm_b)
+            v, d = lax.switch(kind, rules, regs, a, b, (c, jnp.zeros((), dtype)), *inputs)
+            return _write(regs, i, jnp.concatenate([v[None], d]).reshape(width), width)
+
+        regs = lax.fori_loop(0, length, step, regs)
+        return regs, _write(out, t, _read(regs, length - 1, width), width)
+
+    state = (jnp.zeros(registers * width, dtype), jnp.zeros(tiles * width, dtype))
+    out: jax.Array = lax.fori_loop(0, count, tile, state)[1]
+    return out

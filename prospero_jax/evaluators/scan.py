@@ -46,7 +46,7 @@ from prospero_jax.ir.ops import CONST, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.program import Program, refuse_atoms
 
 
-def _dual_branches() -> list[Callable[..., Any]]:
+def dual_branches() -> list[Callable[..., Any]]:
     """Branches ``(a, b, c, x, y, z) → (value, tangent)`` on dual numbers: every argument
     is a pair ``(value, tangent)`` of arrays of the lanes' shape."""
 
@@ -84,7 +84,7 @@ def scan(
     their tangents, each point and its tangent), and so is the result. The register file
     is the same pytree: one array of ``registers`` rows, or a pair of them.
     """
-    rules = _dual_branches() if dual else value_branches()
+    rules = dual_branches() if dual else value_branches()
     lanes, dtype = (points[0][0].shape, points[0][0].dtype) if dual else (
         points[0].shape, points[0].dtype)  # fmt: skip
 

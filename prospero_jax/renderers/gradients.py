@@ -26,7 +26,17 @@ import numpy as np
 from jaxtyping import Float
 
 from prospero_jax.evaluators.lower import to_function
+from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
+from prospero_jax.ir.ops import OPCODE
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers.hierarchy import (
+    LEAF_SIDE,
+    SPLIT,
+    next_tapes,
+    prune_level,
+    root_tape,
+    tile_duals,
+)
 from prospero_jax.renderers.view import Progress, Target
 
 #: Points per call of the gradient kernel.
@@ -81,4 +91,71 @@ def gradients_at(
             gradient[part] = np.asarray(g)[:, :n].T
             if progress is not None:
                 progress(i + 1, chunks)
+    return value, gradient
+
+
+def pixel_gradients(
+    program: Program,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: Float[np.ndarray, "rows cols"],
+    where: Target,
+    leaf: int = LEAF_SIDE,
+) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
+    """The value and gradient at every pixel ``(xs[col], ys[row], z[row, col])`` where ``z``
+    is finite, in ``np.nonzero`` order: what :func:`gradients_at` gives there, computed on
+    each ``leaf × leaf`` tile's pruned tape instead of the whole program.
+
+    How: each tile's box (the hull of its points) prunes the program's tape with the
+    culling kernel (only choices its intervals decide, so the tape's value and partials
+    are the program's at every point of the box: the root is wrapped in ``add root 0``,
+    whose need is the value, so no sign-only choice is taken), and the dual leaf kernel
+    evaluates the pruned tape at the tile's points. A tile whose interval decides the
+    sign keeps no tape and is evaluated on the whole one.
+    """
+    rows, cols = np.nonzero(np.isfinite(z))
+    dtype = where.dtype
+    if not len(rows):
+        return np.empty(0, dtype), np.empty((0, 3), dtype)
+    coords = np.stack([xs[cols], ys[rows], z[rows, cols]]).astype(dtype)  # (3, k)
+    tile_of = (rows // leaf) * (-(-z.shape[1] // leaf)) + cols // leaf
+    _, first, which = np.unique(tile_of, return_index=True, return_inverse=True)
+    slot = (rows % leaf) * leaf + cols % leaf
+    n = leaf * leaf
+    points = np.repeat(coords[:, first].T[:, :, None], n, axis=2)  # unused slots: a real point
+    points[which, :, slot] = coords.T
+    tiles = len(first)
+
+    with where.precision():
+        root = root_tape(program, dtype)
+        whole = Tapes(
+            np.append(root.ops, OPCODE["add"]).astype(np.int32),
+            np.concatenate([root.args, [[len(root) - 1, IMMEDIATE]]]).astype(np.int32),
+            np.append(root.consts, 0).astype(root.consts.dtype),
+            root.params,
+        )
+        length = len(whole)
+        lanes = SPLIT[0] ** 2  # the root level's kernel, as a frame compiles it
+        parents = -(-tiles // lanes)
+        box = np.stack([points.min(axis=2), points.max(axis=2)], axis=2).reshape(tiles, 6)
+        boxes = np.repeat(box[:1], parents * lanes, axis=0)
+        boxes[:tiles] = box
+        boxes = boxes.reshape(parents, lanes, 6).transpose(0, 2, 1)  # (parents, 6, lanes)
+        repeated = whole.take(np.tile(np.arange(length), parents))
+        level = prune_level(repeated, np.full(parents, length), boxes, where.device, length)
+        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
+        pruned = next_tapes(repeated, row, level, row * lanes + lane)
+        kept = level.kept.T.ravel()  # child (lane, parent), lane-major like ``pruned``
+        starts = np.concatenate([[0], np.cumsum(kept)[:-1]])
+        child = (np.arange(tiles) % lanes) * parents + np.arange(tiles) // lanes
+        own = kept[child] > 0
+        lengths = np.where(own, kept[child], length)
+        pairs = zip(pruned[:3], whole[:3], strict=True)
+        ops, args, consts = (np.concatenate([p, w]) for p, w in pairs)
+        source = Tapes(ops, args, consts, root.params)
+        begin = np.where(own, starts[child], len(pruned))  # the whole tape follows ``pruned``
+        index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        out = tile_duals(source.take(index), lengths, points, where)  # (tiles, 4, n)
+    value = out[which, 0, slot]
+    gradient = out[which, 1:, slot]
     return value, gradient

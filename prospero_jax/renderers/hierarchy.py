@@ -40,6 +40,7 @@ from prospero_jax.evaluators.cull import (
     GROUP_CAPACITY,
     LEAF_PIXEL_CAPACITY,
     ROW_CAPACITY,
+    dual_leaf_kernel,
     leaf_kernel,
     prune_kernel,
 )
@@ -274,6 +275,29 @@ def leaf_pixels(
         side, target.devices, values=values,
     )  # fmt: skip
     return out.reshape(tiles, count, side, side)
+
+
+def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Target) -> np.ndarray:
+    """Value and gradient of each tape ``t`` of ``tapes`` (``lengths`` rows each) at its
+    points ``points[t] = [x, y, z] × n``: ``(tapes, 4, n)``, the value then its partial
+    derivatives in x, y and z (:func:`~prospero_jax.evaluators.cull.dual_leaf_kernel`, on
+    the target's device)."""
+    n = points.shape[2]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    capacity = max(1, LEAF_PIXEL_CAPACITY // (4 * n))
+    outs, counts = [], []
+    for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, capacity):
+        padded, spans, n_rows, _ = _call_args(
+            tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
+        )
+        at = np.zeros((capacity, 3, n), points.dtype)
+        at[: t1 - t0] = points[t0:t1]
+        registers = register_capacity(int(lengths[t0:t1].max()))
+        args = _on(target.device, (padded, spans, n_rows, np.int32(t1 - t0), at), True)
+        outs.append(_executables.call(dual_leaf_kernel, args, target.device, registers=registers))
+        counts.append(t1 - t0)
+    parts = [np.asarray(out)[: k * 4 * n] for k, out in zip(counts, outs, strict=True)]
+    return np.concatenate(parts).reshape(-1, 4, n)
 
 
 def _kernels(
