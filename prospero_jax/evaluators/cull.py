@@ -12,7 +12,10 @@ Output, per kernel:
   test sees through (passing it on through ``min``, ``max`` and, flipped, ``neg``) is
   replaced by the argument that decides the sign, and every row
   the value no longer needs is dropped (the rows kept, and their operands renumbered);
-* :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0.
+* :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0;
+* :func:`dual_leaf_kernel` (one tape → its own points): value and gradient by dual
+  numbers (the tapes must be pruned for values, not signs: see
+  :func:`prospero_jax.renderers.gradients.pixel_gradients`).
 
 An operand is a register or, marked :data:`~prospero_jax.evaluators.tape.IMMEDIATE`, the
 row's constant: the prune kernel gives an immediate the interval ``[c, c]`` and passes it

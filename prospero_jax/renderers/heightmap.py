@@ -8,7 +8,8 @@ Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from th
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
 "< 0" as images decide it: the sign program's unless the target is exact),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
-pixels only; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
+pixels only, on CPU on each tile's pruned tape: :func:`~prospero_jax.renderers.gradients.
+pixel_gradients`; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
 :func:`surface_depth`, the surface's z as a differentiable function of the program's
 constants (the implicit function theorem).
 
