@@ -41,6 +41,9 @@ from prospero_jax.renderers.view import Progress, Target
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
+#: The longest program :func:`pixel_gradients` should take: beyond it the dual leaf
+#: kernel's register file (rows × 4 × 1,024 lanes) passes 128 MiB.
+TILE_GRADIENT_ROWS = 8192
 
 
 @functools.lru_cache(maxsize=16)
