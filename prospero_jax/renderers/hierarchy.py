@@ -285,7 +285,7 @@ def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Ta
     n = points.shape[2]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     capacity = max(1, LEAF_PIXEL_CAPACITY // (4 * n))
-    outs, counts = [], []
+    calls, counts = [], []
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, capacity):
         padded, spans, n_rows, _ = _call_args(
             tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
@@ -293,9 +293,9 @@ def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Ta
         at = np.zeros((capacity, 3, n), points.dtype)
         at[: t1 - t0] = points[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
-        args = _on(target.device, (padded, spans, n_rows, np.int32(t1 - t0), at), True)
-        outs.append(_executables.call(dual_leaf_kernel, args, target.device, registers=registers))
+        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), at), registers))
         counts.append(t1 - t0)
+    outs = _dispatch(dual_leaf_kernel, calls, target.device, ())  # as the leaf pass does
     parts = [np.asarray(out)[: k * 4 * n] for k, out in zip(counts, outs, strict=True)]
     return np.concatenate(parts).reshape(-1, 4, n)
 
