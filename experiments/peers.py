@@ -4,11 +4,13 @@ The peer is CF Bolz-Tereick's C renderer (``../shared/peers/run_bolz.sh``: inter
 quadtree, min/max pruning, demanded sign, SIMD, one thread; its own timer: CPU time per
 frame over 100 frames, parsing excluded). Ours: a fresh process per round that loads the
 program, renders once (compiling; the persistent cache off), then reports the median of
-``--frames`` steady renders (``pj.render``, culled, float32, the sign program; with
-``--exact`` also the program op by op): frame time, parsing and compiling excluded, like
-the peer's. ``--devices 2`` also times ours sharded over two
-forced host devices (both cores). At 1024², the challenge's NumPy-GC reference (float64,
-liveness GC; ``experiments/bench_render.py``'s ``seed``) is timed once per round too.
+``--frames`` steady renders (``pj.render``, culled, float32, the sign program, on the XLA
+kernels, ``tier="kernels"``; with ``--exact`` also the program op by op; with ``--host``
+also the host tier, which draws a process's first frames with nothing to compile):
+frame time, parsing and compiling excluded, like the peer's. ``--devices 2`` also times
+ours sharded over two forced host devices (both cores). At 1024², the challenge's NumPy-GC
+reference (float64, liveness GC; ``experiments/bench_render.py``'s ``seed``) is timed once
+per round too.
 Prints each round, then medians and ratios.
 
     python experiments/peers.py --sizes 1024,4096 --rounds 5 --exact
@@ -42,7 +44,9 @@ def peer_ms(size: int) -> float:
     return float(match.group(1))
 
 
-def ours_ms(size: int, frames: int, devices: int, exact: bool = False) -> float:
+def ours_ms(
+    size: int, frames: int, devices: int, exact: bool = False, tier: str = "kernels"
+) -> float:
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
     if devices > 1:
         env["XLA_FLAGS"] = (
@@ -52,7 +56,8 @@ def ours_ms(size: int, frames: int, devices: int, exact: bool = False) -> float:
 import json, statistics, time
 import prospero_jax as pj
 program = pj.load({str(PROGRAM)!r})
-options = dict(mode="culled", devices="all" if {devices} > 1 else None, exact={exact})
+options = dict(mode="culled", devices="all" if {devices} > 1 else None, exact={exact},
+               tier={tier!r})
 pj.render(program, {size}, **options)
 times = []
 for _ in range({frames}):
@@ -84,6 +89,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1, help="also time ours on N devices")
     parser.add_argument("--numpy", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--exact", action="store_true", help="also time ours op by op (exact=True)")
+    parser.add_argument("--host", action="store_true", help="also time ours on the host tier")
     args = parser.parse_args()
     results: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.rounds):
@@ -95,6 +101,10 @@ def main() -> None:
             if args.exact:
                 runs["prospero-jax culled --exact, 1 device"] = lambda s=size: ours_ms(
                     s, args.frames, 1, exact=True
+                )
+            if args.host:
+                runs["prospero-jax culled, host tier"] = lambda s=size: ours_ms(
+                    s, args.frames, 1, tier="host"
                 )
             if args.devices > 1:
                 runs[f"prospero-jax culled, {args.devices} devices"] = lambda s=size: ours_ms(

@@ -11,7 +11,12 @@ Rewrites (each returns a valid Program and keeps the surviving instructions' IDs
 * :func:`deduplicate`: identical constants (same bits) and identical instructions (same
   opcode and arguments, commutative ones in either order) are merged;
 * :func:`eliminate_dead_code`: instructions the last one does not depend on are dropped;
-* :func:`simplify`: all three, in that order.
+* :func:`simplify`: all three, in that order;
+* :func:`balance_extrema`: each chain of ``min`` (or ``max``) rows, as a union of many
+  shapes is written, becomes a balanced tree over the same arguments (exact: ``min`` and
+  ``max`` are exact, associative and commutative, NaN included; only which of ``-0`` and
+  ``+0`` a tie returns may change): depth log n instead of n, so evaluators that work
+  depth by depth (:mod:`prospero_jax.evaluators.host_cull`) take few steps.
 
 Analyses: :func:`last_uses` (the liveness the evaluators use to free values early),
 :func:`max_live`, :func:`allocate_registers` (the point interpreter's register file),
@@ -25,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax.ir.ops import AFFINE, ATOMS, CONST, INPUTS, OPS, VAR_Z
+from prospero_jax.ir.ops import AFFINE, ATOMS, CONST, INPUTS, OPCODE, OPS, VAR_Z
 from prospero_jax.ir.program import Program, items
 
 
@@ -185,6 +190,116 @@ def _transformed(params: np.ndarray, opcodes: np.ndarray, matrix: np.ndarray) ->
 def simplify(program: Program) -> Program:
     """Constant folding, then deduplication, then dead-code elimination."""
     return eliminate_dead_code(deduplicate(fold_constants(program)))
+
+
+_EXTREMA = (OPCODE["min"], OPCODE["max"])
+
+
+def balance_extrema(program: Program) -> Program:
+    """Rebuild every tree of one extremum op (``min`` or ``max`` rows each used once, by a
+    row of the same op) whose depth is not the least its arguments allow: the two
+    shallowest arguments are joined first (Huffman's rule, for depth), so a chain of
+    ``n`` equally deep arguments becomes a tree of depth ``ceil(log2 n)``.
+
+    Exact (see the module docstring), with as many rows as before (a rebuilt tree's rows
+    keep the old rows' IDs, in order); other rows keep their order, and the result is the
+    last row still. Idempotent: a tree already as shallow as it can be is kept as it is.
+    """
+    n = len(program)
+    ops, args = list(items(program.opcodes)), list(items(program.args))
+    user = [-1] * n
+    uses = [0] * n
+    for i, (a, b) in enumerate(args):
+        for k in (a, b):
+            if k >= 0:
+                uses[k] += 1
+                user[k] = i
+    inner = [
+        ops[i] in _EXTREMA and uses[i] == 1 and i != n - 1 and ops[user[i]] == ops[i]
+        for i in range(n)
+    ]
+    if not any(inner):
+        return program
+    # Which trees to rebuild, in tape order: a tree's arguments are final before it.
+    height = [0] * n  # each row's depth in the result (inner rows: as they stand)
+    rebuild = [False] * n
+    for i in range(n):
+        a, b = args[i]
+        below = [height[k] for k in (a, b) if k >= 0]
+        height[i] = 1 + max(below, default=0)
+        if ops[i] in _EXTREMA and not inner[i] and (inner[a] or inner[b]):
+            leaves = [k for r in [*_inner_rows(i, args, inner), i] for k in args[r] if not inner[k]]
+            least = _huffman_depth([height[k] for k in leaves])
+            rebuild[i] = height[i] > least
+            height[i] = min(height[i], least)
+    root = list(range(n))
+    for i in range(n - 1, -1, -1):
+        if inner[i]:
+            root[i] = root[user[i]]
+
+    consts = list(items(program.consts))
+    new_ops: list[int] = []
+    new_args: list[tuple[int, int]] = []
+    new_consts: list[float] = []
+    ids: list[str] = []
+    depth: list[int] = []  # of each new row
+    where = [-1] * n  # old row -> new row
+
+    def emit(code: int, a: int, b: int, c: float, name: str) -> int:
+        new_ops.append(code)
+        new_args.append((a, b))
+        new_consts.append(c)
+        ids.append(name)
+        depth.append(1 + max(depth[a] if a >= 0 else 0, depth[b] if b >= 0 else 0))
+        return len(new_ops) - 1
+
+    for i in range(n):
+        if not rebuild[root[i]]:
+            a, b = args[i]
+            where[i] = emit(ops[i], where[a] if a >= 0 else -1, where[b] if b >= 0 else -1,
+                            consts[i], program.ids[i])  # fmt: skip
+            continue
+        if inner[i]:
+            continue  # emitted with its tree's root
+        rows = _inner_rows(i, args, inner)
+        leaves = [k for r in [*rows, i] for k in args[r] if not inner[k]]
+        heap = [(depth[where[k]], order, where[k]) for order, k in enumerate(leaves)]
+        heapq.heapify(heap)
+        names = iter([program.ids[r] for r in rows] + [program.ids[i]])
+        order = len(leaves)
+        while len(heap) > 1:
+            (_, _, a), (_, _, b) = heapq.heappop(heap), heapq.heappop(heap)
+            row = emit(ops[i], min(a, b), max(a, b), 0.0, next(names))
+            heapq.heappush(heap, (depth[row], order, row))
+            order += 1
+        where[i] = heap[0][2]
+    if new_ops == ops and new_args == [tuple(a) for a in args]:
+        return program
+    return Program(
+        np.array(new_ops, np.int32), np.array(new_args, np.int32).reshape(-1, 2),
+        np.array(new_consts), tuple(ids), program.source, program.params,
+    )  # fmt: skip
+
+
+def _huffman_depth(depths: list[int]) -> int:
+    """The least depth of a binary tree over leaves of these depths."""
+    heap = list(depths)
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        heapq.heappush(heap, 1 + max(heapq.heappop(heap), heapq.heappop(heap)))
+    return heap[0]
+
+
+def _inner_rows(root: int, args: list[list[int]], inner: list[bool]) -> list[int]:
+    """The inner rows of the tree under ``root``, in tape order."""
+    out, stack = [], [root]
+    while stack:
+        k = stack.pop()
+        for a in args[k]:
+            if a >= 0 and inner[a]:
+                out.append(a)
+                stack.append(a)
+    return sorted(out)
 
 
 def _death_times(program: Program) -> np.ndarray:

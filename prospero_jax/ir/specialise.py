@@ -29,8 +29,11 @@ One pass backward over the tape finds in which contexts each row is needed (its 
 its sign, its negated sign), one pass forward emits them; no recursion, so tapes of
 millions of rows are fine. Rows are made once (a duplicate atom or op is the row made
 before), and only those the value needs: the result needs no simplification.
-Specialising is idempotent (atoms and ``min``/``max`` rows are kept as they are), so a
-sign program is drawn alike by every renderer (tests/test_specialise.py).
+Chains of ``min``/``max`` (a union of many shapes) are then balanced
+(:func:`~prospero_jax.ir.passes.balance_extrema`: exact, depth log n) and rows made
+alike by it merged, so the host tier can cull the result depth by depth. Specialising is
+idempotent (atoms and ``min``/``max`` rows are kept as they are, balanced trees too), so
+a sign program is drawn alike by every renderer (tests/test_specialise.py).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from prospero_jax.ir.ops import (
     VAR_Y,
     VAR_Z,
 )
+from prospero_jax.ir.passes import balance_extrema
 from prospero_jax.ir.program import Program, items
 
 # Forms: what a row is, in real arithmetic, as a function of the inputs.
@@ -188,7 +192,9 @@ def specialise(program: Program) -> Program:
     each made once (a duplicate atom or op is the row made before); cached per program
     (by content)."""
     try:
-        return _specialise(program)
+        # Balancing can make two rows alike; the second pass merges them (and is a
+        # fixed point: specialising a sign program gives it back).
+        return _specialise(balance_extrema(_specialise(program)))
     except _Overflow:  # numbers beyond float64 (absurd constants): no specialisation
         return program
 

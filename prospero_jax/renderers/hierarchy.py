@@ -17,7 +17,10 @@ fit its fixed capacities (a lane per child box), and host NumPy gathers each amb
 child's kept rows into the next level's tapes (vectorized over all tiles). A frame's kernels
 are compiled at once before its first level (:func:`prospero_jax.runtime.executables.
 prepare`). With several target devices, a level's calls are spread over them as one
-``shard_map`` computation.
+``shard_map`` computation. On the *host tier* (:func:`tier`: a CPU, a sign program, a
+frame that would not repay readying the kernels) NumPy does the same work instead, layer
+by layer (:mod:`~prospero_jax.evaluators.host_cull`): the same tapes, the same images, and
+nothing compiled or loaded.
 
 Invariants: tapes stay in SSA order with operands local to their own tape; a tile's
 children are lane-ordered row-major inside the parent, and the next level's tapes are
@@ -35,6 +38,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
+from prospero_jax.evaluators import host_cull as _host
 from prospero_jax.evaluators.cull import (
     COMPILER_OPTIONS,
     GROUP_CAPACITY,
@@ -60,6 +64,15 @@ SPLIT = (4, 4)
 LEAF_ROW_CAPACITY = 1 << 16
 #: Depth samples (heightmaps) or grid cells (meshes) per slab of a 3-D sweep along z.
 SLAB = 16
+#: Seconds a frame's kernels cost before their first call, by their
+#: :func:`~prospero_jax.runtime.executables.readiness`: none in memory, ~0.4 s to load
+#: prospero's three stored executables, ~3 s to compile them (2-core CPU,
+#: experiments/RESULTS.md).
+KERNEL_PRICE = {"ready": 0.0, "stored": 0.4, "missing": 3.0}
+#: The largest root square ``tier="auto"`` gives the host tier: its leaves cost about 10×
+#: the leaf kernel's a pixel, so a large frame repays loading the kernels at once.
+HOST_SIDE = 2048
+_rent = {"seconds": 0.0}  # what the host tier has cost this process so far
 
 
 def root_side(extent: int, leaf: int = LEAF_SIDE) -> int:
@@ -139,13 +152,47 @@ class Level(NamedTuple):
 
 class Frontier(NamedTuple):
     """Tiles still ambiguous after some prune levels: their pruned ``tapes`` (concatenated,
-    ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``)."""
+    ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``);
+    on the host tier, each row's ``depth`` (:func:`~prospero_jax.evaluators.host_cull.
+    row_depths`), else None."""
 
     tapes: Tapes
     lengths: np.ndarray
     rows: np.ndarray
     cols: np.ndarray
     side: int
+    depth: np.ndarray | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def host_depths(program: Program, dtype: str) -> np.ndarray | None:
+    """The root tape's row depths if the host tier can cull it (only inputs, constants,
+    atoms, ``min`` and ``max``, at most :data:`~prospero_jax.evaluators.host_cull.MAX_DEPTH`
+    deep: a sign program), else None."""
+    tapes = root_tape(program, dtype)
+    if not _host.layered(tapes.ops):
+        return None
+    depth = _host.row_depths(tapes)
+    return depth if depth.max() <= _host.MAX_DEPTH else None
+
+
+def tier(program: Program, side: int, target: Target, jobs: Sequence[_executables.Job]) -> str:
+    """Who culls a frame of root square ``side``: ``"host"`` (NumPy:
+    :mod:`~prospero_jax.evaluators.host_cull`) or ``"kernels"`` (XLA). The host tier needs a
+    CPU target, one device and a program it can cull (:func:`host_depths`); then
+    ``target.tier`` decides, and ``"auto"`` rents before it buys: the host tier draws
+    frames up to :data:`HOST_SIDE` until it has cost the process what readying the
+    kernels would (:data:`KERNEL_PRICE`), so a single render compiles and loads nothing
+    and a long session pays the kernels once, at most twice what knowing the future
+    would have cost."""
+    if target.tier == "kernels" or target.platform != "cpu" or len(target.devices) > 1:
+        return "kernels"
+    if host_depths(program, target.dtype) is None:
+        return "kernels"
+    if target.tier == "host":
+        return "host"
+    price = KERNEL_PRICE[_executables.readiness(jobs, target.device)]
+    return "host" if side <= HOST_SIDE and _rent["seconds"] < price else "kernels"
 
 
 #: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
@@ -178,19 +225,23 @@ def descend(
     side = len(xs)
     tapes = root_tape(program, dtype)
     root = len(tapes)
-    front = Frontier(tapes, np.array([root], np.int64), *(np.zeros(1, np.int64),) * 2, side)
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
-    if len(devices) < 2:
-        jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
+    jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
+    host = tier(program, side, target, jobs) == "host"
+    depths = host_depths(program, dtype) if host else None
+    if not host and len(devices) < 2:
         _executables.prepare(jobs, device)
+    lengths = np.array([root], np.int64)
+    front = Frontier(tapes, lengths, *(np.zeros(1, np.int64),) * 2, side, depths)
+    started_host = time.perf_counter()
     for depth, k in enumerate(schedule, 1):
         if keep is not None:
             front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
         if not len(front.lengths):
             break
         started = time.perf_counter()
-        tapes, lengths, rows, cols, tile = front
+        tapes, lengths, rows, cols, tile, _ = front
         child, lanes = tile // k, k * k  # a k × k split
         lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
         child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
@@ -206,7 +257,10 @@ def descend(
             ],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
-        level = prune_level(tapes, lengths, boxes, device, root, devices)
+        if front.depth is not None:
+            level: Level | _host.Pruned = _host.prune_layers(tapes, lengths, front.depth, boxes)
+        else:
+            level = prune_level(tapes, lengths, boxes, device, root, devices)
         inside, kept = level.inside, level.kept
         paint(child, child_rows[inside], child_cols[inside])
 
@@ -219,6 +273,7 @@ def descend(
             child_rows.T[order],
             child_cols.T[order],
             child,
+            None if front.depth is None else front.depth[row],
         )
         if stats is not None:
             stats.append(
@@ -235,6 +290,8 @@ def descend(
             progress(depth, levels)
     if keep is not None and len(front.lengths):
         front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
+    if host:
+        _rent["seconds"] += time.perf_counter() - started_host
     return front
 
 
@@ -243,9 +300,10 @@ def _kept_tiles(front: Frontier, mask: np.ndarray) -> Frontier:
     if mask.all():
         return front
     rows = np.repeat(mask, front.lengths)
+    depth = None if front.depth is None else front.depth[rows]
     return Frontier(
         front.tapes.take(rows), front.lengths[mask], front.rows[mask], front.cols[mask],
-        front.side,
+        front.side, depth,
     )  # fmt: skip
 
 
@@ -261,15 +319,25 @@ def leaf_pixels(
     """Each leaf tile of ``front`` evaluated at its pixels, at each of ``depths``:
     ``(tiles, depths, side, side)``, ``[t, d, row, col]``: whether the value is < 0, or
     with ``values`` the value itself (in the target's dtype). Every (tile, depth) pair is
-    one tile of the leaf kernel, its tape repeated."""
+    one tile of the leaf kernel (or, for signs on the host tier, of
+    :func:`~prospero_jax.evaluators.host_cull.leaf_signs`), its tape repeated."""
     side, tiles, count = front.side, len(front.lengths), len(depths)
     order = np.repeat(np.arange(tiles), count)  # tile-major: a tile's depths together
-    lengths, tapes = front.lengths[order], front.tapes
+    lengths, tapes, depth = front.lengths[order], front.tapes, front.depth
     if count > 1:
         starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
         first_row = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
-        tapes = tapes.take(first_row + np.arange(lengths.sum()))  # each tape, repeated
+        repeated = first_row + np.arange(lengths.sum())
+        tapes = tapes.take(repeated)  # each tape, repeated
+        depth = None if depth is None else depth[repeated]
     zs = np.tile(np.asarray(depths, target.dtype), tiles)
+    if depth is not None and not values:
+        started = time.perf_counter()
+        pixel = np.arange(side)
+        rows, cols = front.rows[order, None] + pixel, front.cols[order, None] + pixel
+        inside = _host.leaf_signs(tapes, lengths, depth, xs[cols], ys[rows], zs)
+        _rent["seconds"] += time.perf_counter() - started
+        return inside.reshape(tiles, count, side, side)
     out = _leaves(
         tapes, lengths, front.rows[order], front.cols[order], xs, ys, zs, target.device,
         side, target.devices, values=values,
@@ -333,7 +401,7 @@ def _kernels(
     return jobs
 
 
-def next_tapes(tapes: Tapes, row: np.ndarray, level: Level, at: np.ndarray) -> Tapes:
+def next_tapes(tapes: Tapes, row: np.ndarray, level: Level | _host.Pruned, at: np.ndarray) -> Tapes:
     """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
     ``(row, lane)`` entries in the level's outputs); a row replaced by its immediate (emit
     code 2) becomes a ``const`` row."""

@@ -43,6 +43,8 @@ REGION_LIMIT = 1e30
 MEMORY_LIMIT = 16384**2
 DTYPES = ("float32", "float64")
 MODES = ("auto", "brute", "culled")
+#: Who culls on a CPU (:class:`Target`).
+TIERS = ("auto", "host", "kernels")
 
 
 def whole(value: Any, what: str) -> int:
@@ -246,17 +248,24 @@ class Target:
     ``devices`` to shard over (two or more; empty for one device), and whether images
     are drawn ``exact``: the program op by op, as written, everywhere, where by default
     culling draws its sign program (:func:`~prospero_jax.ir.specialise.specialise`: the
-    same sign in real arithmetic, cheaper to cull). Build it with :meth:`resolve`, which
-    takes names (``"cpu"``, ``"all"``) as well as devices."""
+    same sign in real arithmetic, cheaper to cull). ``tier`` says who culls on a CPU:
+    ``"auto"`` (the host tier, NumPy with nothing to compile or load, until it has cost the
+    process what readying the kernels would; then the XLA kernels: see
+    :func:`prospero_jax.renderers.hierarchy.tier`), ``"host"`` (the host tier wherever it
+    can draw the program) or ``"kernels"``; images are the same bit for bit. Build it with
+    :meth:`resolve`, which takes names (``"cpu"``, ``"all"``) as well as devices."""
 
     dtype: str = "float32"
     device: jax.Device = field(default_factory=lambda: resolve_device(None))
     devices: tuple[jax.Device, ...] = ()
     exact: bool = False
+    tier: str = "auto"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.tier not in TIERS:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {self.tier!r}")
 
     @classmethod
     def resolve(
@@ -265,13 +274,14 @@ class Target:
         device: str | jax.Device | None = None,
         devices: str | Sequence[jax.Device] | None = None,
         exact: bool = False,
+        tier: str = "auto",
     ) -> Target:
         """A Target from a dtype name, a platform name or Device, and ``devices`` (``None``,
         ``"all"`` or a sequence); with several devices, ``device`` is the first."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         spread = resolve_devices(devices, resolve_device(device))
-        return cls(dtype, spread[0], spread if len(spread) > 1 else (), bool(exact))
+        return cls(dtype, spread[0], spread if len(spread) > 1 else (), bool(exact), tier)
 
     @property
     def platform(self) -> str:
@@ -294,7 +304,7 @@ def culls(mode: str, target: Target) -> bool:
 class Shorthand(TypedDict, total=False):
     """Keywords every render entry point takes beside an image side: ``region``, ``z`` and
     ``rows`` stand for a :class:`View`'s fields; ``target``, or ``dtype``, ``device``,
-    ``devices`` (``"all"`` or a list: shard over them) and ``exact``, for a
+    ``devices`` (``"all"`` or a list: shard over them), ``exact`` and ``tier``, for a
     :class:`Target`."""
 
     region: Sequence[float] | None
@@ -305,6 +315,7 @@ class Shorthand(TypedDict, total=False):
     device: str | jax.Device | None
     devices: str | Sequence[jax.Device] | None
     exact: bool | None
+    tier: str | None
 
 
 def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
@@ -326,8 +337,11 @@ def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
         view = View(size, bounds, z or 0.0, rows)  # type: ignore[arg-type]  # checked there
     target, dtype = options.get("target"), options.get("dtype")
     device, devices, exact = options.get("device"), options.get("devices"), options.get("exact")
+    tier = options.get("tier")
     if target is None:
-        return view, Target.resolve(dtype or "float32", device, devices, bool(exact))
-    if dtype is not None or device is not None or devices is not None or exact is not None:
-        raise ValueError("give the dtype, devices and exactness in the Target, not beside it")
+        return view, Target.resolve(
+            dtype or "float32", device, devices, bool(exact), tier or "auto"
+        )
+    if any(v is not None for v in (dtype, device, devices, exact, tier)):
+        raise ValueError("give the dtype, devices, exactness and tier in the Target, not beside it")
     return view, target

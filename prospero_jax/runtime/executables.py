@@ -57,6 +57,7 @@ class Store:
         self.memo: dict[tuple[Any, ...], Callable[..., Any]] = {}  # the same, cheaper key
         self.counts = {"loaded": 0, "compiled": 0}
         self.compiled: set[Any] = set()  # kernels this process compiled (see prepare)
+        self.called: set[Any] = set()  # calls made through jax.jit, with no directory
 
     def set_directory(self, path: str | os.PathLike[str] | None) -> None:
         """Keep executables in ``path`` (created when needed); ``None`` turns the disk off."""
@@ -148,9 +149,10 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
 
     ``args`` must already live on ``device`` (the executable runs there).
     """
-    if store.directory is None:
-        return kernel(*args, **static)
     quick = _quick(kernel, args, static, device)
+    if store.directory is None:
+        store.called.add(quick)
+        return kernel(*args, **static)
     executable = store.memo.get(quick)
     if executable is not None:
         return executable(*args)
@@ -177,6 +179,21 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
 Job = tuple[Any, tuple[Any, ...], dict[str, Any]]
 """A kernel call to prepare: ``(kernel, args, static)``, ``args`` arrays or
 ``jax.ShapeDtypeStruct``s."""
+
+
+def readiness(jobs: Sequence[Job], device: jax.Device) -> str:
+    """What the executables of these calls cost before they run: ``"ready"`` (in memory),
+    ``"stored"`` (all on disk: loaded), or ``"missing"`` (some must be compiled)."""
+    quick = [_quick(kernel, args, static, device) for kernel, args, static in jobs]
+    if all(q in store.memo or q in store.called for q in quick):
+        return "ready"
+    if store.directory is None:
+        return "missing"
+    for kernel, args, static in jobs:
+        key = _key(kernel, args, static, device)
+        if key not in store.loaded and not (store.directory / f"{_build_tag()}-{key}.bin").exists():
+            return "missing"
+    return "stored"
 
 
 def prepare(jobs: Sequence[Job], device: jax.Device) -> None:
