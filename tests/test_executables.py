@@ -1,5 +1,8 @@
 """Stored executables: a warm process loads the culled kernels instead of compiling them.
 
+The renders here ask for the kernels (``tier="kernels"``): by default a single frame of a
+sign program goes to the host tier, which has nothing to store.
+
 XLA:CPU only serializes an executable it compiled once in its process, so the tests that
 store files run in fresh processes, as the CLI does.
 """
@@ -25,7 +28,7 @@ import numpy as np
 import prospero_jax as pj
 from prospero_jax.runtime import executables as _executables
 pj.enable_compilation_cache(sys.argv[1])
-image = pj.render(pj.shapes.demo_program(), 200, mode="culled")
+image = pj.render(pj.shapes.demo_program(), 200, mode="culled", tier="kernels")
 np.save(sys.argv[2], image)
 print(json.dumps(_executables.store.counts))
 """
@@ -85,9 +88,9 @@ def test_in_process_the_image_is_right_whether_or_not_a_file_was_kept(
     hi: pj.Program, store: Path
 ) -> None:
     expected = pj.render(hi, 120, mode="brute")
-    np.testing.assert_array_equal(pj.render(hi, 120, mode="culled"), expected)
+    np.testing.assert_array_equal(pj.render(hi, 120, mode="culled", tier="kernels"), expected)
     _executables.forget()  # loads what was kept, compiles the rest
-    np.testing.assert_array_equal(pj.render(hi, 120, mode="culled"), expected)
+    np.testing.assert_array_equal(pj.render(hi, 120, mode="culled", tier="kernels"), expected)
     assert not list(store.glob(".*"))
 
 
@@ -105,7 +108,7 @@ def test_the_key_separates_options_shapes_and_dtypes() -> None:
 def test_without_a_directory_the_plain_jit_is_called(hi: pj.Program, store: Path) -> None:
     _executables.set_directory(None)
     counts = dict(_executables.store.counts)
-    pj.render(hi, 64, mode="culled")
+    pj.render(hi, 64, mode="culled", tier="kernels")
     assert _executables.store.counts == counts
     assert not list(store.iterdir())
 
@@ -128,7 +131,7 @@ def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
     # tests): such a file would not run, so it is dropped (see _compile_and_store).
     assert len(list(store.glob("*.bin"))) <= 3
     # The render that follows finds every kernel ready: nothing more is compiled or loaded.
-    image = pj.render(hi, 200, mode="culled", dtype=dtype)
+    image = pj.render(hi, 200, mode="culled", dtype=dtype, tier="kernels")
     assert _executables.store.counts["compiled"] == counts["compiled"] + 3
     assert _executables.store.counts["loaded"] == counts["loaded"]
     np.testing.assert_array_equal(image, pj.render(hi, 200, mode="brute", dtype=dtype))
