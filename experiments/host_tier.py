@@ -62,14 +62,15 @@ def main() -> None:
             f"| {1e3 * k:.1f} [{1e3 * min(kernels):.1f}–{1e3 * max(kernels):.1f}] "
             f"| {h / k:.1f} | {repay['stored']:.0f} | {repay['missing']:.0f} |"
         )
-    print("\nThe host tier's levels, one frame each (ms):\n")
-    print("| size | " + " | ".join(["level 1", "level 2", "level 3", "level 4", "leaves"]) + " |")
-    print("|---|---|---|---|---|---|")
+    print("\nThe host tier's levels, one frame each: children's side, ms (rows)\n")
     for size in sizes:
         stats: list[dict[str, object]] = []
         render_culled(pj.specialise(program), View(size), tiers["host"], stats=stats)
-        cells = [f"{1e3 * float(s['seconds']):.1f} ({s['rows']} rows)" for s in stats]  # type: ignore[arg-type]
-        print(f"| {size}² | " + " | ".join(cells + [""] * (5 - len(cells))) + " |")
+        cells = [
+            f"{s['tile']} px: {1e3 * float(s['seconds']):.1f} ({s['rows']} rows)"  # type: ignore[arg-type]
+            for s in stats
+        ]
+        print(f"- {size}²: " + "; ".join(cells))
 
 
 if __name__ == "__main__":

@@ -160,18 +160,17 @@ def test_auto_rents_the_host_tier_until_it_has_paid_for_the_kernels(
     auto = Target()
     monkeypatch.setattr(hierarchy._executables, "readiness", lambda jobs, device: "stored")
     monkeypatch.setitem(hierarchy._rent, "seconds", 0.0)
-    assert hierarchy.tier(sign, 1024, auto, jobs) == "host"
-    assert hierarchy.tier(sign, 4096, auto, jobs) == "kernels"  # beyond HOST_SIDE
-    assert hierarchy.tier(prospero, 1024, auto, jobs) == "kernels"  # not a sign program
-    assert hierarchy.tier(sign, 1024, KERNELS, jobs) == "kernels"
+    assert hierarchy.tier(sign, auto, jobs) == "host"
+    assert hierarchy.tier(prospero, auto, jobs) == "kernels"  # not a sign program
+    assert hierarchy.tier(sign, KERNELS, jobs) == "kernels"
     monkeypatch.setitem(hierarchy._rent, "seconds", hierarchy.KERNEL_PRICE["stored"])
-    assert hierarchy.tier(sign, 1024, auto, jobs) == "kernels"  # the rent paid the price
-    assert hierarchy.tier(sign, 1024, HOST, jobs) == "host"
+    assert hierarchy.tier(sign, auto, jobs) == "kernels"  # the rent paid the price
+    assert hierarchy.tier(sign, HOST, jobs) == "host"
     monkeypatch.setattr(hierarchy._executables, "readiness", lambda jobs, device: "missing")
-    assert hierarchy.tier(sign, 1024, auto, jobs) == "host"
+    assert hierarchy.tier(sign, auto, jobs) == "host"
     monkeypatch.setattr(hierarchy._executables, "readiness", lambda jobs, device: "ready")
     monkeypatch.setitem(hierarchy._rent, "seconds", 0.0)
-    assert hierarchy.tier(sign, 1024, auto, jobs) == "kernels"
+    assert hierarchy.tier(sign, auto, jobs) == "kernels"
 
 
 def test_a_host_frame_pays_rent(prospero: pj.Program, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,9 +69,6 @@ SLAB = 16
 #: prospero's three stored executables, ~3 s to compile them (2-core CPU,
 #: experiments/RESULTS.md).
 KERNEL_PRICE = {"ready": 0.0, "stored": 0.4, "missing": 3.0}
-#: The largest root square ``tier="auto"`` gives the host tier: its leaves cost about 10×
-#: the leaf kernel's a pixel, so a large frame repays loading the kernels at once.
-HOST_SIDE = 2048
 _rent = {"seconds": 0.0}  # what the host tier has cost this process so far
 
 
@@ -176,15 +173,16 @@ def host_depths(program: Program, dtype: str) -> np.ndarray | None:
     return depth if depth.max() <= _host.MAX_DEPTH else None
 
 
-def tier(program: Program, side: int, target: Target, jobs: Sequence[_executables.Job]) -> str:
-    """Who culls a frame of root square ``side``: ``"host"`` (NumPy:
+def tier(program: Program, target: Target, jobs: Sequence[_executables.Job]) -> str:
+    """Who culls a frame: ``"host"`` (NumPy:
     :mod:`~prospero_jax.evaluators.host_cull`) or ``"kernels"`` (XLA). The host tier needs a
     CPU target, one device and a program it can cull (:func:`host_depths`); then
     ``target.tier`` decides, and ``"auto"`` rents before it buys: the host tier draws
-    frames up to :data:`HOST_SIDE` until it has cost the process what readying the
-    kernels would (:data:`KERNEL_PRICE`), so a single render compiles and loads nothing
-    and a long session pays the kernels once, at most twice what knowing the future
-    would have cost."""
+    frames until it has cost the process what readying the kernels would
+    (:data:`KERNEL_PRICE`), so a single render compiles and loads nothing and a long
+    session pays the kernels once, at most about twice what knowing the future would have
+    cost. (A host frame of prospero costs ~7× a kernel frame at 1024² and ~3.6× at 4096²,
+    where its cost is mostly NumPy's per-call overhead: experiments/RESULTS.md.)"""
     if target.tier == "kernels" or target.platform != "cpu" or len(target.devices) > 1:
         return "kernels"
     if host_depths(program, target.dtype) is None:
@@ -192,7 +190,7 @@ def tier(program: Program, side: int, target: Target, jobs: Sequence[_executable
     if target.tier == "host":
         return "host"
     price = KERNEL_PRICE[_executables.readiness(jobs, target.device)]
-    return "host" if side <= HOST_SIDE and _rent["seconds"] < price else "kernels"
+    return "host" if _rent["seconds"] < price else "kernels"
 
 
 #: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
@@ -228,7 +226,7 @@ def descend(
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
     jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
-    host = tier(program, side, target, jobs) == "host"
+    host = tier(program, target, jobs) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
         _executables.prepare(jobs, device)
