@@ -13,9 +13,11 @@ returns the finished image as a NumPy array, so it has waited for the device):
   ahead of time: ``jax.jit(tile).trace(...)``, ``.lower()``, ``.compile()``, each timed
   (``"staging": "aot"``). The others compile inside their first call (``chunked``: one
   jit per piece; ``eager``: one per distinct op and shape; ``culled``: its interpreter
-  kernels), so their stage times are the sums of JAX's own monitoring durations recorded
-  during that call (``"staging": "events"``; ``jax.monitoring``'s
-  ``/jax/core/compile/*_duration`` events, which the AOT stages also emit);
+  kernels, asked for by ``tier="kernels"``: the host tier, which compiles nothing, is
+  timed against them by ``experiments/host_tier.py``), so their stage times are the sums
+  of JAX's own monitoring durations recorded during that call (``"staging": "events"``;
+  ``jax.monitoring``'s ``/jax/core/compile/*_duration`` events, which the AOT stages
+  also emit);
 * **first run**: the first render's wall time, minus any staging inside it;
 * **steady**: then ``repeats`` renders (at least 2; fewer than ``repeats`` once
   ``budget_s`` seconds are spent): min, median, max;
@@ -225,7 +227,7 @@ def _measure(
         run = (
             _tiles(kernel.function, size, dtype, device, side)
             if kernel is not None
-            else lambda: render_culled(program, View(size), Target(dtype, device))
+            else lambda: render_culled(program, View(size), Target(dtype, device, tier="kernels"))
         )
         first, events = _timed_with_events(run)
         staged = events.seconds(_TRACE) + events.seconds(_LOWER) + events.seconds(_COMPILE)
