@@ -68,7 +68,7 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
     # Another build's files (an upgrade, an edit) are removed when this build stores one.
     stale = store / "00000000-ffffffffffffffffffffffffffffffff.bin"
     stale.write_bytes(b"from another build")
-    for path in store.glob(f"{_executables._build_tag()}-*.bin"):
+    for path in store.glob(f"{_executables.build_tag()}-*.bin"):
         path.unlink()
     assert _render_in_new_process(tmp_path / "cache", tmp_path / "5.npy")["compiled"] == 3
     assert not stale.exists()

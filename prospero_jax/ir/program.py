@@ -22,6 +22,7 @@ All arrays are read-only, so a Program can be shared and hashed by content.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,23 @@ class Program:
         """Instruction count per opcode name, most frequent first."""
         counts = Counter(OPS[c].name for c in items(self.opcodes))
         return dict(counts.most_common())
+
+    def to_bytes(self) -> bytes:
+        """The program as bytes (NumPy's ``.npz``, no pickles): ``from_bytes`` reads it."""
+        out = io.BytesIO()
+        np.savez(
+            out, opcodes=self.opcodes, args=self.args, consts=self.consts, params=self.params,
+            ids=np.array("\n".join(self.ids)), source=np.array(self.source),
+        )  # fmt: skip
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Program:
+        """The program :meth:`to_bytes` wrote (checked like any other: ValueError, or an
+        error of NumPy's reader, if the bytes are not one)."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            ids = tuple(str(f["ids"]).split("\n"))
+            return cls(f["opcodes"], f["args"], f["consts"], ids, str(f["source"]), f["params"])
 
     def to_vm(self, comment: str | None = None) -> str:
         """The program as `.vm` text; ``parse(p.to_vm()) == p``."""

@@ -22,6 +22,7 @@ tile hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled
 
 from __future__ import annotations
 
+import functools
 from typing import Unpack
 
 import numpy as np
@@ -40,6 +41,7 @@ from prospero_jax.renderers.view import (
     culls,
     resolve,
 )
+from prospero_jax.runtime import derived as _derived
 
 
 def render(
@@ -75,4 +77,14 @@ def render(
 def drawn(program: Program, target: Target, culled: bool = True) -> Program:
     """The program an image of ``program`` evaluates: its sign program when it is culled,
     the program itself in brute force or with ``target.exact`` (module docstring)."""
-    return specialise(program) if culled and not target.exact else program
+    return sign_program(program) if culled and not target.exact else program
+
+
+@functools.lru_cache(maxsize=16)
+def sign_program(program: Program) -> Program:
+    """:func:`~prospero_jax.ir.specialise.specialise` of ``program``, kept on disk between
+    processes once a cache directory is set (:mod:`prospero_jax.runtime.derived`): a warm
+    render of prospero reads it in milliseconds instead of deriving it in ~0.25 s."""
+    return _derived.kept(
+        f"sign-{program.digest}", lambda: specialise(program).to_bytes(), Program.from_bytes
+    )

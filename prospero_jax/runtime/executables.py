@@ -97,15 +97,15 @@ def _build() -> tuple[str, str, str]:
     return jax.__version__, version("jaxlib"), digest.hexdigest()
 
 
-def _build_tag() -> str:
+def build_tag() -> str:
     """A short name for this build (jax, jaxlib, package source), the files' prefix."""
     return hashlib.sha256(repr(_build()).encode()).hexdigest()[:8]
 
 
-def _evict_other_builds(directory: Path) -> None:
+def evict_other_builds(directory: Path, suffix: str = ".bin") -> None:
     """Remove the files another build stored: no build can load them (best effort)."""
-    for stale in directory.glob("*.bin"):
-        if not stale.name.startswith(f"{_build_tag()}-"):
+    for stale in directory.glob(f"*{suffix}"):
+        if not stale.name.startswith(f"{build_tag()}-"):
             stale.unlink(missing_ok=True)
 
 
@@ -161,7 +161,7 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     if executable is not None:
         store.memo[quick] = executable
         return executable(*args)
-    path = store.directory / f"{_build_tag()}-{key}.bin"
+    path = store.directory / f"{build_tag()}-{key}.bin"
     executable = _load(path, device)
     if executable is not None:
         out = _run_once(executable, args)
@@ -191,7 +191,7 @@ def readiness(jobs: Sequence[Job], device: jax.Device) -> str:
         return "missing"
     for kernel, args, static in jobs:
         key = _key(kernel, args, static, device)
-        if key not in store.loaded and not (store.directory / f"{_build_tag()}-{key}.bin").exists():
+        if key not in store.loaded and not (store.directory / f"{build_tag()}-{key}.bin").exists():
             return "missing"
     return "stored"
 
@@ -208,7 +208,7 @@ def prepare(jobs: Sequence[Job], device: jax.Device) -> None:
     for job in jobs:
         kernel, args, static = job
         quick, key = _quick(kernel, args, static, device), _key(kernel, args, static, device)
-        path = store.directory / f"{_build_tag()}-{key}.bin"
+        path = store.directory / f"{build_tag()}-{key}.bin"
         if quick not in store.memo and key not in store.loaded and not path.exists():
             missing[quick] = (job, key)
     if len(missing) < 2:
@@ -217,7 +217,7 @@ def prepare(jobs: Sequence[Job], device: jax.Device) -> None:
 
     def build(job: Job, key: str) -> Callable[..., Any]:
         kernel, args, static = job
-        path = directory / f"{_build_tag()}-{key}.bin"
+        path = directory / f"{build_tag()}-{key}.bin"
         with jax.enable_x64(x64):  # the caller's precision (a thread-local setting)
             compiled = _compile(kernel, args, static)
             if kernel in store.compiled or kernel._cache_size():
@@ -320,7 +320,7 @@ def _store(path: Path, compiled: Any) -> bool:
     builds in the directory are removed first, so upgrades and edits do not pile up."""
     try:
         if path.parent.is_dir():
-            _evict_other_builds(path.parent)
+            evict_other_builds(path.parent)
         blob = pickle.dumps(serialize(compiled))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda stream: _write_all(stream, blob))
