@@ -128,6 +128,20 @@ def test_subnormal_values_are_flushed_as_xla_does(text: str) -> None:
     tiers_agree(program, 64)
 
 
+@pytest.mark.parametrize(
+    "rest", ["", "\nb affine 1 0 0 0\nr2 min r b", "\nb affine 1 0 0 0\nr2 max r b"]
+)
+def test_nan_pixels_are_drawn_as_xla_draws_them(rest: str) -> None:
+    """A quadric whose squares overflow to +inf and -inf is NaN where both do; NaN wins
+    a min and a max (its sign class in the leaves), as in XLA."""
+    program = pj.parse("x var-x\ny var-y\nr quadric 3e38 2 0 0 0 -3e38 0 2 0 0 0 0 0 0 0 0" + rest)
+    assert hierarchy.host_depths(program, "float32") is not None
+    values = pj.render(program, 64, mode="culled", target=KERNELS)
+    assert values.any()
+    assert not values.all()
+    tiers_agree(program, 64)
+
+
 def test_the_pruner_widens_bounds_past_flushed_values() -> None:
     """A bound NumPy computes as a subnormal is never trusted to decide a tile."""
     program = pj.parse("x var-x\nr affine 1e-39 0 0 -1e-45")

@@ -123,8 +123,8 @@ def _flush_margin(params: np.ndarray, reach: np.ndarray) -> np.ndarray:
     every flushed step moves a value by < 2^-126, and a later step multiplies that by at
     most the product of the atom's numbers' and the inputs' magnitudes (a weight times a
     line). 2^-96 times that, so never subnormal itself; inf if it overflows."""
-    scale = 1 + np.abs(params).sum(axis=0)
     with np.errstate(over="ignore"):
+        scale = 1 + np.abs(params).sum(axis=0)
         return np.asarray((_TINY * scale * scale) * (reach * reach))
 
 
@@ -333,7 +333,7 @@ def _leaf_chunk(
             with np.errstate(all="ignore"):
                 v = op.source(np, p, x[t], y[t], z[t])
                 margin = _flush_margin(p, reach[t])
-            unsure = np.flatnonzero((np.abs(v) < margin).any(axis=(1, 2)))
+            unsure = np.flatnonzero(np.abs(v).min(axis=(1, 2)) < margin[:, 0, 0])
             if len(unsure):
                 at = t[unsure]
                 with np.errstate(all="ignore"):
@@ -360,5 +360,10 @@ NOT_BELOW, BELOW, UNORDERED = 0, 1, 2
 
 
 def _sign(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where(v != v, UNORDERED, v < 0).astype(np.int8)
+    """``v``'s sign classes, one byte each (a pass for < 0 and one for NaN: the leaves'
+    largest cost after the atoms themselves)."""
+    classes = (v < 0).view(np.int8)
+    unordered = np.isnan(v)
+    if unordered.any():
+        classes[unordered] = UNORDERED
+    return classes
