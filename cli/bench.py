@@ -26,7 +26,8 @@ def bench(
         typer.Option(
             help="Comma-separated, among: unrolled (one XLA fusion), chunked (a jit per "
             "--chunk instructions), interpreter (tape as data: lax.scan), eager (op by op, "
-            "no jit), culled (interval culling + tape pruning)."
+            "no jit), culled (interval culling + tape pruning, XLA kernels), host (the same "
+            "culling in NumPy: nothing to compile; sign programs of min, max and atoms)."
         ),
     ] = ",".join(pj.DEFAULT_BENCH_MODES),
     device: Annotated[

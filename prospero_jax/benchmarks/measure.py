@@ -1,8 +1,9 @@
 """Measuring compile time against run time, per strategy, image size and device.
 
 Input: a Program, image sizes, modes (:data:`MODES`: the compilation strategies of
-:mod:`prospero_jax.benchmarks.strategies`, run through the brute-force tile loop, and ``culled``,
-the interval renderer), devices, a dtype and repeat limits.
+:mod:`prospero_jax.benchmarks.strategies`, run through the brute-force tile loop, and the
+interval renderer on its two tiers: ``culled``, the XLA kernels, and ``host``, NumPy with
+nothing to compile), devices, a dtype and repeat limits.
 Output: a JSON-ready ``dict``: the machine, JAX and jaxlib versions, the program, and one
 row per (mode, size, device), next to the float64 NumPy oracle's time at each size.
 
@@ -13,8 +14,8 @@ returns the finished image as a NumPy array, so it has waited for the device):
   ahead of time: ``jax.jit(tile).trace(...)``, ``.lower()``, ``.compile()``, each timed
   (``"staging": "aot"``). The others compile inside their first call (``chunked``: one
   jit per piece; ``eager``: one per distinct op and shape; ``culled``: its interpreter
-  kernels, asked for by ``tier="kernels"``: the host tier, which compiles nothing, is
-  timed against them by ``experiments/host_tier.py``), so their stage times are the sums
+  kernels, asked for by ``tier="kernels"``; ``host``: nothing, the host tier; both draw
+  the sign program, as ``pj.render`` does), so their stage times are the sums
   of JAX's own monitoring durations recorded during that call (``"staging": "events"``;
   ``jax.monitoring``'s ``/jax/core/compile/*_duration`` events, which the AOT stages
   also emit);
@@ -65,11 +66,15 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers import reference
 from prospero_jax.renderers.brute import render_tiles, tile_size
 from prospero_jax.renderers.culled import render_culled
+from prospero_jax.renderers.hierarchy import host_depths
+from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import Target, View, check_size, resolve_device
 from prospero_jax.runtime import executables as _executables
 
-MODES = (*STRATEGIES, "culled")
+MODES = (*STRATEGIES, "culled", "host")
 DEFAULT_MODES = ("unrolled", "chunked", "interpreter", "culled")
+#: The culling modes: the tier each asks for (both draw the sign program, as ``pj.render``).
+_TIERS = {"culled": "kernels", "host": "host"}
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 _COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -116,6 +121,11 @@ def bench(
         check_size(size)
     if repeats < 2:
         raise ValueError(f"repeats must be at least 2, got {repeats}")
+    if "host" in modes and host_depths(drawn(program, Target(dtype)), dtype) is None:
+        raise ValueError(
+            f"host: {program.source} has no host tier (its sign program holds ops other "
+            "than min, max and atoms, or is deeper than 64)"
+        )
     say = log or (lambda _: None)
     targets = [resolve_device(d) for d in (devices or [None])]
     oracle: dict[int, dict[str, Any]] = {}
@@ -212,7 +222,7 @@ def _measure(
     peak_reset = _reset_peak_rss()
     rss_start = _rss_mb("VmRSS")
     side = tile_size(size, device)
-    kernel = tile_kernel(program, mode, chunk=chunk) if mode != "culled" else None
+    kernel = tile_kernel(program, mode, chunk=chunk) if mode not in _TIERS else None
     row: dict[str, Any] = {"mode": mode, "size": size, "device": str(device), "dtype": dtype}
     compiled: Any = None
     if kernel is not None and kernel.jit:
@@ -227,7 +237,7 @@ def _measure(
         run = (
             _tiles(kernel.function, size, dtype, device, side)
             if kernel is not None
-            else lambda: render_culled(program, View(size), Target(dtype, device, tier="kernels"))
+            else _culled(program, size, Target(dtype, device, tier=_TIERS[mode]))
         )
         first, events = _timed_with_events(run)
         staged = events.seconds(_TRACE) + events.seconds(_LOWER) + events.seconds(_COMPILE)
@@ -251,6 +261,11 @@ def _measure(
         row["export"] = _export(kernel, side, size, dtype, device, image)
     row["image"] = image
     return row
+
+
+def _culled(program: Program, size: int, target: Target) -> Render:
+    sign = drawn(program, target)
+    return lambda: render_culled(sign, View(size), target)
 
 
 def _tiles(
