@@ -175,6 +175,8 @@ def test_auto_rents_the_host_tier_until_it_has_paid_for_the_kernels(
     monkeypatch.setattr(hierarchy._executables, "readiness", lambda jobs, device: "stored")
     monkeypatch.setitem(hierarchy._rent, "seconds", 0.0)
     assert hierarchy.tier(sign, auto, jobs) == "host"
+    assert hierarchy.tier(sign, auto, jobs, sweep=True) == "kernels"  # a heightmap's slab
+    assert hierarchy.tier(sign, HOST, jobs, sweep=True) == "host"
     assert hierarchy.tier(prospero, auto, jobs) == "kernels"  # not a sign program
     assert hierarchy.tier(sign, KERNELS, jobs) == "kernels"
     monkeypatch.setitem(hierarchy._rent, "seconds", hierarchy.KERNEL_PRICE["stored"])

@@ -173,22 +173,28 @@ def host_depths(program: Program, dtype: str) -> np.ndarray | None:
     return depth if depth.max() <= _host.MAX_DEPTH else None
 
 
-def tier(program: Program, target: Target, jobs: Sequence[_executables.Job]) -> str:
+def tier(
+    program: Program, target: Target, jobs: Sequence[_executables.Job], *, sweep: bool = False
+) -> str:
     """Who culls a frame: ``"host"`` (NumPy:
     :mod:`~prospero_jax.evaluators.host_cull`) or ``"kernels"`` (XLA). The host tier needs a
     CPU target, one device and a program it can cull (:func:`host_depths`); then
     ``target.tier`` decides, and ``"auto"`` rents before it buys: the host tier draws
-    frames until it has cost the process what readying the kernels would
+    images until it has cost the process what readying the kernels would
     (:data:`KERNEL_PRICE`), so a single render compiles and loads nothing and a long
     session pays the kernels once, at most about twice what knowing the future would have
-    cost. (A host frame of prospero costs ~7× a kernel frame at 1024² and ~3.6× at 4096²,
-    where its cost is mostly NumPy's per-call overhead: experiments/RESULTS.md.)"""
+    cost. A ``sweep`` (a slab of a heightmap or a mesh: one of dozens of frames, which
+    repay the kernels at once) goes to the kernels under ``"auto"``. (A host frame of
+    prospero costs ~6.5× a kernel frame at 1024² and ~3.6× at 4096², mostly NumPy's
+    per-call overhead: experiments/RESULTS.md.)"""
     if target.tier == "kernels" or target.platform != "cpu" or len(target.devices) > 1:
         return "kernels"
     if host_depths(program, target.dtype) is None:
         return "kernels"
     if target.tier == "host":
         return "host"
+    if sweep:
+        return "kernels"
     price = KERNEL_PRICE[_executables.readiness(jobs, target.device)]
     return "host" if _rent["seconds"] < price else "kernels"
 
@@ -226,7 +232,7 @@ def descend(
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
     jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
-    host = tier(program, target, jobs) == "host"
+    host = tier(program, target, jobs, sweep=z[0] != z[1]) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
         _executables.prepare(jobs, device)
