@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
+from prospero_jax.evaluators.tape import IMMEDIATE, Pruned, Tapes
 from prospero_jax.ir.ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
 
 #: Needs, as in :mod:`prospero_jax.evaluators.cull`: nothing, the sign (< 0), the value.
@@ -57,21 +57,6 @@ assert OPS[MIN].sign_pass == OPS[MAX].sign_pass == "same"  # what the leaves' si
 MAX_DEPTH = 64
 #: 2^-96: the margin's scale, far above what flushing subnormals (< 2^-126) can change.
 _TINY = 2.0**-96
-
-
-class Pruned(NamedTuple):
-    """Per child ``(parents, lanes)``: its value's interval ``lo``, ``hi``, ``inside``
-    (``hi < 0``) and its pruned tape's length ``kept``; per parent row and child
-    (``rows * lanes``, lane fastest): ``emit`` (0: dropped, 1: kept, 2: kept as a
-    ``const`` row holding its immediate) and its operands there, ``new_a``, ``new_b``."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-    inside: np.ndarray
-    kept: np.ndarray
-    emit: np.ndarray
-    new_a: np.ndarray
-    new_b: np.ndarray
 
 
 def layered(ops: np.ndarray) -> bool:
@@ -151,26 +136,45 @@ def _leaf_bounds(
         return lo - margin, hi + margin
 
 
-def prune_layers(tapes: Tapes, lengths: np.ndarray, depth: np.ndarray, boxes: np.ndarray) -> Pruned:
-    """Interval-evaluate and prune every tape (``lengths`` rows each, concatenated in
-    ``tapes``; ``depth`` per row) over its ``lanes`` child boxes ``boxes[t] = [xlo, xhi,
-    ylo, yhi, zlo, zhi] × lanes``: the prune kernel's outputs (module docstring)."""
+class _Layout(NamedTuple):
+    """Where the rows of concatenated tapes read: each tape's first row (``starts``),
+    each row's tape, whether its operands are immediates, its register operands' rows in
+    the concatenation (``ga``, ``gb``; 0 where none), and the rows grouped by (depth,
+    opcode), shallowest first: ``(depth, opcode, rows)``."""
+
+    starts: np.ndarray
+    tape: np.ndarray
+    imm_a: np.ndarray
+    imm_b: np.ndarray
+    ga: np.ndarray
+    gb: np.ndarray
+    groups: list[tuple[int, int, np.ndarray]]
+
+
+def _layout(tapes: Tapes, lengths: np.ndarray, depth: np.ndarray) -> _Layout:
     ops, args = tapes.ops, tapes.args
-    rows, parents, lanes = len(ops), len(lengths), boxes.shape[2]
-    dtype = boxes.dtype
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    roots = starts + lengths - 1
-    tape = np.repeat(np.arange(parents), lengths)
+    tape = np.repeat(np.arange(len(lengths)), lengths)
     imm_a, imm_b = args[:, 0] == IMMEDIATE, args[:, 1] == IMMEDIATE
     binary = np.isin(ops, (MIN, MAX))
     ga = np.where(binary & ~imm_a, starts[tape] + args[:, 0], 0)
     gb = np.where(binary & ~imm_b, starts[tape] + args[:, 1], 0)
-    consts = flushed_constants(tapes)
-
     order = np.lexsort((ops, depth))
     keys = depth[order].astype(np.int64) * len(OPS) + ops[order]
-    cut = np.flatnonzero(np.diff(keys)) + 1
-    groups = [(int(depth[g[0]]), int(ops[g[0]]), g) for g in np.split(order, cut) if len(g)]
+    split = np.split(order, np.flatnonzero(np.diff(keys)) + 1)
+    groups = [(int(depth[g[0]]), int(ops[g[0]]), g) for g in split if len(g)]
+    return _Layout(starts, tape, imm_a, imm_b, ga, gb, groups)
+
+
+def prune_layers(tapes: Tapes, lengths: np.ndarray, depth: np.ndarray, boxes: np.ndarray) -> Pruned:
+    """Interval-evaluate and prune every tape (``lengths`` rows each, concatenated in
+    ``tapes``; ``depth`` per row) over its ``lanes`` child boxes ``boxes[t] = [xlo, xhi,
+    ylo, yhi, zlo, zhi] × lanes``: the prune kernel's outputs (module docstring)."""
+    rows, lanes, dtype = len(tapes), boxes.shape[2], boxes.dtype
+    starts, tape, imm_a, imm_b, ga, gb, groups = _layout(tapes, lengths, depth)
+    roots = starts + lengths - 1
+    binary = np.isin(tapes.ops, (MIN, MAX))
+    consts = flushed_constants(tapes)
 
     lo = np.empty((rows, lanes), dtype)
     hi = np.empty((rows, lanes), dtype)
@@ -270,59 +274,25 @@ def leaf_signs(
     """Whether each tape's value is < 0 at its pixels, as XLA:CPU's leaf kernel decides it:
     ``(tapes, side, side)``, tape ``t`` at ``(xs[t, col], ys[t, row], zs[t])``.
 
-    Layer by layer over all tapes of a chunk (the pruner's grouping), with the op table's
-    value rules in NumPy. The sign of a ``min``/``max`` follows from its arguments' signs,
-    so the result is XLA's wherever every atom's NumPy value is further from 0 than what
-    flushing subnormals can change (:func:`_flush_margin`); an atom row with a pixel
-    closer than that is evaluated again with XLA's flushing (:class:`_Flushing`).
+    Depth by depth over all the tapes at once (the pruner's grouping), with the op table's
+    value rules in NumPy. Each row holds its value's sign class, :data:`NOT_BELOW` (>= 0),
+    :data:`BELOW` (< 0) or :data:`UNORDERED` (NaN), one byte a pixel: ``min`` is < 0 where
+    either argument is (the larger class, NaN winning), ``max`` where both are (the
+    smaller, NaN winning), as the op table's values say. So the result is XLA's wherever
+    every atom's NumPy value is further from 0 than what flushing subnormals can change
+    (:func:`_flush_margin`); an atom row with a pixel closer than that is evaluated again
+    with XLA's flushing (:class:`_Flushing`). Memory: a byte a row and pixel (callers
+    pass a few thousand rows at a time).
     """
-    out = np.empty((len(lengths), xs.shape[1], xs.shape[1]), bool)
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    first = 0
-    while first < len(lengths):  # chunks of about LEAF_CHUNK rows: values stay in cache
-        stop = int(np.searchsorted(starts, starts[first] + LEAF_CHUNK, side="right")) - 1
-        stop = min(max(stop, first + 1), len(lengths))
-        rows = slice(starts[first], starts[stop])
-        out[first:stop] = _leaf_chunk(
-            tapes.take(rows), lengths[first:stop], depth[rows], flushed(xs[first:stop]),
-            flushed(ys[first:stop]), flushed(zs[first:stop]),
-        )  # fmt: skip
-        first = stop
-    return out
-
-
-#: Rows of leaf tapes evaluated together by :func:`leaf_signs`.
-LEAF_CHUNK = 2048
-
-
-def _leaf_chunk(
-    tapes: Tapes,
-    lengths: np.ndarray,
-    depth: np.ndarray,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    zs: np.ndarray,
-) -> np.ndarray:
-    """:func:`leaf_signs` for one chunk of tapes. Each row holds its value's sign class,
-    :data:`NOT_BELOW` (>= 0), :data:`BELOW` (< 0) or :data:`UNORDERED` (NaN), one byte a
-    pixel: ``min`` is < 0 where either argument is (the larger class, NaN winning), ``max``
-    where both are (the smaller, NaN winning), as the op table's values say."""
-    ops, args = tapes.ops, tapes.args
+    xs, ys, zs = flushed(xs), flushed(ys), flushed(zs)
     side = xs.shape[1]
     consts = flushed_constants(tapes)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    tape = np.repeat(np.arange(len(lengths)), lengths)
-    imm_a, imm_b = args[:, 0] == IMMEDIATE, args[:, 1] == IMMEDIATE
-    ga = np.where(imm_a, 0, starts[tape] + args[:, 0])
-    gb = np.where(imm_b, 0, starts[tape] + args[:, 1])
-    signs = np.empty((len(ops), side, side), np.int8)
+    starts, tape, imm_a, imm_b, ga, gb, groups = _layout(tapes, lengths, depth)
+    signs = np.empty((len(tapes), side, side), np.int8)
     x, y, z = xs[:, None, :], ys[:, :, None], zs[:, None, None]
     reach = 1 + np.maximum(np.abs(xs).max(axis=1), np.abs(ys).max(axis=1))
     reach = np.maximum(reach, 1 + np.abs(zs))[:, None, None]
-    order = np.lexsort((ops, depth))
-    keys = depth[order].astype(np.int64) * len(OPS) + ops[order]
-    for g in np.split(order, np.flatnonzero(np.diff(keys)) + 1):
-        code = int(ops[g[0]])
+    for _, code, g in groups:
         op, t = OPS[code], tape[g]
         if code == CONST:
             signs[g] = _sign(consts[g][:, None, None])
@@ -355,7 +325,7 @@ def _leaf_chunk(
     return np.asarray(signs[starts + lengths - 1] == BELOW)
 
 
-#: A value's sign class in :func:`_leaf_chunk`.
+#: A value's sign class in :func:`leaf_signs`.
 NOT_BELOW, BELOW, UNORDERED = 0, 1, 2
 
 

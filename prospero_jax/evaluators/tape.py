@@ -39,6 +39,23 @@ from prospero_jax.ir.program import Program
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
 
 
+class Pruned(NamedTuple):
+    """One prune level's results on the host, from either pruner (the prune kernel's,
+    read back, or :func:`~prospero_jax.evaluators.host_cull.prune_layers`): per child
+    (``(parents, lanes)``) its value's interval ``lo``, ``hi``, whether it is ``inside``
+    (``hi < 0``) and its pruned tape's length ``kept``; per parent row and child
+    (``(rows * lanes,)``, lane fastest) ``emit`` (0: dropped, 1: kept, 2: kept as a
+    ``const`` row holding its immediate) and its operands there, ``new_a``, ``new_b``."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    inside: np.ndarray
+    kept: np.ndarray
+    emit: np.ndarray
+    new_a: np.ndarray
+    new_b: np.ndarray
+
+
 def bucket(n: int, smallest: int, growth: int = 2) -> int:
     """``n`` rounded up to ``smallest · growthᵏ``: few distinct sizes, so few compilations."""
     size = smallest

@@ -48,7 +48,7 @@ from prospero_jax.evaluators.cull import (
     leaf_kernel,
     prune_kernel,
 )
-from prospero_jax.evaluators.tape import Tapes, register_capacity
+from prospero_jax.evaluators.tape import Pruned, Tapes, register_capacity
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST, PARAMS
 from prospero_jax.ir.program import Program
@@ -64,6 +64,8 @@ SPLIT = (4, 4)
 LEAF_ROW_CAPACITY = 1 << 16
 #: Depth samples (heightmaps) or grid cells (meshes) per slab of a 3-D sweep along z.
 SLAB = 16
+#: Rows of leaf tapes the host tier evaluates together (a byte a pixel: 2 MiB at 32 px).
+HOST_LEAF_ROWS = 2048
 #: Seconds a frame's kernels cost before their first call, by their
 #: :func:`~prospero_jax.runtime.executables.readiness`: none in memory, ~0.4 s to load
 #: prospero's three stored executables, ~3 s to compile them (2-core CPU,
@@ -130,21 +132,6 @@ def splits(tiles: int, pattern: Sequence[int] = SPLIT) -> tuple[int, ...]:
 def root_tape(program: Program, dtype: str) -> Tapes:
     """The simplified program packed as a tape (cached: it is per program, not per frame)."""
     return Tapes.pack(_passes.simplify(program), dtype)
-
-
-class Level(NamedTuple):
-    """One prune level's results, on the host: per child (``(parents, lanes)``) its
-    value's interval ``lo``, ``hi``, whether it is painted ``inside`` and its pruned
-    tape's length ``kept``; per parent row and child (``(rows * lanes,)``, lane fastest)
-    the ``emit`` code and the operands ``new_a``, ``new_b`` (see :func:`prune_kernel`)."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-    inside: np.ndarray
-    kept: np.ndarray
-    emit: np.ndarray
-    new_a: np.ndarray
-    new_b: np.ndarray
 
 
 class Frontier(NamedTuple):
@@ -261,10 +248,11 @@ def descend(
             ],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
-        if front.depth is not None:
-            level: Level | _host.Pruned = _host.prune_layers(tapes, lengths, front.depth, boxes)
-        else:
-            level = prune_level(tapes, lengths, boxes, device, root, devices)
+        level = (
+            _host.prune_layers(tapes, lengths, front.depth, boxes)
+            if front.depth is not None
+            else prune_level(tapes, lengths, boxes, device, root, devices)
+        )
         inside, kept = level.inside, level.kept
         paint(child, child_rows[inside], child_cols[inside])
 
@@ -339,9 +327,16 @@ def leaf_pixels(
         started = time.perf_counter()
         pixel = np.arange(side)
         rows, cols = front.rows[order, None] + pixel, front.cols[order, None] + pixel
-        inside = _host.leaf_signs(tapes, lengths, depth, xs[cols], ys[rows], zs)
+        first = np.concatenate([[0], np.cumsum(lengths)])
+        parts = []
+        for t0, t1 in _chunks(lengths, HOST_LEAF_ROWS, len(lengths)):  # values stay in cache
+            span = slice(first[t0], first[t1])
+            parts.append(_host.leaf_signs(
+                tapes.take(span), lengths[t0:t1], depth[span], xs[cols[t0:t1]],
+                ys[rows[t0:t1]], zs[t0:t1],
+            ))  # fmt: skip
         _rent["seconds"] += time.perf_counter() - started
-        return inside.reshape(tiles, count, side, side)
+        return np.concatenate(parts).reshape(tiles, count, side, side)
     out = _leaves(
         tapes, lengths, front.rows[order], front.cols[order], xs, ys, zs, target.device,
         side, target.devices, values=values,
@@ -405,7 +400,7 @@ def _kernels(
     return jobs
 
 
-def next_tapes(tapes: Tapes, row: np.ndarray, level: Level | _host.Pruned, at: np.ndarray) -> Tapes:
+def next_tapes(tapes: Tapes, row: np.ndarray, level: Pruned, at: np.ndarray) -> Tapes:
     """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
     ``(row, lane)`` entries in the level's outputs); a row replaced by its immediate (emit
     code 2) becomes a ``const`` row."""
@@ -429,7 +424,7 @@ def prune_level(
     device: jax.Device,
     root_length: int,
     devices: Sequence[jax.Device] = (),
-) -> Level:
+) -> Pruned:
     """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, sizes = [], []
@@ -446,14 +441,14 @@ def prune_level(
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
     outs = _dispatch(prune_kernel, calls, device, devices)  # dispatched; read below
-    parts: list[list[np.ndarray]] = [[] for _ in Level._fields]
+    parts: list[list[np.ndarray]] = [[] for _ in Pruned._fields]
     for (n_groups, n_rows), out in zip(sizes, outs, strict=True):
         for k, values in enumerate(out):
             size = (n_groups if k < 4 else n_rows) * lanes  # per child, then per row
             parts[k].append(np.asarray(values)[:size])
     lo, hi, inside, kept, emit, new_a, new_b = map(_joined, parts)
     lo, hi, inside, kept = (v.reshape(-1, lanes) for v in (lo, hi, inside, kept))
-    return Level(lo, hi, inside, kept, emit, new_a, new_b)
+    return Pruned(lo, hi, inside, kept, emit, new_a, new_b)
 
 
 def _leaves(
