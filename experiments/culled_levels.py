@@ -1,6 +1,6 @@
 """Where the culled renderer's time goes: one row per level of the tile hierarchy.
 
-    python experiments/culled_levels.py --size 1024 --leaf 32 --repeats 5 [--exact]
+    python experiments/culled_levels.py --size 1024 --leaf 32 --repeats 5 [--exact] [--tier host]
 
 For each level: the tile side its children have, how many tapes (ambiguous parents) and
 rows it interprets, how many children it paints inside or leaves ambiguous, and the
@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument(
         "--exact", action="store_true", help="the program as it is, not its sign program"
     )
+    parser.add_argument(
+        "--tier", default="kernels", help="auto, host or kernels (hierarchy.tier)"
+    )
     args = parser.parse_args()
     program = pj.load(args.program)
     if not args.exact:
@@ -43,7 +46,7 @@ def main() -> None:
         stats: list[dict[str, Any]] = []
         split = tuple(int(k) for k in args.split.split(","))
         render_culled(
-            program, pj.View(args.size), pj.Target(), leaf=args.leaf, split=split, stats=stats
+            program, pj.View(args.size), pj.Target(tier=args.tier), leaf=args.leaf, split=split, stats=stats
         )
         runs.append(stats)
     runs = runs[1:]

@@ -133,12 +133,20 @@ def _key(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
+def _signature(leaf: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """A leaf's shape and dtype object (no string: a frame builds a few hundred)."""
+    try:
+        return leaf.shape, leaf.dtype
+    except AttributeError:
+        return np.shape(leaf), np.result_type(leaf)
+
+
 def _quick(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: jax.Device) -> Any:
     """What tells executables apart within this process, cheap to build."""
     return (
         kernel,
         tuple(sorted(static.items())),
-        tuple((np.shape(a), _dtype(a)) for a in jax.tree.leaves(args)),
+        tuple(map(_signature, jax.tree.leaves(args))),
         _flag("jax_enable_x64"),
         device,
     )
