@@ -32,9 +32,7 @@ def main() -> None:
     parser.add_argument(
         "--exact", action="store_true", help="the program as it is, not its sign program"
     )
-    parser.add_argument(
-        "--tier", default="kernels", help="auto, host or kernels (hierarchy.tier)"
-    )
+    parser.add_argument("--tier", default="kernels", help="auto, host or kernels (hierarchy.tier)")
     args = parser.parse_args()
     program = pj.load(args.program)
     if not args.exact:
@@ -46,7 +44,12 @@ def main() -> None:
         stats: list[dict[str, Any]] = []
         split = tuple(int(k) for k in args.split.split(","))
         render_culled(
-            program, pj.View(args.size), pj.Target(tier=args.tier), leaf=args.leaf, split=split, stats=stats
+            program,
+            pj.View(args.size),
+            pj.Target(tier=args.tier),
+            leaf=args.leaf,
+            split=split,
+            stats=stats,
         )
         runs.append(stats)
     runs = runs[1:]

@@ -1,5 +1,5 @@
-"""Heightmap normals, the two paths alternated in one run: each tile's pruned tape (the CPU
-default) against the whole program (``gradients_at``).
+"""Heightmap normals, the two paths alternated in one run: pruned tapes (``grouped_gradients``,
+the CPU default) against the whole program (``gradients_at``).
 
     python experiments/normals_paths.py --size 512 --rounds 5
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import prospero_jax as pj
-from prospero_jax.renderers import heightmap
+from prospero_jax.renderers import gradients
 
 MODELS = Path(__file__).resolve().parent.parent.parent / "shared" / "models"
 
@@ -25,21 +25,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    limit = heightmap.TILE_GRADIENT_ROWS
-    paths = {"pruned tiles": limit, "whole program": 0}  # 0: no program is short enough
-    print("| model | pruned tiles: median (worst) | whole program: median (worst) | ratio |")
+    default = gradients.GROUPED_ROWS
+    paths = {"pruned tapes": range(1, 1 << 30), "whole program": range(0)}
+    print("| model | pruned tapes: median (worst) | whole program: median (worst) | ratio |")
     print("|---|---|---|---|")
     for name in ("colonnade", "bear", "tanglecube"):
         program = pj.load(MODELS / f"{name}.vm")
         times: dict[str, list[float]] = {path: [] for path in paths}
         for round_ in range(args.rounds + 1):
             for path, rows in paths.items():
-                heightmap.TILE_GRADIENT_ROWS = rows
+                gradients.GROUPED_ROWS = rows
                 start = time.perf_counter()
                 pj.render_heightmap(program, args.size)
                 if round_:  # the first round warms both paths up
                     times[path].append(time.perf_counter() - start)
-        heightmap.TILE_GRADIENT_ROWS = limit
+        gradients.GROUPED_ROWS = default
         tiles, whole = (statistics.median(times[p]) for p in paths)
         worst = [max(times[p]) for p in paths]
         print(

@@ -227,10 +227,11 @@ BOX = (
 
 @pytest.mark.parametrize("name", [*SOLIDS, "box"])
 def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
-    # The CPU heightmap's normals come from each tile's pruned tape (pixel_gradients);
-    # they must be what the whole program gives (gradients_at). The box's flat top puts
-    # whole tiles inside by intervals, where the whole tape is evaluated instead.
-    from prospero_jax.renderers.gradients import gradients_at, pixel_gradients
+    # The CPU heightmap's normals come from pruned tapes (grouped_gradients, a group per
+    # 32-pixel tile's points nearest in z); they must be what the whole program gives
+    # (gradients_at). The box's flat top puts whole groups inside by intervals: their
+    # tapes are still pruned for the value.
+    from prospero_jax.renderers.gradients import gradients_at, grouped_gradients
 
     if name == "box":
         program, half = pj.parse(BOX), 1.0
@@ -242,7 +243,8 @@ def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
     rows, cols = np.nonzero(np.isfinite(z))
     assert len(rows) > 100
     target = pj.Target()
-    value, gradient = pixel_gradients(program, xs, ys, z, target)
+    points = np.stack([xs[cols], ys[rows], z[rows, cols]], axis=1)
+    value, gradient = grouped_gradients(program, points, (rows // 32) * 3 + cols // 32, target)
     expected_value, expected = gradients_at(program, xs[cols], ys[rows], z[rows, cols], target)
     np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)

@@ -15,7 +15,7 @@ Output, per kernel:
 * :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0;
 * :func:`dual_leaf_kernel` (one tape → its own points): value and gradient by dual
   numbers (the tapes must be pruned for values, not signs: see
-  :func:`prospero_jax.renderers.gradients.pixel_gradients`).
+  :func:`prospero_jax.renderers.gradients.grouped_gradients`).
 
 An operand is a register or, marked :data:`~prospero_jax.evaluators.tape.IMMEDIATE`, the
 row's constant: the prune kernel gives an immediate the interval ``[c, c]`` and passes it

@@ -7,11 +7,14 @@ dtype: what gradient images (:mod:`~prospero_jax.renderers.shade`), heightmap no
 (:mod:`~prospero_jax.renderers.heightmap`) and mesh vertices' Newton steps
 (:mod:`~prospero_jax.renderers.mesh`) read.
 
-How: forward mode through :func:`prospero_jax.to_function`'s custom derivatives (the op
-table's partials, the dual step's rules: finite wherever the value is), three tangent
-directions at once; points in chunks of :data:`CHUNK`, the last one padded, so one
-compilation serves a program at any number of points. Values and derivatives are the
-program's as given (never a sign program).
+How, two ways (:func:`field_gradients` picks one): :func:`gradients_at`, forward mode
+through :func:`prospero_jax.to_function`'s custom derivatives (the op table's partials,
+the dual step's rules: finite wherever the value is), three tangent directions at once,
+points in chunks of :data:`CHUNK`, the last one padded, so one compilation serves a
+program at any number of points; or :func:`grouped_gradients`, nearby points in groups,
+each group's tape pruned over its box and evaluated by the dual leaf kernel (the same
+rules, nothing compiled per program). Values and derivatives are the program's as given
+(never a sign program).
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
 from prospero_jax.ir.ops import OPCODE
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
-    LEAF_SIDE,
     SPLIT,
     next_tapes,
     prune_level,
@@ -41,9 +43,15 @@ from prospero_jax.renderers.view import Progress, Target
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
-#: The longest program :func:`pixel_gradients` should take: beyond it the dual leaf
-#: kernel's register file (rows × 4 × 1,024 lanes) passes 128 MiB.
+#: Points of one tile evaluated on one pruned tape by :func:`pixel_gradients`.
+GROUP = 256
+#: The longest program :func:`grouped_gradients` should take: beyond it the dual leaf
+#: kernel's register file (rows × 4 × :data:`GROUP` lanes) passes 32 MiB.
 TILE_GRADIENT_ROWS = 8192
+#: The programs :func:`field_gradients` evaluates on pruned tapes: below 64 rows the
+#: compiled field costs less than pruning saves (tanglecube's 19 rows: a 128³ mesh's
+#: projection 0.38 s against 0.52 s; experiments/RESULTS.md).
+GROUPED_ROWS = range(64, TILE_GRADIENT_ROWS + 1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -97,68 +105,89 @@ def gradients_at(
     return value, gradient
 
 
-def pixel_gradients(
+def field_gradients(
     program: Program,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    z: Float[np.ndarray, "rows cols"],
+    points: Float[np.ndarray, "n 3"],
+    cells: np.ndarray,
     where: Target,
-    leaf: int = LEAF_SIDE,
 ) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
-    """The value and gradient at every pixel ``(xs[col], ys[row], z[row, col])`` where ``z``
-    is finite, in ``np.nonzero`` order: what :func:`gradients_at` gives there, computed on
-    each ``leaf × leaf`` tile's pruned tape instead of the whole program.
+    """The value and gradient at ``points`` (rows ``(x, y, z)``; ``cells`` as
+    :func:`grouped_gradients` takes them), by the one rule renderers share: on pruned
+    tapes (:func:`grouped_gradients`) on CPU for programs of :data:`GROUPED_ROWS` rows,
+    else all points at once through the compiled field (:func:`gradients_at`:
+    accelerators, very short or very long programs)."""
+    if where.platform == "cpu" and len(program) in GROUPED_ROWS:
+        return grouped_gradients(program, points, cells, where)
+    return gradients_at(program, points[:, 0], points[:, 1], points[:, 2], where)
 
-    How: each tile's box (the hull of its points) prunes the program's tape with the
-    culling kernel (only choices its intervals decide, so the tape's value and partials
-    are the program's at every point of the box: the root is wrapped in ``add root 0``,
-    whose need is the value, so no sign-only choice is taken), and the dual leaf kernel
-    evaluates the pruned tape at the tile's points. A tile whose interval decides the
-    sign keeps no tape and is evaluated on the whole one.
+
+def grouped_gradients(
+    program: Program,
+    points: Float[np.ndarray, "n 3"],
+    cells: np.ndarray,
+    where: Target,
+) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
+    """The value and gradient at ``points`` (rows ``(x, y, z)``): what
+    :func:`gradients_at` gives there, computed on pruned tapes instead of the whole
+    program, so nothing is compiled per program. ``cells`` (an integer per point) says
+    which points lie near each other: a pixel tile, a column of mesh cells.
+
+    How: the points of each cell are sorted by z and cut into groups of up to
+    :data:`GROUP` (a floor, a roof and a wall in one tile fall in different groups).
+    Each group's box (the hull of its points) prunes the program's tape with the culling
+    kernel (only choices its intervals decide, so the tape's value and partials are the
+    program's at every point of the box: the root's need is its value, never its sign
+    alone), and the dual leaf kernel evaluates the pruned tape at the group's points.
     """
-    rows, cols = np.nonzero(np.isfinite(z))
     dtype = where.dtype
-    if not len(rows):
+    if not len(points):
         return np.empty(0, dtype), np.empty((0, 3), dtype)
-    coords = np.stack([xs[cols], ys[rows], z[rows, cols]]).astype(dtype)  # (3, k)
-    tile_of = (rows // leaf) * (-(-z.shape[1] // leaf)) + cols // leaf
-    _, first, which = np.unique(tile_of, return_index=True, return_inverse=True)
-    slot = (rows % leaf) * leaf + cols % leaf
-    n = leaf * leaf
-    points = np.repeat(coords[:, first].T[:, :, None], n, axis=2)  # unused slots: a real point
-    points[which, :, slot] = coords.T
-    tiles = len(first)
+    coords = np.asarray(points, np.float64).astype(dtype).T  # (3, k)
+    order = np.lexsort((coords[2], cells))  # cell by cell, each by z
+    cell_sorted = np.asarray(cells)[order]
+    first = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    opens = rank % GROUP == 0  # a group starts every GROUP points of a cell
+    group_sorted, slot_sorted = np.cumsum(opens) - 1, rank % GROUP
+    which, slot = np.empty_like(order), np.empty_like(order)
+    which[order], slot[order] = group_sorted, slot_sorted
+    groups, n = int(group_sorted[-1]) + 1, GROUP
+    grouped = np.repeat(coords[:, order[opens]].T[:, :, None], n, axis=2)  # unused: a real point
+    grouped[which, :, slot] = coords.T
 
     with where.precision():
-        root = root_tape(program, dtype)
-        whole = Tapes(
-            np.append(root.ops, OPCODE["add"]).astype(np.int32),
-            np.concatenate([root.args, [[len(root) - 1, IMMEDIATE]]]).astype(np.int32),
-            np.append(root.consts, 0).astype(root.consts.dtype),
-            root.params,
+        whole = root_tape(program, dtype)
+        # The root wrapped in ``add root NaN``: its interval is NaN, so every box stays
+        # ambiguous and passes the root the need of its value (no sign-only choice, and a
+        # tape even where the box is inside); the wrapper is cut off after pruning.
+        wrapped = Tapes(
+            np.append(whole.ops, OPCODE["add"]).astype(np.int32),
+            np.concatenate([whole.args, [[len(whole) - 1, IMMEDIATE]]]).astype(np.int32),
+            np.append(whole.consts, np.nan).astype(whole.consts.dtype),
+            whole.params,
         )
-        length = len(whole)
+        length = len(wrapped)
         lanes = SPLIT[0] ** 2  # the root level's kernel, as a frame compiles it
-        parents = -(-tiles // lanes)
-        box = np.stack([points.min(axis=2), points.max(axis=2)], axis=2).reshape(tiles, 6)
+        parents = -(-groups // lanes)
+        box = np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(groups, 6)
         boxes = np.repeat(box[:1], parents * lanes, axis=0)
-        boxes[:tiles] = box
+        boxes[:groups] = box
         boxes = boxes.reshape(parents, lanes, 6).transpose(0, 2, 1)  # (parents, 6, lanes)
-        repeated = whole.take(np.tile(np.arange(length), parents))
+        repeated = wrapped.take(np.tile(np.arange(length), parents))
         level = prune_level(repeated, np.full(parents, length), boxes, where.device, length)
         lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
         pruned = next_tapes(repeated, row, level, row * lanes + lane)
         kept = level.kept.T.ravel()  # child (lane, parent), lane-major like ``pruned``
         starts = np.concatenate([[0], np.cumsum(kept)[:-1]])
-        child = (np.arange(tiles) % lanes) * parents + np.arange(tiles) // lanes
+        child = (np.arange(groups) % lanes) * parents + np.arange(groups) // lanes
         own = kept[child] > 0
-        lengths = np.where(own, kept[child], length)
+        lengths = np.where(own, kept[child] - 1, len(whole))  # without the wrapper
         pairs = zip(pruned[:3], whole[:3], strict=True)
         ops, args, consts = (np.concatenate([p, w]) for p, w in pairs)
-        source = Tapes(ops, args, consts, root.params)
+        source = Tapes(ops, args, consts, whole.params)
         begin = np.where(own, starts[child], len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        out = tile_duals(source.take(index), lengths, points, where)  # (tiles, 4, n)
+        out = tile_duals(source.take(index), lengths, grouped, where)  # (groups, 4, n)
     value = out[which, 0, slot]
     gradient = out[which, 1:, slot]
     return value, gradient

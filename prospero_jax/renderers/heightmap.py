@@ -8,8 +8,8 @@ Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from th
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
 "< 0" as images decide it: the sign program's unless the target is exact),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
-pixels only, on CPU on each tile's pruned tape: :func:`~prospero_jax.renderers.gradients.
-pixel_gradients`; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
+pixels only, on CPU on pruned tapes: :func:`~prospero_jax.renderers.gradients.
+field_gradients`; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
 :func:`surface_depth`, the surface's z as a differentiable function of the program's
 constants (the implicit function theorem).
 
@@ -37,11 +37,7 @@ from prospero_jax.evaluators.lower import to_parametric
 from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
-from prospero_jax.renderers.gradients import (
-    TILE_GRADIENT_ROWS,
-    gradients_at,
-    pixel_gradients,
-)
+from prospero_jax.renderers.gradients import field_gradients
 from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SLAB,
@@ -270,11 +266,9 @@ def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.
     rows, cols = np.nonzero(np.isfinite(z))
     if len(rows):
         xs, ys = view.axes()
-        if culls("auto", target) and len(program) <= TILE_GRADIENT_ROWS:
-            # On each tile's pruned tape (on CPU 2-3x faster than the whole program).
-            _, gradient = pixel_gradients(program, xs, ys, z, target)
-        else:  # all points at once, vectorized (accelerators, very long programs)
-            _, gradient = gradients_at(program, xs[cols], ys[rows], z[rows, cols], target)
+        points = np.stack([xs[cols], ys[rows], z[rows, cols]], axis=1)
+        tiles = (rows // LEAF_SIDE) * (-(-z.shape[1] // LEAF_SIDE)) + cols // LEAF_SIDE
+        _, gradient = field_gradients(program, points, tiles, target)
         gradient = gradient.astype(np.float64)
         length = np.linalg.norm(gradient, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -30,9 +30,10 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.gradients import gradients_at
+from prospero_jax.renderers.gradients import field_gradients
 from prospero_jax.renderers.heightmap import check_solid
 from prospero_jax.renderers.hierarchy import (
+    LEAF_SIDE,
     SLAB,
     Frontier,
     descend,
@@ -243,7 +244,9 @@ def _onto_surface(
     """Newton steps ``p ← p − f ∇f / |∇f|²``, each at most half a cell long."""
     points = vertices.copy()
     for _ in range(NEWTON_STEPS):
-        value, gradient = gradients_at(program, points[:, 0], points[:, 1], points[:, 2], target)
+        columns = np.floor(points[:, :2] / (LEAF_SIDE * step)).astype(np.int64)
+        cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
+        value, gradient = field_gradients(program, points, cells, target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)
         norm2 = np.sum(gradient * gradient, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):

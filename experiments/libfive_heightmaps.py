@@ -1,0 +1,111 @@
+"""Heightmaps with normals, side by side with libfive's, alternated process by process.
+
+    ../shared/peers/libfive/build.sh LIBFIVE_SOURCE_DIR /tmp/libfive-build   # once, outside
+    python experiments/libfive_heightmaps.py --libfive /tmp/libfive-build/vm_bench \\
+        --models bear,colonnade,tanglecube,sphere --sizes 256,512 --rounds 3
+
+Each round runs, for every model and size, libfive's ``vm_bench MODEL hm N 1 HALF R`` (one
+thread, the median of R renders after parsing) and then a fresh process of ours timing
+``pj.render_heightmap(program, N, region=±HALF, normals=True)`` (depth ``D = N``, float32,
+the default mode: the median of R steady renders after a first one that compiles or
+loads). The table gives the median over rounds of each side's median, the min–max over
+rounds, and ours ÷ libfive. Regions as in ``../shared/peers/README.md``: bear ±1.5,
+tanglecube ±3, the others ±1; ``sphere`` is ``sqrt(x² + y² + z²) - 0.6``, written to a
+temporary file. libfive samples voxel centres in z and always computes normals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT.parent / "shared" / "models"
+HALF = {"bear": 1.5, "tanglecube": 3.0}
+SPHERE = "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
+SPHERE += "s add xx yy\nt add s zz\nr sqrt t\nc const 0.6\nv sub r c\n"
+
+WORKER = """
+import json, statistics, sys, time
+import numpy as np
+import prospero_jax as pj
+model, size, repeats, half = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+program = pj.load(model)
+region = (-half, half, -half, half)
+run = lambda: pj.render_heightmap(program, size, region=region, normals=True)
+started = time.perf_counter(); first = run(); first_s = time.perf_counter() - started
+times = []
+for _ in range(repeats):
+    started = time.perf_counter(); run(); times.append(time.perf_counter() - started)
+print(json.dumps({"first_s": first_s, "median_s": statistics.median(times),
+                  "solid": float(np.isfinite(first.z).mean())}))
+"""
+
+
+def model_path(name: str, scratch: Path) -> Path:
+    if name == "sphere":
+        path = scratch / "sphere.vm"
+        path.write_text(SPHERE)
+        return path
+    return MODELS / f"{name}.vm"
+
+
+def run_json(command: list[str]) -> dict[str, float]:
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    parsed: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return parsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--libfive", type=Path, default=Path("/tmp/libfive-build/vm_bench"))
+    parser.add_argument("--models", default="bear,colonnade,tanglecube,sphere")
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not args.libfive.exists():
+        sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
+    models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
+    times: dict[tuple[str, int, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(args.rounds):
+            for name in models:
+                path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
+                for n in sizes:
+                    peer = run_json(
+                        [str(args.libfive), str(path), "hm", str(n), "1", str(half),
+                         str(args.repeats)]
+                    )  # fmt: skip
+                    ours = run_json(
+                        [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
+                         str(half)]
+                    )  # fmt: skip
+                    times.setdefault((name, n, "libfive"), []).append(peer["median_s"])
+                    times.setdefault((name, n, "ours"), []).append(ours["median_s"])
+                    print(
+                        f"round {round_ + 1}: {name} {n}: libfive {peer['median_s']:.3f} s, "
+                        f"ours {ours['median_s']:.3f} s (first {ours['first_s']:.2f} s; "
+                        f"solid {peer['solid']:.3f} / {ours['solid']:.3f})",
+                        flush=True,
+                    )
+    print("\n| model | N | libfive, 1 thread (s) | prospero-jax (s) | ours ÷ libfive |")
+    print("|---|---|---|---|---|")
+    for name in models:
+        for n in sizes:
+            peer, ours = times[(name, n, "libfive")], times[(name, n, "ours")]
+            ratio = statistics.median(ours) / statistics.median(peer)
+            print(
+                f"| {name} | {n} | {statistics.median(peer):.3f} [{min(peer):.3f}–{max(peer):.3f}] "
+                f"| {statistics.median(ours):.3f} [{min(ours):.3f}–{max(ours):.3f}] "
+                f"| {ratio:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
