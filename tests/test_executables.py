@@ -121,7 +121,9 @@ def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
 
     _executables.forget()
     root = hierarchy.root_tape(pj.specialise(hi), dtype)  # what the render below draws
-    jobs = hierarchy._kernels(hierarchy.splits(256 // 32), len(root), dtype, 32, len(root.params))
+    jobs = hierarchy._kernels(
+        [k * k for k in hierarchy.splits(256 // 32)], len(root), dtype, 32, len(root.params)
+    )
     assert len(jobs) == 3  # a 4 × 4 and a 2 × 2 prune kernel, and the leaf kernel
     counts = dict(_executables.store.counts)
     with pj.Target(dtype=dtype).precision():

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import prospero_jax as pj
 from cli.main import app
 from prospero_jax.ir.passes import transform_inputs
-from prospero_jax.renderers.heightmap import SLAB, depths
+from prospero_jax.renderers.heightmap import depths
+from prospero_jax.renderers.octree import THICK as SLAB
 from tests.conftest import shared_path
 from tests.programs import examples, programs
 
@@ -65,17 +66,61 @@ def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
     np.testing.assert_array_equal(culled.z, brute.z)
 
 
-def test_columns_resolved_in_a_slab_are_not_evaluated_below() -> None:
-    # z - 0.5 < 0 below z = 0.5: the second slab resolves every column, so the sweep stops.
+def test_columns_resolved_above_are_not_evaluated_below() -> None:
+    # z - 0.5 < 0 below z = 0.5: boxes below it are proved inside on the way down, so the
+    # leaves evaluate only the layer that holds the surface, and nothing under it.
+    from prospero_jax.renderers import octree
+    from prospero_jax.renderers.render import drawn
+
     program = pj.parse("z var-z\nh const 0.5\nr sub z h")
+    depth, size = 8 * SLAB, 32
     seen: list[tuple[int, int]] = []
-    depth = 4 * SLAB
     heightmap = pj.render_heightmap(
-        program, 32, depth, mode="culled", normals=False, progress=lambda d, t: seen.append((d, t))
+        program,
+        size,
+        depth,
+        mode="culled",
+        normals=False,
+        progress=lambda d, t: seen.append((d, t)),
     )
     expected = depths(depth)[np.argmax(depths(depth).astype(np.float32) < 0.5)]
     np.testing.assert_allclose(heightmap.z, expected, rtol=1e-6)
-    assert seen == [(1, 4), (2, 4)]
+    assert seen[-1][0] == seen[-1][1]
+    assert len({t for _, t in seen}) == 1
+
+    target = pj.Target()
+    zs, stats = depths(depth).astype(np.float32), []
+    first = np.full((size, size), octree.FAR, np.int64)
+    axis = pj.View(size).axes()[0].astype(np.float32)
+    with target.precision():
+        octree.first_inside(
+            drawn(program, target, True), axis, axis[::-1], zs, target, first, stats=stats
+        )
+    surface = int(np.argmax(zs < 0.5)) // SLAB  # the layer that holds z = 0.5
+    columns = (size // octree.LEAF) ** 2
+    assert stats[-1]["boxes"] <= 2 * columns, stats  # that layer (and the one above: z's rounding)
+    assert (first == surface * SLAB + np.argmax(zs[surface * SLAB :] < 0.5)).all()
+
+
+def test_the_octree_on_the_host_tier_finds_what_the_kernels_find() -> None:
+    # Colonnade's sign program is atoms, min and max: the host tier prunes its boxes (z
+    # an interval too) and evaluates its leaves in NumPy; the heightmap is the same.
+    program = pj.load(shared_path("models/colonnade.vm"))
+    maps = [
+        pj.render_heightmap(program, 48, 40, normals=False, target=pj.Target(tier=tier)).z
+        for tier in ("host", "kernels")
+    ]
+    np.testing.assert_array_equal(*maps)
+    assert 0.05 < np.isfinite(maps[0]).mean() < 0.95
+
+
+def test_octree_splits_refine_z_with_x_and_y() -> None:
+    from prospero_jax.renderers.octree import octree_splits
+
+    assert octree_splits(16, 32) == ((4, 4), (4, 4), (1, 2))
+    assert octree_splits(2, 2) == ((2, 2),)
+    assert octree_splits(1, 8) == ((1, 4), (1, 2))
+    assert octree_splits(4, 1) == ((4, 1),)
 
 
 @pytest.mark.parametrize("model", ["tanglecube", "bear"])

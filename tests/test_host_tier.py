@@ -170,7 +170,7 @@ def test_auto_rents_the_host_tier_until_it_has_paid_for_the_kernels(
     monkeypatch: pytest.MonkeyPatch, prospero: pj.Program
 ) -> None:
     sign = pj.specialise(prospero)
-    jobs = hierarchy._kernels((4, 4, 2), 100, "float32", 32, 0)
+    jobs = hierarchy._kernels((16, 16, 4), 100, "float32", 32, 0)
     auto = Target()
     monkeypatch.setattr(hierarchy._executables, "readiness", lambda jobs, device: "stored")
     monkeypatch.setitem(hierarchy._rent, "seconds", 0.0)

@@ -13,14 +13,13 @@ field_gradients`; NaN where empty). Images from it: :func:`shade_heightmap`. For
 :func:`surface_depth`, the surface's z as a differentiable function of the program's
 constants (the implicit function theorem).
 
-How, culled (the default on CPU): the depth is swept in slabs of :data:`SLAB` samples,
-top to bottom. Each slab runs the 2-D culling hierarchy (:func:`~prospero_jax.renderers.
-hierarchy.descend`) with z as the slab's interval, over the columns not yet resolved: a tile
-proved inside over the whole slab takes the slab's first sample, one proved outside waits
-for the next slab, and each leaf tile left ambiguous is evaluated at the slab's samples,
-top down. A column resolved in one slab is never evaluated below it. Brute force
-evaluates every sample, slice by slice, with the brute-force renderer. The two agree
-voxel for voxel (each depth is a 2-D render, where culled == brute bit for bit).
+How, culled (the default on CPU): one interval hierarchy over boxes in x, y and z, front
+to back (:func:`~prospero_jax.renderers.octree.first_inside`): a box proved inside gives its
+columns its top sample, one proved outside is dropped, one below what its columns have
+already found is dropped, and the leaf boxes left ambiguous are evaluated at their samples
+a layer at a time, top down. Brute force evaluates every sample, slice by slice, with the
+brute-force renderer. The two agree voxel for voxel (each sample is a 2-D render, where
+culled == brute bit for bit).
 """
 
 from __future__ import annotations
@@ -38,15 +37,8 @@ from prospero_jax.ir.passes import dimensions, transform_inputs
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.gradients import field_gradients
-from prospero_jax.renderers.hierarchy import (
-    LEAF_SIDE,
-    SLAB,
-    Frontier,
-    descend,
-    leaf_pixels,
-    root_side,
-    tile_view,
-)
+from prospero_jax.renderers.hierarchy import LEAF_SIDE, root_side
+from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
 from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import (
     DEFAULT_REGION,
@@ -210,54 +202,19 @@ def _brute(
 def _culled(
     program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
 ) -> np.ndarray:
-    """First inside sample per pixel (-1: none), by slabs front to back."""
-    size, leaf = view.size, LEAF_SIDE
+    """First inside sample per pixel (-1: none), by the octree (front to back)."""
+    size, leaf = view.size, LEAF
     side = root_side(size, leaf)
     xs, ys = view.axes()
     xs = np.pad(xs, (0, side - size), mode="edge").astype(target.dtype)
     ys = np.pad(ys, (0, side - size), mode="edge").astype(target.dtype)
-    first = np.full((side, side), -1, np.int64)
-    first[size:, :] = first[:, size:] = len(zs)  # padding: never evaluated
-    samples = zs.astype(target.dtype)  # the depths every evaluation sees
-    slabs = range(0, len(zs), SLAB)
-    for done, top in enumerate(slabs, 1):
-        if (first >= 0).all():
-            break
-        bottom = min(top + SLAB, len(zs))
-
-        def paint(tile: int, rows: np.ndarray, cols: np.ndarray, top: int = top) -> None:
-            blocks = tile_view(first, tile)
-            found = blocks[rows // tile, :, cols // tile, :]
-            blocks[rows // tile, :, cols // tile, :] = np.where(found < 0, top, found)
-
-        def keep(tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            blocks = tile_view(first < 0, tile)
-            open_: np.ndarray = np.any(blocks, axis=(1, 3))
-            return np.asarray(open_[rows // tile, cols // tile], bool)
-
-        z_range = (float(samples[bottom - 1]), float(samples[top]))
-        front = descend(program, xs, ys, z_range, target, paint, leaf=leaf, keep=keep)
-        if len(front.lengths):
-            _leaf_samples(front, xs, ys, samples, top, bottom, first, target)
-        if progress is not None:
-            progress(done, len(slabs))
-    return first[:size, :size]
-
-
-def _leaf_samples(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, samples: np.ndarray, top: int,
-    bottom: int, first: np.ndarray, target: Target,
-) -> None:  # fmt: skip
-    """Evaluate the leaf tiles of ``front`` at samples ``top..bottom-1``, top down, and set
-    each open pixel's first inside sample."""
-    side = front.side
-    inside = leaf_pixels(front, xs, ys, samples[top:bottom], target)  # [tile, sample, y, x]
-    hit = inside.any(axis=1)
-    index = top + inside.argmax(axis=1)  # the first inside sample, top down
-    blocks = tile_view(first, side)
-    at = (front.rows // side, slice(None), front.cols // side, slice(None))
-    found = blocks[at]
-    blocks[at] = np.where((found < 0) & hit, index, found)
+    samples = root_side(len(zs), THICK)  # a power of two, the last depth repeated
+    padded = np.pad(zs.astype(target.dtype), (0, samples - len(zs)), mode="edge")
+    first = np.full((side, side), FAR, np.int64)
+    first[size:, :] = first[:, size:] = -1  # padding: never evaluated
+    first_inside(program, xs, ys, padded, target, first, leaf=leaf, progress=progress)
+    first = first[:size, :size]
+    return np.where(first < len(zs), first, -1)
 
 
 def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:

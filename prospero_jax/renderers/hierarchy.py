@@ -218,7 +218,7 @@ def descend(
     root = len(tapes)
     schedule = splits(side // leaf, split)
     levels = len(schedule) + 1  # prune levels + the leaf pass
-    jobs = _kernels(schedule, root, dtype, leaf, len(tapes.params))
+    jobs = _kernels([k * k for k in schedule], root, dtype, leaf, len(tapes.params))
     host = tier(program, target, jobs, sweep=z[0] != z[1]) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
@@ -368,10 +368,11 @@ def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Ta
 
 
 def _kernels(
-    schedule: Sequence[int], root: int, dtype: str, leaf: int, atoms: int
+    lanes: Sequence[int], root: int, dtype: str, leaf: int, atoms: int
 ) -> list[_executables.Job]:
     """The kernel calls a frame will make (their shapes), to compile them all at once: a
-    prune kernel for each split of ``schedule`` (the root's tape of ``root`` rows first),
+    prune kernel for each level's ``lanes`` (children per parent; the root's tape of
+    ``root`` rows first),
     and the leaf kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when
     met); ``atoms``: the rows of the atoms' table."""
 
@@ -386,11 +387,10 @@ def _kernels(
         return S((n,), np.int32), S((n,), np.int32), S((), np.int32)
 
     jobs: list[_executables.Job] = []
-    for k in dict.fromkeys(schedule):  # distinct, in order
-        lanes = k * k
-        max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
-        rows = max(max_rows, 1 << (root - 1).bit_length()) if k == schedule[0] else max_rows
-        boxes = S((max_groups, 6, lanes), dtype)
+    for count in dict.fromkeys(lanes):  # distinct, in order
+        max_rows, max_groups = ROW_CAPACITY // count, GROUP_CAPACITY // count
+        rows = max(max_rows, 1 << (root - 1).bit_length()) if count == lanes[0] else max_rows
+        boxes = S((max_groups, 6, count), dtype)
         args = (tapes(rows), *spans(max_groups), boxes)
         jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
     tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf)
