@@ -427,7 +427,9 @@ def prune_kernel(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("registers", "side", "values"), compiler_options=COMPILER_OPTIONS
+    jax.jit,
+    static_argnames=("registers", "side", "values", "depth"),
+    compiler_options=COMPILER_OPTIONS,
 )
 def leaf_kernel(
     tapes: Tapes,
@@ -441,15 +443,18 @@ def leaf_kernel(
     registers: int,
     side: int,
     values: bool = False,
+    depth: int = 1,
 ) -> jax.Array:
     """Evaluate ``count`` tapes, tape ``t`` on the ``side²`` pixels ``xs[t] × ys[t]`` at
-    depth ``zs[t]``.
+    depth ``zs[t]`` (or, with ``depth`` > 1, on the box of ``depth × side²`` points at the
+    depths ``zs[t, k]``: a row step then serves ``depth`` times the points).
 
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
-    ys[t, row], zs[t])`` is < 0; with ``values``, that value itself.
+    ys[t, row], zs[t])`` is < 0; with ``values``, that value itself (with ``depth``,
+    ``inside[(t * depth + k) * side² + side * row + col]`` at ``zs[t, k]``).
     """
     ops, args, consts, params = tapes
-    px = side * side
+    px = side * side * depth
     value_rules = _reading(
         value_branches(params), lambda regs, i: _read(regs, i, px), lambda c: jnp.full(px, c)
     )
@@ -458,9 +463,12 @@ def leaf_kernel(
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         regs, inside = state  # registers carried across tiles, never cleared (see above)
         start, n = starts[t], lengths[t]
-        x = jnp.tile(xs[t], side)
-        y = jnp.repeat(ys[t], side)
-        z = zs[t]
+        if depth == 1:
+            x, y, z = jnp.tile(xs[t], side), jnp.repeat(ys[t], side), zs[t]
+        else:
+            x = jnp.tile(xs[t], side * depth)
+            y = jnp.tile(jnp.repeat(ys[t], side), depth)
+            z = jnp.repeat(zs[t], side * side)
 
         def step(i: jax.Array, regs: jax.Array) -> jax.Array:
             op, c = ops[start + i], consts[start + i]

@@ -310,10 +310,19 @@ def leaf_pixels(
 ) -> np.ndarray:
     """Each leaf tile of ``front`` evaluated at its pixels, at each of ``depths``:
     ``(tiles, depths, side, side)``, ``[t, d, row, col]``: whether the value is < 0, or
-    with ``values`` the value itself (in the target's dtype). Every (tile, depth) pair is
-    one tile of the leaf kernel (or, for signs on the host tier, of
-    :func:`~prospero_jax.evaluators.host_cull.leaf_signs`), its tape repeated."""
+    with ``values`` the value itself (in the target's dtype). On the kernels, a power of
+    two of depths makes each tile one box of the leaf kernel (``depth``: a row step for
+    all its points); otherwise every (tile, depth) pair is one tile of the leaf kernel (or,
+    for signs on the host tier, of :func:`~prospero_jax.evaluators.host_cull.leaf_signs`),
+    its tape repeated."""
     side, tiles, count = front.side, len(front.lengths), len(depths)
+    if count > 1 and not count & (count - 1) and (front.depth is None or values):
+        zs = np.broadcast_to(np.asarray(depths, target.dtype), (tiles, count))
+        out = _leaves(
+            front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
+            side, target.devices, values=values, depth=count,
+        )  # fmt: skip
+        return out.reshape(tiles, count, side, side)
     order = np.repeat(np.arange(tiles), count)  # tile-major: a tile's depths together
     lengths, tapes, depth = front.lengths[order], front.tapes, front.depth
     if count > 1:
@@ -368,7 +377,7 @@ def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Ta
 
 
 def _kernels(
-    lanes: Sequence[int], root: int, dtype: str, leaf: int, atoms: int
+    lanes: Sequence[int], root: int, dtype: str, leaf: int, atoms: int, depth: int = 1
 ) -> list[_executables.Job]:
     """The kernel calls a frame will make (their shapes), to compile them all at once: a
     prune kernel for each level's ``lanes`` (children per parent; the root's tape of
@@ -393,10 +402,12 @@ def _kernels(
         boxes = S((max_groups, 6, count), dtype)
         args = (tapes(rows), *spans(max_groups), boxes)
         jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
-    tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf)
+    tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf * depth)
     pixels = S((tiles, leaf), dtype)
-    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, S((tiles,), dtype))
-    jobs.append((leaf_kernel, leaves, {"registers": register_capacity(1), "side": leaf}))
+    zs = S((tiles,) if depth == 1 else (tiles, depth), dtype)
+    leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, zs)
+    static = {"registers": register_capacity(1), "side": leaf}
+    jobs.append((leaf_kernel, leaves, static if depth == 1 else {**static, "depth": depth}))
     return jobs
 
 
@@ -463,13 +474,15 @@ def _leaves(
     side: int,
     devices: Sequence[jax.Device] = (),
     values: bool = False,
+    depth: int = 1,
 ) -> np.ndarray:
-    """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile),
-    ``(tiles, side²)`` bool, or with ``values`` the values themselves."""
+    """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile,
+    or with ``depth`` a row of that many per tile), ``(tiles, depth × side²)`` bool, or
+    with ``values`` the values themselves."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, counts = [], []
-    capacity = LEAF_PIXEL_CAPACITY // (side * side)
+    capacity = LEAF_PIXEL_CAPACITY // (side * side * depth)
     per_call = _per_call(len(lengths), capacity, devices)
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, per_call):
         padded, spans, n_rows, _ = _call_args(
@@ -477,16 +490,18 @@ def _leaves(
         )
         tx = np.zeros((capacity, side), xs.dtype)
         ty = np.zeros((capacity, side), ys.dtype)
-        tz = np.zeros(capacity, zs.dtype)
+        tz = np.zeros((capacity, *zs.shape[1:]), zs.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         tz[: t1 - t0] = zs[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
         calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
         counts.append(t1 - t0)
-    static = {"side": side, "values": True} if values else {"side": side}
+    static: dict[str, Any] = {"side": side, "values": True} if values else {"side": side}
+    if depth > 1:
+        static["depth"] = depth
     outs = _dispatch(leaf_kernel, calls, device, devices, **static)
-    pixels = side * side
+    pixels = side * side * depth
     return np.concatenate(
         [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]
     ).reshape(-1, pixels)

@@ -54,10 +54,11 @@ from prospero_jax.renderers.hierarchy import (
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
 
-#: A leaf box: ``LEAF × LEAF`` pixels and ``THICK`` depth samples (half the 2-D leaf's side:
-#: tighter intervals near a surface pay for the leaf kernel's shorter rows, bear 256³
-#: 0.87 against 1.2 s, tanglecube 512³ 0.4 against 0.8 s; experiments/RESULTS.md).
-LEAF = 16
+#: A leaf box: ``LEAF × LEAF`` pixels and ``THICK`` depth samples, 1,024 points the leaf
+#: kernel evaluates a row at a time (as a 2-D leaf tile); small in x and y, so intervals
+#: near a surface are tight: tanglecube 512³ 0.18 s against 0.35 s for 16 × 16 × 16 boxes
+#: and 2.8 s for 32 × 32 × 16 (experiments/RESULTS.md).
+LEAF = 8
 THICK = 16
 #: ``first`` of a column with no inside sample found yet.
 FAR = np.iinfo(np.int64).max
@@ -105,7 +106,7 @@ def first_inside(
     tapes = root_tape(program, dtype)
     schedule = octree_splits(side // leaf, samples // THICK)
     lanes = [k * k * kz for k, kz in schedule]
-    jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params))
+    jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK)
     host = tier(program, target, jobs, sweep=True) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:

@@ -1,0 +1,70 @@
+"""Where a heightmap's time goes on the octree: one row per level, and the leaves.
+
+    python experiments/octree_levels.py --models bear,colonnade,tanglecube,sphere --size 512
+
+For each model (regions as in libfive_heightmaps.py; depth = size), the sign program's
+first-inside search (:func:`prospero_jax.renderers.octree.first_inside`, normals not
+included): per level the box it splits into (pixels × samples), the boxes in, their tape
+rows, children proved inside, children left, and the median wall time over ``--repeats``
+(after a warm-up that compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import prospero_jax as pj
+from prospero_jax.renderers import octree
+from prospero_jax.renderers.heightmap import depths
+from prospero_jax.renderers.hierarchy import root_side
+from prospero_jax.renderers.render import drawn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from libfive_heightmaps import HALF, MODELS, SPHERE
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="bear,colonnade,tanglecube,sphere")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    n, target = args.size, pj.Target()
+    for name in args.models.split(","):
+        program = pj.parse(SPHERE) if name == "sphere" else pj.load(MODELS / f"{name}.vm")
+        half = HALF.get(name, 1.0)
+        xs, ys = pj.View(n, (-half, half, -half, half)).axes()
+        side, samples = root_side(n, octree.LEAF), root_side(n, octree.THICK)
+        xs = np.pad(xs, (0, side - n), mode="edge").astype(target.dtype)
+        ys = np.pad(ys, (0, side - n), mode="edge").astype(target.dtype)
+        zs = np.pad(depths(n).astype(target.dtype), (0, samples - n), mode="edge")
+        sign = drawn(program, target, True)
+        runs: list[list[dict[str, Any]]] = []
+        for _ in range(args.repeats + 1):
+            first = np.full((side, side), octree.FAR, np.int64)
+            first[n:, :] = first[:, n:] = -1
+            stats: list[dict[str, Any]] = []
+            with target.precision():
+                octree.first_inside(sign, xs, ys, zs, target, first, stats=stats)
+            runs.append(stats)
+        runs = runs[1:]
+        total = statistics.median(sum(s["seconds"] for s in run) for run in runs) * 1e3
+        print(f"\n{name}, {n}² × {n}, median of {args.repeats}: {total:.0f} ms")
+        print("| box | boxes in | rows | inside | left | ms |")
+        print("|---|---|---|---|---|---|")
+        for level, row in enumerate(runs[0]):
+            ms = statistics.median(run[level]["seconds"] for run in runs) * 1e3
+            print(
+                f"| {row['box']} | {row['boxes']:,} | {row['rows']:,} | {row['inside']} "
+                f"| {row['ambiguous']:,} | {ms:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
