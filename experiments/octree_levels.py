@@ -1,6 +1,7 @@
 """Where a heightmap's time goes on the octree: one row per level, and the leaves.
 
     python experiments/octree_levels.py --models bear,colonnade,tanglecube,sphere --size 512
+    python experiments/octree_levels.py --models tanglecube --leaf 16 --thick 32   # shapes
 
 For each model (regions as in libfive_heightmaps.py; depth = size), the sign program's
 first-inside search (:func:`prospero_jax.renderers.octree.first_inside`, normals not
@@ -34,7 +35,10 @@ def main() -> None:
     parser.add_argument("--models", default="bear,colonnade,tanglecube,sphere")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--leaf", type=int, default=octree.LEAF, help="leaf box side (px)")
+    parser.add_argument("--thick", type=int, default=octree.THICK, help="leaf box samples")
     args = parser.parse_args()
+    octree.LEAF, octree.THICK = args.leaf, args.thick
     n, target = args.size, pj.Target()
     for name in args.models.split(","):
         program = pj.parse(SPHERE) if name == "sphere" else pj.load(MODELS / f"{name}.vm")
@@ -51,7 +55,7 @@ def main() -> None:
             first[n:, :] = first[:, n:] = -1
             stats: list[dict[str, Any]] = []
             with target.precision():
-                octree.first_inside(sign, xs, ys, zs, target, first, stats=stats)
+                octree.first_inside(sign, xs, ys, zs, target, first, leaf=args.leaf, stats=stats)
             runs.append(stats)
         runs = runs[1:]
         total = statistics.median(sum(s["seconds"] for s in run) for run in runs) * 1e3

@@ -111,15 +111,19 @@ def first_inside(
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
         _executables.prepare(jobs, device)
-    zero = np.zeros(1, np.int64)
-    front = Frontier(tapes, np.array([len(tapes)], np.int64), zero, zero, side, depths)
-    layers, thick = zero, samples
-    steps = len(schedule) + samples // THICK
-    for done, (k, kz) in enumerate(schedule, 1):
-        front, layers = _open(front, layers, first)
-        if not len(front.lengths):
-            break
+    tally: list[dict[str, Any]] = [
+        {"box": f"{b} px × {t}", "boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
+        for b, t in _box_sizes(side, samples, schedule)
+    ]
+    layers_total = samples // THICK
+
+    def split(
+        front: Frontier, layers: np.ndarray, thick: int, depth: int
+    ) -> tuple[Frontier, np.ndarray, int, int]:
+        """One prune call: ``front``'s children, those proved inside lowering ``first``;
+        the ambiguous ones returned with their layers and thickness."""
         started = time.perf_counter()
+        k, kz = schedule[depth]
         child, child_thick, count = front.side // k, thick // kz, k * k * kz
         lane_z, lane_row, lane_col = np.unravel_index(np.arange(count), (kz, k, k))
         rows = front.rows[:, None] + child * lane_row  # (parents, lanes)
@@ -141,12 +145,11 @@ def first_inside(
             if front.depth is not None
             else prune_level(front.tapes, front.lengths, boxes, device, len(tapes), devices)
         )
-        inside, rows_in = level.inside, int(front.lengths.sum())
+        inside = level.inside
         _lower(first, child, rows[inside], cols[inside], tops[inside])
         lane, row = np.nonzero(level.emit.reshape(-1, count).T)
         order = level.kept.T > 0
-        parents = len(front.lengths)
-        front = Frontier(
+        children = Frontier(
             next_tapes(front.tapes, row, level, row * count + lane),
             level.kept.T[order].astype(np.int64),
             rows.T[order],
@@ -154,21 +157,77 @@ def first_inside(
             child,
             None if front.depth is None else front.depth[row],
         )
-        layers, thick = tops.T[order], child_thick
-        if stats is not None:
-            stats.append(
-                {
-                    "box": f"{child} px × {child_thick}",
-                    "boxes": parents,
-                    "rows": rows_in,
-                    "inside": int(inside.sum()),
-                    "ambiguous": len(front.lengths),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-        if progress is not None:
-            progress(done, steps)
-    _leaves(front, layers, xs, ys, zs, target, first, len(schedule), steps, progress, stats)
+        entry = tally[depth]
+        entry["boxes"] += len(front.lengths)
+        entry["rows"] += int(front.lengths.sum())
+        entry["inside"] += int(inside.sum())
+        entry["ambiguous"] += len(children.lengths)
+        entry["seconds"] += time.perf_counter() - started
+        return children, tops.T[order], child_thick, depth + 1
+
+    def visit(front: Frontier, layers: np.ndarray, thick: int, depth: int) -> None:
+        """``front``'s boxes a layer at a time, top down, each layer's occluded boxes
+        dropped first: split further (depth first), or at the leaves evaluated."""
+        if not len(front.lengths):
+            return
+        front, layers = _by_layer(front, layers)
+        changes = np.r_[True, layers[1:] != layers[:-1], True]
+        for a, b in itertools.pairwise(np.flatnonzero(changes)):
+            part, tops = _open(_slice(front, int(a), int(b)), layers[a:b], first)
+            if not len(part.lengths):
+                continue
+            if depth < len(schedule):
+                visit(*split(part, tops, thick, depth))
+                continue
+            started, top = time.perf_counter(), int(tops[0])
+            inside = leaf_pixels(part, xs, ys, zs[top : top + THICK], target)  # [box, z, y, x]
+            hit = inside.any(axis=1)
+            index = np.where(hit, top + inside.argmax(axis=1), FAR)
+            blocks = tile_view(first, part.side)
+            at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
+            blocks[at] = np.minimum(blocks[at], index)
+            entry = tally[-1]
+            entry["boxes"] += len(part.lengths)
+            entry["rows"] += int(part.lengths.sum())
+            entry["seconds"] += time.perf_counter() - started
+            if progress is not None:
+                progress(top // THICK + 1, layers_total)
+
+    zero = np.zeros(1, np.int64)
+    root = Frontier(tapes, np.array([len(tapes)], np.int64), zero, zero, side, depths)
+    visit(root, zero, samples, 0)
+    if progress is not None:
+        progress(layers_total, layers_total)
+    if stats is not None:
+        stats.extend(tally)
+
+
+def _box_sizes(
+    side: int, samples: int, schedule: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Each level's child boxes (pixels, samples), then the leaves' (the last level's)."""
+    out = [(side, samples)]
+    for k, kz in schedule:
+        side, samples = side // k, samples // kz
+        out.append((side, samples))
+    return out[1:] + out[-1:]
+
+
+def _by_layer(front: Frontier, layers: np.ndarray) -> tuple[Frontier, np.ndarray]:
+    """``front``'s boxes (and their tapes) ordered by layer, top first."""
+    order = np.argsort(layers, kind="stable")
+    if (order == np.arange(len(order))).all():
+        return front, layers
+    starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
+    lengths = front.lengths[order]
+    index = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
+    index += np.arange(len(index))
+    depth = None if front.depth is None else front.depth[index]
+    ordered = Frontier(
+        front.tapes.take(index), lengths, front.rows[order], front.cols[order], front.side,
+        depth,
+    )  # fmt: skip
+    return ordered, layers[order]
 
 
 def _open(front: Frontier, layers: np.ndarray, first: np.ndarray) -> tuple[Frontier, np.ndarray]:
@@ -193,57 +252,6 @@ def _lower(
     blocks = tile_view(first, side)
     at = (rows[once] // side, slice(None), cols[once] // side, slice(None))
     blocks[at] = np.minimum(blocks[at], tops[once][:, None, None])
-
-
-def _leaves(
-    front: Frontier, layers: np.ndarray, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray,
-    target: Target, first: np.ndarray, done: int, steps: int, progress: Progress | None,
-    stats: list[dict[str, Any]] | None,
-) -> None:  # fmt: skip
-    """The leaf boxes of ``front`` evaluated at their samples, a layer at a time, top
-    down, each layer's occluded boxes dropped first."""
-    started, evaluated, rows = time.perf_counter(), 0, 0
-    order = np.argsort(layers, kind="stable")  # top layer first
-    starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
-    lengths = front.lengths[order]
-    index = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
-    index += np.arange(len(index))
-    front = Frontier(
-        front.tapes.take(index), lengths, front.rows[order], front.cols[order], front.side,
-        None if front.depth is None else front.depth[index],
-    )  # fmt: skip
-    layers = layers[order]
-    changes = np.r_[True, layers[1:] != layers[:-1], True] if len(layers) else np.zeros(0, bool)
-    bounds = np.flatnonzero(changes)
-    side = front.side
-    for a, b in itertools.pairwise(bounds):
-        top = int(layers[a])
-        part = _slice(front, int(a), int(b))
-        part, _ = _open(part, layers[a:b], first)
-        if len(part.lengths):
-            inside = leaf_pixels(part, xs, ys, zs[top : top + THICK], target)  # [box, z, y, x]
-            evaluated += len(part.lengths)
-            rows += int(part.lengths.sum())
-            hit = inside.any(axis=1)
-            index = np.where(hit, top + inside.argmax(axis=1), FAR)
-            blocks = tile_view(first, side)
-            at = (part.rows // side, slice(None), part.cols // side, slice(None))
-            blocks[at] = np.minimum(blocks[at], index)
-        if progress is not None:
-            progress(done + top // THICK + 1, steps)
-    if progress is not None:
-        progress(steps, steps)
-    if stats is not None:
-        stats.append(
-            {
-                "box": f"{side} px × {THICK} samples",
-                "boxes": evaluated,
-                "rows": rows,
-                "inside": None,
-                "ambiguous": 0,
-                "seconds": time.perf_counter() - started,
-            }
-        )
 
 
 def _slice(front: Frontier, a: int, b: int) -> Frontier:
