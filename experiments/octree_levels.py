@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--leaf", type=int, default=octree.LEAF, help="leaf box side (px)")
     parser.add_argument("--thick", type=int, default=octree.THICK, help="leaf box samples")
+    parser.add_argument(
+        "--layered-rows", type=int, default=octree.LAYERED_ROWS, help="see octree.LAYERED_ROWS"
+    )
     args = parser.parse_args()
-    octree.LEAF, octree.THICK = args.leaf, args.thick
+    octree.LEAF, octree.THICK, octree.LAYERED_ROWS = args.leaf, args.thick, args.layered_rows
     n, target = args.size, pj.Target()
     for name in args.models.split(","):
         program = pj.parse(SPHERE) if name == "sphere" else pj.load(MODELS / f"{name}.vm")
