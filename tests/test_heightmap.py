@@ -114,6 +114,49 @@ def test_the_octree_on_the_host_tier_finds_what_the_kernels_find() -> None:
     assert 0.05 < np.isfinite(maps[0]).mean() < 0.95
 
 
+def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bear's leaf tapes keep most of its rows: once interpreting them has cost what
+    # compiling would, its leaves go to the jitted closure. Same heightmap either way.
+    from prospero_jax.renderers import octree
+
+    program = pj.load(shared_path("models/bear.vm"))
+    region = (-1.5, 1.5, -1.5, 1.5)
+    interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
+    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)
+    calls = []
+    compiled = octree._compiled_signs
+    monkeypatch.setattr(octree, "_compiled_signs", lambda *a: calls.append(1) or compiled(*a))
+    np.testing.assert_array_equal(
+        pj.render_heightmap(program, 48, 40, region=region, normals=False).z, interpreted
+    )
+    assert calls  # the compiled tier ran
+
+
+def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
+    from prospero_jax.renderers import octree
+    from prospero_jax.renderers.hierarchy import Frontier, root_tape
+
+    def part(program: pj.Program, rows: int) -> Frontier:
+        tapes = root_tape(program, "float32")
+        one = np.zeros(1, np.int64)
+        return Frontier(tapes, np.array([rows]), one, one, 8)
+
+    bear = pj.load(shared_path("models/bear.vm"))
+    short = pj.parse("z var-z\nh const 0.5\nr sub z h")
+    cpu = pj.Target()
+    octree._rent.pop(bear, None)
+    assert not octree._compiles(bear, part(bear, 400), cpu)  # nothing spent yet
+    octree._rent[bear] = 10.0
+    assert octree._compiles(bear, part(bear, 400), cpu)
+    assert not octree._compiles(bear, part(bear, 20), cpu)  # pruned tapes are short
+    octree._rent[short] = 10.0
+    assert not octree._compiles(short, part(short, 3), cpu)  # too short to pay
+    octree._rent.pop(bear)
+    octree._rent.pop(short)
+
+
 def test_octree_splits_refine_z_with_x_and_y() -> None:
     from prospero_jax.renderers.octree import octree_splits
 

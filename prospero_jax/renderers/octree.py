@@ -28,14 +28,17 @@ their parent; nothing compiles per program, box or tape.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
+from prospero_jax.evaluators.lower import to_function
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     SPLIT,
@@ -65,6 +68,20 @@ THICK = 16
 #: 2.2 s against 2.5 s); fewer are split in one kernel call (sphere 512³ 25 ms against 53 ms
 #: a layer at a time: a call costs ~1 ms; experiments/RESULTS.md).
 LAYERED_ROWS = 1 << 16
+#: The compiled leaf tier: a program of ``COMPILED_ROWS`` rows whose leaf tapes keep
+#: more than ``1 / COMPILED_GAIN`` of its rows is evaluated at the leaves' points by its
+#: jitted closure (:func:`prospero_jax.to_function`: ~0.09 ns a point and row on this CPU,
+#: against the leaf kernel's ~0.33 on pruned tapes), once interpreting its leaves has cost
+#: the process what compiling it is estimated to (:data:`COMPILE_SECONDS_PER_ROW` a row):
+#: ski rental, as :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. Below
+#: 64 rows building the points costs what the closure saves (tanglecube 512³: 0.25 s
+#: either way; bear 512³: 1.38 s against 2.05 s; experiments/RESULTS.md).
+COMPILED_ROWS = range(64, 2049)
+COMPILED_GAIN = 4
+COMPILE_SECONDS_PER_ROW = 2e-3
+#: Points a call of the compiled closure takes (the last call padded).
+POINTS = 1 << 16
+_rent: dict[Program, float] = {}  # seconds of interpreted leaves, per program
 #: ``first`` of a column with no inside sample found yet.
 FAR = np.iinfo(np.int64).max
 
@@ -187,7 +204,12 @@ def first_inside(
                 visit(*split(part, tops, thick, depth))
                 continue
             started, top = time.perf_counter(), int(tops[0])
-            inside = leaf_pixels(part, xs, ys, zs[top : top + THICK], target)  # [box, z, y, x]
+            if _compiles(program, part, target):
+                inside = _compiled_signs(program, part, xs, ys, zs[top : top + THICK])
+            else:
+                inside = leaf_pixels(part, xs, ys, zs[top : top + THICK], target)
+                _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
+            # inside: [box, z, y, x]
             hit = inside.any(axis=1)
             index = np.where(hit, top + inside.argmax(axis=1), FAR)
             blocks = tile_view(first, part.side)
@@ -207,6 +229,41 @@ def first_inside(
         progress(layers_total, layers_total)
     if stats is not None:
         stats.extend(tally)
+
+
+def _compiles(program: Program, part: Frontier, target: Target) -> bool:
+    """Whether ``part``'s leaves go to the compiled closure (:data:`COMPILED_ROWS`)."""
+    if target.platform != "cpu" or len(target.devices) > 1 or len(program) not in COMPILED_ROWS:
+        return False
+    if part.lengths.mean() * COMPILED_GAIN < len(program):
+        return False  # pruned tapes are short enough: the kernel interprets less
+    return _rent.get(program, 0.0) >= COMPILE_SECONDS_PER_ROW * len(program)
+
+
+@functools.lru_cache(maxsize=16)
+def _signs(program: Program) -> Callable[..., jax.Array]:
+    """The jitted ``(x, y, z) → value < 0`` of ``program``, on flat point arrays."""
+    field = to_function(program)
+    return jax.jit(lambda x, y, z: field(x, y, z) < 0)
+
+
+def _compiled_signs(
+    program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
+) -> np.ndarray:
+    """Whether the value is < 0 at each point of ``part``'s boxes, at depths ``zs``:
+    ``(boxes, depths, side, side)``, by the program's compiled closure."""
+    side, pixel = part.side, np.arange(part.side)
+    shape = (len(part.lengths), len(zs), side, side)
+    x = np.broadcast_to(xs[part.cols[:, None] + pixel][:, None, None, :], shape).ravel()
+    y = np.broadcast_to(ys[part.rows[:, None] + pixel][:, None, :, None], shape).ravel()
+    z = np.broadcast_to(zs[None, :, None, None], shape).ravel()
+    kernel, out = _signs(program), np.empty(x.size, bool)
+    for start in range(0, x.size, POINTS):
+        chunk = slice(start, start + POINTS)
+        n = len(x[chunk])
+        padded = (np.pad(v[chunk], (0, POINTS - n), mode="edge") for v in (x, y, z))
+        out[chunk] = np.asarray(kernel(*padded))[:n]
+    return out.reshape(shape)
 
 
 def _box_sizes(
