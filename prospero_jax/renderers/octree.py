@@ -105,22 +105,38 @@ def octree_splits(
     return tuple(out)
 
 
-def first_inside(
+#: ``inside(side, rows, cols, tops, thick)``: the boxes of ``side`` pixels and ``thick``
+#: samples at those corners and first samples are proved inside.
+Inside = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], None]
+#: ``leaves(part, top)``: leaf boxes whose first sample is ``top``, to evaluate.
+Leaves = Callable[[Frontier, int], None]
+#: ``keep(front, layers)``: which of these boxes still need work (a mask).
+Keep = Callable[[Frontier, np.ndarray], np.ndarray]
+
+
+def walk(
     program: Program,
     xs: np.ndarray,
     ys: np.ndarray,
     zs: np.ndarray,
     target: Target,
-    first: np.ndarray,
+    inside: Inside,
+    leaves: Leaves,
     *,
+    keep: Keep | None = None,
     leaf: int = LEAF,
-    progress: Progress | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Lower ``first`` (``(side, side)``, int64, in place) to each column's first sample
-    inside (module docstring). ``progress(done, total)`` counts levels and leaf layers;
-    ``stats``, if a list, gets a dict per level and one for the leaves: box side and
-    samples, boxes in, their rows, children proved inside, children left, wall seconds."""
+    """The octree over the pixel-centre columns ``xs × ys`` (a power-of-two square, at
+    least ``leaf``) and the depth samples ``zs`` (a power-of-two count, at least
+    :data:`THICK`): boxes proved inside go to ``inside``, those proved outside are dropped,
+    and the leaf boxes left ambiguous go to ``leaves`` a layer at a time, in the order of
+    ``zs``. ``keep``, if given, drops boxes before they are split or evaluated (e.g. those
+    behind a surface already found); with it, levels whose boxes hold over
+    :data:`LAYERED_ROWS` tape rows are split a layer at a time, so what one layer finds
+    drops boxes of the next before they are split. ``stats``, if a list, gets a dict per
+    level and one for the leaves: box side and samples, boxes in, their rows, children
+    proved inside, children left, wall seconds."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side, samples = len(xs), len(zs)
     if samples % THICK or samples & (samples - 1) or side & (side - 1) or side < leaf:
@@ -137,13 +153,12 @@ def first_inside(
         {"box": f"{b} px × {t}", "boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
         for b, t in _box_sizes(side, samples, schedule)
     ]
-    layers_total = samples // THICK
 
     def split(
         front: Frontier, layers: np.ndarray, thick: int, depth: int
     ) -> tuple[Frontier, np.ndarray, int, int]:
-        """One prune call: ``front``'s children, those proved inside lowering ``first``;
-        the ambiguous ones returned with their layers and thickness."""
+        """One prune call: ``front``'s children, those proved inside passed on; the
+        ambiguous ones returned with their layers and thickness."""
         started = time.perf_counter()
         k, kz = schedule[depth]
         child, child_thick, count = front.side // k, thick // kz, k * k * kz
@@ -151,14 +166,15 @@ def first_inside(
         rows = front.rows[:, None] + child * lane_row  # (parents, lanes)
         cols = front.cols[:, None] + child * lane_col
         tops = layers[:, None] + child_thick * lane_z
+        ends = tops + child_thick - 1
         boxes = np.stack(
             [
                 xs[cols],
                 xs[cols + child - 1],
                 ys[rows + child - 1],
                 ys[rows],
-                zs[tops + child_thick - 1],
-                zs[tops],
+                np.minimum(zs[tops], zs[ends]),
+                np.maximum(zs[tops], zs[ends]),
             ],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
@@ -167,8 +183,8 @@ def first_inside(
             if front.depth is not None
             else prune_level(front.tapes, front.lengths, boxes, device, len(tapes), devices)
         )
-        inside = level.inside
-        _lower(first, child, rows[inside], cols[inside], tops[inside])
+        proved = level.inside
+        inside(child, rows[proved], cols[proved], tops[proved], child_thick)
         lane, row = np.nonzero(level.emit.reshape(-1, count).T)
         order = level.kept.T > 0
         children = Frontier(
@@ -182,53 +198,89 @@ def first_inside(
         entry = tally[depth]
         entry["boxes"] += len(front.lengths)
         entry["rows"] += int(front.lengths.sum())
-        entry["inside"] += int(inside.sum())
+        entry["inside"] += int(proved.sum())
         entry["ambiguous"] += len(children.lengths)
         entry["seconds"] += time.perf_counter() - started
         return children, tops.T[order], child_thick, depth + 1
 
     def visit(front: Frontier, layers: np.ndarray, thick: int, depth: int) -> None:
-        """``front``'s boxes a layer at a time, top down, each layer's occluded boxes
-        dropped first: split further (depth first), or at the leaves evaluated."""
+        """``front``'s boxes in the order of their layers: split further (depth first),
+        or at the leaves evaluated."""
         if not len(front.lengths):
             return
         front, layers = _by_layer(front, layers)
-        layered = depth == len(schedule) or front.lengths.sum() > LAYERED_ROWS
-        waves = layers if layered else np.zeros_like(layers)
+        big = keep is not None and front.lengths.sum() > LAYERED_ROWS
+        waves = layers if depth == len(schedule) or big else np.zeros_like(layers)
         changes = np.r_[True, waves[1:] != waves[:-1], True]
         for a, b in itertools.pairwise(np.flatnonzero(changes)):
-            part, tops = _open(_slice(front, int(a), int(b)), layers[a:b], first)
+            part, tops = _slice(front, int(a), int(b)), layers[a:b]
+            if keep is not None:
+                mask = keep(part, tops)
+                part, tops = _kept_tiles(part, mask), tops[mask]
             if not len(part.lengths):
                 continue
             if depth < len(schedule):
                 visit(*split(part, tops, thick, depth))
                 continue
-            started, top = time.perf_counter(), int(tops[0])
-            if _compiles(program, part, target):
-                inside = _compiled_signs(program, part, xs, ys, zs[top : top + THICK])
-            else:
-                inside = leaf_pixels(part, xs, ys, zs[top : top + THICK], target)
-                _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
-            # inside: [box, z, y, x]
-            hit = inside.any(axis=1)
-            index = np.where(hit, top + inside.argmax(axis=1), FAR)
-            blocks = tile_view(first, part.side)
-            at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
-            blocks[at] = np.minimum(blocks[at], index)
+            started = time.perf_counter()
+            leaves(part, int(tops[0]))
             entry = tally[-1]
             entry["boxes"] += len(part.lengths)
             entry["rows"] += int(part.lengths.sum())
             entry["seconds"] += time.perf_counter() - started
-            if progress is not None:
-                progress(top // THICK + 1, layers_total)
 
     zero = np.zeros(1, np.int64)
     root = Frontier(tapes, np.array([len(tapes)], np.int64), zero, zero, side, depths)
     visit(root, zero, samples, 0)
-    if progress is not None:
-        progress(layers_total, layers_total)
     if stats is not None:
         stats.extend(tally)
+
+
+def first_inside(
+    program: Program,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    zs: np.ndarray,
+    target: Target,
+    first: np.ndarray,
+    *,
+    leaf: int = LEAF,
+    progress: Progress | None = None,
+    stats: list[dict[str, Any]] | None = None,
+) -> None:
+    """Lower ``first`` (``(side, side)``, int64, in place) to each column's first sample
+    inside (module docstring), ``zs`` top first: :func:`walk`, each box proved inside
+    lowering its columns to its top sample, boxes behind what is found dropped, leaves
+    evaluated by the leaf kernel or the compiled closure. ``progress(done, total)`` counts
+    leaf layers; ``stats`` as :func:`walk` takes it."""
+    layers_total = len(zs) // THICK
+
+    def lower(side: int, rows: np.ndarray, cols: np.ndarray, tops: np.ndarray, _: int) -> None:
+        _lower(first, side, rows, cols, tops)
+
+    def open_(front: Frontier, layers: np.ndarray) -> np.ndarray:
+        blocks = tile_view(first, front.side)
+        found = blocks[front.rows // front.side, :, front.cols // front.side, :]
+        return np.asarray((found > layers[:, None, None]).any(axis=(1, 2)), bool)
+
+    def evaluate(part: Frontier, top: int) -> None:
+        started, depths = time.perf_counter(), zs[top : top + THICK]
+        if _compiles(program, part, target):
+            inside = _compiled_signs(program, part, xs, ys, depths)
+        else:
+            inside = leaf_pixels(part, xs, ys, depths, target)
+            _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
+        hit = inside.any(axis=1)  # inside: [box, z, y, x]
+        index = np.where(hit, top + inside.argmax(axis=1), FAR)
+        blocks = tile_view(first, part.side)
+        at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
+        blocks[at] = np.minimum(blocks[at], index)
+        if progress is not None:
+            progress(top // THICK + 1, layers_total)
+
+    walk(program, xs, ys, zs, target, lower, evaluate, keep=open_, leaf=leaf, stats=stats)
+    if progress is not None:
+        progress(layers_total, layers_total)
 
 
 def _compiles(program: Program, part: Frontier, target: Target) -> bool:
@@ -292,15 +344,6 @@ def _by_layer(front: Frontier, layers: np.ndarray) -> tuple[Frontier, np.ndarray
         depth,
     )  # fmt: skip
     return ordered, layers[order]
-
-
-def _open(front: Frontier, layers: np.ndarray, first: np.ndarray) -> tuple[Frontier, np.ndarray]:
-    """The boxes of ``front`` with a column whose first inside sample is below their top
-    (the others are occluded), and their layers."""
-    blocks = tile_view(first, front.side)
-    found = blocks[front.rows // front.side, :, front.cols // front.side, :]
-    mask = np.asarray((found > layers[:, None, None]).any(axis=(1, 2)), bool)
-    return _kept_tiles(front, mask), layers[mask]
 
 
 def _lower(
