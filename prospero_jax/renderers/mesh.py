@@ -5,12 +5,12 @@ target.
 Output: a :class:`Mesh`: ``vertices`` ``(V, 3)`` float64 and ``faces`` ``(F, 3)`` int64,
 triangles wound counter-clockwise seen from outside (where the value is > 0).
 
-How: the grid is swept in slabs of :data:`SLAB` cells along z. In each slab the 2-D
-culling hierarchy (:func:`~prospero_jax.renderers.hierarchy.descend`, z as the slab's
-interval) proves most columns of cells inside or outside; only the leaf tiles it leaves
-ambiguous are evaluated, at the slab's grid planes (the leaf kernel, values). Proved
-tiles get a stand-in of the right sign (-1 inside, +1 outside): no surface crosses them,
-and the vertices next to them are corrected below. Each slab's planes go to scikit-image's
+How: one walk of the octree over the grid (:func:`~prospero_jax.renderers.octree.walk`)
+proves most boxes of grid points inside or outside; only the leaf boxes it leaves
+ambiguous are evaluated, a layer of planes at a time (the leaf kernel, values). Proved
+boxes get a stand-in of the right sign (-1 inside, +1 outside): no surface crosses them,
+and the vertices next to them are corrected below. The grid is meshed in slabs of
+:data:`SLAB` cells along z; each slab's planes go to scikit-image's
 marching cubes (Lewiner's variant, which resolves the ambiguous cube configurations
 consistently, so closed surfaces give closed meshes; a well-kept library beats a
 hand-written 256-case table); a plane shared by two slabs is evaluated once, so the two
@@ -36,11 +36,11 @@ from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SLAB,
     Frontier,
-    descend,
     leaf_pixels,
     root_side,
     tile_view,
 )
+from prospero_jax.renderers.octree import THICK, walk
 from prospero_jax.renderers.view import (
     REGION_LIMIT,
     InvalidView,
@@ -136,16 +136,16 @@ def mesh(
     # As images have it: x along columns, y down the rows (row 0 at the top); z along planes.
     xs = np.pad(axis, (0, side - resolution), mode="edge").astype(target.dtype)
     ys = np.pad(axis[::-1], (0, side - resolution), mode="edge").astype(target.dtype)
-    zs = axis.astype(target.dtype)
+    samples = root_side(resolution, THICK)
+    zs = np.pad(axis, (0, samples - resolution), mode="edge").astype(target.dtype)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
-    carried: np.ndarray | None = None  # the last plane of the slab before
     signs = _Signs()
     slabs = range(0, resolution - 1, SLAB)
     with target.precision(), np.errstate(all="ignore"):
+        grid = _Grid(program, xs, ys, zs, side, target)
         for done, first in enumerate(slabs, 1):
             last = min(first + SLAB, resolution - 1)
-            planes = _slab(program, xs, ys, zs, first, last, side, target, carried)
-            carried = planes[-1]
+            planes = grid.planes(first, last)
             block = planes[:, :resolution, :resolution]  # [z, y, x]
             signs.see(block, first == 0, last == resolution - 1)
             if (block < 0).any() and (block > 0).any():
@@ -192,27 +192,60 @@ class _Signs:
         warnings.warn(MeshWarning(why), stacklevel=3)
 
 
-def _slab(
-    program: Program, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, first: int, last: int,
-    side: int, target: Target, carried: np.ndarray | None,
-) -> np.ndarray:  # fmt: skip
-    """The grid planes ``first..last`` (``(planes, side, side)``, ``[z, y, x]``): values at
-    the leaf tiles the hierarchy leaves ambiguous, ±1 elsewhere; plane ``first`` is
-    ``carried`` over from the slab below when there is one."""
-    planes = np.ones((last - first + 1, side, side), target.dtype)
+class _Grid:
+    """The grid's values, plane by plane, from one octree walk (:func:`~prospero_jax.
+    renderers.octree.walk`): the values at the points of the leaf boxes it leaves
+    ambiguous, -1 in boxes proved inside, +1 elsewhere (proved outside). Each layer of
+    :data:`~prospero_jax.renderers.octree.THICK` planes is evaluated once, when a slab
+    first asks for it, so a plane two slabs share is the same array in both."""
 
-    def paint(tile: int, rows: np.ndarray, cols: np.ndarray) -> None:
-        tile_view(planes, tile)[:, rows // tile, :, cols // tile, :] = -1
+    def __init__(
+        self, program: Program, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, side: int,
+        target: Target,
+    ) -> None:  # fmt: skip
+        self.xs, self.ys, self.zs, self.side, self.target = xs, ys, zs, side, target
+        self.inside: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.leaves: dict[int, Frontier] = {}
+        self.layers: dict[int, np.ndarray] = {}
 
-    z_range = (float(zs[first]), float(zs[last]))
-    front = descend(program, xs, ys, z_range, target, paint)
-    if len(front.lengths):
-        values = _leaf_planes(front, xs, ys, zs[first : last + 1], target)
-        t = front.side  # indexed below: (tiles, planes, t, t), as the values are
-        tile_view(planes, t)[:, front.rows // t, :, front.cols // t, :] = values
-    if carried is not None:
-        planes[0] = carried
-    return planes
+        def inside(
+            side: int, rows: np.ndarray, cols: np.ndarray, tops: np.ndarray, thick: int
+        ) -> None:
+            if len(rows):
+                self.inside.append((side, rows, cols, tops, thick))
+
+        def leaves(part: Frontier, top: int) -> None:
+            self.leaves[top] = part
+
+        walk(program, xs, ys, zs, target, inside, leaves)
+
+    def planes(self, first: int, last: int) -> np.ndarray:
+        """Planes ``first..last`` (``(planes, side, side)``, ``[z, y, x]``)."""
+        planes = np.ones((last - first + 1, self.side, self.side), self.target.dtype)
+        for i, p in enumerate(range(first, last + 1)):
+            for side, rows, cols, tops, thick in self.inside:
+                hit = (tops <= p) & (p < tops + thick)
+                if hit.any():
+                    tile_view(planes[i], side)[rows[hit] // side, :, cols[hit] // side, :] = -1
+            top = p - p % THICK
+            values = self._layer(top)
+            if values is not None:
+                part = self.leaves[top]
+                t = part.side
+                tile_view(planes[i], t)[part.rows // t, :, part.cols // t, :] = values[:, p - top]
+        for top in [t for t in self.layers if t + THICK <= first]:
+            del self.layers[top]  # no later slab reads it
+        return planes
+
+    def _layer(self, top: int) -> np.ndarray | None:
+        """The leaf values of the layer starting at plane ``top`` (``(boxes, THICK, t, t)``),
+        evaluated once; None if it has no ambiguous box."""
+        if top not in self.leaves:
+            return None
+        if top not in self.layers:
+            depths = self.zs[top : top + THICK]
+            self.layers[top] = _leaf_planes(self.leaves[top], self.xs, self.ys, depths, self.target)
+        return self.layers[top]
 
 
 def _leaf_planes(
