@@ -1,29 +1,35 @@
-"""The interval hierarchy over boxes in x, y and z: the first surface from the top.
+"""The interval hierarchy over boxes in x, y and z: heightmaps' first surfaces, meshes' grids.
 
 Input: a Program of (x, y, z); the pixel-centre axes of a power-of-two square (``xs``,
 ``ys``, as :func:`~prospero_jax.renderers.hierarchy.descend` takes them) and the depth
-samples ``zs`` (top first, a power-of-two count, at least :data:`THICK`: pad with the
-last); a :class:`~prospero_jax.renderers.view.Target`; and ``first``, per pixel column
-the index of the first sample known to be inside (:data:`FAR` if none yet; -1 marks a
-column never to evaluate, e.g. padding).
-Output: :func:`first_inside` lowers ``first`` to each column's first inside sample, as
-evaluating every sample top down would find it (the sign as images decide it).
+samples ``zs`` (a power-of-two count, at least :data:`THICK`: pad with the last); a
+:class:`~prospero_jax.renderers.view.Target`.
+Output: :func:`walk` passes every box proved inside to a callback and every leaf box left
+ambiguous (with its pruned tape) to another, a layer of samples at a time in the order of
+``zs`` (the mesher's grid, :mod:`~prospero_jax.renderers.mesh`); :func:`first_inside`
+lowers ``first`` (per pixel column the index of the first sample known to be inside,
+:data:`FAR` if none, -1 for a column never to evaluate) to each column's first inside
+sample, ``zs`` top first, as evaluating every sample top down would find it (the sign as
+images decide it: heightmaps).
 
 How: one hierarchy of boxes, the root the whole square times all samples. Each level
 splits every box ``k × k`` in x and y and ``kz`` in z (:func:`octree_splits`), prunes its
 tape over the children with the culling kernels (or on the host tier), and then: a child
-proved inside lowers its columns' ``first`` to its top sample; a child proved outside is
-dropped; a child whose every column already has an inside sample at or above its top is
-dropped (occluded); the rest go on with their pruned tapes. The leaf boxes (``leaf ×
-leaf`` pixels, :data:`THICK` samples) are then evaluated point by point a layer at a
-time, top down, each layer's boxes dropped first where the layers above have resolved
-their columns. So the upper levels run once for the whole depth (where a slab sweep ran
-them once per slab), and z is refined like x and y.
+proved inside is passed on (a heightmap lowers its columns' ``first`` to its top sample);
+a child proved outside is dropped; a heightmap drops a child whose every column already
+has an inside sample at or above its top (occluded), splitting long-taped levels a layer
+at a time so that what a layer finds drops boxes of the next before they are split; the
+rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :data:`THICK`
+samples) are evaluated point by point a layer at a time: by the leaf kernel, or for a
+program whose pruned tapes stay long, by its compiled closure once interpreting has cost
+what compiling would (:data:`COMPILED_ROWS`; compiled once per program, never per box or
+tape). So the upper levels run once for the whole depth (where a slab sweep ran them
+once per slab), and z is refined like x and y.
 
 Invariants: ``first`` only decreases, and only to a sample where the value is < 0 (an
 inside box's top sample, or a leaf sample found < 0), so the result equals the dense
 search's first inside sample; children are lane-ordered ``(z, row, column)`` within
-their parent; nothing compiles per program, box or tape.
+their parent; the kernels compile per box shape, never per program, box or tape.
 """
 
 from __future__ import annotations
