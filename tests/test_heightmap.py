@@ -166,6 +166,19 @@ def test_octree_splits_refine_z_with_x_and_y() -> None:
     assert octree_splits(4, 1) == ((4, 1),)
 
 
+def test_the_octree_refuses_grids_it_cannot_split() -> None:
+    # Callers pad to powers of two; a grid that is not one is a bug, said plainly.
+    from prospero_jax.renderers.octree import first_inside
+
+    program = pj.parse("z var-z\nh const 0.5\nr sub z h")
+    axis = np.linspace(-1, 1, 24, dtype=np.float32)
+    first = np.zeros((24, 24), np.int64)
+    with pytest.raises(ValueError, match="not powers of two"):
+        first_inside(
+            program, axis, axis, np.linspace(1, -1, 16, dtype=np.float32), pj.Target(), first
+        )
+
+
 @pytest.mark.parametrize("model", ["tanglecube", "bear"])
 def test_normals_match_the_oracles_central_differences(model: str) -> None:
     program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]

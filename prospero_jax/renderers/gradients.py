@@ -43,7 +43,7 @@ from prospero_jax.renderers.view import Progress, Target
 
 #: Points per call of the gradient kernel.
 CHUNK = 1 << 14
-#: Points of one tile evaluated on one pruned tape by :func:`pixel_gradients`.
+#: Points of one cell evaluated on one pruned tape by :func:`grouped_gradients`.
 GROUP = 256
 #: The longest program :func:`grouped_gradients` should take: beyond it the dual leaf
 #: kernel's register file (rows × 4 × :data:`GROUP` lanes) passes 32 MiB.

@@ -188,8 +188,6 @@ def tier(
 
 #: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
 Paint = Callable[[int, np.ndarray, np.ndarray], None]
-#: ``keep(side, rows, cols)``: which of those tiles still need evaluating (a mask).
-Keep = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 def descend(
@@ -202,16 +200,14 @@ def descend(
     *,
     leaf: int = LEAF_SIDE,
     split: Sequence[int] = SPLIT,
-    keep: Keep | None = None,
     progress: Progress | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> Frontier:
     """The prune levels over the square of pixel centres ``xs × ys`` (a power of two, at
     least ``leaf``, in the target's dtype) with z in ``[z[0], z[1]]``: tiles proved inside
     are passed to ``paint``, and the ``leaf``-side tiles left ambiguous are returned with
-    their pruned tapes. ``keep``, if given, drops tiles before each level (e.g. columns a
-    heightmap has already resolved). ``progress`` counts levels, the leaves' pass
-    included (the caller reports that last step)."""
+    their pruned tapes. ``progress`` counts levels, the leaves' pass included (the caller
+    reports that last step)."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side = len(xs)
     tapes = root_tape(program, dtype)
@@ -227,8 +223,6 @@ def descend(
     front = Frontier(tapes, lengths, *(np.zeros(1, np.int64),) * 2, side, depths)
     started_host = time.perf_counter()
     for depth, k in enumerate(schedule, 1):
-        if keep is not None:
-            front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
         if not len(front.lengths):
             break
         started = time.perf_counter()
@@ -280,8 +274,6 @@ def descend(
             )
         if progress is not None:
             progress(depth, levels)
-    if keep is not None and len(front.lengths):
-        front = _kept_tiles(front, keep(front.side, front.rows, front.cols))
     if host:
         _rent["seconds"] += time.perf_counter() - started_host
     return front
