@@ -131,15 +131,24 @@ def checked(option: str, check: Callable[[Any], Any], value: Any) -> Any:
 
 
 def view(
-    size: int, region: str = "-1,1,-1,1", z: float = 0.0, size_option: str = "--size"
+    size: int,
+    region: str = "-1,1,-1,1",
+    z: float = 0.0,
+    size_option: str = "--size",
+    *,
+    depth: int | None = None,
+    turn: float = 0.0,
+    tilt: float = 0.0,
 ) -> pj.View:
-    """A :class:`prospero_jax.View` from the options, an error naming the option at fault."""
+    """A :class:`prospero_jax.View` from the options (a solid's: ``depth``, ``turn`` and
+    ``tilt`` too), an error naming the option at fault."""
     try:
         xmin, xmax, ymin, ymax = (float(v) for v in region.split(","))
     except ValueError:
         raise ValueError(f"--region must be XMIN,XMAX,YMIN,YMAX, got {region!r}") from None
+    turned = pj.rotation(turn, tilt) if turn or tilt else None
     try:
-        return pj.View(size, (xmin, xmax, ymin, ymax), z)
+        return pj.View(size, (xmin, xmax, ymin, ymax), z, depth=depth, rotation=turned)
     except pj.InvalidView as err:
         option = size_option if err.field == "size" else f"--{err.field}"
         raise ValueError(f"{option}: {err}") from None

@@ -72,13 +72,14 @@ def render3d(
     """Render FILE (a solid: `prospero info` says "dimensions 3") seen from above.
 
     Each pixel shows the first surface from the top (z from 1 down to -1, the x, y of a 2-D
-    render), culled slab by slab: columns found inside are not evaluated below.
+    render), culled on an octree: boxes proved inside or outside, or behind a surface
+    already found, are not evaluated.
 
     Examples: `prospero render3d bear.vm -o bear.png`;
     `prospero render3d colonnade.vm --turn 30 --tilt -50 --shade normals -o c.png`.
     """
     with user_errors():
-        what = view(size, region)
+        what = view(size, region, depth=depth, turn=turn, tilt=tilt)
         program = load(file)
         out = output or Path(f"{file.stem if file else 'demo'}-3d.png")
         pj.check_image_format(out, colour=shade is Look.normals)
@@ -86,11 +87,10 @@ def render3d(
         if cache:
             pj.enable_compilation_cache()
         started = time.perf_counter()
-        with progress_task(f"heightmap of {program.source}", "slabs") as progress:
+        with progress_task(f"heightmap of {program.source}", "layers") as progress:
             heightmap = pj.render_heightmap(
-                program, what.size, depth, region=what.region, target=where, mode=mode.value,
-                rotation=pj.view_rotation(turn, tilt), normals=shade is not Look.depth,
-                progress=progress,
+                program, what, target=where, mode=mode.value,
+                normals=shade is not Look.depth, progress=progress,
             )  # fmt: skip
         pj.write_image(out, pj.shade_heightmap(heightmap, shade.value))
     solid = np.isfinite(heightmap.z).mean()

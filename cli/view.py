@@ -1,5 +1,5 @@
 """``prospero view``: a live, zoomable view of a `.vm` file in the browser
-(:func:`prospero_jax.io.viewer.view`)."""
+(:func:`viewer.serve`, the viewer application)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,10 @@ def view(
         if cache:
             pj.enable_compilation_cache()
         # Imported here: the server (aiohttp) is 0.4 s of every other command's start.
-        from prospero_jax.io import viewer as _viewer
+        import viewer
 
         try:
-            running = _viewer.view(file, host, port, target(dtype, device, exact=exact))
+            running = viewer.serve(file, host, port, target(dtype, device, exact=exact))
         except OSError as err:  # asyncio's bind message repeats the address: the reason alone
             gai = isinstance(err, socket.gaierror)
             reason = os.strerror(err.errno) if err.errno and not gai else err.strerror or str(err)

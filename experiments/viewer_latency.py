@@ -23,7 +23,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from prospero_jax.io import viewer as _viewer
+from viewer import server as _viewer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 # A 2-D view is in when all its tiles are; a solid's when its picture shows the view.
@@ -49,7 +49,7 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         for name, path in models.items():
-            running = _viewer.view(path)
+            running = _viewer.serve(path)
             running.ready()
             page = browser.new_page(viewport={"width": 1348, "height": 1024})  # stage: 1024²
             solid = running.state()["solid"]

@@ -19,8 +19,9 @@ Public API (the subpackages are the implementation):
   differentiate with respect to the constants (write them back with
   :meth:`Program.with_constants`);
 * :func:`to_interval_function`: Program → ``g(x, y, z)`` on :class:`Interval` pytrees, sound;
-* :class:`View` (what to draw: size, region, z, rows; validated once) and :class:`Target`
-  (where to run: dtype, device or devices), which every renderer takes (keywords are a
+* :class:`View` (what to draw: size, region, z, rows; for solids depth, zrange and a
+  rotation from :func:`rotation`; validated once) and :class:`Target` (where to run:
+  dtype, device or devices), which every renderer takes, 2-D and 3-D (keywords are a
   shorthand for them);
 * :func:`render`: Program → ``(N, N)`` uint8 image (255 where the value is < 0), by brute
   force or by interval culling with per-tile tape pruning, on one device or sharded over
@@ -34,12 +35,13 @@ Public API (the subpackages are the implementation):
   ``jax.distributed``, each process rendering its band of rows;
 * :func:`render_batch`: one program, many sets of constants (``vmap`` over them in brute
   force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
-* :func:`render_heightmap`: a solid (x, y, z) → :class:`Heightmap` (the first surface
-  from the top and its normals), culled slab by slab; :func:`shade_heightmap` → an image;
+* :func:`render_heightmap`: a solid (x, y, z) and its View → :class:`Heightmap` (the
+  first surface from the top and its normals), culled on an octree; :func:`shade_heightmap`
+  → an image;
   :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
-  :func:`mesh`: a solid → a watertight triangle :class:`Mesh` (interval-culled marching
-  cubes; :class:`MeshWarning` when it is empty or open), :func:`write_mesh` → STL, PLY or
-  OBJ;
+  :func:`mesh`: a solid and its View (or a resolution and bounds) → a watertight
+  triangle :class:`Mesh` (interval-culled marching cubes; :class:`MeshWarning` when it is
+  empty or open), :func:`write_mesh` → STL, PLY or OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -99,7 +101,6 @@ from prospero_jax.renderers.heightmap import (
     render_heightmap,
     shade_heightmap,
     surface_depth,
-    view_rotation,
 )
 from prospero_jax.renderers.mesh import Mesh, MeshWarning, mesh
 from prospero_jax.renderers.render import render
@@ -107,6 +108,7 @@ from prospero_jax.renderers.shade import FieldSamples, sample_gradient, shade
 from prospero_jax.renderers.view import (
     MAX_SIZE,
     MEMORY_LIMIT,
+    REGION_LIMIT,
     InvalidView,
     Progress,
     Shorthand,
@@ -114,6 +116,7 @@ from prospero_jax.renderers.view import (
     View,
     resolve_device,
     resolve_devices,
+    rotation,
 )
 from prospero_jax.runtime.cache import default_cache_dir, enable_compilation_cache
 from prospero_jax.runtime.files import FileWriteError
@@ -123,6 +126,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0"
 
+#: The old name of :func:`rotation` (kept for code written against it).
+view_rotation = rotation
+
 __all__ = [
     "BAND_ROWS",
     "BENCH_MODES",
@@ -131,6 +137,7 @@ __all__ = [
     "MAX_SIZE",
     "MEMORY_LIMIT",
     "OPS",
+    "REGION_LIMIT",
     "STRATEGIES",
     "FieldSamples",
     "FileReport",
@@ -178,6 +185,7 @@ __all__ = [
     "render_to_file",
     "resolve_device",
     "resolve_devices",
+    "rotation",
     "sample_gradient",
     "shade",
     "shade_heightmap",
@@ -190,7 +198,6 @@ __all__ = [
     "to_function",
     "to_interval_function",
     "to_parametric",
-    "view_rotation",
     "write_image",
     "write_mesh",
 ]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from prospero_jax.io import viewer as _viewer
 from tests.conftest import shared_path
+from viewer import server as _viewer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
@@ -47,7 +47,7 @@ SOURCES = "() => [...document.getElementById('tiles').children].map((img) => img
 def test_the_viewer_in_a_browser(page: Page, tmp_path: Path) -> None:
     program = tmp_path / "hi.vm"
     shutil.copy(shared_path("models/hi.vm"), program)
-    running = _viewer.view(program)
+    running = _viewer.serve(program)
     try:
         page.goto(running.url)
         page.wait_for_function(LOADED, timeout=60_000)  # the tiles of the first view are in

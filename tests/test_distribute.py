@@ -138,7 +138,7 @@ def test_two_processes_stream_and_resume_one_file(tmp_path: Path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(program, 300, out, band_rows=64, progress=stop_after_two)
+        pj.render_to_file(program, out, 300, band_rows=64, progress=stop_after_two)
     args = ["render", str(shared_path("models/quarter.vm")), "-s", "300", "--band-rows", "64"]
     results = _two_processes([*args, "-o", str(out)])
     assert "2 of 5 bands resumed" in results[0][0]

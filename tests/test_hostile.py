@@ -164,7 +164,7 @@ def test_every_renderer_rejects_a_bad_region(
         "oracle": lambda: pj.reference.render(quarter, 16, region),
         "gradient": lambda: pj.sample_gradient(quarter, 16, region=region),
         "batch": lambda: pj.render_batch(quarter, quarter.constants[None], 16, region=region),
-        "stream": lambda: pj.render_to_file(quarter, 16, tmp_path / "q.pgm", region=region),
+        "stream": lambda: pj.render_to_file(quarter, tmp_path / "q.pgm", 16, region=region),
     }
     for name, call in calls.items():
         with pytest.raises(ValueError, match="region"):
@@ -315,7 +315,7 @@ def test_a_streamed_render_whose_journal_cannot_be_written_says_one_true_thing(
     monkeypatch.setattr(stream, "_record", full_after_two)
     target = tmp_path / "s.pgm"
     with pytest.raises(pj.StreamError) as stopped:
-        pj.render_to_file(pj.shapes.demo_program(), 160, target, band_rows=10)
+        pj.render_to_file(pj.shapes.demo_program(), target, 160, band_rows=10)
     message = str(stopped.value)
     assert "nothing was written" not in message
     _, journal = pj.partial_paths(target)

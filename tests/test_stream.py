@@ -38,7 +38,7 @@ def test_the_file_is_the_whole_image(
     suffix: str, demo: pj.Program, expected: np.ndarray, tmp_path: Path
 ) -> None:
     out = tmp_path / f"image{suffix}"
-    report = pj.render_to_file(demo, SIZE, out, band_rows=BAND)
+    report = pj.render_to_file(demo, out, SIZE, band_rows=BAND)
     np.testing.assert_array_equal(_read(out), expected)
     assert (report.bands, report.rendered, report.resumed) == (5, 5, 0)
     assert report.inside == pytest.approx((expected > 0).mean())
@@ -70,9 +70,9 @@ def test_an_interrupted_render_resumes_and_gives_the_same_file(
     suffix: str, demo: pj.Program, tmp_path: Path
 ) -> None:
     whole, out = tmp_path / f"whole{suffix}", tmp_path / f"out{suffix}"
-    pj.render_to_file(demo, SIZE, whole, band_rows=BAND)
+    pj.render_to_file(demo, whole, SIZE, band_rows=BAND)
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(demo, SIZE, out, band_rows=BAND, progress=_Interrupt(2))
+        pj.render_to_file(demo, out, SIZE, band_rows=BAND, progress=_Interrupt(2))
     partial, journal = pj.partial_paths(out)
     assert not out.exists()  # never half-written
     assert partial.exists()
@@ -80,7 +80,7 @@ def test_an_interrupted_render_resumes_and_gives_the_same_file(
 
     seen: list[tuple[int, int]] = []
     report = pj.render_to_file(
-        demo, SIZE, out, band_rows=BAND, progress=lambda d, t: seen.append((d, t))
+        demo, out, SIZE, band_rows=BAND, progress=lambda d, t: seen.append((d, t))
     )
     assert (report.rendered, report.resumed) == (3, 2)
     assert seen[0] == (2, 5)
@@ -92,25 +92,25 @@ def test_an_interrupted_render_resumes_and_gives_the_same_file(
 def test_a_journal_of_another_render_is_not_resumed(demo: pj.Program, tmp_path: Path) -> None:
     out = tmp_path / "out.pgm"
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(demo, SIZE, out, band_rows=BAND, progress=_Interrupt(3))
-    report = pj.render_to_file(demo, SIZE, out, band_rows=BAND, z=0.25)  # another render
+        pj.render_to_file(demo, out, SIZE, band_rows=BAND, progress=_Interrupt(3))
+    report = pj.render_to_file(demo, out, SIZE, band_rows=BAND, z=0.25)  # another render
     assert report.resumed == 0
     np.testing.assert_array_equal(pj.read_pgm(out), pj.render(demo, SIZE, z=0.25))
 
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(demo, SIZE, out, band_rows=BAND, progress=_Interrupt(3))
-    assert pj.render_to_file(demo, SIZE, out, band_rows=BAND, resume=False).resumed == 0
+        pj.render_to_file(demo, out, SIZE, band_rows=BAND, progress=_Interrupt(3))
+    assert pj.render_to_file(demo, out, SIZE, band_rows=BAND, resume=False).resumed == 0
 
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(demo, SIZE, out, band_rows=BAND, progress=_Interrupt(3))
+        pj.render_to_file(demo, out, SIZE, band_rows=BAND, progress=_Interrupt(3))
     journal = pj.partial_paths(out)[1]
     journal.write_text("{not json")  # a damaged journal: start again
-    assert pj.render_to_file(demo, SIZE, out, band_rows=BAND).resumed == 0
+    assert pj.render_to_file(demo, out, SIZE, band_rows=BAND).resumed == 0
 
 
 def test_an_interruption_before_any_band_leaves_nothing(demo: pj.Program, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        pj.render_to_file(demo, SIZE, tmp_path / "out.png", band_rows=BAND, progress=_Interrupt(0))
+        pj.render_to_file(demo, tmp_path / "out.png", SIZE, band_rows=BAND, progress=_Interrupt(0))
     assert not list(tmp_path.iterdir())
 
 
@@ -120,16 +120,16 @@ def test_a_second_writer_of_the_same_file_is_refused(demo: pj.Program, tmp_path:
     with open(partial, "wb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(ValueError, match="another render is writing it"):
-            pj.render_to_file(demo, SIZE, out, band_rows=BAND)
+            pj.render_to_file(demo, out, SIZE, band_rows=BAND)
         assert partial.exists()  # the other writer's file is left alone
     assert not out.exists()
 
 
 def test_bad_arguments(demo: pj.Program, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="greyscale"):
-        pj.render_to_file(demo, SIZE, tmp_path / "x.ppm")
+        pj.render_to_file(demo, tmp_path / "x.ppm", SIZE)
     with pytest.raises(ValueError, match="band rows"):
-        pj.render_to_file(demo, SIZE, tmp_path / "x.pgm", band_rows=0)
+        pj.render_to_file(demo, tmp_path / "x.pgm", SIZE, band_rows=0)
     with pytest.raises(ValueError, match="rows must be"):
         pj.render(demo, SIZE, rows=(10, 10))
 

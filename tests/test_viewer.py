@@ -17,15 +17,15 @@ import pytest
 from PIL import Image
 
 import prospero_jax as pj
-from prospero_jax.io import viewer as _viewer
 from tests.conftest import shared_path
+from viewer import server as _viewer
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[_viewer.Viewer, Path]]:
     program = tmp_path / "hi.vm"
     shutil.copy(shared_path("models/hi.vm"), program)
-    running = _viewer.view(program)
+    running = _viewer.serve(program)
     assert running.ready(30)
     yield running, program
     running.close()
@@ -120,7 +120,7 @@ def test_edits_reload_and_a_broken_file_shows_file_line_and_keeps_the_last_image
 def test_a_solid_is_drawn_lit_and_turned(tmp_path: Path) -> None:
     bear = tmp_path / "bear.vm"
     shutil.copy(shared_path("models/bear.vm"), bear)
-    running = _viewer.view(bear)
+    running = _viewer.serve(bear)
     try:
         assert wait_for(lambda: state(running.url)["solid"])
         query = "x0=-1.5&x1=1.5&y0=-1.5&y1=1.5&size=48"
@@ -199,7 +199,7 @@ def test_a_request_the_page_cancelled_is_not_rendered(
 def test_the_url_names_the_port_bound(tmp_path: Path) -> None:
     program = tmp_path / "hi.vm"
     shutil.copy(shared_path("models/hi.vm"), program)
-    running = _viewer.view(program, host="0.0.0.0", port=0)  # all interfaces, a free port
+    running = _viewer.serve(program, host="0.0.0.0", port=0)  # all interfaces, a free port
     try:
         host, port = running.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
         assert host == "0.0.0.0"

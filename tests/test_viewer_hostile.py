@@ -23,10 +23,10 @@ import pytest
 from PIL import Image
 
 import prospero_jax as pj
-from prospero_jax.io import viewer as _viewer
-from prospero_jax.io import watch as _watch
 from tests.conftest import ROOT, shared_path
 from tests.test_viewer import get, state, wait_for
+from viewer import server as _viewer
+from viewer import watch as _watch
 
 RENDER = "api/render?x0=-1&x1=1&y0=-1&y1=1&size=32"
 
@@ -40,7 +40,7 @@ def program(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def running(program: Path) -> Iterator[_viewer.Viewer]:
-    viewer = _viewer.view(program, timeout=1.0)
+    viewer = _viewer.serve(program, timeout=1.0)
     assert viewer.ready(30)
     yield viewer
     viewer.close()
@@ -125,7 +125,7 @@ def test_a_flood_of_concurrent_connections_gets_no_resets(program: Path) -> None
     # A viewer of its own, with the default slow-client timeout: on a loaded 2-core
     # machine the 1 s one of `running` closed a few of the 600 before it read them
     # (empty replies), which is the slow-client guard working, not a reset.
-    running = _viewer.view(program)
+    running = _viewer.serve(program)
     assert running.ready(30)
     try:
         replies = asyncio.run(_flood(running.port, 600))
@@ -184,7 +184,7 @@ def test_ipv6_hosts_are_served(program: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")
     try:
-        viewer = _viewer.view(program, host="::1")
+        viewer = _viewer.serve(program, host="::1")
     except OSError as err:
         pytest.skip(f"cannot bind ::1 here: {err}")
     try:

@@ -90,7 +90,7 @@ def render_file(
     me = jax.process_index()
     if streamed:
         report = render_to_file(
-            program, view, out, band_rows=band_rows, resume=resume,
+            program, out, view, band_rows=band_rows, resume=resume,
             target=target, mode=mode, progress=progress,
         )  # fmt: skip
         return FileReport(out, report.inside, time.perf_counter() - start, me == 0, report)

@@ -102,8 +102,8 @@ def partial_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 def render_to_file(
     program: Program,
-    size: int | View,
     path: str | os.PathLike[str],
+    size: int | View = 1024,
     *,
     band_rows: int | None = None,
     resume: bool = True,
@@ -119,6 +119,11 @@ def render_to_file(
     again even if an earlier run of the same render left bands. ``progress(done, total)``
     counts bands; its first call reports the bands found done.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"render_to_file(program, path, size): the path comes second (as render_file's), "
+            f"got {type(path).__name__}"
+        )
     view, where = resolve(size, options)  # validated before any file is made
     if view.rows is not None:
         raise ValueError("a file holds the whole image: render_to_file takes no rows")
@@ -139,7 +144,10 @@ def render_to_file(
         "size": size,
         "region": list(region),
         "z": z,
+        "rotation": view.rotation,
         "dtype": dtype,
+        "exact": where.exact,
+        "mode": mode,
         "band_rows": band_rows,
     }
     bands = [(r, min(r + band_rows, size)) for r in range(0, size, band_rows)]

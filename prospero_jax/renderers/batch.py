@@ -39,6 +39,7 @@ from prospero_jax.renderers.brute import render_tiles
 from prospero_jax.renderers.culled import render_culled
 from prospero_jax.renderers.sharding import line_mesh, pad_to
 from prospero_jax.renderers.view import (
+    InvalidView,
     Progress,
     Shorthand,
     Target,
@@ -83,6 +84,12 @@ def render_batch(
     every tile) and culling shards each image's work.
     """
     view, where = resolve(size, options)
+    if view.rotation is not None:
+        raise InvalidView(
+            "rotation",
+            "render_batch sets the constants of the program as written: render turned "
+            "views one at a time with render",
+        )
     table = np.asarray(constants, np.float64)
     if table.ndim != 2 or table.shape[1] != program.constants.size:
         raise ValueError(

@@ -1,9 +1,9 @@
 """Heightmaps: a program of (x, y, z) → the first surface seen from above, and its normals.
 
-Input: a Program, an image side ``N`` and a depth ``D`` (samples on ``linspace(1, -1, D)``,
-top first), the 2-D renderers' region and target, and optionally a 3 × 3 ``rotation``
-applied to ``(x, y, z)`` before the program (:func:`~prospero_jax.ir.passes.
-transform_inputs`).
+Input: a Program and a solid's :class:`~prospero_jax.renderers.view.View`: an image side
+``N``, a region, a depth ``D`` (samples on ``linspace(zmax, zmin, D)``, top first; by
+default ``(-1, 1)``) and optionally a 3 × 3 ``rotation`` (:meth:`View.pose
+<prospero_jax.renderers.view.View.pose>`); a target.
 Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from the top
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
 "< 0" as images decide it: the sign program's unless the target is exact),
@@ -25,7 +25,8 @@ culled == brute bit for bit).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import replace
+from typing import NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ import numpy as np
 from jaxtyping import Float, UInt8
 
 from prospero_jax.evaluators.lower import to_parametric
-from prospero_jax.ir.passes import dimensions, transform_inputs
+from prospero_jax.ir.passes import dimensions
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from prospero_jax.renderers.gradients import field_gradients
@@ -41,17 +42,15 @@ from prospero_jax.renderers.hierarchy import LEAF_SIDE, root_side
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
 from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import (
-    DEFAULT_REGION,
-    REGION_LIMIT,
     InvalidView,
     Progress,
-    Region,
+    Shorthand,
     Target,
     View,
     check_count,
     check_samples,
-    check_size,
     culls,
+    resolve,
 )
 
 #: Bytes a heightmap holds per pixel (z, normal, the sweep's first-sample indices), and
@@ -73,19 +72,6 @@ class Heightmap(NamedTuple):
     depth: int
 
 
-def view_rotation(turn: float = 0.0, tilt: float = 0.0) -> np.ndarray:
-    """The 3 × 3 rotation :func:`render_heightmap` takes: ``turn`` degrees about the
-    vertical (y) axis, then ``tilt`` degrees about the horizontal (x) axis."""
-    for name, angle in (("turn", turn), ("tilt", tilt)):
-        if not abs(angle) <= REGION_LIMIT:  # NaN fails this too
-            raise InvalidView(name, f"{name} must be a finite angle in degrees, got {angle}")
-    a, b = np.radians(turn), np.radians(tilt)
-    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    turned: np.ndarray = about_y @ about_x
-    return turned
-
-
 def depths(depth: int) -> np.ndarray:
     """The sample depths, top first: ``linspace(1, -1, depth)`` (float64)."""
     if depth < 2:
@@ -103,13 +89,12 @@ def check_solid(program: Program) -> None:
         )
 
 
-def check_heightmap(size: int, depth: int | None) -> tuple[int, int]:
-    """The image side and depth of a heightmap (depth: the size, at least 2, when None),
-    checked against the limits of time and memory before anything is allocated."""
-    try:
-        size = check_size(size)
-    except ValueError as err:
-        raise InvalidView("size", str(err)) from None
+def check_heightmap(view: View) -> View:
+    """``view`` if a heightmap of it (``view.samples`` deep) fits the limits of time and
+    memory, else :class:`InvalidView`; checked before anything is allocated."""
+    if view.rows is not None:
+        raise InvalidView("rows", "a heightmap is of the whole image: give no rows")
+    size, depth = view.size, view.samples
     needed = size * size * BYTES_PER_PIXEL
     if needed > HEIGHTMAP_MEMORY:
         raise InvalidView(
@@ -118,61 +103,35 @@ def check_heightmap(size: int, depth: int | None) -> tuple[int, int]:
             f"and work arrays), above the {HEIGHTMAP_MEMORY / 2**30:.0f} GiB limit: use a "
             "smaller size, or render parts of the view as regions",
         )
-    blamed = "size" if depth is None else "depth"  # the default depth is the size
-    depth = check_count("depth", max(size, 2) if depth is None else depth, 2)
+    blamed = "size" if view.depth is None else "depth"  # the default depth is the size
     check_samples(blamed, size * size * depth, f"a {size}² heightmap {depth} deep")
-    return size, depth
-
-
-def check_rotation(rotation: np.ndarray | None) -> np.ndarray | None:
-    """``rotation`` as a float64 3 × 3 rotation matrix (or None), else ``InvalidView``."""
-    if rotation is None:
-        return None
-    matrix = np.asarray(rotation, dtype=np.float64) if _numeric(rotation) else None
-    if (
-        matrix is None
-        or matrix.shape != (3, 3)
-        or not np.all(np.isfinite(matrix))
-        or not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
-    ):
-        raise InvalidView("rotation", "rotation must be a 3 × 3 rotation matrix (view_rotation)")
-    return matrix
-
-
-def _numeric(value: object) -> bool:
-    try:
-        np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return view
 
 
 def render_heightmap(
     program: Program,
-    size: int = 256,
+    size: int | View = 256,
     depth: int | None = None,
     *,
-    region: Region = DEFAULT_REGION,
-    rotation: np.ndarray | None = None,
     mode: str = "auto",
-    target: Target | None = None,
     normals: bool = True,
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> Heightmap:
-    """The heightmap of ``program`` over the ``size × size`` image of ``region`` (the
-    module docstring); ``depth`` samples (default ``size``, at least 2); ``mode`` as
-    :func:`prospero_jax.render` takes it; ``progress(done, total)`` counts slabs (culled)
-    or depths (brute). Sizes beyond the limits of time and memory, and 2-D programs, are
-    refused before any work."""
-    size, depth = check_heightmap(size, depth)
-    view = View(size, region)
-    rotation = check_rotation(rotation)
+    """The heightmap of ``program`` over a solid's :class:`View` (the module docstring).
+
+    ``size`` is a View, or an image side that ``depth`` (samples of z, default the side,
+    at least 2) and :class:`Shorthand`'s keywords complete (``region``, ``zrange`` (default
+    ``(-1, 1)``), ``rotation``; ``target`` or ``dtype``, ``device``, ``exact``); ``mode``
+    as :func:`prospero_jax.render` takes it; ``progress(done, total)`` counts layers of
+    depth samples (culled) or depths (brute). Sizes beyond the limits of time and memory, bands of
+    rows and 2-D programs are refused before any work."""
+    view, target = resolve(size, options, depth)
+    check_heightmap(view)
     check_solid(program)
-    target = target or Target()
+    program, view = view.pose(program)
     culled = culls(mode, target)
-    zs = depths(depth)
-    if rotation is not None:
-        program = transform_inputs(program, rotation)
+    zs = view.zs()
     sign = drawn(program, target, culled)  # inside or not: culled, the sign program
     with target.precision():
         if culled:
@@ -182,7 +141,7 @@ def render_heightmap(
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
     z = np.where(index >= 0, evaluated[np.maximum(index, 0)], np.nan)
     normal = _normals(program, view, z, target) if normals else None
-    return Heightmap(z, normal, depth)
+    return Heightmap(z, normal, view.samples)
 
 
 def _brute(
@@ -192,7 +151,7 @@ def _brute(
     first = np.full((view.size, view.size), -1, np.int64)
     kernel = jitted_kernel(program)
     for k, z in enumerate(zs):
-        inside = render_tiles(kernel, View(view.size, view.region, float(z)), target) > 0
+        inside = render_tiles(kernel, replace(view, z=float(z)), target) > 0
         first[(first < 0) & inside] = k
         if progress is not None:
             progress(k + 1, len(zs))
@@ -235,16 +194,16 @@ def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.
 
 def surface_depth(
     program: Program,
-    size: int = 128,
+    size: int | View = 128,
     depth: int | None = None,
     *,
-    region: Region = DEFAULT_REGION,
-    target: Target | None = None,
     newton_steps: int = 4,
+    **options: Unpack[Shorthand],
 ) -> Callable[[jax.Array], jax.Array]:
     """``z(constants)``: the heightmap's ``(size, size)`` surface z of ``program`` with its
     ``const`` values replaced by ``constants`` (NaN where the column is empty), a function
-    ``jax.grad`` and ``jax.jit`` see through.
+    ``jax.grad`` and ``jax.jit`` see through. The view is :func:`render_heightmap`'s (a
+    turned view's z is along its own axis: the program is evaluated at ``rotation @ p``).
 
     Forward: the culled heightmap (on the host, through ``jax.pure_callback``), then
     ``newton_steps`` Newton steps along z at each surface pixel, so that z is the
@@ -257,26 +216,31 @@ def surface_depth(
     gradient. Constants are in tape order, as :attr:`Program.constants`; the function
     refuses (``ValueError``, when traced) an array of any other shape.
     """
-    size, depth = check_heightmap(size, depth)
+    view, target = resolve(size, options, depth)
+    check_heightmap(view)
     check_solid(program)
     newton_steps = check_count("newton_steps", newton_steps, 0)
-    target = target or Target()
-    step = 2.0 / (depth - 1)
+    size, (bottom, top) = view.size, view.zrange
+    step = (top - bottom) / (view.samples - 1)
     field, _ = to_parametric(program)
     count = len(program.constants)
-    xs, ys = View(size, region).axes()
+    xs, ys = view.axes()
     grid_x, grid_y = (jnp.asarray(a) for a in np.meshgrid(xs, ys))
+    turn = np.eye(3) if view.rotation is None else np.array(view.rotation)
+
+    def at(constants: jax.Array, z: jax.Array) -> jax.Array:
+        """The value at every pixel's ``(x, y, z)`` of the view."""
+        x, y, z_ = (turn[i, 0] * grid_x + turn[i, 1] * grid_y + turn[i, 2] * z for i in range(3))
+        return field(constants, x, y, z_)
 
     def sampled(constants: np.ndarray) -> np.ndarray:
         fitted = program.with_constants(np.asarray(constants, np.float64))
-        heightmap = render_heightmap(
-            fitted, size, depth, region=region, target=target, normals=False
-        )
+        heightmap = render_heightmap(fitted, view, target=target, normals=False)
         return heightmap.z.astype(np.asarray(constants).dtype)
 
     def along_z(constants: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The value and ∂f/∂z at every pixel's ``(x, y, z)``."""
-        return jax.jvp(lambda z_: field(constants, grid_x, grid_y, z_), (z,), (jnp.ones_like(z),))
+        return jax.jvp(lambda z_: at(constants, z_), (z,), (jnp.ones_like(z),))
 
     def checked(constants: jax.Array) -> jax.Array:
         if jnp.shape(constants) != (count,) or not jnp.issubdtype(
@@ -298,7 +262,7 @@ def surface_depth(
         # the top sample). Newton steps that would leave it bisect it instead, so z stays
         # on the top surface, not the back of a sphere near its silhouette.
         low = jnp.where(found, start, 0.0)
-        high = jnp.where(found, jnp.minimum(start + step, 1.0), 0.0)
+        high = jnp.where(found, jnp.minimum(start + step, top), 0.0)
         f_low = f_high = jnp.full_like(low, jnp.nan)  # the values there, once seen
         # From the outside end: Newton from there does not overshoot a convex surface.
         z = high if newton_steps else low
@@ -322,11 +286,11 @@ def surface_depth(
     def backward(saved: tuple[jax.Array, jax.Array], cotangent: jax.Array) -> tuple[jax.Array]:
         constants, z = saved
         found = jnp.isfinite(z)
-        at = jnp.where(found, z, 0.0)
-        _, slope = along_z(constants, at)
+        z_at = jnp.where(found, z, 0.0)
+        _, slope = along_z(constants, z_at)
         usable = found & (jnp.abs(slope) > 1e-6)
         weight = jnp.where(usable, -jnp.nan_to_num(cotangent) / jnp.where(usable, slope, 1), 0)
-        _, pullback = jax.vjp(lambda c: field(c, grid_x, grid_y, at), constants)
+        _, pullback = jax.vjp(lambda c: at(c, z_at), constants)
         return (pullback(weight)[0],)
 
     surface.defvjp(forward, backward)

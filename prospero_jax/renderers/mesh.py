@@ -1,6 +1,8 @@
 """Meshes: a solid (a program of x, y, z) → a triangle mesh of its surface.
 
-Input: a Program, a ``resolution`` (grid points per axis over the cube ``bounds³``) and a
+Input: a Program, a solid's :class:`~prospero_jax.renderers.view.View` (the grid: ``size``
+points along x and y over its region, ``samples`` along z over its ``zrange``, turned by
+its ``rotation``), or a ``resolution`` (points per axis over the cube ``bounds³``), and a
 target.
 Output: a :class:`Mesh`: ``vertices`` ``(V, 3)`` float64 and ``faces`` ``(F, 3)`` int64,
 triangles wound counter-clockwise seen from outside (where the value is > 0).
@@ -24,7 +26,7 @@ Files: :mod:`prospero_jax.io.mesh_file` writes meshes (STL, PLY, OBJ).
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import numpy as np
 from jaxtyping import Float, Int
@@ -45,9 +47,12 @@ from prospero_jax.renderers.view import (
     REGION_LIMIT,
     InvalidView,
     Progress,
+    Shorthand,
     Target,
+    View,
     check_count,
     check_samples,
+    resolve,
 )
 
 #: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
@@ -68,28 +73,11 @@ class MeshWarning(UserWarning):
     crosses their faces (where the surface is cut off)."""
 
 
-def check_mesh(
-    resolution: int, bounds: tuple[float, float], dtype: str
-) -> tuple[int, float, float]:
-    """The resolution and bounds of a mesh, checked against the limits of time and memory
-    before anything is allocated (``InvalidView`` naming ``resolution`` or ``bounds``)."""
+def mesh_view(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> View:
+    """The solid's :class:`View` of the cube ``bounds³`` sampled at ``resolution`` points
+    per axis (``InvalidView`` naming ``resolution`` or ``bounds``)."""
     resolution = check_count("resolution", resolution, 4)
     check_samples("resolution", resolution**3, f"a {resolution}³ grid")
-
-    def slab(side: int) -> int:  # bytes: the values and marching cubes' float64 copy
-        return (SLAB + 1) * side * side * (np.dtype(dtype).itemsize + 8)
-
-    side = root_side(resolution)
-    if slab(side) > SLAB_MEMORY:
-        largest = side // 2
-        while slab(largest) > SLAB_MEMORY:
-            largest //= 2
-        raise InvalidView(
-            "resolution",
-            f"a {resolution}³ grid in {dtype} needs {slab(side) / 2**30:.1f} GiB for a slab "
-            f"of {SLAB + 1} planes, above the {SLAB_MEMORY / 2**30:.0f} GiB limit: at most "
-            f"{largest} in {dtype}",
-        )
     try:
         lo, hi = (float(b) for b in bounds)
     except (TypeError, ValueError):
@@ -105,62 +93,111 @@ def check_mesh(
         raise InvalidView(
             "bounds", f"bounds must be (low, high) with low < high, got {lo:g}, {hi:g}"
         )
-    return resolution, lo, hi
+    try:
+        return View(resolution, (lo, hi, lo, hi), depth=resolution, zrange=(lo, hi))
+    except InvalidView as err:  # the cube's side is the resolution
+        field = "resolution" if err.field in ("size", "depth") else "bounds"
+        raise InvalidView(field, str(err)) from None
+
+
+def check_mesh(view: View, dtype: str) -> View:
+    """``view`` if a mesh of its grid (``size² × samples`` points) fits the limits of time
+    and memory, else ``InvalidView``; checked before anything is allocated."""
+    if view.rows is not None:
+        raise InvalidView("rows", "a mesh is of the whole view: give no rows")
+    side, depth = view.size, view.samples
+    if side < 4 or depth < 4:
+        raise InvalidView("size", f"a mesh needs at least 4 points per axis, got {side}² × {depth}")
+    check_samples("resolution", side * side * depth, f"a {side}² × {depth} grid")
+
+    def slab(side: int) -> int:  # bytes: the values and marching cubes' float64 copy
+        return (SLAB + 1) * side * side * (np.dtype(dtype).itemsize + 8)
+
+    padded = root_side(side)
+    if slab(padded) > SLAB_MEMORY:
+        largest = padded // 2
+        while slab(largest) > SLAB_MEMORY:
+            largest //= 2
+        raise InvalidView(
+            "resolution",
+            f"a {side}³ grid in {dtype} needs {slab(padded) / 2**30:.1f} GiB for a slab "
+            f"of {SLAB + 1} planes, above the {SLAB_MEMORY / 2**30:.0f} GiB limit: at most "
+            f"{largest} in {dtype}",
+        )
+    return view
 
 
 def mesh(
     program: Program,
-    resolution: int = 128,
+    resolution: int | View = 128,
     *,
-    bounds: tuple[float, float] = (-1.0, 1.0),
-    target: Target | None = None,
+    bounds: tuple[float, float] | None = None,
     project: bool = True,
     progress: Progress | None = None,
+    **options: Unpack[Shorthand],
 ) -> Mesh:
-    """The surface ``value = 0`` of ``program`` in the cube ``bounds³``, sampled on a grid of
-    ``resolution`` points per axis (module docstring); ``project`` moves the vertices
-    onto the surface; ``progress(done, total)`` counts slabs.
+    """The surface ``value = 0`` of ``program`` in a solid's box, sampled on a grid
+    (module docstring); ``project`` moves the vertices onto the surface;
+    ``progress(done, total)`` counts slabs.
 
-    Refused before any work: a 2-D program, a resolution beyond the limits of time and
-    memory, bounds that are not finite. An empty or open result is returned with a
+    The box is a :class:`View`'s (``region × zrange``, ``size² × samples`` points, turned by
+    its ``rotation``: vertices are in the view's frame), or the cube ``bounds³`` (default
+    ``(-1, 1)``) at ``resolution`` points per axis. Where to run: ``target``, or ``dtype``,
+    ``device`` (:class:`Shorthand`).
+
+    Refused before any work: a 2-D program, a grid beyond the limits of time and memory,
+    bounds that are not finite. An empty or open result is returned with a
     :class:`MeshWarning` saying why (nothing inside, all inside, or the solid cut off by
     the bounds)."""
     from skimage.measure import marching_cubes
 
-    target = target or Target()
-    resolution, lo, hi = check_mesh(resolution, bounds, target.dtype)
+    if isinstance(resolution, View):
+        if bounds is not None:
+            raise ValueError("give the bounds as the View's region and zrange, not beside it")
+        view, target = resolve(resolution, options)
+    else:
+        view, target = resolve(mesh_view(resolution, bounds or (-1.0, 1.0)), options)
+    check_mesh(view, target.dtype)
     check_solid(program)
-    axis = np.linspace(lo, hi, resolution)
-    step = (hi - lo) / (resolution - 1)
-    side = root_side(resolution)
+    program, view = view.pose(program)
+    side, planes_count = view.size, view.samples
+    xmin, xmax, ymin, ymax = view.region
+    zmin, zmax = view.zrange
+    step = np.array([(xmax - xmin), (ymax - ymin), (zmax - zmin)]) / (
+        np.array([side, side, planes_count]) - 1
+    )
+    padded = root_side(side)
     # As images have it: x along columns, y down the rows (row 0 at the top); z along planes.
-    xs = np.pad(axis, (0, side - resolution), mode="edge").astype(target.dtype)
-    ys = np.pad(axis[::-1], (0, side - resolution), mode="edge").astype(target.dtype)
-    samples = root_side(resolution, THICK)
-    zs = np.pad(axis, (0, samples - resolution), mode="edge").astype(target.dtype)
+    xs, ys = view.axes()
+    xs = np.pad(xs, (0, padded - side), mode="edge").astype(target.dtype)
+    ys = np.pad(ys, (0, padded - side), mode="edge").astype(target.dtype)
+    samples = root_side(planes_count, THICK)
+    zs = np.pad(view.zs()[::-1], (0, samples - planes_count), mode="edge").astype(target.dtype)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     signs = _Signs()
-    slabs = range(0, resolution - 1, SLAB)
+    slabs = range(0, planes_count - 1, SLAB)
     with target.precision(), np.errstate(all="ignore"):
-        grid = _Grid(program, xs, ys, zs, side, target)
+        grid = _Grid(program, xs, ys, zs, padded, target)
         for done, first in enumerate(slabs, 1):
-            last = min(first + SLAB, resolution - 1)
+            last = min(first + SLAB, planes_count - 1)
             planes = grid.planes(first, last)
-            block = planes[:, :resolution, :resolution]  # [z, y, x]
-            signs.see(block, first == 0, last == resolution - 1)
+            block = planes[:, :side, :side]  # [z, y, x]
+            signs.see(block, first == 0, last == planes_count - 1)
             if (block < 0).any() and (block > 0).any():
                 verts, faces, _, _ = marching_cubes(  # type: ignore[no-untyped-call]
                     block, level=0.0, allow_degenerate=False, gradient_direction="ascent"
                 )
                 k, row, col = verts.T  # plane, row, column indices (fractional)
-                space = np.stack([lo + col * step, hi - row * step, lo + (first + k) * step], 1)
+                space = np.stack(
+                    [xmin + col * step[0], ymax - row * step[1], zmin + (first + k) * step[2]], 1
+                )
                 parts.append((space, faces[:, ::-1]))  # rows run down y: a mirror, rewound
             if progress is not None:
                 progress(done, len(slabs))
         vertices, faces = _merged(parts)
         if project and len(vertices):
             vertices = _onto_surface(program, vertices, step, target)
-    signs.warn(program.source, lo, hi)
+    signs.warn(program.source, view)
     return Mesh(vertices, faces)
 
 
@@ -178,8 +215,12 @@ class _Signs:
         faces += [block[-1:]] if top else []
         self.cut |= any(bool((face < 0).any()) for face in faces)
 
-    def warn(self, source: str, lo: float, hi: float) -> None:
-        cube = f"the bounds [{lo:g}, {hi:g}]³"
+    def warn(self, source: str, view: View) -> None:
+        (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
+        if xmin == ymin == zmin and xmax == ymax == zmax:
+            cube = f"the bounds [{xmin:g}, {xmax:g}]³"
+        else:
+            cube = f"the box [{xmin:g}, {xmax:g}] × [{ymin:g}, {ymax:g}] × [{zmin:g}, {zmax:g}]"
         if not self.inside:
             why = f"{source}: the mesh is empty: no grid point in {cube} is inside the solid"
         elif not self.outside:
@@ -272,12 +313,14 @@ def _merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
 
 
 def _onto_surface(
-    program: Program, vertices: np.ndarray, step: float, target: Target
+    program: Program, vertices: np.ndarray, steps: np.ndarray, target: Target
 ) -> np.ndarray:
-    """Newton steps ``p ← p − f ∇f / |∇f|²``, each at most half a cell long."""
+    """Newton steps ``p ← p − f ∇f / |∇f|²``, each at most half a cell long (the cell's
+    shortest side: ``steps`` are its sides in x, y, z)."""
     points = vertices.copy()
+    step = float(np.min(steps))
     for _ in range(NEWTON_STEPS):
-        columns = np.floor(points[:, :2] / (LEAF_SIDE * step)).astype(np.int64)
+        columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
         cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
         value, gradient = field_gradients(program, points, cells, target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)

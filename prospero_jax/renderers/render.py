@@ -23,7 +23,7 @@ tile hierarchy and prunes the tape per tile (:mod:`prospero_jax.renderers.culled
 from __future__ import annotations
 
 import functools
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 from jaxtyping import UInt8
@@ -51,26 +51,30 @@ def render(
     mode: str = "auto",
     tile: int | None = None,
     progress: Progress | None = None,
+    stats: list[dict[str, Any]] | None = None,
     **options: Unpack[Shorthand],
 ) -> UInt8[np.ndarray, "height size"]:
     """Render ``program`` as the challenge's ``size × size`` image (module docstring).
 
     ``size`` is an image side or a :class:`View`; :class:`Shorthand`'s keywords complete
     it (``region=(xmin, xmax, ymin, ymax)``, default the ±1 square; ``z``; ``rows=(start,
-    stop)``, a band: the same pixels as the whole image has there) and say where to run
+    stop)``, a band: the same pixels as the whole image has there; ``rotation``: the slice
+    at ``z`` of the turned model) and say where to run
     (``target``, or ``dtype``, ``device``, ``devices="all"``: sharded, same image).
     ``mode`` is ``auto``, ``brute`` or ``culled``; ``exact=True`` draws the program op by
     op instead of its sign program (module docstring); ``tile`` overrides the brute-force
     tile side; ``progress(done, total)`` is called as work finishes (tiles in brute force,
-    levels or blocks when culling).
+    levels or blocks when culling); a ``stats`` list gets, when culling, a dict per level of
+    the hierarchy (``tile``: its side in pixels, ``tapes``, ``rows``: what it evaluated).
     """
     view, where = resolve(size, options)
     check_memory(view.height * view.size)
+    program, view = view.pose(program)
     culled = culls(mode, where)
     program = drawn(program, where, culled)
     with where.precision():
         if culled:
-            return render_culled(program, view, where, progress=progress)
+            return render_culled(program, view, where, progress=progress, stats=stats)
         return render_tiles(jitted_kernel(program), view, where, tile=tile, progress=progress)
 
 

@@ -97,6 +97,7 @@ def sample_gradient(
     view, where = resolve(size, options)
     if view.rows is not None or where.devices:
         raise ValueError("gradients are sampled over the whole image, on one device")
+    program, view = view.pose(program)  # gradients in the view's frame
     inside = render(program, view, target=where) > 0
     where_band = np.ones_like(inside) if band is None else outline_band(inside, band)
     xs, ys = view.axes()

@@ -1,12 +1,15 @@
 """What to draw and where to run it: the value types every renderer shares.
 
-Input: an image size, a region, a z plane and a band of rows (:class:`View`); a working
-dtype and a device or several (:class:`Target`); a render mode.
-Output: validated, immutable values, and the pixel grid of a view (:meth:`View.axes`).
+Input: an image size, a region, a z plane and a band of rows; for solids a depth (samples
+along z over ``zrange``) and a rotation (:class:`View`); a working dtype and a device or
+several (:class:`Target`); a render mode.
+Output: validated, immutable values, the pixel grid of a view (:meth:`View.axes`), a
+solid's depths (:meth:`View.zs`) and the program in the view's frame (:meth:`View.pose`).
 
 Invariants: a :class:`View` is valid once built (a size from 1 to :data:`MAX_SIZE`, a
 region of finite bounds with ``xmin < xmax`` and ``ymin < ymax``, a finite z, rows inside
-the image), so renderers never check them again; the grid is the challenge's (``s =
+the image, a depth of at least 2, a finite ``zrange`` with ``zmin < zmax``, a 3 × 3
+rotation matrix), so renderers never check them again; the grid is the challenge's (``s =
 linspace(-1, 1, N)``, ``x, y = meshgrid(s, -s)`` for the default region, bit for bit); a
 :class:`Target` holds resolved JAX devices, and :meth:`Target.precision` is the one place
 that turns on float64; :func:`culls` is the one rule for ``mode="auto"``.
@@ -24,12 +27,18 @@ import jax
 import numpy as np
 from jaxtyping import Float64
 
+from prospero_jax.ir.program import Program
+
 Region = tuple[float, float, float, float]
+#: A 3 × 3 rotation's rows, as :class:`View` holds it (hashable, immutable).
+Rotation = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
 #: ``progress(done, total)``: called as work finishes (tiles, levels, bands, frames).
 Progress = Callable[[int, int], None]
 
 #: The challenge's square: (xmin, xmax, ymin, ymax).
 DEFAULT_REGION: Region = (-1.0, 1.0, -1.0, 1.0)
+#: A solid's z span by default: (zmin, zmax).
+DEFAULT_ZRANGE = (-1.0, 1.0)
 #: Largest image side: a 2**18-px square is a 64 GiB PGM and hours of CPU time; beyond
 #: it, files outgrow common size limits and renders take days.
 MAX_SIZE = 1 << 18
@@ -124,6 +133,51 @@ def check_region(region: Sequence[float]) -> Region:
     return bounds
 
 
+def check_zrange(zrange: Sequence[float]) -> tuple[float, float]:
+    """``zrange`` as ``(zmin, zmax)``: two finite numbers with ``zmin < zmax``."""
+    try:
+        lo, hi = (float(v) for v in zrange)
+    except (TypeError, ValueError):
+        raise ValueError(f"zrange must be two numbers (zmin, zmax), got {zrange!r}") from None
+    if not (abs(lo) <= REGION_LIMIT and abs(hi) <= REGION_LIMIT):  # NaN and ±inf fail this
+        raise ValueError(
+            f"zrange must be finite, at most {REGION_LIMIT:g} in magnitude: got {lo:g}, {hi:g}"
+        )
+    if not lo < hi:
+        raise ValueError(f"zrange must be (zmin, zmax) with zmin < zmax, got {lo:g}, {hi:g}")
+    return lo, hi
+
+
+def check_rotation(rotation: Any) -> Rotation:
+    """``rotation`` (any 3 × 3 array-like) as :data:`Rotation` rows, if it is a rotation
+    matrix (orthonormal to 1e-6), else :class:`ValueError`."""
+    try:
+        matrix = np.asarray(rotation, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = np.zeros(0)
+    if (
+        matrix.shape != (3, 3)
+        or not np.all(np.isfinite(matrix))
+        or not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
+    ):
+        raise ValueError("rotation must be a 3 × 3 rotation matrix (prospero_jax.rotation)")
+    return cast(Rotation, tuple(tuple(float(v) for v in row) for row in matrix))
+
+
+def rotation(turn: float = 0.0, tilt: float = 0.0) -> Float64[np.ndarray, "3 3"]:
+    """The 3 × 3 rotation a :class:`View` takes: ``turn`` degrees about the vertical (y)
+    axis, then ``tilt`` degrees about the horizontal (x) axis. Points ``p`` of the view are
+    drawn as the program's value at ``rotation @ p``."""
+    for name, angle in (("turn", turn), ("tilt", tilt)):
+        if not abs(angle) <= REGION_LIMIT:  # NaN fails this too
+            raise InvalidView(name, f"{name} must be a finite angle in degrees, got {angle}")
+    a, b = np.radians(turn), np.radians(tilt)
+    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    turned: np.ndarray = about_y @ about_x
+    return turned
+
+
 def check_memory(pixels: int) -> int:
     """``pixels`` if an in-memory result of that many bytes is within :data:`MEMORY_LIMIT`."""
     if pixels > MEMORY_LIMIT:
@@ -168,19 +222,41 @@ class InvalidView(ValueError):
 @dataclass(frozen=True)
 class View:
     """What to draw: the ``size × size`` image of ``region`` at depth ``z``, or the band
-    ``rows = (start, stop)`` of it. Validated when built; immutable."""
+    ``rows = (start, stop)`` of it. Validated when built; immutable.
+
+    A solid's view (heightmaps, meshes, the viewer) also says how deep: ``depth`` samples
+    of z over ``zrange = (zmin, zmax)``, top first (:meth:`zs`; ``None``: as many as the
+    image side). Any view may turn the model: ``rotation`` (3 × 3, e.g. from
+    :func:`rotation`) draws the program's value at ``rotation @ (x, y, z)``
+    (:meth:`pose`). A 2-D image of a turned solid is its slice at ``z``."""
 
     size: int = 1024
     region: Region = DEFAULT_REGION
     z: float = 0.0
     rows: tuple[int, int] | None = None
+    depth: int | None = None
+    zrange: tuple[float, float] = DEFAULT_ZRANGE
+    rotation: Rotation | Float64[np.ndarray, "3 3"] | None = None  # held as Rotation
 
     def __post_init__(self) -> None:
-        for name, check in (("size", check_size), ("region", check_region), ("z", check_z)):
+        checks: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+            ("size", check_size),
+            ("region", check_region),
+            ("z", check_z),
+            ("zrange", check_zrange),
+        )
+        for name, check in checks:
             try:
                 object.__setattr__(self, name, check(getattr(self, name)))
             except ValueError as err:
                 raise InvalidView(name, str(err)) from None
+        if self.depth is not None:
+            object.__setattr__(self, "depth", check_count("depth", self.depth, 2))
+        if self.rotation is not None:
+            try:
+                object.__setattr__(self, "rotation", check_rotation(self.rotation))
+            except ValueError as err:
+                raise InvalidView("rotation", str(err)) from None
         if self.rows is not None:
             start, stop = (int(r) for r in self.rows)
             if not 0 <= start < stop <= self.size:
@@ -208,6 +284,24 @@ class View:
     def band(self, start: int, stop: int) -> View:
         """Rows ``start`` to ``stop`` of the whole image."""
         return replace(self, rows=(start, stop))
+
+    @property
+    def samples(self) -> int:
+        """A solid's depth samples: ``depth``, or the image side (at least 2)."""
+        return self.depth if self.depth is not None else max(self.size, 2)
+
+    def zs(self) -> Float64[np.ndarray, " samples"]:
+        """A solid's sample depths, top first: ``linspace(zmax, zmin, samples)``."""
+        return np.linspace(self.zrange[1], self.zrange[0], self.samples)
+
+    def pose(self, program: Program) -> tuple[Program, View]:
+        """``program`` in this view's frame (its value at ``rotation @ (x, y, z)``), and this
+        view with the rotation consumed: a renderer poses once and passes the second on."""
+        if self.rotation is None:
+            return program, self
+        from prospero_jax.ir.passes import transform_inputs
+
+        return transform_inputs(program, np.array(self.rotation)), replace(self, rotation=None)
 
 
 def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
@@ -302,14 +396,17 @@ def culls(mode: str, target: Target) -> bool:
 
 
 class Shorthand(TypedDict, total=False):
-    """Keywords every render entry point takes beside an image side: ``region``, ``z`` and
-    ``rows`` stand for a :class:`View`'s fields; ``target``, or ``dtype``, ``device``,
-    ``devices`` (``"all"`` or a list: shard over them), ``exact`` and ``tier``, for a
-    :class:`Target`."""
+    """Keywords every render entry point takes beside an image side: ``region``, ``z``,
+    ``rows``, ``zrange`` and ``rotation`` stand for a :class:`View`'s fields (a solid's
+    ``depth`` is an argument of its own);
+    ``target``, or ``dtype``, ``device``, ``devices`` (``"all"`` or a list: shard over
+    them), ``exact`` and ``tier``, for a :class:`Target`."""
 
     region: Sequence[float] | None
     z: float | None
     rows: tuple[int, int] | None
+    zrange: Sequence[float] | None
+    rotation: Any
     target: Target | None
     dtype: str | None
     device: str | jax.Device | None
@@ -318,23 +415,28 @@ class Shorthand(TypedDict, total=False):
     tier: str | None
 
 
-def resolve(size: int | View, options: Shorthand) -> tuple[View, Target]:
+def resolve(size: int | View, options: Shorthand, depth: int | None = None) -> tuple[View, Target]:
     """The :class:`View` and :class:`Target` a render call's arguments stand for.
 
-    ``size`` is a View, or an image side completed by ``options``; a View (or a Target)
-    must not also be given the fields it holds. Unknown keywords are a ``TypeError``.
+    ``size`` is a View, or an image side completed by ``options`` (and a solid's
+    ``depth``); a View (or a Target) must not also be given the fields it holds. Unknown
+    keywords are a ``TypeError``.
     """
     unknown = set(options) - set(Shorthand.__annotations__)
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
-    region, z, rows = options.get("region"), options.get("z"), options.get("rows")
+    region, zrange = options.get("region"), options.get("zrange")
+    z, rows, turn = options.get("z"), options.get("rows"), options.get("rotation")
     if isinstance(size, View):
-        if region is not None or z is not None or rows is not None:
-            raise ValueError("give the region, z and rows in the View, not beside it")
+        named = {"region": region, "z": z, "rows": rows, "depth": depth, "zrange": zrange}
+        given = [k for k, v in {**named, "rotation": turn}.items() if v is not None]
+        if given:
+            raise ValueError(f"give the {', '.join(given)} in the View, not beside it")
         view = size
     else:
         bounds = tuple(region) if region is not None else DEFAULT_REGION
-        view = View(size, bounds, z or 0.0, rows)  # type: ignore[arg-type]  # checked there
+        span = tuple(zrange) if zrange is not None else DEFAULT_ZRANGE
+        view = View(size, bounds, z or 0.0, rows, depth, span, turn)  # type: ignore[arg-type]  # checked there
     target, dtype = options.get("target"), options.get("dtype")
     device, devices, exact = options.get("device"), options.get("devices"), options.get("exact")
     tier = options.get("tier")

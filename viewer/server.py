@@ -16,7 +16,7 @@ Output: a running :class:`Viewer` (``.url``). Endpoints (GET and HEAD):
   requests it no longer wants (dropped, 409, unless already drawn).
 
 Invariants: requests never wait on the file: it is read in the watcher's thread
-(:mod:`prospero_jax.io.watch`: regular files only, never blocking) while the old version
+(:mod:`viewer.watch`: regular files only, never blocking) while the old version
 is served. Renders run one at a time in their own thread, the event loop never blocks;
 at most :data:`MAX_WAITING` wait (more get 503). Connections must send a request head
 within ``timeout`` seconds of opening or of their last response (idle and half-sent
@@ -51,11 +51,8 @@ import numpy as np
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from prospero_jax.io.watch import POLL, Version, Watch
-from prospero_jax.renderers.culled import render_culled
-from prospero_jax.renderers.heightmap import render_heightmap, shade_heightmap, view_rotation
-from prospero_jax.renderers.render import drawn, render
-from prospero_jax.renderers.view import REGION_LIMIT, Target, View, culls
+import prospero_jax as pj
+from viewer.watch import POLL, Version, Watch
 
 PAGE = Path(__file__).with_name("static") / "viewer.html"
 #: Image sides a request may ask for, and a solid's (a heightmap costs a depth per pixel).
@@ -118,8 +115,8 @@ def parse_render(query: Mapping[str, str] | Any) -> Ask:
         if not _DECIMAL.fullmatch(text):
             raise BadRequest(f"{key}: not a finite decimal number: {text[:40]!r}")
         value = float(text)
-        if not abs(value) <= REGION_LIMIT:
-            raise BadRequest(f"{key}: must be finite and at most {REGION_LIMIT:g} in size")
+        if not abs(value) <= pj.REGION_LIMIT:
+            raise BadRequest(f"{key}: must be finite and at most {pj.REGION_LIMIT:g} in size")
         return value
 
     def whole(key: str, default: int, lo: int, hi: int, what: str) -> int:
@@ -208,13 +205,13 @@ class Viewer:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        target: Target | None = None,
+        target: pj.Target | None = None,
         *,
         timeout: float = TIMEOUT,
         poll: float = POLL,
     ) -> None:
         self.path = Path(path)
-        self.target = target or Target()
+        self.target = target or pj.Target()
         self.timeout = timeout
         self.watch = Watch(self.path, self._changed, poll)
         self.last: dict[str, Any] = {}
@@ -406,18 +403,12 @@ class Viewer:
         levels: list[dict[str, Any]] = []
         try:
             if version.solid:
-                heightmap = render_heightmap(
-                    program, ask.size, region=ask.region, target=self.target,
-                    rotation=view_rotation(ask.yaw, ask.pitch),
-                )  # fmt: skip
-                pixels = shade_heightmap(heightmap, "lit")
-            elif culls("auto", self.target):
-                with self.target.precision():
-                    what = View(ask.size, ask.region)
-                    sign = drawn(program, self.target)
-                    pixels = render_culled(sign, what, self.target, stats=levels)
+                turned = pj.View(ask.size, ask.region, rotation=pj.rotation(ask.yaw, ask.pitch))
+                heightmap = pj.render_heightmap(program, turned, target=self.target)
+                pixels = pj.shade_heightmap(heightmap, "lit")
             else:
-                pixels = render(program, ask.size, region=ask.region, target=self.target)
+                view = pj.View(ask.size, ask.region)
+                pixels = pj.render(program, view, target=self.target, stats=levels)
         except Exception as err:
             raise BadRequest(f"render failed: {type(err).__name__}: {err}"[:300], 422) from None
         seconds = time.perf_counter() - started
@@ -515,11 +506,11 @@ def reachable(host: str) -> bool:
     return False
 
 
-def view(
+def serve(
     path: str | os.PathLike[str],
     host: str = "127.0.0.1",
     port: int = 0,
-    target: Target | None = None,
+    target: pj.Target | None = None,
     *,
     timeout: float = TIMEOUT,
 ) -> Viewer:

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -34,9 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax.ir.parse import VMError, load
-from prospero_jax.ir.passes import describe
-from prospero_jax.ir.program import Program, items
+from prospero_jax import Program, VMError, describe, load
 
 #: Seconds between two looks at the file.
 POLL = 0.25
@@ -200,6 +198,13 @@ def _unpack(packed: tuple[Any, ...]) -> Read:
     if packed[0] is not None:
         return None, None, str(packed[0])
     _, opcodes, args, consts, source, names, ends, facts = packed
-    starts = itertools.chain([0], items(ends))
-    ids = tuple(names[a:b] for a, b in zip(starts, items(ends), strict=False))  # n + 1 starts
+    starts = itertools.chain([0], _items(ends))
+    ids = tuple(names[a:b] for a, b in zip(starts, _items(ends), strict=False))  # n + 1 starts
     return Program(opcodes, args, consts, ids, source), facts, None
+
+
+def _items(array: np.ndarray, chunk: int = 1 << 15) -> Iterator[int]:
+    """``array.tolist()``'s items, a chunk at a time: one ``tolist`` of millions would hold
+    the interpreter (and the server's event loop) for a second."""
+    for start in range(0, len(array), chunk):
+        yield from array[start : start + chunk].tolist()
