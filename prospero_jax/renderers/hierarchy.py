@@ -570,8 +570,8 @@ def _sharded(
     return jax.jit(mapped, compiler_options=COMPILER_OPTIONS), sharding
 
 
-def tile_view(image: np.ndarray, tile: int) -> np.ndarray:
-    """``image`` (``(..., side, side)``) viewed as ``[..., tile row, row, tile col, col]``:
+def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
+    """``image`` (``(..., side, side)``) as ``[..., tile row, row, tile col, col]``:
     a view, so writes through it go to ``image``."""
     n = image.shape[-1] // tile
     return image.reshape(*image.shape[:-2], n, tile, n, tile)
@@ -582,4 +582,4 @@ def paint_tiles(
 ) -> None:
     """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value``."""
     if len(rows):
-        tile_view(image, tile)[rows // tile, :, cols // tile, :] = value
+        as_tiles(image, tile)[rows // tile, :, cols // tile, :] = value

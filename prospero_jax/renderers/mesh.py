@@ -38,9 +38,9 @@ from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SLAB,
     Frontier,
+    as_tiles,
     leaf_pixels,
     root_side,
-    tile_view,
 )
 from prospero_jax.renderers.octree import THICK, walk
 from prospero_jax.renderers.view import (
@@ -267,13 +267,13 @@ class _Grid:
             for side, rows, cols, tops, thick in self.inside:
                 hit = (tops <= p) & (p < tops + thick)
                 if hit.any():
-                    tile_view(planes[i], side)[rows[hit] // side, :, cols[hit] // side, :] = -1
+                    as_tiles(planes[i], side)[rows[hit] // side, :, cols[hit] // side, :] = -1
             top = p - p % THICK
             values = self._layer(top)
             if values is not None:
                 part = self.leaves[top]
                 t = part.side
-                tile_view(planes[i], t)[part.rows // t, :, part.cols // t, :] = values[:, p - top]
+                as_tiles(planes[i], t)[part.rows // t, :, part.cols // t, :] = values[:, p - top]
         for top in [t for t in self.layers if t + THICK <= first]:
             del self.layers[top]  # no later slab reads it
         return planes

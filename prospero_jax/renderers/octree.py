@@ -51,6 +51,7 @@ from prospero_jax.renderers.hierarchy import (
     Frontier,
     _kept_tiles,
     _kernels,
+    as_tiles,
     host_depths,
     leaf_pixels,
     next_tapes,
@@ -58,7 +59,6 @@ from prospero_jax.renderers.hierarchy import (
     root_tape,
     splits,
     tier,
-    tile_view,
 )
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
@@ -265,7 +265,7 @@ def first_inside(
         _lower(first, side, rows, cols, tops)
 
     def open_(front: Frontier, layers: np.ndarray) -> np.ndarray:
-        blocks = tile_view(first, front.side)
+        blocks = as_tiles(first, front.side)
         found = blocks[front.rows // front.side, :, front.cols // front.side, :]
         return np.asarray((found > layers[:, None, None]).any(axis=(1, 2)), bool)
 
@@ -278,7 +278,7 @@ def first_inside(
             _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
         hit = inside.any(axis=1)  # inside: [box, z, y, x]
         index = np.where(hit, top + inside.argmax(axis=1), FAR)
-        blocks = tile_view(first, part.side)
+        blocks = as_tiles(first, part.side)
         at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
         blocks[at] = np.minimum(blocks[at], index)
         if progress is not None:
@@ -362,7 +362,7 @@ def _lower(
     order = np.lexsort((tops, cols, rows))
     key = rows[order] * first.shape[1] + cols[order]
     once = order[np.r_[True, key[1:] != key[:-1]]]  # each square's smallest top
-    blocks = tile_view(first, side)
+    blocks = as_tiles(first, side)
     at = (rows[once] // side, slice(None), cols[once] // side, slice(None))
     blocks[at] = np.minimum(blocks[at], tops[once][:, None, None])
 
