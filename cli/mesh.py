@@ -49,9 +49,10 @@ def mesh(
 ) -> None:
     """Mesh FILE's surface (a solid: value 0 between inside < 0 and outside > 0).
 
-    Only the grid cells whose box may hold the surface are evaluated (interval culling,
-    slab by slab), then marching cubes; vertices are moved onto the surface. A closed
-    surface inside the cube gives a watertight mesh.
+    Only the grid cells whose box may hold the surface are evaluated (interval culling on
+    an octree), then marching cubes; vertices are moved onto the surface. The mesh is
+    watertight: where the solid crosses the cube's faces it is capped flat there (with a
+    warning: widen --bounds to mesh all of it).
 
     Examples: `prospero mesh bear.vm --bounds=-1.5,1.5 -o bear.stl`;
     `prospero mesh tanglecube.vm -r 256 --bounds=-3,3 -o tangle.ply`.
@@ -75,7 +76,7 @@ def mesh(
             surface = pj.mesh(
                 program, resolution, bounds=(low, high), target=where, progress=progress
             )
-        for warning in said:  # an empty or open mesh: why, in a line
+        for warning in said:  # an empty or capped mesh: why, in a line
             if issubclass(warning.category, pj.MeshWarning):
                 typer.echo(f"warning: {warning.message}", err=True)
         pj.write_mesh(out, surface)

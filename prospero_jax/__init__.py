@@ -41,7 +41,8 @@ Public API (the subpackages are the implementation):
   :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
   :func:`mesh`: a solid and its View (or a resolution and bounds) → a watertight
   triangle :class:`Mesh` (interval-culled marching cubes; :class:`MeshWarning` when it is
-  empty or open), :func:`write_mesh` → STL, PLY or OBJ;
+  empty, or capped flat where the solid crosses the bounds), :func:`write_mesh` → STL,
+  PLY or OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;

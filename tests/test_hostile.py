@@ -366,11 +366,11 @@ def test_a_wrong_number_of_constants_is_one_clear_error() -> None:
     [
         (SPHERE, (2.0, 3.0), "the mesh is empty: no grid point"),
         (SPHERE, (-0.2, 0.2), "the solid fills"),
-        (SPHERE, (-0.5, 0.5), "the mesh is open"),
+        (SPHERE, (-0.5, 0.5), "the mesh is closed there with flat caps"),
     ],
-    ids=["empty", "full", "open"],
+    ids=["empty", "full", "capped"],
 )
-def test_an_empty_or_open_mesh_says_why(text: str, bounds: tuple[float, float], why: str) -> None:
+def test_an_empty_or_capped_mesh_says_why(text: str, bounds: tuple[float, float], why: str) -> None:
     with pytest.warns(pj.MeshWarning, match=why):
         pj.mesh(pj.parse(text), 16, bounds=bounds)
     with warnings.catch_warnings():
@@ -378,10 +378,11 @@ def test_an_empty_or_open_mesh_says_why(text: str, bounds: tuple[float, float], 
         pj.mesh(pj.parse(text), 16, bounds=(-1, 1))
 
 
-def test_the_mesh_command_says_why_a_mesh_is_open(tmp_path: Path) -> None:
+def test_the_mesh_command_says_where_a_mesh_is_capped(tmp_path: Path) -> None:
     code, _, err = invoke("mesh", str(shared_path("models/tanglecube.vm")), "-r", "24")
     assert code == 0, err
-    assert err.startswith(f"warning: {shared_path('models/tanglecube.vm')}: the mesh is open")
+    here = shared_path("models/tanglecube.vm")
+    assert err.startswith(f"warning: {here}: the solid reaches the faces of the bounds")
     assert "widen the bounds" in err
     assert (tmp_path / "tanglecube.stl").exists()
 

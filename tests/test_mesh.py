@@ -120,3 +120,55 @@ def test_the_mesh_command(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["mesh", bear, "--bounds", "1", "-o", str(out)])
     assert bad.exit_code == 2
     assert "--bounds must be LOW,HIGH" in bad.output
+
+
+def monte_carlo_volume(program: pj.Program, low: float, high: float, n: int = 400_000) -> float:
+    """The volume of ``program``'s solid within the cube ``[low, high]³`` (float64 oracle)."""
+    points = np.random.default_rng(7).uniform(low, high, (3, n))
+    return float(np.mean(pj.reference.evaluate(program, *points) < 0) * (high - low) ** 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "half"), [("tanglecube", 1.0), ("bear", 0.6), ("colonnade", 0.5)]
+)
+def test_a_solid_cut_by_the_bounds_is_closed_there_with_flat_caps(model: str, half: float) -> None:
+    program = pj.load(shared_path(f"models/{model}.vm"))
+    with pytest.warns(pj.MeshWarning, match="closed there with flat caps"):
+        surface = pj.mesh(program, 48, bounds=(-half, half))
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()  # closed: every edge in two faces
+    assert (once == 1).all()  # wound consistently, outward
+    assert volume(surface) == pytest.approx(monte_carlo_volume(program, -half, half), rel=0.03)
+    assert np.all(np.abs(surface.vertices) <= half)  # nothing outside the box
+    on_face = np.isclose(np.abs(surface.vertices), half, rtol=0, atol=1e-12).any(axis=1)
+    off = surface.vertices[~on_face]  # off the caps: on the surface (sharp edges excepted)
+    assert np.median(np.abs(pj.reference.evaluate(program, *off.T))) < 1e-6
+
+
+def test_a_grid_point_on_the_surface_keeps_the_mesh_manifold() -> None:
+    # A thin tilted plate ending on grid planes (y = ±0.6 at resolution 101): its edge is a
+    # line of grid points of value 0, where crossings on several edges used to merge.
+    n = np.array([1.0, 1.0, 1.0]) / np.sqrt(3)
+    plate = pj.parse(
+        "x var-x\ny var-y\nz var-z\n"
+        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
+        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
+        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
+        "h const 0.6\nbox sub m2 h\nv max p box"
+    )
+    surface = pj.mesh(plate, 101)
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+
+
+def test_a_cubes_faces_on_grid_planes_stay_sharp() -> None:
+    cube = pj.parse(
+        "x var-x\ny var-y\nz var-z\nax abs x\nay abs y\naz abs z\nm1 max ax ay\n"
+        "m2 max m1 az\nh const 0.5\nv sub m2 h"
+    )
+    surface = pj.mesh(cube, 41)  # ±0.5 are grid planes: the faces' points have value 0
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert volume(surface) == pytest.approx(1.0, abs=1e-9)

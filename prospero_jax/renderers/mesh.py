@@ -5,7 +5,9 @@ points along x and y over its region, ``samples`` along z over its ``zrange``, t
 its ``rotation``), or a ``resolution`` (points per axis over the cube ``bounds³``), and a
 target.
 Output: a :class:`Mesh`: ``vertices`` ``(V, 3)`` float64 and ``faces`` ``(F, 3)`` int64,
-triangles wound counter-clockwise seen from outside (where the value is > 0).
+triangles wound counter-clockwise seen from outside (where the value is > 0), closed: the
+solid is met as if everything outside the box were outside it, so where it crosses the
+box's faces the mesh is capped there, flat (a :class:`MeshWarning` says so).
 
 How: one walk of the octree over the grid (:func:`~prospero_jax.renderers.octree.walk`)
 proves most boxes of grid points inside or outside; only the leaf boxes it leaves
@@ -16,9 +18,11 @@ and the vertices next to them are corrected below. The grid is meshed in slabs o
 marching cubes (Lewiner's variant, which resolves the ambiguous cube configurations
 consistently, so closed surfaces give closed meshes; a well-kept library beats a
 hand-written 256-case table); a plane shared by two slabs is evaluated once, so the two
-meshes meet vertex for vertex, and equal vertices are merged. Vertices are then moved
-onto the surface by a few Newton steps along the gradient (forward mode, the op table's
-partials). Memory grows with the surface: a slab of planes at a time, and the vertices.
+meshes meet vertex for vertex, and equal vertices are merged. The grid is padded with a
+layer of outside points around the box (the end slabs below and above too), whose crossings
+are put on the box's faces: the caps. Vertices off the caps are then moved onto the
+surface by a few Newton steps along the gradient (forward mode, the op table's partials),
+and kept in the box. Memory grows with the surface: a slab of planes at a time, and the vertices.
 
 Files: :mod:`prospero_jax.io.mesh_file` writes meshes (STL, PLY, OBJ).
 """
@@ -57,6 +61,10 @@ from prospero_jax.renderers.view import (
 
 #: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
 SLAB_MEMORY = 2 * 2**30
+#: A grid value of exactly 0 is read as ``-ZERO``: inside (a face of the cube
+#: ``max(|x|, |y|, |z|) - 0.5`` on grid points stays sharp), and far enough from 0 that
+#: the crossings around it stay distinct in float64.
+ZERO = 1e-12
 #: Newton steps that move each vertex onto the surface.
 NEWTON_STEPS = 3
 
@@ -69,8 +77,8 @@ class Mesh(NamedTuple):
 
 
 class MeshWarning(UserWarning):
-    """A mesh that is empty or open: the solid is not inside the bounds, fills them, or
-    crosses their faces (where the surface is cut off)."""
+    """A mesh that is not all of the solid's surface: empty (nothing inside the bounds),
+    or closed by the bounds' faces (the solid fills them, or crosses them)."""
 
 
 def mesh_view(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> View:
@@ -146,9 +154,9 @@ def mesh(
     ``device`` (:class:`Shorthand`).
 
     Refused before any work: a 2-D program, a grid beyond the limits of time and memory,
-    bounds that are not finite. An empty or open result is returned with a
-    :class:`MeshWarning` saying why (nothing inside, all inside, or the solid cut off by
-    the bounds)."""
+    bounds that are not finite. An empty or capped result is returned with a
+    :class:`MeshWarning` saying why (nothing inside, all inside, or the solid cut by the
+    bounds' faces, where it is closed with flat caps)."""
     from skimage.measure import marching_cubes
 
     if isinstance(resolution, View):
@@ -173,7 +181,7 @@ def mesh(
     ys = np.pad(ys, (0, padded - side), mode="edge").astype(target.dtype)
     samples = root_side(planes_count, THICK)
     zs = np.pad(view.zs()[::-1], (0, samples - planes_count), mode="edge").astype(target.dtype)
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     signs = _Signs()
     slabs = range(0, planes_count - 1, SLAB)
     with target.precision(), np.errstate(all="ignore"):
@@ -182,21 +190,35 @@ def mesh(
             last = min(first + SLAB, planes_count - 1)
             planes = grid.planes(first, last)
             block = planes[:, :side, :side]  # [z, y, x]
-            signs.see(block, first == 0, last == planes_count - 1)
-            if (block < 0).any() and (block > 0).any():
+            bottom, top = first == 0, last == planes_count - 1
+            signs.see(block, bottom, top)
+            if (block < 0).any():
+                # Closed at the bounds: outside the box is outside the solid (a layer of
+                # +1 around the grid; the bottom and top layers only in the end slabs).
+                below = int(bottom)
+                pad = ((below, int(top)), (1, 1), (1, 1))
+                closed = np.pad(block.astype(np.float64), pad, constant_values=1)
+                # A grid value of 0 is on the surface: moved a hair inside (-ZERO), so the
+                # crossings on the edges that meet there stay apart (at it, they would merge).
+                closed[closed == 0] = -ZERO
                 verts, faces, _, _ = marching_cubes(  # type: ignore[no-untyped-call]
-                    block, level=0.0, allow_degenerate=False, gradient_direction="ascent"
+                    closed, level=0.0, allow_degenerate=False, gradient_direction="ascent"
                 )
-                k, row, col = verts.T  # plane, row, column indices (fractional)
+                index = verts - [below, 1, 1]  # plane, row, column indices (fractional)
+                capped = ((index < 0) | (index > [last - first, side - 1, side - 1])).any(1)
+                k, row, col = np.clip(index, 0, [last - first, side - 1, side - 1]).T
                 space = np.stack(
                     [xmin + col * step[0], ymax - row * step[1], zmin + (first + k) * step[2]], 1
                 )
-                parts.append((space, faces[:, ::-1]))  # rows run down y: a mirror, rewound
+                parts.append((space, faces[:, ::-1], capped))  # rows run down y: rewound
             if progress is not None:
                 progress(done, len(slabs))
-        vertices, faces = _merged(parts)
+        vertices, faces, capped = _merged(parts)
         if project and len(vertices):
-            vertices = _onto_surface(program, vertices, step, target)
+            on = ~capped  # the caps lie on the box's faces, not on the surface
+            moved = _onto_surface(program, vertices[on], step, target)
+            low, high = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
+            vertices[on] = np.clip(moved, low, high)  # a rim vertex stays in the box
     signs.warn(program.source, view)
     return Mesh(vertices, faces)
 
@@ -224,10 +246,11 @@ class _Signs:
         if not self.inside:
             why = f"{source}: the mesh is empty: no grid point in {cube} is inside the solid"
         elif not self.outside:
-            why = f"{source}: the mesh is empty: the solid fills {cube} (widen the bounds)"
+            why = (f"{source}: the solid fills {cube}: the mesh is their surface "
+                   "(widen the bounds)")  # fmt: skip
         elif self.cut:
-            why = (f"{source}: the mesh is open: the solid reaches the faces of {cube}, "
-                   "where its surface is cut off (widen the bounds)")  # fmt: skip
+            why = (f"{source}: the solid reaches the faces of {cube}: the mesh is closed "
+                   "there with flat caps (widen the bounds to mesh all of it)")  # fmt: skip
         else:
             return
         warnings.warn(MeshWarning(why), stacklevel=3)
@@ -297,19 +320,26 @@ def _leaf_planes(
     return leaf_pixels(front, xs, ys, zs, target, values=True)
 
 
-def _merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """All slabs' triangles over one vertex list: equal vertices (a shared plane's) merged."""
+def _merged(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All slabs' triangles over one vertex list: equal vertices (a shared plane's, or a
+    box corner's caps) merged, triangles left with a repeated vertex dropped; and which
+    vertices lie on a cap only (each part: vertices, faces, whether each vertex is a cap's)."""
     if not parts:
-        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-    offsets = np.cumsum([0] + [len(v) for v, _ in parts[:-1]])
-    vertices = np.concatenate([v for v, _ in parts]).astype(np.float64)
-    faces = np.concatenate([f + o for (_, f), o in zip(parts, offsets, strict=True)])
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0, bool)
+    offsets = np.cumsum([0] + [len(v) for v, _, _ in parts[:-1]])
+    vertices = np.concatenate([v for v, _, _ in parts]).astype(np.float64)
+    faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets, strict=True)])
     unique, inverse = np.unique(vertices, axis=0, return_inverse=True)
-    faces = inverse.reshape(-1)[faces]
+    inverse = inverse.reshape(-1)
+    capped = np.ones(len(unique), bool)
+    np.logical_and.at(capped, inverse, np.concatenate([c for _, _, c in parts]))
+    faces = inverse[faces]
     keep = (
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
-    return unique, faces[keep].astype(np.int64)
+    return unique, faces[keep].astype(np.int64), capped
 
 
 def _onto_surface(
