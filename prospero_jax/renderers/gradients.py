@@ -33,6 +33,7 @@ from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
 from prospero_jax.ir.ops import OPCODE
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
+    LEAF_SIDE,
     SPLIT,
     next_tapes,
     prune_level,
@@ -45,6 +46,8 @@ from prospero_jax.renderers.view import Progress, Target
 CHUNK = 1 << 14
 #: Points of one cell evaluated on one pruned tape by :func:`grouped_gradients`.
 GROUP = 256
+#: Newton steps that move a mesh vertex onto the surface (:func:`onto_surface`).
+NEWTON_STEPS = 3
 #: The longest program :func:`grouped_gradients` should take: beyond it the dual leaf
 #: kernel's register file (rows × 4 × :data:`GROUP` lanes) passes 32 MiB.
 TILE_GRADIENT_ROWS = 8192
@@ -191,3 +194,25 @@ def grouped_gradients(
     value = out[which, 0, slot]
     gradient = out[which, 1:, slot]
     return value, gradient
+
+
+def onto_surface(
+    program: Program, vertices: np.ndarray, steps: np.ndarray, target: Target
+) -> np.ndarray:
+    """``vertices`` moved onto the surface by :data:`NEWTON_STEPS` Newton steps ``p ← p −
+    f ∇f / |∇f|²`` (:func:`field_gradients`), each at most half a cell long (the cell's
+    shortest side: ``steps`` are its sides in x, y, z)."""
+    points = vertices.copy()
+    step = float(np.min(steps))
+    for _ in range(NEWTON_STEPS):
+        columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
+        cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
+        value, gradient = field_gradients(program, points, cells, target)
+        value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+        norm2 = np.sum(gradient * gradient, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
+        length = np.linalg.norm(move, axis=1, keepdims=True)
+        move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
+        points += np.nan_to_num(move)
+    return points

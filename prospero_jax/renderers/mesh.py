@@ -36,10 +36,10 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.gradients import field_gradients
+from prospero_jax.renderers.dual import Cells, contour
+from prospero_jax.renderers.gradients import onto_surface
 from prospero_jax.renderers.heightmap import check_solid
 from prospero_jax.renderers.hierarchy import (
-    LEAF_SIDE,
     SLAB,
     Frontier,
     as_tiles,
@@ -59,14 +59,15 @@ from prospero_jax.renderers.view import (
     resolve,
 )
 
+#: How a mesh is made: dual contouring (:mod:`~prospero_jax.renderers.dual`) or marching
+#: cubes.
+METHODS = ("dual", "cubes")
 #: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
 SLAB_MEMORY = 2 * 2**30
 #: A grid value of exactly 0 is read as ``-ZERO``: inside (a face of the cube
 #: ``max(|x|, |y|, |z|) - 0.5`` on grid points stays sharp), and far enough from 0 that
 #: the crossings around it stay distinct in float64.
 ZERO = 1e-12
-#: Newton steps that move each vertex onto the surface.
-NEWTON_STEPS = 3
 
 
 class Mesh(NamedTuple):
@@ -140,6 +141,7 @@ def mesh(
     resolution: int | View = 128,
     *,
     bounds: tuple[float, float] | None = None,
+    method: str = "dual",
     project: bool = True,
     progress: Progress | None = None,
     **options: Unpack[Shorthand],
@@ -165,6 +167,8 @@ def mesh(
         view, target = resolve(resolution, options)
     else:
         view, target = resolve(mesh_view(resolution, bounds or (-1.0, 1.0)), options)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_mesh(view, target.dtype)
     check_solid(program)
     program, view = view.pose(program)
@@ -182,6 +186,7 @@ def mesh(
     samples = root_side(planes_count, THICK)
     zs = np.pad(view.zs()[::-1], (0, samples - planes_count), mode="edge").astype(target.dtype)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    cells = Cells((side, side, planes_count))
     signs = _Signs()
     slabs = range(0, planes_count - 1, SLAB)
     with target.precision(), np.errstate(all="ignore"):
@@ -192,7 +197,9 @@ def mesh(
             block = planes[:, :side, :side]  # [z, y, x]
             bottom, top = first == 0, last == planes_count - 1
             signs.see(block, bottom, top)
-            if (block < 0).any():
+            if method == "dual":
+                cells.see(block <= 0, first, bottom, top)
+            elif (block < 0).any():
                 # Closed at the bounds: outside the box is outside the solid (a layer of
                 # +1 around the grid; the bottom and top layers only in the end slabs).
                 below = int(bottom)
@@ -213,10 +220,14 @@ def mesh(
                 parts.append((space, faces[:, ::-1], capped))  # rows run down y: rewound
             if progress is not None:
                 progress(done, len(slabs))
+        if method == "dual":
+            vertices, faces = contour(program, cells, view, target, project)
+            signs.warn(program.source, view)
+            return Mesh(vertices, faces)
         vertices, faces, capped = _merged(parts)
         if project and len(vertices):
             on = ~capped  # the caps lie on the box's faces, not on the surface
-            moved = _onto_surface(program, vertices[on], step, target)
+            moved = onto_surface(program, vertices[on], step, target)
             low, high = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
             vertices[on] = np.clip(moved, low, high)  # a rim vertex stays in the box
     signs.warn(program.source, view)
@@ -340,27 +351,6 @@ def _merged(
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
     return unique, faces[keep].astype(np.int64), capped
-
-
-def _onto_surface(
-    program: Program, vertices: np.ndarray, steps: np.ndarray, target: Target
-) -> np.ndarray:
-    """Newton steps ``p ← p − f ∇f / |∇f|²``, each at most half a cell long (the cell's
-    shortest side: ``steps`` are its sides in x, y, z)."""
-    points = vertices.copy()
-    step = float(np.min(steps))
-    for _ in range(NEWTON_STEPS):
-        columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
-        cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
-        value, gradient = field_gradients(program, points, cells, target)
-        value, gradient = value.astype(np.float64), gradient.astype(np.float64)
-        norm2 = np.sum(gradient * gradient, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
-        length = np.linalg.norm(move, axis=1, keepdims=True)
-        move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
-        points += np.nan_to_num(move)
-    return points
 
 
 def volume(m: Mesh) -> float:

@@ -1,0 +1,428 @@
+"""Dual contouring: a solid's grid of signs → a closed, manifold mesh that keeps its corners.
+
+Input: the signs of a solid's grid points, slab by slab (:class:`Cells` keeps the cells the
+surface crosses; the grid padded with a layer of outside points all round, so the mesh is
+closed at the box), the program, the box (a :class:`~prospero_jax.renderers.view.View`'s
+region × zrange) and a target.
+Output: ``(vertices, faces)``: float64 ``(V, 3)`` and int64 ``(F, 3)``, wound
+counter-clockwise seen from outside.
+
+How (Ju et al.'s dual contouring, with one vertex per surface sheet of a cell as in
+Schaefer et al.'s manifold variant): each grid edge whose ends differ in sign crosses the
+surface; the crossing is found on the edge by Newton steps kept inside the bracket (else
+bisection), and its normal is the field's gradient there (forward mode, the op table's
+partials, on pruned tapes: :func:`~prospero_jax.renderers.gradients.field_gradients`).
+An edge to a padding point crosses at the box's face, with the face's normal. A cell's
+crossing edges are grouped into sheets by the loops they make on its faces (an ambiguous
+face, two inside corners on a diagonal, keeps the inside corners apart; the same rule on
+both sides of every face, so sheets meet consistently); each sheet gets one vertex, where
+the planes of its crossings meet best (the quadratic error function, solved about their
+mean with small eigenvalues dropped, so flat and curved parts fall back to the mean), then
+clamped to its cell and the box. Each crossing edge gives a quad of the four vertices
+around it, split along its shorter diagonal.
+
+Invariants: every mesh edge is in exactly two triangles, once in each direction (the
+surface of the sign grid's inside, each sheet a disk); vertices lie in their cells.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.gradients import field_gradients
+from prospero_jax.renderers.hierarchy import LEAF_SIDE
+from prospero_jax.renderers.view import Target, View
+
+#: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
+CROSSING_STEPS = 8
+#: Newton steps that move a vertex of a curved part onto the surface (in its cell).
+NEWTON_STEPS = 4
+#: A vertex still this far from the surface after them (``|f| / |∇f|``, in cells) takes
+#: its sheet's nearest crossing instead.
+STALLED = 1e-5
+#: Eigenvalues of a sheet's quadratic error below this share of its largest are dropped.
+QEF_CUTOFF = 0.1
+
+#: A cell's corner ``i`` is at ``(i & 1, i >> 1 & 1, i >> 2 & 1)`` (axes a, b, c: column,
+#: row, plane of the grid); its edge ``4 d + u + 2 v`` runs along axis ``d`` from the
+#: corner whose other two coordinates (in increasing axis order) are ``u`` and ``v``.
+_CORNERS = np.array([(i & 1, i >> 1 & 1, i >> 2 & 1) for i in range(8)])
+
+
+def _others(d: int) -> tuple[int, int]:
+    return tuple(k for k in range(3) if k != d)  # type: ignore[return-value]
+
+
+def _edge_ends(edge: int) -> tuple[int, int]:
+    """The corners at the two ends of ``edge``, the lower first."""
+    d, bits = divmod(edge, 4)
+    o1, o2 = _others(d)
+    corner = np.zeros(3, int)
+    corner[o1], corner[o2] = bits & 1, bits >> 1
+    low = int(corner @ [1, 2, 4])
+    return low, low + (1 << d)
+
+
+@functools.cache
+def sheets() -> tuple[np.ndarray, np.ndarray]:
+    """For each of the 256 sign configurations of a cell (bit ``i``: corner ``i`` inside),
+    the sheet of each of its 12 edges (-1: not crossed) and the number of sheets."""
+    ends = [_edge_ends(e) for e in range(12)]
+    faces = []  # each face: its 4 corners in cyclic order, and the edge between each pair
+    for d in range(3):
+        o1, o2 = _others(d)
+        for side in (0, 1):
+            cyclic = [(0, 0), (1, 0), (1, 1), (0, 1)]
+            corners = []
+            for u, v in cyclic:
+                c = np.zeros(3, int)
+                c[d], c[o1], c[o2] = side, u, v
+                corners.append(int(c @ [1, 2, 4]))
+            edges = []
+            for k in range(4):
+                pair = {corners[k], corners[(k + 1) % 4]}
+                edges.append(next(e for e in range(12) if set(ends[e]) == pair))
+            faces.append((corners, edges))
+    table = np.full((256, 12), -1, np.int8)
+    counts = np.zeros(256, np.int8)
+    for config in range(256):
+        inside = [(config >> i) & 1 for i in range(8)]
+        crossed = [inside[a] != inside[b] for a, b in ends]
+        parent = list(range(12))
+        for corners, edges in faces:
+            cut = [e for e in edges if crossed[e]]
+            if len(cut) == 2:
+                parent[_find(parent, cut[0])] = _find(parent, cut[1])
+            elif len(cut) == 4:  # diagonal: each inside corner cut off by its own arc
+                for k, corner in enumerate(corners):
+                    if inside[corner]:  # its two edges on the face
+                        parent[_find(parent, edges[k - 1])] = _find(parent, edges[k])
+        roots: dict[int, int] = {}
+        for e in range(12):
+            if crossed[e]:
+                table[config, e] = roots.setdefault(_find(parent, e), len(roots))
+        counts[config] = len(roots)
+    return table, counts
+
+
+def _find(parent: list[int], e: int) -> int:
+    """Union-find's root of ``e``."""
+    while parent[e] != e:
+        parent[e] = parent[parent[e]]
+        e = parent[e]
+    return e
+
+
+class Cells:
+    """The cells of a padded sign grid the surface crosses, gathered slab by slab.
+
+    The grid has ``shape = (na, nb, nc)`` points (columns, rows, planes) and is padded with
+    an outside point on every side, so cell ``(a, b, c)`` (its lowest corner) runs from
+    ``-1`` to ``n - 1`` on each axis."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.shape = shape
+        self.keys: list[np.ndarray] = []
+        self.configs: list[np.ndarray] = []
+
+    def key(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """A cell's (or a point's) number from its padded coordinates."""
+        na, nb, _ = self.shape
+        key: np.ndarray = ((c + 1) * (nb + 2) + (b + 1)) * (na + 2) + (a + 1)
+        return key
+
+    def see(self, inside: np.ndarray, first: int, bottom: bool, top: bool) -> None:
+        """Planes ``first…`` of the grid (``inside``: ``[plane, row, column]`` booleans; the
+        slab's last plane is the next slab's first), padded below on the ``bottom`` slab
+        and above on the ``top`` one."""
+        pad = ((int(bottom), int(top)), (1, 1), (1, 1))
+        grid = np.pad(inside, pad, constant_values=False)
+        config = np.zeros(tuple(s - 1 for s in grid.shape), np.uint8)
+        for i, (da, db, dc) in enumerate(_CORNERS):
+            corner = grid[dc : dc + config.shape[0], db : db + config.shape[1]]
+            config |= corner[:, :, da : da + config.shape[2]].astype(np.uint8) << i
+        c, b, a = np.nonzero((config != 0) & (config != 255))
+        self.configs.append(config[c, b, a])
+        self.keys.append(self.key(a - 1, b - 1, c + first - int(bottom)))
+
+    def gathered(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every crossed cell's key (sorted) and sign configuration."""
+        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64)
+        configs = np.concatenate(self.configs) if self.configs else np.zeros(0, np.uint8)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], configs[order]
+
+
+def contour(
+    program: Program, cells: Cells, view: View, target: Target, project: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh of ``cells``'s surface (module docstring): ``(vertices, faces)``;
+    ``project`` moves the vertices of sheets off the box's faces onto the surface by
+    Newton steps (:func:`~prospero_jax.renderers.gradients.onto_surface`), kept in their
+    cells."""
+    keys, configs = cells.gathered()
+    if not len(keys):
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    table, counts = sheets()
+    na, nb, _ = cells.shape
+    a = keys % (na + 2) - 1
+    b = keys // (na + 2) % (nb + 2) - 1
+    c = keys // ((na + 2) * (nb + 2)) - 1
+    # Every crossed edge of every cell, then each edge once.
+    cell, edge = np.nonzero(table[configs] >= 0)
+    d, bits = np.divmod(edge, 4)
+    low = np.stack([a[cell], b[cell], c[cell]], axis=1)
+    o1 = np.where(d == 0, 1, 0)
+    o2 = np.where(d == 2, 1, 2)
+    rows = np.arange(len(cell))
+    low[rows, o1] += bits & 1
+    low[rows, o2] += bits >> 1
+    edge_key = cells.key(low[:, 0], low[:, 1], low[:, 2]) * 3 + d
+    unique, first, which = np.unique(edge_key, return_index=True, return_inverse=True)
+    axis, start = d[first], low[first]
+    end = start.copy()
+    end[np.arange(len(unique)), axis] += 1
+    start_inside = ((configs[cell[first]] >> _edge_ends_table()[edge[first], 0]) & 1) == 1
+    point, normal, padding = _crossings(
+        program, start, end, start_inside, cells.shape, view, target
+    )
+    # One vertex per sheet of each cell, at its planes' best meeting point.
+    base = np.concatenate([[0], np.cumsum(counts[configs])[:-1]]).astype(np.int64)
+    sheet = base[cell] + table[configs[cell], edge]
+    count = int(counts[configs].sum())
+    vertices, mean = _solve(point[which], normal[which], sheet, count)
+    capped = np.bincount(sheet, padding[which], count) > 0  # on the box's faces
+    low_corner = _world(np.stack([a, b, c], axis=1), view, cells.shape)
+    high_corner = _world(np.stack([a + 1, b + 1, c + 1], axis=1), view, cells.shape)
+    cell_of_sheet = np.repeat(np.arange(len(keys)), counts[configs])
+    lo = np.minimum(low_corner, high_corner)[cell_of_sheet]
+    hi = np.maximum(low_corner, high_corner)[cell_of_sheet]
+    (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
+    lo = np.maximum(lo, [xmin, ymin, zmin])
+    hi = np.minimum(hi, [xmax, ymax, zmax])
+    # A best point outside its cell: the planes meet beyond it. In a neighbouring cell
+    # that the surface crosses without a sign change (a tip or a ridge poking through,
+    # so no vertex of its own is there), it is kept; else the crossings' mean, which lies
+    # in the cell (then Newton steps).
+    outside = ((vertices < lo) | (vertices > hi)).any(axis=1)
+    steps = np.abs(high_corner - low_corner)[0]
+    poking = outside & _in_empty_neighbour(vertices, lo, hi, steps, keys, cells, view)
+    poking[poking] = _distance(program, vertices[poking], steps, target) < STALLED * steps.min()
+    vertices = np.where(
+        poking[:, None], vertices, np.clip(np.where(outside[:, None], mean, vertices), lo, hi)
+    )
+    if project:  # where the planes do not pin the vertex down (curved parts): onto the surface
+        free = np.flatnonzero(~capped & ~poking)
+        moved, distance = _onto_surface(program, vertices[free], lo[free], hi[free], steps, target)
+        vertices[free] = moved
+        # Newton steps that stall against the cell's walls: the sheet's crossing nearest
+        # the vertex instead (on the surface, in the cell's closure).
+        stuck = free[distance > STALLED * steps.min()]
+        if len(stuck):
+            vertices[stuck] = _nearest(point[which], sheet, vertices, stuck)
+    # A quad per crossed edge: its four cells' sheets, counter-clockwise about the edge.
+    around = []
+    for u, v in ((0, 0), (1, 0), (1, 1), (0, 1)):
+        corner = start.copy()
+        rows = np.arange(len(unique))
+        p1, p2 = np.where(axis == 0, 1, 0), np.where(axis == 2, 1, 2)
+        corner[rows, p1] -= u
+        corner[rows, p2] -= v
+        at = np.searchsorted(keys, cells.key(corner[:, 0], corner[:, 1], corner[:, 2]))
+        local = axis * 4 + u + 2 * v
+        around.append(base[at] + table[configs[at], local])
+    quads = np.stack(around, axis=1)
+    # (u, v) in increasing axis order turns about +d for d = 0 and 2 and about -d for d = 1;
+    # the outward normal is +d where the edge's lower end is inside; rows run down y (a
+    # mirror: what turns the right way in grid coordinates turns the wrong way in space).
+    flip = (axis == 1) ^ start_inside
+    quads[flip] = quads[flip][:, ::-1]
+    return vertices, _triangles(quads, vertices)
+
+
+@functools.cache
+def _edge_ends_table() -> np.ndarray:
+    return np.array([_edge_ends(e) for e in range(12)])
+
+
+def _world(index: np.ndarray, view: View, shape: tuple[int, int, int]) -> np.ndarray:
+    """Padded grid coordinates (column, row, plane; fractional) → points (x, y, z)."""
+    (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
+    na, nb, nc = shape
+    step = np.array([(xmax - xmin) / (na - 1), (ymax - ymin) / (nb - 1), (zmax - zmin) / (nc - 1)])
+    return np.stack(
+        [xmin + index[:, 0] * step[0], ymax - index[:, 1] * step[1], zmin + index[:, 2] * step[2]],
+        axis=1,
+    )
+
+
+def _crossings(
+    program: Program,
+    start: np.ndarray,
+    end: np.ndarray,
+    start_inside: np.ndarray,
+    shape: tuple[int, int, int],
+    view: View,
+    target: Target,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each edge ``start → end`` (grid points, one end inside) crosses the surface,
+    the unit normal there, and whether the edge runs to a padding point (it crosses at
+    its end in the box, with the box face's normal); others by Newton steps in the
+    bracket, else bisection."""
+    inner = np.where(start_inside[:, None], start, end)
+    outer = np.where(start_inside[:, None], end, start)
+    limit = np.array(shape) - 1
+    padding = ((outer < 0) | (outer > limit)).any(axis=1)
+    p_in, p_out = _world(inner, view, shape), _world(outer, view, shape)
+    point = p_in.copy()
+    normal = (p_out - p_in) / np.linalg.norm(p_out - p_in, axis=1, keepdims=True)
+    field = np.flatnonzero(~padding)
+    if len(field):
+        a, b = p_in[field], p_out[field]
+        steps = np.abs(b - a).max(axis=1)
+        t_in, t_out = np.zeros(len(field)), np.ones(len(field))
+        t = np.full(len(field), 0.5)
+        best_f = np.full(len(field), np.inf)
+        best_t, best_g = t.copy(), np.zeros((len(field), 3))
+        column = np.floor(((a + b) / 2)[:, :2] / (LEAF_SIDE * steps[:, None])).astype(np.int64)
+        cells = column[:, 0] * (1 << 20) + column[:, 1]
+        for _ in range(CROSSING_STEPS):
+            at = a + t[:, None] * (b - a)
+            value, gradient = field_gradients(program, at, cells, target)
+            value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+            better = np.abs(value) < best_f
+            best_f = np.where(better, np.abs(value), best_f)
+            best_t = np.where(better, t, best_t)
+            best_g = np.where(better[:, None], gradient, best_g)
+            inside = value <= 0
+            t_in, t_out = np.where(inside, t, t_in), np.where(inside, t_out, t)
+            slope = np.einsum("ij,ij->i", gradient, b - a)
+            with np.errstate(all="ignore"):
+                newton = t - value / slope
+            fine = np.isfinite(newton) & (newton > t_in) & (newton < t_out)
+            t = np.where(fine, newton, (t_in + t_out) / 2)
+        point[field] = a + best_t[:, None] * (b - a)
+        length = np.linalg.norm(best_g, axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            unit = np.where(length > 0, best_g / length, 0.0)
+        normal[field] = np.nan_to_num(unit)
+    return point, normal, np.asarray(padding, bool)
+
+
+def _in_empty_neighbour(
+    points: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    steps: np.ndarray,
+    keys: np.ndarray,
+    cells: Cells,
+    view: View,
+) -> np.ndarray:
+    """Whether each point lies within a cell of its own cell ``[lo, hi]``, in the box, in
+    a cell that is not crossed (not in ``keys``)."""
+    (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
+    box_lo, box_hi = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
+    near = ((points >= lo - steps) & (points <= hi + steps)).all(axis=1)
+    near &= ((points >= box_lo) & (points <= box_hi)).all(axis=1)
+    grid = np.stack(
+        [(points[:, 0] - xmin) / steps[0], (ymax - points[:, 1]) / steps[1],
+         (points[:, 2] - zmin) / steps[2]], axis=1,
+    )  # fmt: skip
+    na, nb, nc = cells.shape
+    index = np.clip(np.floor(np.nan_to_num(grid)), -1, np.array([na, nb, nc]) - 1).astype(np.int64)
+    key = cells.key(index[:, 0], index[:, 1], index[:, 2])
+    at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+    return np.asarray(near & (keys[at] != key), bool)
+
+
+def _distance(
+    program: Program, points: np.ndarray, steps: np.ndarray, target: Target
+) -> np.ndarray:
+    """The distance estimate ``|f| / |∇f|`` at ``points`` (0 where f is, inf where the
+    gradient is 0 and f is not)."""
+    if not len(points):
+        return np.zeros(0)
+    columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
+    value, gradient = field_gradients(
+        program, points, columns[:, 0] * (1 << 20) + columns[:, 1], target
+    )
+    value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.where(value == 0, 0.0, np.abs(value) / np.linalg.norm(gradient, axis=1))
+    return np.nan_to_num(distance, nan=np.inf)
+
+
+def _onto_surface(
+    program: Program,
+    points: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    steps: np.ndarray,
+    target: Target,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` moved towards the surface by :data:`NEWTON_STEPS` Newton steps, each at
+    most half a cell long and kept in the box ``[lo, hi]`` (its cell); and the distance
+    estimate ``|f| / |∇f|`` where they end."""
+    points = points.copy()
+    columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
+    cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
+    step = float(steps.min())
+    for _ in range(NEWTON_STEPS):
+        value, gradient = field_gradients(program, points, cells, target)
+        value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+        norm2 = np.sum(gradient * gradient, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
+        length = np.linalg.norm(move, axis=1, keepdims=True)
+        move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
+        points = np.clip(points + np.nan_to_num(move), lo, hi)
+    return points, _distance(program, points, steps, target)
+
+
+def _nearest(
+    point: np.ndarray, sheet: np.ndarray, vertices: np.ndarray, chosen: np.ndarray
+) -> np.ndarray:
+    """For each sheet in ``chosen``, its crossing (``point``, of sheet ``sheet``) nearest
+    its vertex."""
+    mine = np.flatnonzero(np.isin(sheet, chosen))
+    gap = np.linalg.norm(point[mine] - vertices[sheet[mine]], axis=1)
+    order = np.lexsort((gap, sheet[mine]))  # by sheet, nearest first
+    ordered = sheet[mine][order]
+    first = order[np.r_[True, ordered[1:] != ordered[:-1]]]
+    best = dict(zip(sheet[mine][first].tolist(), point[mine][first], strict=True))
+    return np.array([best[s] for s in chosen.tolist()])
+
+
+def _solve(
+    point: np.ndarray, normal: np.ndarray, sheet: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each sheet's vertex: the point nearest its crossings' planes ``n · (x - p) = 0``,
+    solved about the crossings' mean with eigenvalues under :data:`QEF_CUTOFF` of the
+    largest dropped; and that mean."""
+    crossings = np.bincount(sheet, minlength=count).astype(np.float64)
+    sums = np.stack([np.bincount(sheet, point[:, k], count) for k in range(3)], axis=1)
+    mean: np.ndarray = sums / np.maximum(crossings, 1)[:, None]
+    ata = np.zeros((count, 3, 3))
+    np.add.at(ata, sheet, normal[:, :, None] * normal[:, None, :])
+    offset = np.einsum("ij,ij->i", normal, point - mean[sheet])
+    atb = np.zeros((count, 3))
+    np.add.at(atb, sheet, normal * offset[:, None])
+    values, vectors = np.linalg.eigh(ata)
+    keep = values > QEF_CUTOFF * values[:, -1:]
+    inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
+    local = np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, atb)
+    return mean + local, mean
+
+
+def _triangles(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Two triangles per quad ``[p, q, r, s]``, split along the shorter diagonal."""
+    p, q, r, s = (quads[:, k] for k in range(4))
+    pr = np.linalg.norm(vertices[p] - vertices[r], axis=1)
+    qs = np.linalg.norm(vertices[q] - vertices[s], axis=1)
+    along_pr = (pr <= qs)[:, None]
+    first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))
+    second = np.where(along_pr, np.stack([p, r, s], 1), np.stack([q, r, s], 1))
+    return np.concatenate([first, second]).astype(np.int64)
