@@ -36,8 +36,10 @@ from prospero_jax.renderers.gradients import field_gradients
 from prospero_jax.renderers.hierarchy import LEAF_SIDE
 from prospero_jax.renderers.view import Target, View
 
-#: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
+#: Steps that find each crossing on its edge (Newton in the bracket, else bisection), and
+#: the move (a share of the edge) under which a crossing counts as found.
 CROSSING_STEPS = 8
+SETTLED = 1e-5
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
 #: A vertex still this far from the surface after them (``|f| / |∇f|``, in cells) takes
@@ -127,6 +129,7 @@ class Cells:
         self.shape = shape
         self.keys: list[np.ndarray] = []
         self.configs: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
 
     def key(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         """A cell's (or a point's) number from its padded coordinates."""
@@ -134,26 +137,32 @@ class Cells:
         key: np.ndarray = ((c + 1) * (nb + 2) + (b + 1)) * (na + 2) + (a + 1)
         return key
 
-    def see(self, inside: np.ndarray, first: int, bottom: bool, top: bool) -> None:
-        """Planes ``first…`` of the grid (``inside``: ``[plane, row, column]`` booleans; the
-        slab's last plane is the next slab's first), padded below on the ``bottom`` slab
-        and above on the ``top`` one."""
+    def see(self, values: np.ndarray, first: int, bottom: bool, top: bool) -> None:
+        """Planes ``first…`` of the grid (``values``: ``[plane, row, column]``, inside where
+        ≤ 0; the slab's last plane is the next slab's first), padded below on the
+        ``bottom`` slab and above on the ``top`` one."""
         pad = ((int(bottom), int(top)), (1, 1), (1, 1))
-        grid = np.pad(inside, pad, constant_values=False)
-        config = np.zeros(tuple(s - 1 for s in grid.shape), np.uint8)
+        grid = np.pad(values, pad, constant_values=1)
+        inside = grid <= 0
+        shape = tuple(s - 1 for s in grid.shape)
+        config = np.zeros(shape, np.uint8)
         for i, (da, db, dc) in enumerate(_CORNERS):
-            corner = grid[dc : dc + config.shape[0], db : db + config.shape[1]]
-            config |= corner[:, :, da : da + config.shape[2]].astype(np.uint8) << i
+            corner = inside[dc : dc + shape[0], db : db + shape[1], da : da + shape[2]]
+            config |= corner.astype(np.uint8) << i
         c, b, a = np.nonzero((config != 0) & (config != 255))
         self.configs.append(config[c, b, a])
         self.keys.append(self.key(a - 1, b - 1, c + first - int(bottom)))
+        corners = [grid[c + dc, b + db, a + da] for da, db, dc in _CORNERS]
+        self.values.append(np.stack(corners, axis=1).astype(np.float32))
 
-    def gathered(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every crossed cell's key (sorted) and sign configuration."""
-        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64)
-        configs = np.concatenate(self.configs) if self.configs else np.zeros(0, np.uint8)
+    def gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every crossed cell's key (sorted), sign configuration and corner values (the
+        grid's: stand-ins of the right sign where the octree proved a box)."""
+        if not self.keys:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros((0, 8), np.float32)
+        keys = np.concatenate(self.keys)
         order = np.argsort(keys, kind="stable")
-        return keys[order], configs[order]
+        return keys[order], np.concatenate(self.configs)[order], np.concatenate(self.values)[order]
 
 
 def contour(
@@ -163,7 +172,7 @@ def contour(
     ``project`` moves the vertices of sheets off the box's faces onto the surface by
     Newton steps (:func:`~prospero_jax.renderers.gradients.onto_surface`), kept in their
     cells."""
-    keys, configs = cells.gathered()
+    keys, configs, corner_values = cells.gathered()
     if not len(keys):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     table, counts = sheets()
@@ -185,9 +194,15 @@ def contour(
     axis, start = d[first], low[first]
     end = start.copy()
     end[np.arange(len(unique)), axis] += 1
-    start_inside = ((configs[cell[first]] >> _edge_ends_table()[edge[first], 0]) & 1) == 1
+    ends = _edge_ends_table()[edge[first]]
+    start_inside = ((configs[cell[first]] >> ends[:, 0]) & 1) == 1
+    v0 = corner_values[cell[first], ends[:, 0]].astype(np.float64)
+    v1 = corner_values[cell[first], ends[:, 1]].astype(np.float64)
+    v_in, v_out = np.where(start_inside, v0, v1), np.where(start_inside, v1, v0)
+    with np.errstate(all="ignore"):  # where the grid's values put it, from the inside end
+        guess = np.nan_to_num(v_in / (v_in - v_out), nan=0.5)
     point, normal, padding = _crossings(
-        program, start, end, start_inside, cells.shape, view, target
+        program, start, end, start_inside, guess, cells.shape, view, target
     )
     # One vertex per sheet of each cell, at its planes' best meeting point.
     base = np.concatenate([[0], np.cumsum(counts[configs])[:-1]]).astype(np.int64)
@@ -264,11 +279,13 @@ def _crossings(
     start: np.ndarray,
     end: np.ndarray,
     start_inside: np.ndarray,
+    guess: np.ndarray,
     shape: tuple[int, int, int],
     view: View,
     target: Target,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where each edge ``start → end`` (grid points, one end inside) crosses the surface,
+    """Where each edge ``start → end`` (grid points, one end inside; ``guess``: where the
+    grid's values put the crossing, a share of the edge from its inside end) crosses the surface,
     the unit normal there, and whether the edge runs to a padding point (it crosses at
     its end in the box, with the box face's normal); others by Newton steps in the
     bracket, else bisection."""
@@ -284,26 +301,33 @@ def _crossings(
         a, b = p_in[field], p_out[field]
         steps = np.abs(b - a).max(axis=1)
         t_in, t_out = np.zeros(len(field)), np.ones(len(field))
-        t = np.full(len(field), 0.5)
+        t = np.clip(guess[field], 0.01, 0.99)  # from the inside end
         best_f = np.full(len(field), np.inf)
         best_t, best_g = t.copy(), np.zeros((len(field), 3))
         column = np.floor(((a + b) / 2)[:, :2] / (LEAF_SIDE * steps[:, None])).astype(np.int64)
         cells = column[:, 0] * (1 << 20) + column[:, 1]
+        live = np.arange(len(field))  # edges whose crossing still moves
         for _ in range(CROSSING_STEPS):
-            at = a + t[:, None] * (b - a)
-            value, gradient = field_gradients(program, at, cells, target)
+            u, ab = t[live], (b - a)[live]
+            value, gradient = field_gradients(
+                program, a[live] + u[:, None] * ab, cells[live], target
+            )
             value, gradient = value.astype(np.float64), gradient.astype(np.float64)
-            better = np.abs(value) < best_f
-            best_f = np.where(better, np.abs(value), best_f)
-            best_t = np.where(better, t, best_t)
-            best_g = np.where(better[:, None], gradient, best_g)
+            better = np.abs(value) < best_f[live]
+            best_f[live] = np.where(better, np.abs(value), best_f[live])
+            best_t[live] = np.where(better, u, best_t[live])
+            best_g[live] = np.where(better[:, None], gradient, best_g[live])
             inside = value <= 0
-            t_in, t_out = np.where(inside, t, t_in), np.where(inside, t_out, t)
-            slope = np.einsum("ij,ij->i", gradient, b - a)
+            t_in[live] = np.where(inside, u, t_in[live])
+            t_out[live] = np.where(inside, t_out[live], u)
+            slope = np.einsum("ij,ij->i", gradient, ab)
             with np.errstate(all="ignore"):
-                newton = t - value / slope
-            fine = np.isfinite(newton) & (newton > t_in) & (newton < t_out)
-            t = np.where(fine, newton, (t_in + t_out) / 2)
+                newton = u - value / slope
+            fine = np.isfinite(newton) & (newton > t_in[live]) & (newton < t_out[live])
+            t[live] = np.where(fine, newton, (t_in[live] + t_out[live]) / 2)
+            live = live[(value != 0) & (np.abs(t[live] - u) > SETTLED)]
+            if not len(live):
+                break
         point[field] = a + best_t[:, None] * (b - a)
         length = np.linalg.norm(best_g, axis=1, keepdims=True)
         with np.errstate(all="ignore"):
@@ -370,15 +394,19 @@ def _onto_surface(
     columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
     cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
     step = float(steps.min())
+    live = np.arange(len(points))  # points still moving
     for _ in range(NEWTON_STEPS):
-        value, gradient = field_gradients(program, points, cells, target)
+        value, gradient = field_gradients(program, points[live], cells[live], target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)
         norm2 = np.sum(gradient * gradient, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
         length = np.linalg.norm(move, axis=1, keepdims=True)
         move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
-        points = np.clip(points + np.nan_to_num(move), lo, hi)
+        points[live] = np.clip(points[live] + np.nan_to_num(move), lo[live], hi[live])
+        live = live[length[:, 0] > SETTLED * step]
+        if not len(live):
+            break
     return points, _distance(program, points, steps, target)
 
 
@@ -401,20 +429,36 @@ def _solve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each sheet's vertex: the point nearest its crossings' planes ``n · (x - p) = 0``,
     solved about the crossings' mean with eigenvalues under :data:`QEF_CUTOFF` of the
-    largest dropped; and that mean."""
-    crossings = np.bincount(sheet, minlength=count).astype(np.float64)
-    sums = np.stack([np.bincount(sheet, point[:, k], count) for k in range(3)], axis=1)
-    mean: np.ndarray = sums / np.maximum(crossings, 1)[:, None]
-    ata = np.zeros((count, 3, 3))
-    np.add.at(ata, sheet, normal[:, :, None] * normal[:, None, :])
+    largest dropped; and that mean. A sheet whose normals all but agree (``|mean n|² ≥ 1 -
+    QEF_CUTOFF / 2``: every eigenvalue but the largest under the cutoff) gets the point
+    of that one plane nearest the mean, with no eigendecomposition."""
+
+    def per_sheet(values: np.ndarray) -> np.ndarray:
+        return np.bincount(sheet, values, count)
+
+    crossings = np.maximum(per_sheet(np.ones(len(sheet))), 1)
+    mean = np.stack([per_sheet(point[:, k]) for k in range(3)], axis=1) / crossings[:, None]
     offset = np.einsum("ij,ij->i", normal, point - mean[sheet])
-    atb = np.zeros((count, 3))
-    np.add.at(atb, sheet, normal * offset[:, None])
-    values, vectors = np.linalg.eigh(ata)
-    keep = values > QEF_CUTOFF * values[:, -1:]
-    inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
-    local = np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, atb)
-    return mean + local, mean
+    atb = np.stack([per_sheet(normal[:, k] * offset) for k in range(3)], axis=1)
+    direction = np.stack([per_sheet(normal[:, k]) for k in range(3)], axis=1) / crossings[:, None]
+    aligned = np.einsum("ij,ij->i", direction, direction)
+    flat = aligned >= 1 - QEF_CUTOFF / 2
+    vertex = mean.copy()
+    with np.errstate(all="ignore"):  # one plane: along its normal (the mean normal)
+        along = np.where(aligned > 0, np.einsum("ij,ij->i", direction, atb) / aligned, 0)
+    vertex[flat] += (direction * (along / crossings)[:, None])[flat]
+    bent = np.flatnonzero(~flat)
+    if len(bent):
+        ata = np.zeros((count, 3, 3))
+        for i in range(3):
+            for j in range(i, 3):
+                ata[:, i, j] = ata[:, j, i] = per_sheet(normal[:, i] * normal[:, j])
+        values, vectors = np.linalg.eigh(ata[bent])
+        keep = values > QEF_CUTOFF * values[:, -1:]
+        inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
+        local = np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, atb[bent])
+        vertex[bent] += local
+    return vertex, mean
 
 
 def _triangles(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:

@@ -198,7 +198,7 @@ def mesh(
             bottom, top = first == 0, last == planes_count - 1
             signs.see(block, bottom, top)
             if method == "dual":
-                cells.see(block <= 0, first, bottom, top)
+                cells.see(block, first, bottom, top)
             elif (block < 0).any():
                 # Closed at the bounds: outside the box is outside the solid (a layer of
                 # +1 around the grid; the bottom and top layers only in the end slabs).
