@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,11 @@ from cli.app import (
 )
 
 
+class Method(StrEnum):
+    dual = "dual"
+    cubes = "cubes"
+
+
 @app.command()
 def mesh(
     file: FileArg = None,
@@ -43,6 +49,14 @@ def mesh(
             "-o",
         ),
     ] = None,
+    method: Annotated[
+        Method,
+        option(
+            "dual: dual contouring, a vertex per cell where the surface's planes meet "
+            "(keeps edges and corners); cubes: marching cubes (vertices on grid edges: "
+            "chamfers edges, 20–40 % faster on smooth models). [default: dual]"
+        ),
+    ] = Method.dual,
     dtype: DTypeOption = DType.float32,
     device: DeviceOption = None,
     cache: CacheOption = True,
@@ -50,9 +64,11 @@ def mesh(
     """Mesh FILE's surface (a solid: value 0 between inside < 0 and outside > 0).
 
     Only the grid cells whose box may hold the surface are evaluated (interval culling on
-    an octree), then marching cubes; vertices are moved onto the surface. The mesh is
-    watertight: where the solid crosses the cube's faces it is capped flat there (with a
-    warning: widen --bounds to mesh all of it).
+    an octree); then dual contouring puts a vertex in each crossed cell where the
+    surface's planes meet (sharp edges and corners kept), or marching cubes one on each
+    crossed grid edge. The mesh is watertight and manifold: where the solid crosses the
+    cube's faces it is capped flat there (with a warning: widen --bounds to mesh all of
+    it).
 
     Examples: `prospero mesh bear.vm --bounds=-1.5,1.5 -o bear.stl`;
     `prospero mesh tanglecube.vm -r 256 --bounds=-3,3 -o tangle.ply`.
@@ -74,12 +90,14 @@ def mesh(
             warnings.catch_warnings(record=True, action="always", category=pj.MeshWarning) as said,
         ):
             surface = pj.mesh(
-                program, resolution, bounds=(low, high), target=where, progress=progress
-            )
+                program, resolution, bounds=(low, high), method=method.value, target=where,
+                progress=progress,
+            )  # fmt: skip
         for warning in said:  # an empty or capped mesh: why, in a line
             if issubclass(warning.category, pj.MeshWarning):
                 typer.echo(f"warning: {warning.message}", err=True)
         pj.write_mesh(out, surface)
     seconds = time.perf_counter() - started
-    typer.echo(f"wrote {out} ({len(surface.vertices):,} vertices, {len(surface.faces):,} "
-               f"triangles, resolution {resolution}) in {seconds:.2f} s")  # fmt: skip
+    counts = f"{len(surface.vertices):,} vertices, {len(surface.faces):,} triangles"
+    typer.echo(f"wrote {out} ({counts}, resolution {resolution}, {method.value}) "
+               f"in {seconds:.2f} s")  # fmt: skip

@@ -127,6 +127,12 @@ def test_the_mesh_command(tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["mesh", bear, "-r", "32", "-o", str(tmp_path / "b.xyz")])
     assert wrong.exit_code == 2
     assert "unsupported mesh format" in wrong.output
+    cubes = runner.invoke(app, ["mesh", bear, "-r", "32", "--method", "cubes", "-o", str(out)])
+    assert cubes.exit_code == 0, cubes.output
+    assert "cubes" in cubes.output
+    unknown = runner.invoke(app, ["mesh", bear, "--method", "spheres", "-o", str(out)])
+    assert unknown.exit_code == 2
+    assert "spheres" in unknown.output
     bad = runner.invoke(app, ["mesh", bear, "--bounds", "1", "-o", str(out)])
     assert bad.exit_code == 2
     assert "--bounds must be LOW,HIGH" in bad.output

@@ -1,0 +1,141 @@
+"""Meshes, side by side with libfive's dual-contouring mesher, alternated process by process.
+
+    ../shared/peers/libfive/build.sh LIBFIVE_SOURCE_DIR /tmp/libfive-build   # once, outside
+    python experiments/libfive_meshes.py --libfive /tmp/libfive-build/vm_bench \\
+        --models bear,colonnade,tanglecube,sphere,boxes --sizes 256,512 --rounds 3
+
+Each round runs, for every model and size, libfive's ``vm_bench MODEL mesh N 1 HALF R``
+(``Mesh::render`` over ``[-HALF, HALF]³`` with ``min_feature = 2 HALF / N``, one thread,
+its default ``max_err``: the median of R meshes after parsing) and then a fresh process of
+ours timing ``pj.mesh(program, N, bounds=(-HALF, HALF), method=M)`` for each method ``M``
+(float32, the median of R steady meshes after a first one that compiles or loads). The
+table gives the median over rounds of each side's median, the min–max over rounds, the
+face counts, and ours ÷ libfive. Bounds: bear ±1.5, tanglecube ±3, the others ±1;
+``sphere`` is ``sqrt(x² + y² + z²) - 0.6`` and ``boxes`` the union of two boxes of the
+mesh tests, written to a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT.parent / "shared" / "models"
+HALF = {"bear": 1.5, "tanglecube": 3.0}
+XYZ = "x var-x\ny var-y\nz var-z\n"
+SPHERE = XYZ + "xx square x\nyy square y\nzz square z\ns add xx yy\nt add s zz\nr sqrt t\n"
+SPHERE += "c const 0.6\nv sub r c\n"
+
+
+def box(centre: tuple[float, ...], half: tuple[float, ...], name: str) -> str:
+    lines = []
+    for axis, c, h in zip("xyz", centre, half, strict=True):
+        lines += [f"{name}c{axis} const {c!r}", f"{name}d{axis} sub {axis} {name}c{axis}",
+                  f"{name}a{axis} abs {name}d{axis}", f"{name}h{axis} const {h!r}",
+                  f"{name}e{axis} sub {name}a{axis} {name}h{axis}"]  # fmt: skip
+    return "\n".join([*lines, f"{name}m max {name}ex {name}ey", f"{name} max {name}m {name}ez"])
+
+
+BOXES = "\n".join(
+    [XYZ.strip(), box((-0.2, -0.1, 0.05), (0.4, 0.4, 0.3), "a"),
+     box((0.3, 0.25, 0.15), (0.35, 0.3, 0.25), "b"), "v min a b\n"]
+)  # fmt: skip
+
+WORKER = """
+import json, statistics, sys, time, warnings
+import prospero_jax as pj
+warnings.simplefilter("ignore")
+model, size, repeats, half = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+program, out = pj.load(model), {}
+for method in sys.argv[5].split(","):
+    run = lambda: pj.mesh(program, size, bounds=(-half, half), method=method)
+    started = time.perf_counter(); first = run(); first_s = time.perf_counter() - started
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter(); run(); times.append(time.perf_counter() - started)
+    out[method] = {"first_s": first_s, "median_s": statistics.median(times),
+                   "faces": len(first.faces)}
+print(json.dumps(out))
+"""
+
+
+def model_path(name: str, scratch: Path) -> Path:
+    if name in ("sphere", "boxes"):
+        path = scratch / f"{name}.vm"
+        path.write_text(SPHERE if name == "sphere" else BOXES)
+        return path
+    return MODELS / f"{name}.vm"
+
+
+def run_json(command: list[str]) -> dict[str, object]:
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    parsed: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return parsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--libfive", type=Path, default=Path("/tmp/libfive-build/vm_bench"))
+    parser.add_argument("--models", default="bear,colonnade,tanglecube,sphere,boxes")
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--methods", default="dual,cubes")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not args.libfive.exists():
+        sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
+    models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
+    methods = args.methods.split(",")
+    times: dict[tuple[str, int, str], list[float]] = {}
+    faces: dict[tuple[str, int, str], int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(args.rounds):
+            for name in models:
+                path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
+                for n in sizes:
+                    peer = run_json(
+                        [str(args.libfive), str(path), "mesh", str(n), "1", str(half),
+                         str(args.repeats)]
+                    )  # fmt: skip
+                    ours = run_json(
+                        [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
+                         str(half), ",".join(methods)]
+                    )  # fmt: skip
+                    times.setdefault((name, n, "libfive"), []).append(float(peer["median_s"]))  # type: ignore[arg-type]
+                    faces[(name, n, "libfive")] = int(peer["faces"])  # type: ignore[call-overload]
+                    line = f"round {round_ + 1}: {name} {n}: libfive {peer['median_s']:.3f} s"
+                    for method in methods:
+                        mine = ours[method]
+                        assert isinstance(mine, dict)
+                        times.setdefault((name, n, method), []).append(mine["median_s"])
+                        faces[(name, n, method)] = mine["faces"]
+                        line += f", {method} {mine['median_s']:.3f} s (first {mine['first_s']:.2f})"
+                    print(line, flush=True)
+    head = " | ".join(f"{m} (s) | {m} ÷ libfive | {m} faces" for m in methods)
+    print(f"\n| model | N | libfive, 1 thread (s) | libfive faces | {head} |")
+    print("|---|---|---|---|" + "---|---|---|" * len(methods))
+    for name in models:
+        for n in sizes:
+            peer = times[(name, n, "libfive")]
+            row = (
+                f"| {name} | {n} | {statistics.median(peer):.3f} "
+                f"[{min(peer):.3f}–{max(peer):.3f}] | {faces[(name, n, 'libfive')]:,} "
+            )
+            for method in methods:
+                ours = times[(name, n, method)]
+                ratio = statistics.median(ours) / statistics.median(peer)
+                row += (
+                    f"| {statistics.median(ours):.3f} [{min(ours):.3f}–{max(ours):.3f}] "
+                    f"| {ratio:.2f} | {faces[(name, n, method)]:,} "
+                )
+            print(row + "|")
+
+
+if __name__ == "__main__":
+    main()
