@@ -34,6 +34,7 @@ import numpy as np
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.gradients import field_gradients
 from prospero_jax.renderers.hierarchy import LEAF_SIDE
+from prospero_jax.renderers.merge import Errors, Signs, merge
 from prospero_jax.renderers.view import Target, View
 
 #: Steps that find each crossing on its edge (Newton in the bracket, else bisection), and
@@ -130,6 +131,7 @@ class Cells:
         self.keys: list[np.ndarray] = []
         self.configs: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
+        self.signs = Signs(shape)  # every point's, for merging
 
     def key(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         """A cell's (or a point's) number from its padded coordinates."""
@@ -144,6 +146,7 @@ class Cells:
         pad = ((int(bottom), int(top)), (1, 1), (1, 1))
         grid = np.pad(values, pad, constant_values=1)
         inside = grid <= 0
+        self.signs.store(inside, first - int(bottom) + 1)
         shape = tuple(s - 1 for s in grid.shape)
         config = np.zeros(shape, np.uint8)
         for i, (da, db, dc) in enumerate(_CORNERS):
@@ -166,12 +169,18 @@ class Cells:
 
 
 def contour(
-    program: Program, cells: Cells, view: View, target: Target, project: bool = True
+    program: Program,
+    cells: Cells,
+    view: View,
+    target: Target,
+    project: bool = True,
+    tolerance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The mesh of ``cells``'s surface (module docstring): ``(vertices, faces)``;
     ``project`` moves the vertices of sheets off the box's faces onto the surface by
-    Newton steps (:func:`~prospero_jax.renderers.gradients.onto_surface`), kept in their
-    cells."""
+    Newton steps, kept in their cells; cells merge where one vertex stays within
+    ``tolerance`` cells of their crossings' planes (:func:`~prospero_jax.renderers.merge.
+    merge`; 0: none)."""
     keys, configs, corner_values = cells.gathered()
     if not len(keys):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
@@ -255,7 +264,22 @@ def contour(
     # mirror: what turns the right way in grid coordinates turns the wrong way in space).
     flip = (axis == 1) ^ start_inside
     quads[flip] = quads[flip][:, ::-1]
-    return vertices, _triangles(quads, vertices)
+    if tolerance > 0:  # merged cells: their sheets' vertices become one
+        origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
+        step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
+        errors = Errors.of(point[which], normal[which], sheet, count)
+        where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
+        alone = counts[configs][cell_of_sheet] == 1
+        world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
+        node, vertices = merge(
+            errors, vertices, where, alone, cells.signs, world, counts, tolerance,
+            lambda at: _distance(program, at, steps, target),
+        )  # fmt: skip
+        quads = node[quads]
+    faces = _triangles(quads, vertices)
+    used, faces = np.unique(faces, return_inverse=True)
+    box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
+    return box, faces.reshape(-1, 3)
 
 
 @functools.cache
@@ -462,11 +486,17 @@ def _solve(
 
 
 def _triangles(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Two triangles per quad ``[p, q, r, s]``, split along the shorter diagonal."""
+    """Two triangles per quad ``[p, q, r, s]``, split along the shorter diagonal, those
+    with a repeated vertex left out."""
     p, q, r, s = (quads[:, k] for k in range(4))
     pr = np.linalg.norm(vertices[p] - vertices[r], axis=1)
     qs = np.linalg.norm(vertices[q] - vertices[s], axis=1)
     along_pr = (pr <= qs)[:, None]
     first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))
     second = np.where(along_pr, np.stack([p, r, s], 1), np.stack([q, r, s], 1))
-    return np.concatenate([first, second]).astype(np.int64)
+    faces = np.concatenate([first, second]).astype(np.int64)
+    # A quad two of whose cells merged into one vertex is a triangle; one of three, none.
+    distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+    distinct &= faces[:, 0] != faces[:, 2]
+    kept: np.ndarray = faces[distinct]
+    return kept

@@ -62,6 +62,10 @@ from prospero_jax.renderers.view import (
 #: How a mesh is made: dual contouring (:mod:`~prospero_jax.renderers.dual`) or marching
 #: cubes.
 METHODS = ("dual", "cubes")
+#: Dual contouring merges cells while one vertex stays within this many cells (root mean
+#: square) of their crossings' planes: flat parts merge, curved ones (whose planes miss a
+#: common point by more) keep the grid's cells.
+TOLERANCE = 1e-4
 #: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
 SLAB_MEMORY = 2 * 2**30
 #: A grid value of exactly 0 is read as ``-ZERO``: inside (a face of the cube
@@ -142,6 +146,7 @@ def mesh(
     *,
     bounds: tuple[float, float] | None = None,
     method: str = "dual",
+    tolerance: float = TOLERANCE,
     project: bool = True,
     progress: Progress | None = None,
     **options: Unpack[Shorthand],
@@ -221,7 +226,7 @@ def mesh(
             if progress is not None:
                 progress(done, len(slabs))
         if method == "dual":
-            vertices, faces = contour(program, cells, view, target, project)
+            vertices, faces = contour(program, cells, view, target, project, tolerance)
             signs.warn(program.source, view)
             return Mesh(vertices, faces)
         vertices, faces, capped = _merged(parts)

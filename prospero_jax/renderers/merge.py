@@ -1,0 +1,209 @@
+"""Merging dual contouring's cells bottom-up where one vertex still fits the surface.
+
+Input: each sheet's quadratic error function (:class:`Errors`: sums over its crossings of
+``n nᵀ``, ``n (n · p)``, ``(n · p)²``, ``p`` and their count), the cell of each sheet and
+how many sheets that cell holds, the grid's signs (:class:`Signs`), the box, and a
+``tolerance`` (a distance, in cells).
+Output: for each sheet, the vertex that stands for it (:func:`merge`'s ``node``), and each
+vertex's position; a vertex stands for a block of ``2^L`` cells a side.
+
+Invariants (Ju et al.'s conditions for dual contouring on an octree, and one sheet per
+block): a block of ``2 × 2 × 2`` children merges only if every child is empty or merged
+itself (or, at the first level, a cell with one sheet); the block's corners make one sheet
+(:func:`~prospero_jax.renderers.dual.sheets`); the sign in the middle of each of its edges
+agrees with one of the edge's ends, in the middle of each face with one of its corners, in
+its middle with one of its corners (so the surface in the block is one disk, as the
+block's corners say); and the merged vertex, the minimum of the children's summed error
+clamped to the block and the box, lies within ``tolerance`` cells (root mean square) of
+its crossings' planes. A mesh whose quads are remapped through ``node`` is then the
+adaptive dual contouring of the octree the merges make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+#: Eigenvalues of an error below this share of its largest are dropped (as for a cell).
+QEF_CUTOFF = 0.1
+#: Most levels of merging: blocks of up to 2^LEVELS cells a side.
+LEVELS = 6
+
+
+class Errors(NamedTuple):
+    """Quadratic error functions, one per row: ``E(x) = xᵀ A x - 2 bᵀ x + c`` (``a``:
+    ``(n, 3, 3)``, ``b``: ``(n, 3)``, ``c``: ``(n,)``), the crossings' ``mass`` (sum of
+    points) and how many (``crossings``)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    mass: np.ndarray
+    crossings: np.ndarray
+
+    @classmethod
+    def of(cls, point: np.ndarray, normal: np.ndarray, sheet: np.ndarray, count: int) -> Errors:
+        """The errors of ``count`` sheets from their crossings (``point``, unit ``normal``,
+        and the ``sheet`` each belongs to)."""
+        offset = np.einsum("ij,ij->i", normal, point)
+        a = np.zeros((count, 3, 3))
+        for i in range(3):
+            for j in range(i, 3):
+                a[:, i, j] = a[:, j, i] = np.bincount(sheet, normal[:, i] * normal[:, j], count)
+        b = np.stack([np.bincount(sheet, normal[:, k] * offset, count) for k in range(3)], 1)
+        c = np.bincount(sheet, offset * offset, count)
+        mass = np.stack([np.bincount(sheet, point[:, k], count) for k in range(3)], axis=1)
+        return cls(a, b, c, mass, np.bincount(sheet, minlength=count).astype(np.float64))
+
+    def summed(self, group: np.ndarray, groups: int) -> Errors:
+        """The sums of the rows in each ``group``."""
+
+        def add(x: np.ndarray) -> np.ndarray:
+            flat = x.reshape(len(x), -1)
+            out = np.stack(
+                [np.bincount(group, flat[:, k], groups) for k in range(flat.shape[1])], 1
+            )
+            return out.reshape(groups, *x.shape[1:])
+
+        return Errors(add(self.a), add(self.b), add(self.c), add(self.mass), add(self.crossings))
+
+    def minimum(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's minimiser about its mass point (eigenvalues under
+        :data:`QEF_CUTOFF` of the largest dropped), clamped to ``[lo, hi]``; and the root
+        mean square distance from the planes there."""
+        mean = self.mass / np.maximum(self.crossings, 1)[:, None]
+        values, vectors = np.linalg.eigh(self.a)
+        keep = values > QEF_CUTOFF * values[:, -1:]
+        inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
+        rest = self.b - np.einsum("nij,nj->ni", self.a, mean)
+        x = mean + np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, rest)
+        x = np.clip(x, lo, hi)
+        error = np.einsum("ni,nij,nj->n", x, self.a, x) - 2 * np.einsum("ni,ni->n", self.b, x)
+        error += self.c
+        return x, np.sqrt(np.maximum(error, 0) / np.maximum(self.crossings, 1))
+
+
+class Signs:
+    """The grid's signs, packed 8 points to a byte: inside where ``≤ 0``; the grid padded
+    with one outside point all round (points ``-1…n`` on each axis), outside beyond."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        na, nb, nc = shape
+        self.shape = (na + 2, nb + 2, nc + 2)  # padded points per axis: a, b, c
+        self.bits = np.zeros((nc + 2, nb + 2, -(-(na + 2) // 8)), np.uint8)
+
+    def store(self, inside: np.ndarray, first: int) -> None:
+        """Padded planes ``first…`` (``inside``: ``[plane, row, column]``, rows and columns
+        padded already)."""
+        self.bits[first : first + len(inside)] = np.packbits(inside, axis=2)
+
+    def inside(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Whether padded points ``(a, b, c)`` (from 0) are inside; beyond the grid, no."""
+        na, nb, nc = self.shape
+        within = (a >= 0) & (a < na) & (b >= 0) & (b < nb) & (c >= 0) & (c < nc)
+        a, b, c = (np.where(within, v, 0) for v in (a, b, c))
+        byte = self.bits[c, b, a >> 3]
+        return np.asarray(within & (((byte >> (7 - (a & 7))) & 1) == 1), bool)
+
+
+def merge(
+    errors: Errors,
+    vertices: np.ndarray,
+    cell: np.ndarray,
+    alone: np.ndarray,
+    signs: Signs,
+    world: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sheet_counts: np.ndarray,
+    tolerance: float,
+    distance: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(node, positions)``: the vertex each sheet merges into and the vertices'
+    positions (module docstring). ``cell``: each sheet's cell, padded coordinates from 0
+    (``(n, 3)``: a, b, c); ``alone``: whether it is its cell's only sheet; ``world``:
+    ``(origin, step, lo, hi)``, a padded point's position is ``origin + index · step`` and
+    the box is ``[lo, hi]``; ``sheet_counts``: the sheets of each configuration;
+    ``distance(points)``: the distance estimate ``|f| / |∇f|`` there (a merged vertex must
+    lie within the tolerance of the surface too: planes that meet where the surface does
+    not, a step's two faces, do not merge); a ``tolerance`` of ``0`` or less merges
+    nothing."""
+    origin, step, box_lo, box_hi = world
+    positions = vertices.copy()
+    if tolerance <= 0 or not len(vertices):
+        return np.arange(len(vertices)), positions
+    spacing = float(np.min(np.abs(step)))
+    # The nodes of the current level: their error, their block (coordinates at this
+    # level), whether each stands for its whole block (so may merge further), and the
+    # vertex it is; and each sheet's node.
+    current, block, whole = errors, cell.copy(), alone.copy()
+    at = vertices.copy()  # each current node's position
+    ids = np.arange(len(vertices))
+    of_sheet = np.arange(len(vertices))
+    for level in range(1, LEVELS + 1):
+        size = 1 << level
+        parent = block >> 1
+        keys, group = np.unique(parent, axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        groups = len(keys)
+        ok = np.bincount(group, ~whole, groups) == 0  # every child whole (or empty)
+        base = keys * size  # each block's lowest padded point
+        ok &= _one_disk(signs, base, size, sheet_counts)
+        summed = current.summed(group, groups)
+        corner_lo, corner_hi = origin + base * step, origin + (base + size) * step
+        lo = np.maximum(np.minimum(corner_lo, corner_hi), box_lo)
+        hi = np.minimum(np.maximum(corner_lo, corner_hi), box_hi)
+        x, rms = summed.minimum(lo, hi)
+        single = np.bincount(group, minlength=groups) == 1  # one child: it stays where it is
+        x[single] = at[np.flatnonzero(single[group])][np.argsort(group[single[group]])]
+        ok &= single | (rms <= tolerance * spacing)
+        check = np.flatnonzero(ok & ~single)
+        ok[check] = distance(x[check]) <= tolerance * spacing
+        if not ok.any():
+            break
+        # Merged blocks become one node each; the nodes of the others stop merging.
+        merged = ok[group]
+        kept = np.flatnonzero(~merged)
+        rank = np.cumsum(ok) - 1  # a merged block's place among the new nodes
+        index = np.empty(len(group), np.int64)
+        index[kept] = np.arange(len(kept))
+        index[merged] = len(kept) + rank[group[merged]]
+        of_sheet = index[of_sheet]
+        ids = np.concatenate([ids[kept], len(positions) + np.arange(int(ok.sum()))])
+        positions = np.concatenate([positions, x[ok]])
+        pairs = zip(current, summed, strict=True)
+        current = Errors(*(np.concatenate([f[kept], g[ok]]) for f, g in pairs))
+        block = np.concatenate([parent[kept], keys[ok]])
+        at = np.concatenate([at[kept], x[ok]])
+        whole = np.concatenate([np.zeros(len(kept), bool), np.ones(int(ok.sum()), bool)])
+    return ids[of_sheet], positions
+
+
+def _one_disk(signs: Signs, base: np.ndarray, size: int, sheet_counts: np.ndarray) -> np.ndarray:
+    """Ju's conditions for blocks of ``size`` cells at ``base`` (module docstring)."""
+    half = size // 2
+    lattice = {}
+    for i in range(3):
+        for j in range(3):
+            for k in range(3):
+                lattice[i, j, k] = signs.inside(
+                    base[:, 0] + i * half, base[:, 1] + j * half, base[:, 2] + k * half
+                )
+    config = np.zeros(len(base), np.uint8)
+    for n in range(8):
+        config |= lattice[2 * (n & 1), 2 * (n >> 1 & 1), 2 * (n >> 2 & 1)].astype(np.uint8) << n
+    ok = sheet_counts[config] == 1
+    for (i, j, k), mid in lattice.items():
+        middles = [axis for axis, v in enumerate((i, j, k)) if v == 1]
+        if not middles:
+            continue
+        ends = []  # the corners of the edge, face or cube this point is the middle of
+        for n in range(1 << len(middles)):
+            at = [i, j, k]
+            for bit, axis in enumerate(middles):
+                at[axis] = 2 * (n >> bit & 1)
+            ends.append(lattice[at[0], at[1], at[2]])
+        stacked = np.stack(ends)
+        same = stacked.all(axis=0) | (~stacked).all(axis=0)  # every corner one sign
+        ok &= ~(same & (stacked[0] != mid))
+    return np.asarray(ok, bool)
