@@ -133,20 +133,30 @@ def merge(
     if tolerance <= 0 or not len(vertices):
         return np.arange(len(vertices)), positions
     spacing = float(np.min(np.abs(step)))
-    # The nodes of the current level: their error, their block (coordinates at this
-    # level), whether each stands for its whole block (so may merge further), and the
-    # vertex it is; and each sheet's node.
-    current, block, whole = errors, cell.copy(), alone.copy()
-    at = vertices.copy()  # each current node's position
-    ids = np.arange(len(vertices))
-    of_sheet = np.arange(len(vertices))
+    limit = tolerance * spacing
+    final = np.where(alone, -1, np.arange(len(vertices)))  # each sheet's vertex, once known
+    # The live nodes: each stands for its whole block at this level (so may merge further):
+    # their error, block, position and vertex; each sheet's live node (-1: none).
+    live = np.flatnonzero(alone)
+    current = Errors(*(f[live] for f in errors))
+    block, at, ids = cell[live], vertices[live], live.copy()
+    of_sheet = np.full(len(vertices), -1)
+    of_sheet[live] = np.arange(len(live))
+    dead = cell[~alone]  # blocks holding a node that cannot merge
     for level in range(1, LEVELS + 1):
+        if not len(ids):
+            break
         size = 1 << level
         parent = block >> 1
-        keys, group = np.unique(parent, axis=0, return_inverse=True)
-        group = group.reshape(-1)
+        span = int(max(parent.max(initial=0), (dead >> 1).max(initial=0))) + 1
+
+        def number(x: np.ndarray, span: int = span) -> np.ndarray:
+            return np.asarray((x[:, 2] * span + x[:, 1]) * span + x[:, 0], np.int64)
+
+        numbers, group = np.unique(number(parent), return_inverse=True)
+        keys = np.stack([numbers % span, numbers // span % span, numbers // span // span], 1)
         groups = len(keys)
-        ok = np.bincount(group, ~whole, groups) == 0  # every child whole (or empty)
+        ok = ~np.isin(numbers, number(dead >> 1))  # no child that cannot merge
         base = keys * size  # each block's lowest padded point
         ok &= _one_disk(signs, base, size, sheet_counts)
         summed = current.summed(group, groups)
@@ -156,27 +166,28 @@ def merge(
         x, rms = summed.minimum(lo, hi)
         single = np.bincount(group, minlength=groups) == 1  # one child: it stays where it is
         x[single] = at[np.flatnonzero(single[group])][np.argsort(group[single[group]])]
-        ok &= single | (rms <= tolerance * spacing)
+        ok &= single | (rms <= limit)
         check = np.flatnonzero(ok & ~single)
-        ok[check] = distance(x[check]) <= tolerance * spacing
-        if not ok.any():
-            break
-        # Merged blocks become one node each; the nodes of the others stop merging.
+        ok[check] = distance(x[check]) <= limit
         merged = ok[group]
-        kept = np.flatnonzero(~merged)
-        rank = np.cumsum(ok) - 1  # a merged block's place among the new nodes
-        index = np.empty(len(group), np.int64)
-        index[kept] = np.arange(len(kept))
-        index[merged] = len(kept) + rank[group[merged]]
-        of_sheet = index[of_sheet]
-        ids = np.concatenate([ids[kept], len(positions) + np.arange(int(ok.sum()))])
+        # The nodes of blocks that did not merge are final; their blocks poison parents.
+        stopped = np.flatnonzero(~merged)
+        sheets_stopped = np.isin(of_sheet, stopped) & (of_sheet >= 0)
+        final[sheets_stopped] = ids[of_sheet[sheets_stopped]]
+        dead = np.concatenate([dead >> 1, parent[stopped]])
+        if not ok.any():
+            of_sheet[:] = -1
+            break
+        fresh = len(positions) + np.arange(int(ok.sum()))
         positions = np.concatenate([positions, x[ok]])
-        pairs = zip(current, summed, strict=True)
-        current = Errors(*(np.concatenate([f[kept], g[ok]]) for f, g in pairs))
-        block = np.concatenate([parent[kept], keys[ok]])
-        at = np.concatenate([at[kept], x[ok]])
-        whole = np.concatenate([np.zeros(len(kept), bool), np.ones(int(ok.sum()), bool)])
-    return ids[of_sheet], positions
+        rank = np.cumsum(ok) - 1  # a merged block's place among the new nodes
+        moving = of_sheet >= 0
+        of_sheet[moving] = np.where(merged[of_sheet[moving]], rank[group[of_sheet[moving]]], -1)
+        current = Errors(*(f[ok] for f in summed))
+        block, at, ids = keys[ok], x[ok], fresh
+    left = of_sheet >= 0
+    final[left] = ids[of_sheet[left]]
+    return final, positions
 
 
 def _one_disk(signs: Signs, base: np.ndarray, size: int, sheet_counts: np.ndarray) -> np.ndarray:
