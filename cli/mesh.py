@@ -57,6 +57,15 @@ def mesh(
             "chamfers edges, 20–40 % faster on smooth models). [default: dual]"
         ),
     ] = Method.dual,
+    tolerance: Annotated[
+        float,
+        option(
+            "dual: merge cells while one vertex stays within this many cells of the "
+            "surface (flat parts become large triangles); 0 keeps a vertex in every "
+            "crossed cell. [default: 1e-4]",
+            min=0.0,
+        ),
+    ] = 1e-4,
     dtype: DTypeOption = DType.float32,
     device: DeviceOption = None,
     cache: CacheOption = True,
@@ -90,8 +99,8 @@ def mesh(
             warnings.catch_warnings(record=True, action="always", category=pj.MeshWarning) as said,
         ):
             surface = pj.mesh(
-                program, resolution, bounds=(low, high), method=method.value, target=where,
-                progress=progress,
+                program, resolution, bounds=(low, high), method=method.value,
+                tolerance=tolerance, target=where, progress=progress,
             )  # fmt: skip
         for warning in said:  # an empty or capped mesh: why, in a line
             if issubclass(warning.category, pj.MeshWarning):

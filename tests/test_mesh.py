@@ -282,3 +282,47 @@ def test_thin_tilted_plates_give_manifold_meshes(
     undirected, once = edges(surface.faces)
     assert (undirected == 2).all()
     assert (once == 1).all()
+
+
+def _samples(mesh: pj.Mesh, spacing: float) -> np.ndarray:
+    """Points on every triangle about ``spacing`` apart, and the vertices."""
+    tri = mesh.vertices[mesh.faces]
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
+    which = np.repeat(
+        np.arange(len(tri)), np.maximum(1, np.ceil(2 * area / spacing**2)).astype(int)
+    )
+    u, v = np.random.default_rng(0).random((2, len(which)))
+    u, v = np.where(u + v > 1, 1 - u, u), np.where(u + v > 1, 1 - v, v)
+    t = tri[which]
+    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return np.concatenate([points, mesh.vertices])
+
+
+def test_flat_parts_merge_into_few_faces() -> None:
+    surface = pj.mesh(CUBE, 64)
+    assert len(surface.faces) <= 12_284 // 5  # marching cubes' count at 64 (issue 23)
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert volume(surface) == pytest.approx(1.0, abs=1e-6)
+    every = pj.mesh(CUBE, 64, tolerance=0)  # every crossed cell its own vertex
+    assert len(every.faces) == 12_288
+    with pytest.raises(ValueError, match="tolerance"):
+        pj.mesh(CUBE, 16, tolerance=-1)
+
+
+def test_merged_cells_stay_within_a_cell_of_the_grids_mesh() -> None:
+    from scipy.spatial import cKDTree
+
+    colonnade = pj.load(shared_path("models/colonnade.vm"))
+    h = 2 / 63
+    merged, every = pj.mesh(colonnade, 64), pj.mesh(colonnade, 64, tolerance=0)
+    assert len(merged.faces) < 0.4 * len(every.faces)  # its walls, floors and beams merge
+    undirected, once = edges(merged.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert np.abs(pj.reference.evaluate(colonnade, *merged.vertices.T)).max() < 1e-4
+    a, b = _samples(merged, h / 4), _samples(every, h / 4)
+    hausdorff = max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max())
+    assert hausdorff < h  # sampled: the samples add up to h / 4
+    assert volume(merged) == pytest.approx(volume(every), rel=1e-3)

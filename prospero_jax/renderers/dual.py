@@ -46,8 +46,6 @@ NEWTON_STEPS = 4
 #: A vertex still this far from the surface after them (``|f| / |∇f|``, in cells) takes
 #: its sheet's nearest crossing instead.
 STALLED = 1e-5
-#: Eigenvalues of a sheet's quadratic error below this share of its largest are dropped.
-QEF_CUTOFF = 0.1
 
 #: A cell's corner ``i`` is at ``(i & 1, i >> 1 & 1, i >> 2 & 1)`` (axes a, b, c: column,
 #: row, plane of the grid); its edge ``4 d + u + 2 v`` runs along axis ``d`` from the
@@ -217,7 +215,9 @@ def contour(
     base = np.concatenate([[0], np.cumsum(counts[configs])[:-1]]).astype(np.int64)
     sheet = base[cell] + table[configs[cell], edge]
     count = int(counts[configs].sum())
-    vertices, mean = _solve(point[which], normal[which], sheet, count)
+    errors = Errors.of(point[which], normal[which], sheet, count)
+    vertices, _ = errors.minimum()
+    mean = errors.mass / np.maximum(errors.crossings, 1)[:, None]
     capped = np.bincount(sheet, padding[which], count) > 0  # on the box's faces
     low_corner = _world(np.stack([a, b, c], axis=1), view, cells.shape)
     high_corner = _world(np.stack([a + 1, b + 1, c + 1], axis=1), view, cells.shape)
@@ -267,7 +267,6 @@ def contour(
     if tolerance > 0:  # merged cells: their sheets' vertices become one
         origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
         step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
-        errors = Errors.of(point[which], normal[which], sheet, count)
         where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
         alone = counts[configs][cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
@@ -419,6 +418,7 @@ def _onto_surface(
     cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
     step = float(steps.min())
     live = np.arange(len(points))  # points still moving
+    distance = np.zeros(len(points))
     for _ in range(NEWTON_STEPS):
         value, gradient = field_gradients(program, points[live], cells[live], target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)
@@ -428,10 +428,14 @@ def _onto_surface(
         length = np.linalg.norm(move, axis=1, keepdims=True)
         move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
         points[live] = np.clip(points[live] + np.nan_to_num(move), lo[live], hi[live])
-        live = live[length[:, 0] > SETTLED * step]
+        with np.errstate(invalid="ignore", divide="ignore"):  # |f| / |∇f|: inf where ∇f = 0
+            far = np.where(value == 0, 0.0, np.abs(value) / np.sqrt(norm2))
+        live = live[~(far <= SETTLED * step)]  # NaN and inf stay
         if not len(live):
             break
-    return points, _distance(program, points, steps, target)
+    # Points that settled are on the surface; those still moving may be stuck at a wall.
+    distance[live] = _distance(program, points[live], steps, target)
+    return points, distance
 
 
 def _nearest(
@@ -446,43 +450,6 @@ def _nearest(
     first = order[np.r_[True, ordered[1:] != ordered[:-1]]]
     best = dict(zip(sheet[mine][first].tolist(), point[mine][first], strict=True))
     return np.array([best[s] for s in chosen.tolist()])
-
-
-def _solve(
-    point: np.ndarray, normal: np.ndarray, sheet: np.ndarray, count: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each sheet's vertex: the point nearest its crossings' planes ``n · (x - p) = 0``,
-    solved about the crossings' mean with eigenvalues under :data:`QEF_CUTOFF` of the
-    largest dropped; and that mean. A sheet whose normals all but agree (``|mean n|² ≥ 1 -
-    QEF_CUTOFF / 2``: every eigenvalue but the largest under the cutoff) gets the point
-    of that one plane nearest the mean, with no eigendecomposition."""
-
-    def per_sheet(values: np.ndarray) -> np.ndarray:
-        return np.bincount(sheet, values, count)
-
-    crossings = np.maximum(per_sheet(np.ones(len(sheet))), 1)
-    mean = np.stack([per_sheet(point[:, k]) for k in range(3)], axis=1) / crossings[:, None]
-    offset = np.einsum("ij,ij->i", normal, point - mean[sheet])
-    atb = np.stack([per_sheet(normal[:, k] * offset) for k in range(3)], axis=1)
-    direction = np.stack([per_sheet(normal[:, k]) for k in range(3)], axis=1) / crossings[:, None]
-    aligned = np.einsum("ij,ij->i", direction, direction)
-    flat = aligned >= 1 - QEF_CUTOFF / 2
-    vertex = mean.copy()
-    with np.errstate(all="ignore"):  # one plane: along its normal (the mean normal)
-        along = np.where(aligned > 0, np.einsum("ij,ij->i", direction, atb) / aligned, 0)
-    vertex[flat] += (direction * (along / crossings)[:, None])[flat]
-    bent = np.flatnonzero(~flat)
-    if len(bent):
-        ata = np.zeros((count, 3, 3))
-        for i in range(3):
-            for j in range(i, 3):
-                ata[:, i, j] = ata[:, j, i] = per_sheet(normal[:, i] * normal[:, j])
-        values, vectors = np.linalg.eigh(ata[bent])
-        keep = values > QEF_CUTOFF * values[:, -1:]
-        inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
-        local = np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, atb[bent])
-        vertex[bent] += local
-    return vertex, mean
 
 
 def _triangles(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:

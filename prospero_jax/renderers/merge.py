@@ -34,28 +34,34 @@ LEVELS = 6
 
 class Errors(NamedTuple):
     """Quadratic error functions, one per row: ``E(x) = xᵀ A x - 2 bᵀ x + c`` (``a``:
-    ``(n, 3, 3)``, ``b``: ``(n, 3)``, ``c``: ``(n,)``), the crossings' ``mass`` (sum of
-    points) and how many (``crossings``)."""
+    ``(n, 3, 3)``, ``b``: ``(n, 3)``, ``c``: ``(n,)``), the sums of the crossings' points
+    (``mass``) and unit normals (``normals``), and how many crossings (``crossings``)."""
 
     a: np.ndarray
     b: np.ndarray
     c: np.ndarray
     mass: np.ndarray
+    normals: np.ndarray
     crossings: np.ndarray
 
     @classmethod
     def of(cls, point: np.ndarray, normal: np.ndarray, sheet: np.ndarray, count: int) -> Errors:
         """The errors of ``count`` sheets from their crossings (``point``, unit ``normal``,
         and the ``sheet`` each belongs to)."""
+
+        def per_sheet(values: np.ndarray) -> np.ndarray:
+            return np.bincount(sheet, values, count)
+
         offset = np.einsum("ij,ij->i", normal, point)
         a = np.zeros((count, 3, 3))
         for i in range(3):
             for j in range(i, 3):
-                a[:, i, j] = a[:, j, i] = np.bincount(sheet, normal[:, i] * normal[:, j], count)
-        b = np.stack([np.bincount(sheet, normal[:, k] * offset, count) for k in range(3)], 1)
-        c = np.bincount(sheet, offset * offset, count)
-        mass = np.stack([np.bincount(sheet, point[:, k], count) for k in range(3)], axis=1)
-        return cls(a, b, c, mass, np.bincount(sheet, minlength=count).astype(np.float64))
+                a[:, i, j] = a[:, j, i] = per_sheet(normal[:, i] * normal[:, j])
+        b = np.stack([per_sheet(normal[:, k] * offset) for k in range(3)], axis=1)
+        mass = np.stack([per_sheet(point[:, k]) for k in range(3)], axis=1)
+        normals = np.stack([per_sheet(normal[:, k]) for k in range(3)], axis=1)
+        crossings = np.bincount(sheet, minlength=count).astype(np.float64)
+        return cls(a, b, per_sheet(offset * offset), mass, normals, crossings)
 
     def summed(self, group: np.ndarray, groups: int) -> Errors:
         """The sums of the rows in each ``group``."""
@@ -67,22 +73,36 @@ class Errors(NamedTuple):
             )
             return out.reshape(groups, *x.shape[1:])
 
-        return Errors(add(self.a), add(self.b), add(self.c), add(self.mass), add(self.crossings))
+        return Errors(*(add(field) for field in self))
 
-    def minimum(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's minimiser about its mass point (eigenvalues under
-        :data:`QEF_CUTOFF` of the largest dropped), clamped to ``[lo, hi]``; and the root
-        mean square distance from the planes there."""
-        mean = self.mass / np.maximum(self.crossings, 1)[:, None]
-        values, vectors = np.linalg.eigh(self.a)
-        keep = values > QEF_CUTOFF * values[:, -1:]
-        inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
+    def minimum(
+        self, lo: np.ndarray | None = None, hi: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's minimiser about its crossings' mean (eigenvalues under
+        :data:`QEF_CUTOFF` of the largest dropped), clamped to ``[lo, hi]`` if given; and
+        the root mean square distance from the planes there. Rows whose normals all but
+        agree (``|mean n|² ≥ 1 - QEF_CUTOFF / 2``: every eigenvalue but the largest under
+        the cutoff) take the one-plane solution, with no eigendecomposition."""
+        count = np.maximum(self.crossings, 1)
+        mean = self.mass / count[:, None]
         rest = self.b - np.einsum("nij,nj->ni", self.a, mean)
-        x = mean + np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, rest)
-        x = np.clip(x, lo, hi)
+        direction = self.normals / count[:, None]
+        aligned = np.einsum("ij,ij->i", direction, direction)
+        flat = aligned >= 1 - QEF_CUTOFF / 2
+        x = mean.copy()
+        with np.errstate(all="ignore"):  # one plane: along its normal (the mean normal)
+            along = np.where(aligned > 0, np.einsum("ij,ij->i", direction, rest) / aligned, 0)
+        x[flat] += (direction * (along / count)[:, None])[flat]
+        bent = np.flatnonzero(~flat)
+        if len(bent):
+            values, vectors = np.linalg.eigh(self.a[bent])
+            keep = values > QEF_CUTOFF * values[:, -1:]
+            inverse = np.where(keep, 1 / np.where(keep, values, 1), 0)
+            x[bent] += np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, rest[bent])
+        if lo is not None and hi is not None:
+            x = np.clip(x, lo, hi)
         error = np.einsum("ni,nij,nj->n", x, self.a, x) - 2 * np.einsum("ni,ni->n", self.b, x)
-        error += self.c
-        return x, np.sqrt(np.maximum(error, 0) / np.maximum(self.crossings, 1))
+        return x, np.sqrt(np.maximum(error + self.c, 0) / count)
 
 
 class Signs:

@@ -152,8 +152,11 @@ def mesh(
     **options: Unpack[Shorthand],
 ) -> Mesh:
     """The surface ``value = 0`` of ``program`` in a solid's box, sampled on a grid
-    (module docstring); ``project`` moves the vertices onto the surface;
-    ``progress(done, total)`` counts slabs.
+    (module docstring), by dual contouring (``method="dual"``: a vertex per sheet of each
+    crossed cell, cells merged while one vertex stays within ``tolerance`` cells of their
+    surface; :mod:`~prospero_jax.renderers.dual`) or marching cubes (``"cubes"``);
+    ``project`` moves the vertices onto the surface; ``progress(done, total)`` counts
+    slabs.
 
     The box is a :class:`View`'s (``region × zrange``, ``size² × samples`` points, turned by
     its ``rotation``: vertices are in the view's frame), or the cube ``bounds³`` (default
@@ -174,6 +177,8 @@ def mesh(
         view, target = resolve(mesh_view(resolution, bounds or (-1.0, 1.0)), options)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0 <= tolerance < float("inf"):  # NaN fails this too
+        raise InvalidView("tolerance", f"tolerance must be a finite number ≥ 0, got {tolerance}")
     check_mesh(view, target.dtype)
     check_solid(program)
     program, view = view.pose(program)
