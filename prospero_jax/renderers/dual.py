@@ -145,12 +145,13 @@ class Cells:
         grid = np.pad(values, pad, constant_values=1)
         inside = grid <= 0
         self.signs.store(inside, first - int(bottom) + 1)
+        bits = inside.view(np.uint8)
         shape = tuple(s - 1 for s in grid.shape)
-        config = np.zeros(shape, np.uint8)
-        for i, (da, db, dc) in enumerate(_CORNERS):
-            corner = inside[dc : dc + shape[0], db : db + shape[1], da : da + shape[2]]
-            config |= corner.astype(np.uint8) << i
-        c, b, a = np.nonzero((config != 0) & (config != 255))
+        config = bits[: shape[0], : shape[1], : shape[2]].copy()
+        for i, (da, db, dc) in enumerate(_CORNERS[1:], 1):
+            corner = bits[dc : dc + shape[0], db : db + shape[1], da : da + shape[2]]
+            config |= corner << np.uint8(i)
+        c, b, a = np.nonzero((config - np.uint8(1)) < np.uint8(254))  # neither 0 nor 255
         self.configs.append(config[c, b, a])
         self.keys.append(self.key(a - 1, b - 1, c + first - int(bottom)))
         corners = [grid[c + dc, b + db, a + da] for da, db, dc in _CORNERS]
@@ -187,33 +188,39 @@ def contour(
     a = keys % (na + 2) - 1
     b = keys // (na + 2) % (nb + 2) - 1
     c = keys // ((na + 2) * (nb + 2)) - 1
-    # Every crossed edge of every cell, then each edge once.
-    cell, edge = np.nonzero(table[configs] >= 0)
-    d, bits = np.divmod(edge, 4)
-    low = np.stack([a[cell], b[cell], c[cell]], axis=1)
-    o1 = np.where(d == 0, 1, 0)
-    o2 = np.where(d == 2, 1, 2)
-    rows = np.arange(len(cell))
-    low[rows, o1] += bits & 1
-    low[rows, o2] += bits >> 1
-    edge_key = cells.key(low[:, 0], low[:, 1], low[:, 2]) * 3 + d
-    unique, first, which = np.unique(edge_key, return_index=True, return_inverse=True)
-    axis, start = d[first], low[first]
+    # Each crossed edge once: from the cell it starts at the lowest corner of (its edge
+    # 0, 4 or 8), which is crossed too (every cell around a crossed edge is).
+    cell, d = np.nonzero(table[configs][:, [0, 4, 8]] >= 0)
+    axis, edge = d, 4 * d
+    start = np.stack([a[cell], b[cell], c[cell]], axis=1)
     end = start.copy()
-    end[np.arange(len(unique)), axis] += 1
-    ends = _edge_ends_table()[edge[first]]
-    start_inside = ((configs[cell[first]] >> ends[:, 0]) & 1) == 1
-    v0 = corner_values[cell[first], ends[:, 0]].astype(np.float64)
-    v1 = corner_values[cell[first], ends[:, 1]].astype(np.float64)
+    end[np.arange(len(cell)), axis] += 1
+    start_inside = (configs[cell] & 1) == 1  # corner 0 of the cell
+    v0 = corner_values[cell, 0].astype(np.float64)
+    v1 = corner_values[cell, _edge_ends_table()[edge, 1]].astype(np.float64)
     v_in, v_out = np.where(start_inside, v0, v1), np.where(start_inside, v1, v0)
     with np.errstate(all="ignore"):  # where the grid's values put it, from the inside end
         guess = np.nan_to_num(v_in / (v_in - v_out), nan=0.5)
     point, normal, padding = _crossings(
         program, start, end, start_inside, guess, cells.shape, view, target
     )
-    # One vertex per sheet of each cell, at its planes' best meeting point.
+    # The four cells around each crossed edge, counter-clockwise about it, and the sheet
+    # of each that the edge belongs to.
     base = np.concatenate([[0], np.cumsum(counts[configs])[:-1]]).astype(np.int64)
-    sheet = base[cell] + table[configs[cell], edge]
+    rows = np.arange(len(cell))
+    p1, p2 = np.where(axis == 0, 1, 0), np.where(axis == 2, 1, 2)
+    around = []
+    for u, v in ((0, 0), (1, 0), (1, 1), (0, 1)):
+        corner = start.copy()
+        corner[rows, p1] -= u
+        corner[rows, p2] -= v
+        at = np.searchsorted(keys, cells.key(corner[:, 0], corner[:, 1], corner[:, 2]))
+        around.append(base[at] + table[configs[at], axis * 4 + u + 2 * v])
+    quads = np.stack(around, axis=1)
+    # One vertex per sheet of each cell, at its planes' best meeting point: each crossing
+    # counts for the four sheets around its edge.
+    sheet = quads.T.ravel()
+    which = np.tile(rows, 4)
     count = int(counts[configs].sum())
     errors = Errors.of(point[which], normal[which], sheet, count)
     vertices, _ = errors.minimum()
@@ -247,18 +254,6 @@ def contour(
         stuck = free[distance > STALLED * steps.min()]
         if len(stuck):
             vertices[stuck] = _nearest(point[which], sheet, vertices, stuck)
-    # A quad per crossed edge: its four cells' sheets, counter-clockwise about the edge.
-    around = []
-    for u, v in ((0, 0), (1, 0), (1, 1), (0, 1)):
-        corner = start.copy()
-        rows = np.arange(len(unique))
-        p1, p2 = np.where(axis == 0, 1, 0), np.where(axis == 2, 1, 2)
-        corner[rows, p1] -= u
-        corner[rows, p2] -= v
-        at = np.searchsorted(keys, cells.key(corner[:, 0], corner[:, 1], corner[:, 2]))
-        local = axis * 4 + u + 2 * v
-        around.append(base[at] + table[configs[at], local])
-    quads = np.stack(around, axis=1)
     # (u, v) in increasing axis order turns about +d for d = 0 and 2 and about -d for d = 1;
     # the outward normal is +d where the edge's lower end is inside; rows run down y (a
     # mirror: what turns the right way in grid coordinates turns the wrong way in space).

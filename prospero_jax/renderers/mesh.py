@@ -156,7 +156,7 @@ def mesh(
     crossed cell, cells merged while one vertex stays within ``tolerance`` cells of their
     surface; :mod:`~prospero_jax.renderers.dual`) or marching cubes (``"cubes"``);
     ``project`` moves the vertices onto the surface; ``progress(done, total)`` counts
-    slabs.
+    slabs (and, by dual contouring, the contouring as one more).
 
     The box is a :class:`View`'s (``region × zrange``, ``size² × samples`` points, turned by
     its ``rotation``: vertices are in the view's frame), or the cube ``bounds³`` (default
@@ -228,10 +228,12 @@ def mesh(
                     [xmin + col * step[0], ymax - row * step[1], zmin + (first + k) * step[2]], 1
                 )
                 parts.append((space, faces[:, ::-1], capped))  # rows run down y: rewound
-            if progress is not None:
-                progress(done, len(slabs))
+            if progress is not None:  # dual contouring's last step counts as one slab more
+                progress(done, len(slabs) + (method == "dual"))
         if method == "dual":
             vertices, faces = contour(program, cells, view, target, project, tolerance)
+            if progress is not None:
+                progress(len(slabs) + 1, len(slabs) + 1)
             signs.warn(program.source, view)
             return Mesh(vertices, faces)
         vertices, faces, capped = _merged(parts)
