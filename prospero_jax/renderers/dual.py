@@ -1,28 +1,34 @@
 """Dual contouring: a solid's grid of signs → a closed, manifold mesh that keeps its corners.
 
-Input: the signs of a solid's grid points, slab by slab (:class:`Cells` keeps the cells the
-surface crosses; the grid padded with a layer of outside points all round, so the mesh is
-closed at the box), the program, the box (a :class:`~prospero_jax.renderers.view.View`'s
-region × zrange) and a target.
+Input: the grid's values, slab by slab (:class:`Cells` keeps the cells the surface crosses,
+their corners' values and every point's sign; the grid padded with a layer of outside
+points all round, so the mesh is closed at the box), the program, the box (a
+:class:`~prospero_jax.renderers.view.View`'s region × zrange), a target and a merging
+``tolerance``.
 Output: ``(vertices, faces)``: float64 ``(V, 3)`` and int64 ``(F, 3)``, wound
 counter-clockwise seen from outside.
 
 How (Ju et al.'s dual contouring, with one vertex per surface sheet of a cell as in
 Schaefer et al.'s manifold variant): each grid edge whose ends differ in sign crosses the
-surface; the crossing is found on the edge by Newton steps kept inside the bracket (else
-bisection), and its normal is the field's gradient there (forward mode, the op table's
-partials, on pruned tapes: :func:`~prospero_jax.renderers.gradients.field_gradients`).
-An edge to a padding point crosses at the box's face, with the face's normal. A cell's
-crossing edges are grouped into sheets by the loops they make on its faces (an ambiguous
-face, two inside corners on a diagonal, keeps the inside corners apart; the same rule on
-both sides of every face, so sheets meet consistently); each sheet gets one vertex, where
-the planes of its crossings meet best (the quadratic error function, solved about their
-mean with small eigenvalues dropped, so flat and curved parts fall back to the mean), then
-clamped to its cell and the box. Each crossing edge gives a quad of the four vertices
-around it, split along its shorter diagonal.
+surface; the crossing is found on the edge from the grid's values by Newton steps kept in
+the bracket (else bisection), and its normal is the field's gradient there (forward mode,
+the op table's partials, on pruned tapes: :func:`~prospero_jax.renderers.gradients.
+field_gradients`). An edge to a padding point crosses at the box's face, with the face's
+normal. A cell's crossing edges are grouped into sheets by the loops they make on its faces
+(an ambiguous face, two inside corners on a diagonal, keeps the inside corners apart; the
+same rule on both sides of every face, so sheets meet consistently); each sheet gets one
+vertex where the planes of its crossings meet best (the quadratic error function,
+:class:`~prospero_jax.renderers.merge.Errors`), clamped to its cell and the box; a best
+point in an uncrossed neighbouring cell and on the surface (a tip poking through) is kept.
+Vertices of curved sheets then take Newton steps in their cell, and one that stalls
+against the cell's walls takes its sheet's nearest crossing. Cells then merge bottom-up
+where one vertex fits (:func:`~prospero_jax.renderers.merge.merge`). Each crossing edge
+gives a quad of the four vertices around it, split along its shorter diagonal (a quad
+two of whose cells merged is a triangle).
 
 Invariants: every mesh edge is in exactly two triangles, once in each direction (the
-surface of the sign grid's inside, each sheet a disk); vertices lie in their cells.
+surface of the sign grid's inside, each sheet a disk); vertices lie in their cells (or
+merged blocks), in the box.
 """
 
 from __future__ import annotations
@@ -145,14 +151,17 @@ class Cells:
         grid = np.pad(values, pad, constant_values=1)
         inside = grid <= 0
         self.signs.store(inside, first - int(bottom) + 1)
+        # A cell is crossed where its eight corners' inside count is neither 0 nor 8
+        # (summed one axis at a time); only those cells' configurations are built.
         bits = inside.view(np.uint8)
-        shape = tuple(s - 1 for s in grid.shape)
-        config = bits[: shape[0], : shape[1], : shape[2]].copy()
-        for i, (da, db, dc) in enumerate(_CORNERS[1:], 1):
-            corner = bits[dc : dc + shape[0], db : db + shape[1], da : da + shape[2]]
-            config |= corner << np.uint8(i)
-        c, b, a = np.nonzero((config - np.uint8(1)) < np.uint8(254))  # neither 0 nor 255
-        self.configs.append(config[c, b, a])
+        count = bits[:, :, 1:] + bits[:, :, :-1]
+        count = count[:, 1:] + count[:, :-1]
+        count = count[1:] + count[:-1]
+        c, b, a = np.nonzero((count - np.uint8(1)) < np.uint8(7))  # 1 to 7
+        config = np.zeros(len(c), np.uint8)
+        for i, (da, db, dc) in enumerate(_CORNERS):
+            config |= bits[c + dc, b + db, a + da] << np.uint8(i)
+        self.configs.append(config)
         self.keys.append(self.key(a - 1, b - 1, c + first - int(bottom)))
         corners = [grid[c + dc, b + db, a + da] for da, db, dc in _CORNERS]
         self.values.append(np.stack(corners, axis=1).astype(np.float32))
