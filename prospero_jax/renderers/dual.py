@@ -43,15 +43,16 @@ from prospero_jax.renderers.hierarchy import LEAF_SIDE
 from prospero_jax.renderers.merge import Errors, Signs, merge
 from prospero_jax.renderers.view import Target, View
 
-#: Steps that find each crossing on its edge (Newton in the bracket, else bisection), and
-#: the move (a share of the edge) under which a crossing counts as found.
+#: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
 CROSSING_STEPS = 8
-SETTLED = 1e-5
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
-#: A vertex still this far from the surface after them (``|f| / |∇f|``, in cells) takes
-#: its sheet's nearest crossing instead.
-STALLED = 1e-5
+#: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
+#: move) is on it; one farther after the Newton steps (stalled against its cell's walls)
+#: takes its sheet's nearest crossing instead. Never finer than :data:`PRECISION` units
+#: of the dtype's precision at the box's scale: float32 cannot place a point closer.
+NEAR = 1e-5
+PRECISION = 16
 
 #: A cell's corner ``i`` is at ``(i & 1, i >> 1 & 1, i >> 2 & 1)`` (axes a, b, c: column,
 #: row, plane of the grid); its edge ``4 d + u + 2 v`` runs along axis ``d`` from the
@@ -210,8 +211,14 @@ def contour(
     v_in, v_out = np.where(start_inside, v0, v1), np.where(start_inside, v1, v0)
     with np.errstate(all="ignore"):  # where the grid's values put it, from the inside end
         guess = np.nan_to_num(v_in / (v_in - v_out), nan=0.5)
+    (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
+    h = float(np.min(np.abs(_world(np.ones((1, 3), int), view, cells.shape)
+                            - _world(np.zeros((1, 3), int), view, cells.shape))))  # fmt: skip
+    scale = max(abs(v) for v in (xmin, xmax, ymin, ymax, zmin, zmax))
+    floor = PRECISION * float(np.finfo(target.dtype).eps) * max(scale, h)
+    near = max(NEAR * h, floor)
     point, normal, padding = _crossings(
-        program, start, end, start_inside, guess, cells.shape, view, target
+        program, start, end, start_inside, guess, near, cells.shape, view, target
     )
     # The four cells around each crossed edge, counter-clockwise about it, and the sheet
     # of each that the edge belongs to.
@@ -240,7 +247,6 @@ def contour(
     cell_of_sheet = np.repeat(np.arange(len(keys)), counts[configs])
     lo = np.minimum(low_corner, high_corner)[cell_of_sheet]
     hi = np.maximum(low_corner, high_corner)[cell_of_sheet]
-    (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
     lo = np.maximum(lo, [xmin, ymin, zmin])
     hi = np.minimum(hi, [xmax, ymax, zmax])
     # A best point outside its cell: the planes meet beyond it. In a neighbouring cell
@@ -250,17 +256,19 @@ def contour(
     outside = ((vertices < lo) | (vertices > hi)).any(axis=1)
     steps = np.abs(high_corner - low_corner)[0]
     poking = outside & _in_empty_neighbour(vertices, lo, hi, steps, keys, cells, view)
-    poking[poking] = _distance(program, vertices[poking], steps, target) < STALLED * steps.min()
+    poking[poking] = _distance(program, vertices[poking], steps, target) < near
     vertices = np.where(
         poking[:, None], vertices, np.clip(np.where(outside[:, None], mean, vertices), lo, hi)
     )
     if project:  # where the planes do not pin the vertex down (curved parts): onto the surface
         free = np.flatnonzero(~capped & ~poking)
-        moved, distance = _onto_surface(program, vertices[free], lo[free], hi[free], steps, target)
+        moved, distance = _onto_surface(
+            program, vertices[free], lo[free], hi[free], steps, near, target
+        )
         vertices[free] = moved
         # Newton steps that stall against the cell's walls: the sheet's crossing nearest
         # the vertex instead (on the surface, in the cell's closure).
-        stuck = free[distance > STALLED * steps.min()]
+        stuck = free[distance > near]
         if len(stuck):
             vertices[stuck] = _nearest(point[which], sheet, vertices, stuck)
     # (u, v) in increasing axis order turns about +d for d = 0 and 2 and about -d for d = 1;
@@ -275,8 +283,8 @@ def contour(
         alone = counts[configs][cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
         node, vertices = merge(
-            errors, vertices, where, alone, cells.signs, world, counts, tolerance,
-            lambda at: _distance(program, at, steps, target),
+            errors, vertices, where, alone, cells.signs, world, counts,
+            max(tolerance * h, floor), lambda at: _distance(program, at, steps, target),
         )  # fmt: skip
         quads = node[quads]
     faces = _triangles(quads, vertices)
@@ -307,6 +315,7 @@ def _crossings(
     end: np.ndarray,
     start_inside: np.ndarray,
     guess: np.ndarray,
+    near: float,
     shape: tuple[int, int, int],
     view: View,
     target: Target,
@@ -315,7 +324,7 @@ def _crossings(
     grid's values put the crossing, a share of the edge from its inside end) crosses the surface,
     the unit normal there, and whether the edge runs to a padding point (it crosses at
     its end in the box, with the box face's normal); others by Newton steps in the
-    bracket, else bisection."""
+    bracket, else bisection, until a step moves less than ``near``."""
     inner = np.where(start_inside[:, None], start, end)
     outer = np.where(start_inside[:, None], end, start)
     limit = np.array(shape) - 1
@@ -352,7 +361,7 @@ def _crossings(
                 newton = u - value / slope
             fine = np.isfinite(newton) & (newton > t_in[live]) & (newton < t_out[live])
             t[live] = np.where(fine, newton, (t_in[live] + t_out[live]) / 2)
-            live = live[(value != 0) & (np.abs(t[live] - u) > SETTLED)]
+            live = live[(value != 0) & (np.abs(t[live] - u) * steps[live] > near)]
             if not len(live):
                 break
         point[field] = a + best_t[:, None] * (b - a)
@@ -412,11 +421,13 @@ def _onto_surface(
     lo: np.ndarray,
     hi: np.ndarray,
     steps: np.ndarray,
+    near: float,
     target: Target,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``points`` moved towards the surface by :data:`NEWTON_STEPS` Newton steps, each at
-    most half a cell long and kept in the box ``[lo, hi]`` (its cell); and the distance
-    estimate ``|f| / |∇f|`` where they end."""
+    most half a cell long and kept in the box ``[lo, hi]`` (its cell), until they are
+    ``near`` it; and the distance estimate ``|f| / |∇f|`` where those still moving end
+    (0 for the others)."""
     points = points.copy()
     columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
     cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
@@ -434,7 +445,7 @@ def _onto_surface(
         points[live] = np.clip(points[live] + np.nan_to_num(move), lo[live], hi[live])
         with np.errstate(invalid="ignore", divide="ignore"):  # |f| / |∇f|: inf where ∇f = 0
             far = np.where(value == 0, 0.0, np.abs(value) / np.sqrt(norm2))
-        live = live[~(far <= SETTLED * step)]  # NaN and inf stay
+        live = live[~(far <= near)]  # NaN and inf stay
         if not len(live):
             break
     # Points that settled are on the surface; those still moving may be stuck at a wall.

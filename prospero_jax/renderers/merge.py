@@ -1,9 +1,9 @@
 """Merging dual contouring's cells bottom-up where one vertex still fits the surface.
 
 Input: each sheet's quadratic error function (:class:`Errors`: sums over its crossings of
-``n nᵀ``, ``n (n · p)``, ``(n · p)²``, ``p`` and their count), the cell of each sheet and
-how many sheets that cell holds, the grid's signs (:class:`Signs`), the box, and a
-``tolerance`` (a distance, in cells).
+``n nᵀ``, ``n (n · p)``, ``(n · p)²``, ``p``, ``n`` and their count), the cell of each
+sheet and how many sheets that cell holds, the grid's signs (:class:`Signs`), the box, a
+``limit`` (the tolerance, a distance) and the field's distance estimate.
 Output: for each sheet, the vertex that stands for it (:func:`merge`'s ``node``), and each
 vertex's position; a vertex stands for a block of ``2^L`` cells a side.
 
@@ -14,8 +14,8 @@ itself (or, at the first level, a cell with one sheet); the block's corners make
 agrees with one of the edge's ends, in the middle of each face with one of its corners, in
 its middle with one of its corners (so the surface in the block is one disk, as the
 block's corners say); and the merged vertex, the minimum of the children's summed error
-clamped to the block and the box, lies within ``tolerance`` cells (root mean square) of
-its crossings' planes. A mesh whose quads are remapped through ``node`` is then the
+clamped to the block and the box, lies within ``limit`` (root mean square) of its
+crossings' planes and of the surface. A mesh whose quads are remapped through ``node`` is then the
 adaptive dual contouring of the octree the merges make.
 """
 
@@ -136,7 +136,7 @@ def merge(
     signs: Signs,
     world: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     sheet_counts: np.ndarray,
-    tolerance: float,
+    limit: float,
     distance: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(node, positions)``: the vertex each sheet merges into and the vertices'
@@ -144,16 +144,14 @@ def merge(
     (``(n, 3)``: a, b, c); ``alone``: whether it is its cell's only sheet; ``world``:
     ``(origin, step, lo, hi)``, a padded point's position is ``origin + index · step`` and
     the box is ``[lo, hi]``; ``sheet_counts``: the sheets of each configuration;
-    ``distance(points)``: the distance estimate ``|f| / |∇f|`` there (a merged vertex must
-    lie within the tolerance of the surface too: planes that meet where the surface does
-    not, a step's two faces, do not merge); a ``tolerance`` of ``0`` or less merges
-    nothing."""
+    ``limit``: the tolerance as a distance; ``distance(points)``: the distance estimate
+    ``|f| / |∇f|`` there (a merged vertex must lie within the limit of the surface too:
+    planes that meet where the surface does not, a step's two faces, do not merge); a
+    ``limit`` of ``0`` or less merges nothing."""
     origin, step, box_lo, box_hi = world
     positions = vertices.copy()
-    if tolerance <= 0 or not len(vertices):
+    if limit <= 0 or not len(vertices):
         return np.arange(len(vertices)), positions
-    spacing = float(np.min(np.abs(step)))
-    limit = tolerance * spacing
     final = np.where(alone, -1, np.arange(len(vertices)))  # each sheet's vertex, once known
     # The live nodes: each stands for its whole block at this level (so may merge further):
     # their error, block, position and vertex; each sheet's live node (-1: none).
