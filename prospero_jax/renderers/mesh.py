@@ -66,7 +66,8 @@ METHODS = ("dual", "cubes")
 #: square) of their crossings' planes: flat parts merge, curved ones (whose planes miss a
 #: common point by more) keep the grid's cells.
 TOLERANCE = 1e-4
-#: Most bytes a slab of grid planes may take (with marching cubes' copy of it).
+#: Most bytes a mesh's grid may hold at once: a slab of planes (with marching cubes' copy
+#: of it) and every point's sign.
 SLAB_MEMORY = 2 * 2**30
 #: A grid value of exactly 0 is read as ``-ZERO``: inside (a face of the cube
 #: ``max(|x|, |y|, |z|) - 0.5`` on grid points stays sharp), and far enough from 0 that
@@ -115,7 +116,9 @@ def mesh_view(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> Vie
 
 def check_mesh(view: View, dtype: str) -> View:
     """``view`` if a mesh of its grid (``size² × samples`` points) fits the limits of time
-    and memory, else ``InvalidView``; checked before anything is allocated."""
+    and memory, else ``InvalidView``; checked before anything is allocated. Memory: a slab
+    of planes (the values and marching cubes' float64 copy) and every point's sign, packed
+    8 to a byte (dual contouring's merging reads them), within :data:`SLAB_MEMORY`."""
     if view.rows is not None:
         raise InvalidView("rows", "a mesh is of the whole view: give no rows")
     side, depth = view.size, view.samples
@@ -123,19 +126,19 @@ def check_mesh(view: View, dtype: str) -> View:
         raise InvalidView("size", f"a mesh needs at least 4 points per axis, got {side}² × {depth}")
     check_samples("resolution", side * side * depth, f"a {side}² × {depth} grid")
 
-    def slab(side: int) -> int:  # bytes: the values and marching cubes' float64 copy
-        return (SLAB + 1) * side * side * (np.dtype(dtype).itemsize + 8)
+    def needed(side: int, depth: int) -> int:  # bytes: planes padded to a power of two
+        planes = (SLAB + 1) * root_side(side) ** 2 * (np.dtype(dtype).itemsize + 8)
+        return planes + (depth + 2) * (side + 2) * -(-(side + 2) // 8)
 
-    padded = root_side(side)
-    if slab(padded) > SLAB_MEMORY:
-        largest = padded // 2
-        while slab(largest) > SLAB_MEMORY:
+    if needed(side, depth) > SLAB_MEMORY:
+        largest = root_side(side) // 2
+        while needed(largest, largest) > SLAB_MEMORY:
             largest //= 2
         raise InvalidView(
             "resolution",
-            f"a {side}³ grid in {dtype} needs {slab(padded) / 2**30:.1f} GiB for a slab "
-            f"of {SLAB + 1} planes, above the {SLAB_MEMORY / 2**30:.0f} GiB limit: at most "
-            f"{largest} in {dtype}",
+            f"a {side}² × {depth} grid in {dtype} needs {needed(side, depth) / 2**30:.1f} "
+            f"GiB for a slab of {SLAB + 1} planes and the grid's signs, above the "
+            f"{SLAB_MEMORY / 2**30:.0f} GiB limit: at most {largest}³ in {dtype}",
         )
     return view
 
