@@ -39,10 +39,10 @@ Public API (the subpackages are the implementation):
   first surface from the top and its normals), culled on an octree; :func:`shade_heightmap`
   → an image;
   :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
-  :func:`mesh`: a solid and its View (or a resolution and bounds) → a watertight
-  triangle :class:`Mesh` (interval-culled marching cubes; :class:`MeshWarning` when it is
-  empty, or capped flat where the solid crosses the bounds), :func:`write_mesh` → STL,
-  PLY or OBJ;
+  :func:`mesh`: a solid and its View (or a resolution and bounds) → a closed, manifold
+  triangle :class:`Mesh` (dual contouring on the octree's grid, sharp edges kept, flat
+  parts merged; or marching cubes; :class:`MeshWarning` when it is empty, or capped flat
+  where the solid crosses the bounds), :func:`write_mesh` → STL, PLY or OBJ;
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;

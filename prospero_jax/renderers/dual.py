@@ -61,7 +61,9 @@ _CORNERS = np.array([(i & 1, i >> 1 & 1, i >> 2 & 1) for i in range(8)])
 
 
 def _others(d: int) -> tuple[int, int]:
-    return tuple(k for k in range(3) if k != d)  # type: ignore[return-value]
+    """The two axes other than ``d``, in increasing order."""
+    first, second = (k for k in range(3) if k != d)
+    return first, second
 
 
 def _edge_ends(edge: int) -> tuple[int, int]:

@@ -12,17 +12,22 @@ box's faces the mesh is capped there, flat (a :class:`MeshWarning` says so).
 How: one walk of the octree over the grid (:func:`~prospero_jax.renderers.octree.walk`)
 proves most boxes of grid points inside or outside; only the leaf boxes it leaves
 ambiguous are evaluated, a layer of planes at a time (the leaf kernel, values). Proved
-boxes get a stand-in of the right sign (-1 inside, +1 outside): no surface crosses them,
-and the vertices next to them are corrected below. The grid is meshed in slabs of
-:data:`SLAB` cells along z; each slab's planes go to scikit-image's
-marching cubes (Lewiner's variant, which resolves the ambiguous cube configurations
-consistently, so closed surfaces give closed meshes; a well-kept library beats a
-hand-written 256-case table); a plane shared by two slabs is evaluated once, so the two
-meshes meet vertex for vertex, and equal vertices are merged. The grid is padded with a
-layer of outside points around the box (the end slabs below and above too), whose crossings
-are put on the box's faces: the caps. Vertices off the caps are then moved onto the
-surface by a few Newton steps along the gradient (forward mode, the op table's partials),
-and kept in the box. Memory grows with the surface: a slab of planes at a time, and the vertices.
+boxes get a stand-in of the right sign (-1 inside, +1 outside): no surface crosses them.
+The grid is read in slabs of :data:`SLAB` cells along z (a plane shared by two slabs is
+evaluated once) and padded with a layer of outside points around the box (the end slabs
+below and above too), whose crossings lie on the box's faces: the caps.
+
+- ``method="dual"`` (the default): each slab's crossed cells are kept, and dual contouring
+  (:mod:`~prospero_jax.renderers.dual`) finds the crossings on the surface, a vertex per
+  sheet of each cell where their planes meet, and merges cells where one vertex fits
+  (:mod:`~prospero_jax.renderers.merge`): sharp edges kept, flat parts in few triangles.
+- ``method="cubes"``: each slab goes to scikit-image's marching cubes (Lewiner's variant,
+  which resolves the ambiguous cube configurations consistently), equal vertices of
+  neighbouring slabs are merged, and vertices off the caps take a few Newton steps onto
+  the surface, kept in the box.
+
+Memory grows with the surface: a slab of planes at a time, the crossed cells, and every
+grid point's sign packed 8 to a byte (:func:`check_mesh` counts them).
 
 Files: :mod:`prospero_jax.io.mesh_file` writes meshes (STL, PLY, OBJ).
 """
