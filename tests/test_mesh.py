@@ -4,10 +4,13 @@ the surface, only cells near the surface evaluated, and the three file formats."
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import prospero_jax as pj
@@ -15,6 +18,7 @@ from cli.main import app
 from prospero_jax.renderers import mesh as mesh_module
 from prospero_jax.renderers.mesh import volume
 from tests.conftest import shared_path
+from tests.programs import examples, programs, specialisable
 
 SPHERE = pj.parse(
     "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
@@ -326,3 +330,20 @@ def test_merged_cells_stay_within_a_cell_of_the_grids_mesh() -> None:
     hausdorff = max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max())
     assert hausdorff < h  # sampled: the samples add up to h / 4
     assert volume(merged) == pytest.approx(volume(every), rel=1e-3)
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(st.one_of(programs(max_size=25, solid=True), specialisable(solid=True)), st.integers(8, 20))
+def test_random_solids_give_closed_manifold_meshes(program: pj.Program, resolution: int) -> None:
+    if pj.describe(program)["dimensions"] != 3:
+        return  # a 2-D program is refused (tested elsewhere)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pj.MeshWarning)  # empty, full or capped: all closed
+        surface = pj.mesh(program, resolution)
+    if not len(surface.faces):
+        return
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert np.all(np.isfinite(surface.vertices))
+    assert np.all(np.abs(surface.vertices) <= 1.0)

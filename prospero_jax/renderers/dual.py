@@ -76,6 +76,11 @@ def _edge_ends(edge: int) -> tuple[int, int]:
     return low, low + (1 << d)
 
 
+#: For each configuration, a bit per face ``2 d + side`` (``d``: the axis across it) that
+#: is ambiguous with both its arcs in one sheet (filled by :func:`sheets`).
+_TUNNELS = np.zeros(256, np.uint8)
+
+
 @functools.cache
 def sheets() -> tuple[np.ndarray, np.ndarray]:
     """For each of the 256 sign configurations of a cell (bit ``i``: corner ``i`` inside),
@@ -98,6 +103,7 @@ def sheets() -> tuple[np.ndarray, np.ndarray]:
             faces.append((corners, edges))
     table = np.full((256, 12), -1, np.int8)
     counts = np.zeros(256, np.int8)
+    tunnels = np.zeros(256, np.uint8)
     for config in range(256):
         inside = [(config >> i) & 1 for i in range(8)]
         crossed = [inside[a] != inside[b] for a, b in ends]
@@ -115,6 +121,10 @@ def sheets() -> tuple[np.ndarray, np.ndarray]:
             if crossed[e]:
                 table[config, e] = roots.setdefault(_find(parent, e), len(roots))
         counts[config] = len(roots)
+        for f, (_, edges) in enumerate(faces):  # an ambiguous face whose arcs are one sheet
+            if all(crossed[e] for e in edges) and len({table[config, e] for e in edges}) == 1:
+                tunnels[config] |= 1 << f
+    _TUNNELS[:] = tunnels
     return table, counts
 
 
@@ -186,16 +196,20 @@ def contour(
     target: Target,
     project: bool = True,
     tolerance: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The mesh of ``cells``'s surface (module docstring): ``(vertices, faces)``;
     ``project`` moves the vertices of sheets off the box's faces onto the surface by
     Newton steps, kept in their cells; cells merge where one vertex stays within
     ``tolerance`` cells of their crossings' planes (:func:`~prospero_jax.renderers.merge.
-    merge`; 0: none)."""
+    merge`; 0: none). None where the surface has a tunnel through a cell face that is one
+    sheet on both sides (:func:`tunnel`): its ring would have two vertices, and the mesh
+    would not be manifold there."""
     keys, configs, corner_values = cells.gathered()
     if not len(keys):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     table, counts = sheets()
+    if tunnel(keys, configs, cells):
+        return None
     na, nb, _ = cells.shape
     a = keys % (na + 2) - 1
     b = keys // (na + 2) % (nb + 2) - 1
@@ -293,6 +307,26 @@ def contour(
     used, faces = np.unique(faces, return_inverse=True)
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
     return box, faces.reshape(-1, 3)
+
+
+def tunnel(keys: np.ndarray, configs: np.ndarray, cells: Cells) -> bool:
+    """Whether a face between two crossed cells is ambiguous with both its arcs in one
+    sheet on each side: a tube a cell wide passing through the face, whose ring dual
+    contouring would close with two vertices (four triangles on one edge)."""
+    sheets()  # fills _TUNNELS
+    faces = _TUNNELS[configs]
+    na, nb, _ = cells.shape
+    stride = (1, na + 2, (na + 2) * (nb + 2))  # a key's step along a, b, c
+    for d in range(3):
+        mine = np.flatnonzero(faces & (1 << (2 * d + 1)))  # the face on the high side
+        if not len(mine):
+            continue
+        other = keys[mine] + stride[d]
+        at = np.minimum(np.searchsorted(keys, other), len(keys) - 1)
+        found = keys[at] == other
+        if (found & ((faces[at] & (1 << (2 * d))) != 0)).any():  # its low side
+            return True
+    return False
 
 
 @functools.cache

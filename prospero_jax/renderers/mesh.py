@@ -189,6 +189,7 @@ def mesh(
         raise InvalidView("tolerance", f"tolerance must be a finite number ≥ 0, got {tolerance}")
     check_mesh(view, target.dtype)
     check_solid(program)
+    given = (program, view)
     program, view = view.pose(program)
     side, planes_count = view.size, view.samples
     xmin, xmax, ymin, ymax = view.region
@@ -213,6 +214,10 @@ def mesh(
             last = min(first + SLAB, planes_count - 1)
             planes = grid.planes(first, last)
             block = planes[:, :side, :side]  # [z, y, x]
+            if not np.isfinite(block).all():  # NaN is outside (as images have it), ±inf ±1
+                block = np.where(
+                    np.isnan(block), 1.0, np.where(np.isinf(block), np.sign(block), block)
+                )
             bottom, top = first == 0, last == planes_count - 1
             signs.see(block, bottom, top)
             if method == "dual":
@@ -239,7 +244,19 @@ def mesh(
             if progress is not None:  # dual contouring's last step counts as one slab more
                 progress(done, len(slabs) + (method == "dual"))
         if method == "dual":
-            vertices, faces = contour(program, cells, view, target, project, tolerance)
+            contoured = contour(program, cells, view, target, project, tolerance)
+            if contoured is None:  # a tube a cell wide through a cell face: not manifold
+                warnings.warn(
+                    MeshWarning(
+                        f"{program.source}: a tunnel a cell wide passes through a cell face: "
+                        "meshed by marching cubes instead, which cuts sharp edges (a higher "
+                        "resolution keeps them)"
+                    ),
+                    stacklevel=2,
+                )
+                return mesh(*given, method="cubes", project=project, progress=progress,
+                            target=target)  # fmt: skip
+            vertices, faces = contoured
             if progress is not None:
                 progress(len(slabs) + 1, len(slabs) + 1)
             signs.warn(program.source, view)
