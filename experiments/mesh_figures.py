@@ -10,28 +10,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from libfive_meshes import BOXES  # the two boxes of the mesh tests (experiments/)
 
 import prospero_jax as pj
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "experiments" / "figures"
 LIGHT = np.array([-0.4, 0.5, 0.77]) / np.linalg.norm([-0.4, 0.5, 0.77])
-XYZ = "x var-x\ny var-y\nz var-z\n"
-
-
-def box(centre: tuple[float, ...], half: tuple[float, ...], name: str) -> str:
-    lines = []
-    for axis, c, h in zip("xyz", centre, half, strict=True):
-        lines += [f"{name}c{axis} const {c!r}", f"{name}d{axis} sub {axis} {name}c{axis}",
-                  f"{name}a{axis} abs {name}d{axis}", f"{name}h{axis} const {h!r}",
-                  f"{name}e{axis} sub {name}a{axis} {name}h{axis}"]  # fmt: skip
-    return "\n".join([*lines, f"{name}m max {name}ex {name}ey", f"{name} max {name}m {name}ez"])
-
-
-BOXES = "\n".join(
-    [XYZ.strip(), box((-0.2, -0.1, 0.05), (0.4, 0.4, 0.3), "a"),
-     box((0.3, 0.25, 0.15), (0.35, 0.3, 0.25), "b"), "v min a b\n"]
-)  # fmt: skip
 
 
 def draw(mesh: pj.Mesh, turn: np.ndarray, size: int = 360, half: float = 1.0) -> np.ndarray:

@@ -27,6 +27,16 @@ CENTRE = np.array([0.2, -0.1, 0.15])
 TURN = pj.rotation(30, -50)
 
 
+def turned_top(view: pj.View) -> tuple[np.ndarray, np.ndarray]:
+    """The top of BALL turned by TURN over ``view``'s pixels (its centre is TURNᵀ · CENTRE
+    in the view's frame), and the pixels well inside its outline."""
+    seen = TURN.T @ CENTRE
+    x, y = np.meshgrid(*view.axes())
+    q = 0.36 - (x - seen[0]) ** 2 - (y - seen[1]) ** 2
+    inside = q > 0.02
+    return seen[2] + np.sqrt(np.where(inside, q, 0)), inside
+
+
 def test_a_views_fields_are_checked_once_and_named() -> None:
     view = pj.View(64, depth=16, zrange=(-0.5, 1.5), rotation=TURN)
     assert view.samples == 16
@@ -54,13 +64,7 @@ def test_a_turned_heightmap_is_the_posed_programs_in_either_call_form() -> None:
     for a, b in [(by_view, by_keywords), (by_view, posed)]:
         np.testing.assert_array_equal(a.z, b.z)
         np.testing.assert_array_equal(a.normal, b.normal)
-    # The turned ball's centre is TURNᵀ · CENTRE in the view's frame: its top is there.
-    seen = TURN.T @ CENTRE
-    xs, ys = view.axes()
-    x, y = np.meshgrid(xs, ys)
-    q = 0.36 - (x - seen[0]) ** 2 - (y - seen[1]) ** 2
-    inside = q > 0.02
-    top = seen[2] + np.sqrt(np.where(inside, q, 0))
+    top, inside = turned_top(view)
     assert np.all(np.isfinite(by_view.z[inside]))
     assert np.max(np.abs(by_view.z - top)[inside]) <= 2 / 23 + 1e-6  # within a sample
     with pytest.raises(ValueError, match="in the View, not beside it"):
@@ -85,12 +89,7 @@ def test_surface_depth_of_a_turned_view_is_the_turned_surfaces() -> None:
     view = pj.View(32, depth=32, rotation=TURN)
     depth_of = pj.surface_depth(BALL, view)
     z = np.asarray(depth_of(jnp.asarray(BALL.constants, jnp.float32)))
-    seen = TURN.T @ CENTRE
-    xs, ys = view.axes()
-    x, y = np.meshgrid(xs, ys)
-    q = 0.36 - (x - seen[0]) ** 2 - (y - seen[1]) ** 2
-    inside = q > 0.02
-    top = seen[2] + np.sqrt(np.where(inside, q, 0))
+    top, inside = turned_top(view)
     assert np.max(np.abs(z - top)[inside]) < 1e-4  # Newton on the turned field
 
 

@@ -181,3 +181,11 @@ def test_cli_refuses_shading_a_streamed_render(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "not streamed" in result.stderr
+
+
+def test_the_old_argument_order_is_refused_with_the_new_one(
+    demo: pj.Program, tmp_path: Path
+) -> None:
+    with pytest.raises(TypeError, match=r"render_to_file\(program, path, size\)"):
+        pj.render_to_file(demo, SIZE, tmp_path / "x.pgm")  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -38,7 +38,7 @@ import functools
 import numpy as np
 
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.gradients import field_gradients
+from prospero_jax.renderers.gradients import field_gradients, onto_surface, surface_distance
 from prospero_jax.renderers.hierarchy import LEAF_SIDE
 from prospero_jax.renderers.merge import Errors, Signs, merge
 from prospero_jax.renderers.view import Target, View
@@ -272,14 +272,14 @@ def contour(
     outside = ((vertices < lo) | (vertices > hi)).any(axis=1)
     steps = np.abs(high_corner - low_corner)[0]
     poking = outside & _in_empty_neighbour(vertices, lo, hi, steps, keys, cells, view)
-    poking[poking] = _distance(program, vertices[poking], steps, target) < near
+    poking[poking] = surface_distance(program, vertices[poking], steps, target) < near
     vertices = np.where(
         poking[:, None], vertices, np.clip(np.where(outside[:, None], mean, vertices), lo, hi)
     )
     if project:  # where the planes do not pin the vertex down (curved parts): onto the surface
         free = np.flatnonzero(~capped & ~poking)
-        moved, distance = _onto_surface(
-            program, vertices[free], lo[free], hi[free], steps, near, target
+        moved, distance = onto_surface(
+            program, vertices[free], steps, target, lo[free], hi[free], near, NEWTON_STEPS
         )
         vertices[free] = moved
         # Newton steps that stall against the cell's walls: the sheet's crossing nearest
@@ -300,7 +300,7 @@ def contour(
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
         node, vertices = merge(
             errors, vertices, where, alone, cells.signs, world, counts,
-            max(tolerance * h, floor), lambda at: _distance(program, at, steps, target),
+            max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
         )  # fmt: skip
         quads = node[quads]
     faces = _triangles(quads, vertices)
@@ -432,61 +432,6 @@ def _in_empty_neighbour(
     key = cells.key(index[:, 0], index[:, 1], index[:, 2])
     at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
     return np.asarray(near & (keys[at] != key), bool)
-
-
-def _distance(
-    program: Program, points: np.ndarray, steps: np.ndarray, target: Target
-) -> np.ndarray:
-    """The distance estimate ``|f| / |∇f|`` at ``points`` (0 where f is, inf where the
-    gradient is 0 and f is not)."""
-    if not len(points):
-        return np.zeros(0)
-    columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
-    value, gradient = field_gradients(
-        program, points, columns[:, 0] * (1 << 20) + columns[:, 1], target
-    )
-    value, gradient = value.astype(np.float64), gradient.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distance = np.where(value == 0, 0.0, np.abs(value) / np.linalg.norm(gradient, axis=1))
-    return np.nan_to_num(distance, nan=np.inf)
-
-
-def _onto_surface(
-    program: Program,
-    points: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    steps: np.ndarray,
-    near: float,
-    target: Target,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` moved towards the surface by :data:`NEWTON_STEPS` Newton steps, each at
-    most half a cell long and kept in the box ``[lo, hi]`` (its cell), until they are
-    ``near`` it; and the distance estimate ``|f| / |∇f|`` where those still moving end
-    (0 for the others)."""
-    points = points.copy()
-    columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
-    cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
-    step = float(steps.min())
-    live = np.arange(len(points))  # points still moving
-    distance = np.zeros(len(points))
-    for _ in range(NEWTON_STEPS):
-        value, gradient = field_gradients(program, points[live], cells[live], target)
-        value, gradient = value.astype(np.float64), gradient.astype(np.float64)
-        norm2 = np.sum(gradient * gradient, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
-        length = np.linalg.norm(move, axis=1, keepdims=True)
-        move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
-        points[live] = np.clip(points[live] + np.nan_to_num(move), lo[live], hi[live])
-        with np.errstate(invalid="ignore", divide="ignore"):  # |f| / |∇f|: inf where ∇f = 0
-            far = np.where(value == 0, 0.0, np.abs(value) / np.sqrt(norm2))
-        live = live[~(far <= near)]  # NaN and inf stay
-        if not len(live):
-            break
-    # Points that settled are on the surface; those still moving may be stuck at a wall.
-    distance[live] = _distance(program, points[live], steps, target)
-    return points, distance
 
 
 def _nearest(

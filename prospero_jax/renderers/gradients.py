@@ -196,23 +196,63 @@ def grouped_gradients(
     return value, gradient
 
 
+def surface_distance(
+    program: Program, points: Float[np.ndarray, "n 3"], steps: np.ndarray, target: Target
+) -> Float[np.ndarray, " n"]:
+    """The distance estimate ``|f| / |∇f|`` at ``points`` (0 where f is 0, inf where the
+    gradient is 0 and f is not); ``steps``: a grid cell's sides, to group nearby points."""
+    if not len(points):
+        return np.zeros(0)
+    value, gradient = field_gradients(program, points, _columns(points, steps), target)
+    value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.where(value == 0, 0.0, np.abs(value) / np.linalg.norm(gradient, axis=1))
+    return np.nan_to_num(distance, nan=np.inf)
+
+
 def onto_surface(
-    program: Program, vertices: np.ndarray, steps: np.ndarray, target: Target
-) -> np.ndarray:
-    """``vertices`` moved onto the surface by :data:`NEWTON_STEPS` Newton steps ``p ← p −
-    f ∇f / |∇f|²`` (:func:`field_gradients`), each at most half a cell long (the cell's
-    shortest side: ``steps`` are its sides in x, y, z)."""
-    points = vertices.copy()
+    program: Program,
+    vertices: Float[np.ndarray, "n 3"],
+    steps: np.ndarray,
+    target: Target,
+    lo: np.ndarray | float = -np.inf,
+    hi: np.ndarray | float = np.inf,
+    near: float = 0.0,
+    newton_steps: int = NEWTON_STEPS,
+) -> tuple[Float[np.ndarray, "n 3"], Float[np.ndarray, " n"]]:
+    """``vertices`` moved towards the surface by up to ``newton_steps`` Newton steps ``p ←
+    p − f ∇f / |∇f|²`` (:func:`field_gradients`), each at most half a cell long (the cell's
+    shortest side: ``steps`` are its sides in x, y, z) and kept in ``[lo, hi]``; a point
+    stops once within ``near`` of the surface (``|f| / |∇f|``; a zero gradient never is).
+    Also the distance estimate where the points still moving end (0 for the others)."""
+    points = np.array(vertices, np.float64)
+    lo_all, hi_all = np.broadcast_to(lo, points.shape), np.broadcast_to(hi, points.shape)
+    cells = _columns(points, steps)
     step = float(np.min(steps))
-    for _ in range(NEWTON_STEPS):
-        columns = np.floor(points[:, :2] / (LEAF_SIDE * steps[:2])).astype(np.int64)
-        cells = columns[:, 0] * (1 << 20) + columns[:, 1]  # a leaf tile's column of cells
-        value, gradient = field_gradients(program, points, cells, target)
+    live = np.arange(len(points))  # points still moving
+    distance = np.zeros(len(points))
+    for _ in range(newton_steps):
+        value, gradient = field_gradients(program, points[live], cells[live], target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)
         norm2 = np.sum(gradient * gradient, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
+            far = np.where(value == 0, 0.0, np.abs(value) / np.sqrt(norm2))
         length = np.linalg.norm(move, axis=1, keepdims=True)
         move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
-        points += np.nan_to_num(move)
-    return points
+        moved = points[live] + np.nan_to_num(move)
+        points[live] = np.clip(moved, lo_all[live], hi_all[live])
+        live = live[~(far <= near)]  # NaN and inf stay
+        if not len(live):
+            break
+    # Points that settled are on the surface; those still moving may be stuck at a wall.
+    distance[live] = surface_distance(program, points[live], steps, target)
+    return points, distance
+
+
+def _columns(points: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """A key per point: the column of leaf tiles of cells it lies in (points in one key
+    are near each other, for :func:`grouped_gradients`)."""
+    columns = np.floor(points[:, :2] / (LEAF_SIDE * np.asarray(steps)[:2])).astype(np.int64)
+    key: np.ndarray = columns[:, 0] * (1 << 20) + columns[:, 1]
+    return key

@@ -264,9 +264,8 @@ def mesh(
         vertices, faces, capped = _merged(parts)
         if project and len(vertices):
             on = ~capped  # the caps lie on the box's faces, not on the surface
-            moved = onto_surface(program, vertices[on], step, target)
             low, high = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
-            vertices[on] = np.clip(moved, low, high)  # a rim vertex stays in the box
+            vertices[on], _ = onto_surface(program, vertices[on], step, target, low, high)
     signs.warn(program.source, view)
     return Mesh(vertices, faces)
 
