@@ -18,6 +18,7 @@ from cli.main import app
 from prospero_jax.renderers import mesh as mesh_module
 from prospero_jax.renderers.mesh import volume
 from tests.conftest import shared_path
+from tests.geometry import folds, self_intersections
 from tests.programs import examples, programs, specialisable
 
 SPHERE = pj.parse(
@@ -267,6 +268,45 @@ def test_dual_contouring_keeps_edges_and_corners(shape: str, resolution: int) ->
     assert max(nearest) < 1e-3 * h, (shape, max(nearest) / h)
     cubes = pj.mesh(program, resolution, method="cubes")  # what the chamfer was
     assert max(np.linalg.norm(cubes.vertices - p, axis=1).min() for p in points) > 0.1 * h
+
+
+def test_the_self_intersection_check_finds_crossings_and_folds() -> None:
+    corners = np.array(
+        [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.2, 0.2, -1], [0.2, 0.2, 1], [0.3, 0.8, 0]]
+    )
+    pierced = np.array([[0, 1, 2], [3, 4, 5]])
+    assert self_intersections(corners, pierced).tolist() == [[0, 1]]
+    apart = corners + np.array([[0, 0, 0]] * 3 + [[5, 0, 0]] * 3)
+    assert len(self_intersections(apart, pierced)) == 0
+    # In one plane: a triangle over another (overlapping), or beside it sharing an edge.
+    flat = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.5, 0.5, 0], [-1, 1, 0]], np.float64)
+    assert len(self_intersections(flat, np.array([[0, 1, 2], [0, 3, 4]]))) == 1
+    assert len(self_intersections(flat, np.array([[0, 1, 2], [0, 2, 4]]))) == 0
+    folded = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.3, 0.3, 0], [1, 1, 0]], np.float64)
+    assert folds(folded, np.array([[0, 1, 2], [2, 1, 3]])) == 1  # back over the first
+    assert folds(folded, np.array([[0, 1, 2], [2, 1, 4]])) == 0  # beside it
+
+
+@pytest.mark.parametrize("tolerance", [mesh_module.TOLERANCE, 0.0])
+@pytest.mark.parametrize("resolution", [48, 64, 100])
+@pytest.mark.parametrize("shape", sorted(SHARP))
+def test_sharp_shapes_do_not_intersect_themselves(
+    shape: str, resolution: int, tolerance: float
+) -> None:
+    # Merged vertices that fold a quad (the octahedron at 64: 324 crossing pairs before)
+    # keep their cells apart; quads split so their triangles face the way they cross.
+    surface = pj.mesh(SHARP[shape][0], resolution, tolerance=tolerance)
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
+    assert folds(surface.vertices, surface.faces) == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "resolution"), [("bear", 48), ("colonnade", 64), ("tanglecube", 48)]
+)
+def test_shared_solids_do_not_intersect_themselves(model: str, resolution: int) -> None:
+    half = SOLIDS[model]
+    surface = pj.mesh(pj.load(shared_path(f"models/{model}.vm")), resolution, bounds=(-half, half))
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
 
 
 @pytest.mark.parametrize("resolution", [99, 101, 151, 203])

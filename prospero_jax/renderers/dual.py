@@ -45,6 +45,8 @@ from prospero_jax.renderers.view import Target, View
 
 #: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
 CROSSING_STEPS = 8
+#: Rounds of merging at most: each keeps apart the cells of quads that merging folded.
+UNFOLD_ROUNDS = 4
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
 #: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
@@ -292,18 +294,32 @@ def contour(
     # mirror: what turns the right way in grid coordinates turns the wrong way in space).
     flip = (axis == 1) ^ start_inside
     quads[flip] = quads[flip][:, ::-1]
+    # The direction in which each crossed edge leaves the solid (its quad's triangles face it).
+    outward = _world(np.where(start_inside[:, None], end, start), view, cells.shape)
+    outward -= _world(np.where(start_inside[:, None], start, end), view, cells.shape)
     if tolerance > 0:  # merged cells: their sheets' vertices become one
         origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
         step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
         where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
         alone = counts[configs][cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
-        node, vertices = merge(
-            errors, vertices, where, alone, cells.signs, world, counts,
-            max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
-        )  # fmt: skip
-        quads = node[quads]
-    faces = _triangles(quads, vertices)
+        kept = np.zeros(len(vertices), bool)
+        for _ in range(UNFOLD_ROUNDS):
+            node, positions = merge(
+                errors, vertices, where, alone, cells.signs, world, counts,
+                max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
+                kept,
+            )  # fmt: skip
+            merged, faces, folded = _triangles(node[quads], positions, outward, point)
+            # A quad of merged vertices that folds whichever way it is split: its cells
+            # keep their own vertices, and the merging runs again.
+            folded &= (node[quads] >= len(vertices)).any(axis=1)
+            if not folded.any():
+                break
+            kept[quads[folded].ravel()] = True
+        vertices = merged
+    else:
+        vertices, faces, _ = _triangles(quads, vertices, outward, point)
     used, faces = np.unique(faces, return_inverse=True)
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
     return box, faces.reshape(-1, 3)
@@ -448,18 +464,44 @@ def _nearest(
     return np.array([best[s] for s in chosen.tolist()])
 
 
-def _triangles(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Two triangles per quad ``[p, q, r, s]``, split along the shorter diagonal, those
-    with a repeated vertex left out."""
+def _facing(
+    vertices: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, outward: np.ndarray
+) -> np.ndarray:
+    """Whether triangles ``a b c`` of ``vertices`` face ``outward`` (or are a point or a
+    segment: a quad two of whose cells merged)."""
+    normal = np.cross(vertices[b] - vertices[a], vertices[c] - vertices[a])
+    repeated = (a == b) | (b == c) | (a == c)
+    return np.asarray(repeated | (np.einsum("ij,ij->i", normal, outward) >= 0), bool)
+
+
+def _triangles(
+    quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(vertices, faces, folded)``: the vertices with any centres added; triangles of
+    the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the solid along
+    ``outward`` and crosses the surface at ``centres``); which quads fold whichever way
+    they are split. Each quad is split along the shorter diagonal whose two triangles
+    both face ``outward`` (seen along the edge, they turn the right way about it, so they
+    cannot fold over each other), else into four triangles about its edge's crossing
+    (which face it while the quad's vertices lie in their cells); triangles with a
+    repeated vertex (a quad two of whose cells merged) are left out."""
     p, q, r, s = (quads[:, k] for k in range(4))
+    pr_fine = _facing(vertices, p, q, r, outward) & _facing(vertices, p, r, s, outward)
+    qs_fine = _facing(vertices, p, q, s, outward) & _facing(vertices, q, r, s, outward)
     pr = np.linalg.norm(vertices[p] - vertices[r], axis=1)
     qs = np.linalg.norm(vertices[q] - vertices[s], axis=1)
-    along_pr = (pr <= qs)[:, None]
-    first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))
-    second = np.where(along_pr, np.stack([p, r, s], 1), np.stack([q, r, s], 1))
-    faces = np.concatenate([first, second]).astype(np.int64)
-    # A quad two of whose cells merged into one vertex is a triangle; one of three, none.
+    along_pr = (pr_fine & (~qs_fine | (pr <= qs)))[:, None]
+    split = pr_fine | qs_fine
+    first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))[split]
+    second = np.where(along_pr, np.stack([p, r, s], 1), np.stack([q, r, s], 1))[split]
+    fan = np.flatnonzero(~split)
+    centre = len(vertices) + np.arange(len(fan))
+    vertices = np.concatenate([vertices, centres[fan]])
+    fans = [np.stack([quads[fan, k], quads[fan, (k + 1) % 4], centre], 1) for k in range(4)]
+    folded = np.zeros(len(quads), bool)
+    for f in fans:
+        folded[fan] |= ~_facing(vertices, f[:, 0], f[:, 1], f[:, 2], outward[fan])
+    faces = np.concatenate([first, second, *fans]).astype(np.int64)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
     distinct &= faces[:, 0] != faces[:, 2]
-    kept: np.ndarray = faces[distinct]
-    return kept
+    return vertices, faces[distinct], folded

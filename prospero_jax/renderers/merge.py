@@ -138,6 +138,7 @@ def merge(
     sheet_counts: np.ndarray,
     limit: float,
     distance: Callable[[np.ndarray], np.ndarray],
+    kept: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(node, positions)``: the vertex each sheet merges into and the vertices'
     positions (module docstring). ``cell``: each sheet's cell, padded coordinates from 0
@@ -146,12 +147,15 @@ def merge(
     the box is ``[lo, hi]``; ``sheet_counts``: the sheets of each configuration;
     ``limit``: the tolerance as a distance; ``distance(points)``: the distance estimate
     ``|f| / |∇f|`` there (a merged vertex must lie within the limit of the surface too:
-    planes that meet where the surface does not, a step's two faces, do not merge); a
+    planes that meet where the surface does not, a step's two faces, do not merge);
+    ``kept``: sheets whose cells must not merge (nor any block holding them); a
     ``limit`` of ``0`` or less merges nothing."""
     origin, step, box_lo, box_hi = world
     positions = vertices.copy()
     if limit <= 0 or not len(vertices):
         return np.arange(len(vertices)), positions
+    if kept is not None:
+        alone = alone & ~kept
     final = np.where(alone, -1, np.arange(len(vertices)))  # each sheet's vertex, once known
     # The live nodes: each stands for its whole block at this level (so may merge further):
     # their error, block, position and vertex; each sheet's live node (-1: none).
