@@ -45,8 +45,9 @@ from prospero_jax.renderers.view import Target, View
 
 #: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
 CROSSING_STEPS = 8
-#: Rounds of merging at most: each keeps apart the cells of quads that merging folded.
-UNFOLD_ROUNDS = 4
+#: Rounds at most of undoing merged blocks whose vertex folds a quad (each round undoes
+#: those found, then splits the quads again).
+UNFOLD_ROUNDS = 8
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
 #: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
@@ -130,6 +131,14 @@ def sheets() -> tuple[np.ndarray, np.ndarray]:
     return table, counts
 
 
+def _next_bit(packed: np.ndarray) -> np.ndarray:
+    """Packed bits (along the last axis, the first point in the high bit) moved one point
+    back: each point's bit becomes the next point's (0 past the end)."""
+    moved = packed << np.uint8(1)
+    moved[..., :-1] |= packed[..., 1:] >> np.uint8(7)
+    return moved
+
+
 def _find(parent: list[int], e: int) -> int:
     """Union-find's root of ``e``."""
     while parent[e] != e:
@@ -162,24 +171,35 @@ class Cells:
         """Planes ``first…`` of the grid (``values``: ``[plane, row, column]``, inside where
         ≤ 0; the slab's last plane is the next slab's first), padded below on the
         ``bottom`` slab and above on the ``top`` one."""
-        pad = ((int(bottom), int(top)), (1, 1), (1, 1))
-        grid = np.pad(values, pad, constant_values=1)
-        inside = grid <= 0
-        self.signs.store(inside, first - int(bottom) + 1)
-        # A cell is crossed where its eight corners' inside count is neither 0 nor 8
-        # (summed one axis at a time); only those cells' configurations are built.
-        bits = inside.view(np.uint8)
-        count = bits[:, :, 1:] + bits[:, :, :-1]
-        count = count[:, 1:] + count[:, :-1]
-        count = count[1:] + count[:-1]
-        c, b, a = np.nonzero((count - np.uint8(1)) < np.uint8(7))  # 1 to 7
+        below = int(bottom)
+        planes, rows, columns = values.shape
+        inside = np.zeros((planes + below + int(top), rows + 2, columns + 2), bool)
+        inside[below : below + planes, 1:-1, 1:-1] = values <= 0
+        packed = np.packbits(inside, axis=2)  # 8 points a byte, the first in the high bit
+        self.signs.store(packed, first - below + 1)
+        # A cell is crossed where its corners are neither all inside nor all outside: the
+        # four points about each column (planes and rows) any and all inside, then the
+        # column and the next one (the next bit), on packed bytes; only the bytes with a
+        # crossed cell are unpacked.
+        any4, all4 = packed[1:] | packed[:-1], packed[1:] & packed[:-1]
+        any4, all4 = any4[:, 1:] | any4[:, :-1], all4[:, 1:] & all4[:, :-1]
+        crossed = (any4 | _next_bit(any4)) & ~(all4 & _next_bit(all4))
+        c, b, byte = np.nonzero(crossed)
+        j, bit = np.nonzero(np.unpackbits(crossed[c, b, byte][:, None], axis=1))
+        c, b, a = c[j], b[j], 8 * byte[j] + bit  # padded cells (their lowest corner)
         config = np.zeros(len(c), np.uint8)
+        corners = []
         for i, (da, db, dc) in enumerate(_CORNERS):
-            config |= bits[c + dc, b + db, a + da] << np.uint8(i)
+            config |= inside[c + dc, b + db, a + da].view(np.uint8) << np.uint8(i)
+            # The corner's value in the slab (unpadded), +1 on the padding.
+            k, row, col = c + dc - below, b + db - 1, a + da - 1
+            within = (k >= 0) & (k < planes) & (row >= 0) & (row < rows)
+            within &= (col >= 0) & (col < columns)
+            k, row, col = (np.where(within, x, 0) for x in (k, row, col))
+            corners.append(np.where(within, values[k, row, col], 1).astype(np.float32))
         self.configs.append(config)
-        self.keys.append(self.key(a - 1, b - 1, c + first - int(bottom)))
-        corners = [grid[c + dc, b + db, a + da] for da, db, dc in _CORNERS]
-        self.values.append(np.stack(corners, axis=1).astype(np.float32))
+        self.keys.append(self.key(a - 1, b - 1, c + first - below))
+        self.values.append(np.stack(corners, axis=1))
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every crossed cell's key (sorted), sign configuration and corner values (the
@@ -303,26 +323,27 @@ def contour(
         where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
         alone = counts[configs][cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
-        kept = np.zeros(len(vertices), bool)
+        node, positions = merge(
+            errors, vertices, where, alone, cells.signs, world, counts,
+            max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
+        )  # fmt: skip
         for _ in range(UNFOLD_ROUNDS):
-            node, positions = merge(
-                errors, vertices, where, alone, cells.signs, world, counts,
-                max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
-                kept,
-            )  # fmt: skip
             merged, faces, folded = _triangles(node[quads], positions, outward, point)
-            # A quad of merged vertices that folds whichever way it is split: its cells
-            # keep their own vertices, and the merging runs again.
-            folded &= (node[quads] >= len(vertices)).any(axis=1)
-            if not folded.any():
+            # A merged vertex in a quad that folds whichever way it is split: its block
+            # goes back to its cells' own vertices (as if it had not merged at all).
+            folded = np.unique(node[quads[folded]])
+            folded = folded[folded >= len(vertices)]
+            if not len(folded):
                 break
-            kept[quads[folded].ravel()] = True
+            back = np.flatnonzero(np.isin(node, folded))
+            node[back] = back
         vertices = merged
     else:
         vertices, faces, _ = _triangles(quads, vertices, outward, point)
-    used, faces = np.unique(faces, return_inverse=True)
+    used = np.zeros(len(vertices), bool)
+    used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
-    return box, faces.reshape(-1, 3)
+    return box, (np.cumsum(used) - 1)[faces]
 
 
 def tunnel(keys: np.ndarray, configs: np.ndarray, cells: Cells) -> bool:
@@ -467,8 +488,8 @@ def _nearest(
 def _facing(
     vertices: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, outward: np.ndarray
 ) -> np.ndarray:
-    """Whether triangles ``a b c`` of ``vertices`` face ``outward`` (or are a point or a
-    segment: a quad two of whose cells merged)."""
+    """Whether triangles ``a b c`` of ``vertices`` face ``outward``, or are a point or a
+    segment (a quad two of whose cells merged)."""
     normal = np.cross(vertices[b] - vertices[a], vertices[c] - vertices[a])
     repeated = (a == b) | (b == c) | (a == c)
     return np.asarray(repeated | (np.einsum("ij,ij->i", normal, outward) >= 0), bool)
@@ -479,17 +500,30 @@ def _triangles(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(vertices, faces, folded)``: the vertices with any centres added; triangles of
     the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the solid along
-    ``outward`` and crosses the surface at ``centres``); which quads fold whichever way
-    they are split. Each quad is split along the shorter diagonal whose two triangles
-    both face ``outward`` (seen along the edge, they turn the right way about it, so they
-    cannot fold over each other), else into four triangles about its edge's crossing
-    (which face it while the quad's vertices lie in their cells); triangles with a
-    repeated vertex (a quad two of whose cells merged) are left out."""
+    ``outward``, a grid axis, and crosses the surface at ``centres``); which quads fold
+    whichever way they are split. Each quad is split along the shorter diagonal whose two
+    triangles both face ``outward`` (seen along the edge, they turn the right way about
+    it, so they cannot fold over each other), else into four triangles about its edge's
+    crossing (which face it while the quad's vertices lie in their cells); triangles with
+    a repeated vertex (a quad two of whose cells merged) are left out."""
     p, q, r, s = (quads[:, k] for k in range(4))
-    pr_fine = _facing(vertices, p, q, r, outward) & _facing(vertices, p, r, s, outward)
-    qs_fine = _facing(vertices, p, q, s, outward) & _facing(vertices, q, r, s, outward)
-    pr = np.linalg.norm(vertices[p] - vertices[r], axis=1)
-    qs = np.linalg.norm(vertices[q] - vertices[s], axis=1)
+    corners = {"p": vertices[p], "q": vertices[q], "r": vertices[r], "s": vertices[s]}
+    ids = {"p": p, "q": q, "r": r, "s": s}
+    ox, oy, oz = outward.T
+
+    def turns(names: str) -> np.ndarray:
+        """Whether the triangle of these corners faces outward (or is a point or a
+        segment: a quad two of whose cells merged)."""
+        a, b, c = (corners[x] for x in names)
+        (ux, uy, uz), (vx, vy, vz) = (b - a).T, (c - a).T
+        facing = ox * (uy * vz - uz * vy) + oy * (uz * vx - ux * vz) + oz * (ux * vy - uy * vx)
+        i, j, k = (ids[x] for x in names)
+        return np.asarray((facing >= 0) | (i == j) | (j == k) | (i == k), bool)
+
+    pr_fine = turns("pqr") & turns("prs")
+    qs_fine = turns("pqs") & turns("qrs")
+    pr = np.linalg.norm(corners["p"] - corners["r"], axis=1)
+    qs = np.linalg.norm(corners["q"] - corners["s"], axis=1)
     along_pr = (pr_fine & (~qs_fine | (pr <= qs)))[:, None]
     split = pr_fine | qs_fine
     first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))[split]

@@ -114,10 +114,10 @@ class Signs:
         self.shape = (na + 2, nb + 2, nc + 2)  # padded points per axis: a, b, c
         self.bits = np.zeros((nc + 2, nb + 2, -(-(na + 2) // 8)), np.uint8)
 
-    def store(self, inside: np.ndarray, first: int) -> None:
-        """Padded planes ``first…`` (``inside``: ``[plane, row, column]``, rows and columns
-        padded already)."""
-        self.bits[first : first + len(inside)] = np.packbits(inside, axis=2)
+    def store(self, packed: np.ndarray, first: int) -> None:
+        """Padded planes ``first…`` (``packed``: ``[plane, row, column byte]``, the signs
+        packed along the rows by ``np.packbits``, rows and columns padded already)."""
+        self.bits[first : first + len(packed)] = packed
 
     def inside(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Whether padded points ``(a, b, c)`` (from 0) are inside; beyond the grid, no."""
@@ -138,7 +138,6 @@ def merge(
     sheet_counts: np.ndarray,
     limit: float,
     distance: Callable[[np.ndarray], np.ndarray],
-    kept: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(node, positions)``: the vertex each sheet merges into and the vertices'
     positions (module docstring). ``cell``: each sheet's cell, padded coordinates from 0
@@ -147,15 +146,12 @@ def merge(
     the box is ``[lo, hi]``; ``sheet_counts``: the sheets of each configuration;
     ``limit``: the tolerance as a distance; ``distance(points)``: the distance estimate
     ``|f| / |∇f|`` there (a merged vertex must lie within the limit of the surface too:
-    planes that meet where the surface does not, a step's two faces, do not merge);
-    ``kept``: sheets whose cells must not merge (nor any block holding them); a
+    planes that meet where the surface does not, a step's two faces, do not merge); a
     ``limit`` of ``0`` or less merges nothing."""
     origin, step, box_lo, box_hi = world
     positions = vertices.copy()
     if limit <= 0 or not len(vertices):
         return np.arange(len(vertices)), positions
-    if kept is not None:
-        alone = alone & ~kept
     final = np.where(alone, -1, np.arange(len(vertices)))  # each sheet's vertex, once known
     # The live nodes: each stands for its whole block at this level (so may merge further):
     # their error, block, position and vertex; each sheet's live node (-1: none).
