@@ -276,7 +276,7 @@ def contour(
     sheet = quads.T.ravel()
     which = np.tile(rows, 4)
     count = int(counts[configs].sum())
-    errors = Errors.of(point[which], normal[which], sheet, count)
+    errors = Errors.of(point, normal, quads, count)
     vertices, _ = errors.minimum()
     mean = errors.mass / np.maximum(errors.crossings, 1)[:, None]
     capped = np.bincount(sheet, padding[which], count) > 0  # on the box's faces
@@ -327,19 +327,30 @@ def contour(
             errors, vertices, where, alone, cells.signs, world, counts,
             max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
         )  # fmt: skip
+        merged, faces, folded, owner = _triangles(node[quads], positions, outward, point)
         for _ in range(UNFOLD_ROUNDS):
-            merged, faces, folded = _triangles(node[quads], positions, outward, point)
             # A merged vertex in a quad that folds whichever way it is split: its block
-            # goes back to its cells' own vertices (as if it had not merged at all).
+            # goes back to its cells' own vertices (as if it had not merged at all), and
+            # the quads about them are split again.
             folded = np.unique(node[quads[folded]])
             folded = folded[folded >= len(vertices)]
             if not len(folded):
                 break
             back = np.flatnonzero(np.isin(node, folded))
             node[back] = back
+            redo = np.isin(quads, back).any(axis=1)
+            again = np.flatnonzero(redo)
+            merged, fresh, folded_again, fresh_owner = _triangles(
+                node[quads[again]], merged, outward[again], point[again]
+            )
+            kept = ~redo[owner]
+            faces = np.concatenate([faces[kept], fresh])
+            owner = np.concatenate([owner[kept], again[fresh_owner]])
+            folded = np.zeros(len(quads), bool)
+            folded[again] = folded_again
         vertices = merged
     else:
-        vertices, faces, _ = _triangles(quads, vertices, outward, point)
+        vertices, faces, _, _ = _triangles(quads, vertices, outward, point)
     used = np.zeros(len(vertices), bool)
     used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
@@ -497,11 +508,11 @@ def _facing(
 
 def _triangles(
     quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(vertices, faces, folded)``: the vertices with any centres added; triangles of
-    the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the solid along
-    ``outward``, a grid axis, and crosses the surface at ``centres``); which quads fold
-    whichever way they are split. Each quad is split along the shorter diagonal whose two
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(vertices, faces, folded, owner)``: the vertices with any centres added;
+    triangles of the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the
+    solid along ``outward`` and crosses the surface at ``centres``); which quads fold
+    whichever way they are split; the quad of each triangle. Each quad is split along the shorter diagonal whose two
     triangles both face ``outward`` (seen along the edge, they turn the right way about
     it, so they cannot fold over each other), else into four triangles about its edge's
     crossing (which face it while the quad's vertices lie in their cells); triangles with
@@ -536,6 +547,7 @@ def _triangles(
     for f in fans:
         folded[fan] |= ~_facing(vertices, f[:, 0], f[:, 1], f[:, 2], outward[fan])
     faces = np.concatenate([first, second, *fans]).astype(np.int64)
+    owner = np.concatenate([np.flatnonzero(split)] * 2 + [fan] * 4)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
     distinct &= faces[:, 0] != faces[:, 2]
-    return vertices, faces[distinct], folded
+    return vertices, faces[distinct], folded, owner[distinct]

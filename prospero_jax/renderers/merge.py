@@ -45,12 +45,13 @@ class Errors(NamedTuple):
     crossings: np.ndarray
 
     @classmethod
-    def of(cls, point: np.ndarray, normal: np.ndarray, sheet: np.ndarray, count: int) -> Errors:
+    def of(cls, point: np.ndarray, normal: np.ndarray, sheets: np.ndarray, count: int) -> Errors:
         """The errors of ``count`` sheets from their crossings (``point``, unit ``normal``,
-        and the ``sheet`` each belongs to)."""
+        ``(n, 3)``) and the sheets each counts for (``sheets``: ``(n, k)``)."""
+        flat = sheets.T.ravel()
 
         def per_sheet(values: np.ndarray) -> np.ndarray:
-            return np.bincount(sheet, values, count)
+            return np.bincount(flat, np.tile(values, sheets.shape[1]), count)
 
         offset = np.einsum("ij,ij->i", normal, point)
         a = np.zeros((count, 3, 3))
@@ -60,7 +61,7 @@ class Errors(NamedTuple):
         b = np.stack([per_sheet(normal[:, k] * offset) for k in range(3)], axis=1)
         mass = np.stack([per_sheet(point[:, k]) for k in range(3)], axis=1)
         normals = np.stack([per_sheet(normal[:, k]) for k in range(3)], axis=1)
-        crossings = np.bincount(sheet, minlength=count).astype(np.float64)
+        crossings = np.bincount(flat, minlength=count).astype(np.float64)
         return cls(a, b, per_sheet(offset * offset), mass, normals, crossings)
 
     def summed(self, group: np.ndarray, groups: int) -> Errors:
