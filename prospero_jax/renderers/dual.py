@@ -298,17 +298,25 @@ def contour(
     vertices = np.where(
         poking[:, None], vertices, np.clip(np.where(outside[:, None], mean, vertices), lo, hi)
     )
-    if project:  # where the planes do not pin the vertex down (curved parts): onto the surface
-        free = np.flatnonzero(~capped & ~poking)
+    free = ~capped & ~poking  # sheets whose vertex Newton steps may move (if ``project``)
+
+    def settle(sheets: np.ndarray) -> None:
+        """Where the planes do not pin the vertex down (curved parts): onto the surface,
+        in its cell; each sheet once, and only those whose vertex the mesh uses."""
+        sheets = sheets[free[sheets]]
+        free[sheets] = False
+        if not project or not len(sheets):
+            return
         moved, distance = onto_surface(
-            program, vertices[free], steps, target, lo[free], hi[free], near, NEWTON_STEPS
+            program, vertices[sheets], steps, target, lo[sheets], hi[sheets], near, NEWTON_STEPS
         )
-        vertices[free] = moved
+        vertices[sheets] = moved
         # Newton steps that stall against the cell's walls: the sheet's crossing nearest
         # the vertex instead (on the surface, in the cell's closure).
-        stuck = free[distance > near]
+        stuck = sheets[distance > near]
         if len(stuck):
             vertices[stuck] = _nearest(point[which], sheet, vertices, stuck)
+
     # (u, v) in increasing axis order turns about +d for d = 0 and 2 and about -d for d = 1;
     # the outward normal is +d where the edge's lower end is inside; rows run down y (a
     # mirror: what turns the right way in grid coordinates turns the wrong way in space).
@@ -317,16 +325,24 @@ def contour(
     # The direction in which each crossed edge leaves the solid (its quad's triangles face it).
     outward = _world(np.where(start_inside[:, None], end, start), view, cells.shape)
     outward -= _world(np.where(start_inside[:, None], start, end), view, cells.shape)
-    if tolerance > 0:  # merged cells: their sheets' vertices become one
+    if tolerance <= 0:
+        settle(np.arange(len(vertices)))
+        vertices, faces, _, _ = _triangles(quads, vertices, outward, point)
+    else:  # merged cells: their sheets' vertices become one
         origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
         step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
         where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
         alone = counts[configs][cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
-        node, positions = merge(
+        node, positions, carried = merge(
             errors, vertices, where, alone, cells.signs, world, counts,
             max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
         )  # fmt: skip
+        # Vertices that are a sheet's own (unmerged, or a block of one child): settled.
+        own = np.unique(node)
+        own = own[carried[own] >= 0]
+        settle(carried[own])
+        positions[own] = vertices[carried[own]]
         merged, faces, folded, owner = _triangles(node[quads], positions, outward, point)
         for _ in range(UNFOLD_ROUNDS):
             # A merged vertex in a quad that folds whichever way it is split: its block
@@ -338,7 +354,9 @@ def contour(
                 break
             back = np.flatnonzero(np.isin(node, folded))
             node[back] = back
-            redo = np.isin(quads, back).any(axis=1)
+            settle(back)
+            merged[back] = vertices[back]
+            redo = np.asarray(np.isin(quads, back).any(axis=1), bool)
             again = np.flatnonzero(redo)
             merged, fresh, folded_again, fresh_owner = _triangles(
                 node[quads[again]], merged, outward[again], point[again]
@@ -349,8 +367,6 @@ def contour(
             folded = np.zeros(len(quads), bool)
             folded[again] = folded_again
         vertices = merged
-    else:
-        vertices, faces, _, _ = _triangles(quads, vertices, outward, point)
     used = np.zeros(len(vertices), bool)
     used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
@@ -512,11 +528,25 @@ def _triangles(
     """``(vertices, faces, folded, owner)``: the vertices with any centres added;
     triangles of the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the
     solid along ``outward`` and crosses the surface at ``centres``); which quads fold
-    whichever way they are split; the quad of each triangle. Each quad is split along the shorter diagonal whose two
-    triangles both face ``outward`` (seen along the edge, they turn the right way about
-    it, so they cannot fold over each other), else into four triangles about its edge's
-    crossing (which face it while the quad's vertices lie in their cells); triangles with
-    a repeated vertex (a quad two of whose cells merged) are left out."""
+    whichever way they are split; the quad of each triangle. Each quad is split along the
+    shorter diagonal whose two triangles both face ``outward`` (seen along the edge, they
+    turn the right way about it, so they cannot fold over each other), else into four
+    triangles about its edge's crossing (which face it while the quad's vertices lie in
+    their cells); triangles with a repeated vertex (a quad two of whose cells merged) are
+    left out, and quads merged into one vertex are not split at all."""
+    some = np.flatnonzero((quads[:, 1:] != quads[:, :1]).any(axis=1))  # not merged to a point
+    vertices, faces, folded_some, owner = _split(
+        quads[some], vertices, outward[some], centres[some]
+    )
+    folded = np.zeros(len(quads), bool)
+    folded[some] = folded_some
+    return vertices, faces, folded, some[owner]
+
+
+def _split(
+    quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_triangles` of quads with two vertices or more."""
     p, q, r, s = (quads[:, k] for k in range(4))
     corners = {"p": vertices[p], "q": vertices[q], "r": vertices[r], "s": vertices[s]}
     ids = {"p": p, "q": q, "r": r, "s": s}

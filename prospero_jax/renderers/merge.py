@@ -139,26 +139,29 @@ def merge(
     sheet_counts: np.ndarray,
     limit: float,
     distance: Callable[[np.ndarray], np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(node, positions)``: the vertex each sheet merges into and the vertices'
-    positions (module docstring). ``cell``: each sheet's cell, padded coordinates from 0
-    (``(n, 3)``: a, b, c); ``alone``: whether it is its cell's only sheet; ``world``:
-    ``(origin, step, lo, hi)``, a padded point's position is ``origin + index · step`` and
-    the box is ``[lo, hi]``; ``sheet_counts``: the sheets of each configuration;
-    ``limit``: the tolerance as a distance; ``distance(points)``: the distance estimate
-    ``|f| / |∇f|`` there (a merged vertex must lie within the limit of the surface too:
-    planes that meet where the surface does not, a step's two faces, do not merge); a
-    ``limit`` of ``0`` or less merges nothing."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(node, positions, carried)``: the vertex each sheet merges into, the vertices'
+    positions (module docstring), and for each vertex the sheet whose own vertex it
+    carries (-1: a merged one; a block with one child keeps that child's vertex).
+    ``cell``: each sheet's cell, padded coordinates from 0 (``(n, 3)``: a, b, c);
+    ``alone``: whether it is its cell's only sheet; ``world``: ``(origin, step, lo, hi)``,
+    a padded point's position is ``origin + index · step`` and the box is ``[lo, hi]``;
+    ``sheet_counts``: the sheets of each configuration; ``limit``: the tolerance as a
+    distance; ``distance(points)``: the distance estimate ``|f| / |∇f|`` there (a merged
+    vertex must lie within the limit of the surface too: planes that meet where the
+    surface does not, a step's two faces, do not merge); a ``limit`` of ``0`` or less
+    merges nothing."""
     origin, step, box_lo, box_hi = world
     positions = vertices.copy()
+    carried = np.arange(len(vertices))
     if limit <= 0 or not len(vertices):
-        return np.arange(len(vertices)), positions
+        return np.arange(len(vertices)), positions, carried
     final = np.where(alone, -1, np.arange(len(vertices)))  # each sheet's vertex, once known
     # The live nodes: each stands for its whole block at this level (so may merge further):
     # their error, block, position and vertex; each sheet's live node (-1: none).
     live = np.flatnonzero(alone)
     current = Errors(*(f[live] for f in errors))
-    block, at, ids = cell[live], vertices[live], live.copy()
+    block, at, ids, source = cell[live], vertices[live], live.copy(), live.copy()
     of_sheet = np.full(len(vertices), -1)
     of_sheet[live] = np.arange(len(live))
     dead = cell[~alone]  # blocks holding a node that cannot merge
@@ -184,7 +187,10 @@ def merge(
         hi = np.minimum(np.maximum(corner_lo, corner_hi), box_hi)
         x, rms = summed.minimum(lo, hi)
         single = np.bincount(group, minlength=groups) == 1  # one child: it stays where it is
-        x[single] = at[np.flatnonzero(single[group])][np.argsort(group[single[group]])]
+        only = np.flatnonzero(single[group])[np.argsort(group[single[group]])]
+        x[single] = at[only]
+        sources = np.full(groups, -1)
+        sources[single] = source[only]
         ok &= single | (rms <= limit)
         check = np.flatnonzero(ok & ~single)
         ok[check] = distance(x[check]) <= limit
@@ -199,14 +205,15 @@ def merge(
             break
         fresh = len(positions) + np.arange(int(ok.sum()))
         positions = np.concatenate([positions, x[ok]])
+        carried = np.concatenate([carried, sources[ok]])
         rank = np.cumsum(ok) - 1  # a merged block's place among the new nodes
         moving = of_sheet >= 0
         of_sheet[moving] = np.where(merged[of_sheet[moving]], rank[group[of_sheet[moving]]], -1)
         current = Errors(*(f[ok] for f in summed))
-        block, at, ids = keys[ok], x[ok], fresh
+        block, at, ids, source = keys[ok], x[ok], fresh, sources[ok]
     left = of_sheet >= 0
     final[left] = ids[of_sheet[left]]
-    return final, positions
+    return final, positions, carried
 
 
 def _one_disk(signs: Signs, base: np.ndarray, size: int, sheet_counts: np.ndarray) -> np.ndarray:
