@@ -309,6 +309,46 @@ def test_shared_solids_do_not_intersect_themselves(model: str, resolution: int) 
     assert len(self_intersections(surface.vertices, surface.faces)) == 0
 
 
+def _pocket(resolution: int, corner: tuple[int, int, int]) -> pj.Program:
+    """A ball with a thin capsule of outside from grid point ``corner`` to the one a face
+    diagonal away: the two points outside, their face's other two corners inside."""
+    h = 2 / (resolution - 1)
+    start = np.array([-1 + c * h for c in corner])
+    run = np.array([h, h, 0.0])
+    lines = [XYZ.strip()]
+    for a, c, u in zip("xyz", start, run, strict=True):
+        lines += [f"c{a} const {float(c)!r}", f"d{a} sub {a} c{a}",
+                  f"u{a} const {float(u / (run @ run))!r}", f"m{a} mul d{a} u{a}"]  # fmt: skip
+    lines += ["t1 add mx my", "t2 add t1 mz", "lo const 0.0", "hi const 1.0", "t3 max t2 lo",
+              "t min t3 hi"]  # fmt: skip
+    for a, u in zip("xyz", run, strict=True):
+        lines += [f"v{a} const {float(u)!r}", f"w{a} mul t v{a}", f"e{a} sub d{a} w{a}",
+                  f"s{a} square e{a}"]  # fmt: skip
+    lines += ["q1 add sx sy", "q2 add q1 sz", "gap sqrt q2", f"r const {0.1 * h!r}",
+              "hole sub r gap", "xx square x", "yy square y", "zz square z", "b1 add xx yy",
+              "b2 add b1 zz", "b sqrt b2", "R const 0.8", "ball sub b R",
+              "v max ball hole"]  # fmt: skip
+    return pj.parse("\n".join(lines))
+
+
+@pytest.mark.parametrize(("resolution", "corner"), [(16, (7, 7, 7)), (17, (8, 5, 9))])
+def test_a_pocket_a_cell_wide_is_dual_contoured_as_two(
+    resolution: int, corner: tuple[int, int, int]
+) -> None:
+    # Its face keeps the inside corners apart, so each cell holds one sheet touching the
+    # face twice: a ring of two vertices. The face is resolved the other way from both
+    # sides instead (before: marching cubes for the whole mesh, with a warning).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pj.MeshWarning)
+        surface = pj.mesh(_pocket(resolution, corner), resolution)
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
+    cubes = pj.mesh(_pocket(resolution, corner), resolution, method="cubes")
+    assert volume(surface) == pytest.approx(volume(cubes), rel=0.02)
+
+
 @pytest.mark.parametrize("resolution", [99, 101, 151, 203])
 @pytest.mark.parametrize("normal", [(0, 0.3, 1), (0.2, 0.5, 1), (1, 1, 1)])
 def test_thin_tilted_plates_give_manifold_meshes(

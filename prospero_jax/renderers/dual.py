@@ -15,16 +15,20 @@ the bracket (else bisection), and its normal is the field's gradient there (forw
 the op table's partials, on pruned tapes: :func:`~prospero_jax.renderers.gradients.
 field_gradients`). An edge to a padding point crosses at the box's face, with the face's
 normal. A cell's crossing edges are grouped into sheets by the loops they make on its faces
-(an ambiguous face, two inside corners on a diagonal, keeps the inside corners apart; the
-same rule on both sides of every face, so sheets meet consistently); each sheet gets one
+(an ambiguous face, two inside corners on a diagonal, keeps the inside corners apart,
+unless that makes it a tunnel, one sheet touching it twice from both sides: then it joins
+them; the same rule on both sides of every face, so sheets meet consistently); each sheet
+gets one
 vertex where the planes of its crossings meet best (the quadratic error function,
 :class:`~prospero_jax.renderers.merge.Errors`), clamped to its cell and the box; a best
 point in an uncrossed neighbouring cell and on the surface (a tip poking through) is kept.
-Vertices of curved sheets then take Newton steps in their cell, and one that stalls
-against the cell's walls takes its sheet's nearest crossing. Cells then merge bottom-up
-where one vertex fits (:func:`~prospero_jax.renderers.merge.merge`). Each crossing edge
-gives a quad of the four vertices around it, split along its shorter diagonal (a quad
-two of whose cells merged is a triangle).
+Cells then merge bottom-up where one vertex fits (:func:`~prospero_jax.renderers.merge.
+merge`). The vertices the mesh keeps that are a sheet's own take Newton steps in their
+cell (curved parts), and one that stalls against the cell's walls takes its sheet's
+nearest crossing. Each crossing edge gives a quad of the four vertices around it, split
+along the shorter diagonal whose triangles face the way the edge leaves the solid, else
+into four triangles about the edge's crossing (a quad two of whose cells merged is a
+triangle); a merged vertex that folds a quad either way goes back to its cells' own.
 
 Invariants: every mesh edge is in exactly two triangles, once in each direction (the
 surface of the sign grid's inside, each sheet a disk); vertices lie in their cells (or
@@ -79,23 +83,17 @@ def _edge_ends(edge: int) -> tuple[int, int]:
     return low, low + (1 << d)
 
 
-#: For each configuration, a bit per face ``2 d + side`` (``d``: the axis across it) that
-#: is ambiguous with both its arcs in one sheet (filled by :func:`sheets`).
-_TUNNELS = np.zeros(256, np.uint8)
-
-
 @functools.cache
-def sheets() -> tuple[np.ndarray, np.ndarray]:
-    """For each of the 256 sign configurations of a cell (bit ``i``: corner ``i`` inside),
-    the sheet of each of its 12 edges (-1: not crossed) and the number of sheets."""
+def _faces() -> list[tuple[list[int], list[int]]]:
+    """Each face ``2 d + side`` of a cell (``d``: the axis across it): its 4 corners in
+    cyclic order and the edge between each corner and the next."""
     ends = [_edge_ends(e) for e in range(12)]
-    faces = []  # each face: its 4 corners in cyclic order, and the edge between each pair
+    faces = []
     for d in range(3):
         o1, o2 = _others(d)
         for side in (0, 1):
-            cyclic = [(0, 0), (1, 0), (1, 1), (0, 1)]
             corners = []
-            for u, v in cyclic:
+            for u, v in [(0, 0), (1, 0), (1, 1), (0, 1)]:
                 c = np.zeros(3, int)
                 c[d], c[o1], c[o2] = side, u, v
                 corners.append(int(c @ [1, 2, 4]))
@@ -104,31 +102,56 @@ def sheets() -> tuple[np.ndarray, np.ndarray]:
                 pair = {corners[k], corners[(k + 1) % 4]}
                 edges.append(next(e for e in range(12) if set(ends[e]) == pair))
             faces.append((corners, edges))
-    table = np.full((256, 12), -1, np.int8)
-    counts = np.zeros(256, np.int8)
-    tunnels = np.zeros(256, np.uint8)
-    for config in range(256):
-        inside = [(config >> i) & 1 for i in range(8)]
-        crossed = [inside[a] != inside[b] for a, b in ends]
-        parent = list(range(12))
-        for corners, edges in faces:
-            cut = [e for e in edges if crossed[e]]
-            if len(cut) == 2:
-                parent[_find(parent, cut[0])] = _find(parent, cut[1])
-            elif len(cut) == 4:  # diagonal: each inside corner cut off by its own arc
-                for k, corner in enumerate(corners):
-                    if inside[corner]:  # its two edges on the face
-                        parent[_find(parent, edges[k - 1])] = _find(parent, edges[k])
-        roots: dict[int, int] = {}
-        for e in range(12):
-            if crossed[e]:
-                table[config, e] = roots.setdefault(_find(parent, e), len(roots))
-        counts[config] = len(roots)
-        for f, (_, edges) in enumerate(faces):  # an ambiguous face whose arcs are one sheet
-            if all(crossed[e] for e in edges) and len({table[config, e] for e in edges}) == 1:
-                tunnels[config] |= 1 << f
-    _TUNNELS[:] = tunnels
-    return table, counts
+    return faces
+
+
+@functools.cache
+def _sheets_of(config: int, flips: int = 0) -> tuple[tuple[int, ...], int, int]:
+    """For sign configuration ``config`` (bit ``i``: corner ``i`` inside), with its
+    ambiguous faces (two inside corners on a diagonal) in ``flips`` (a bit per face)
+    joining the inside corners and the others keeping them apart: the sheet of each of
+    its 12 edges (-1: not crossed), the number of sheets, and a bit per ambiguous face
+    whose two arcs are in one sheet."""
+    ends = [_edge_ends(e) for e in range(12)]
+    inside = [(config >> i) & 1 for i in range(8)]
+    crossed = [inside[a] != inside[b] for a, b in ends]
+    parent = list(range(12))
+    for f, (corners, edges) in enumerate(_faces()):
+        cut = [e for e in edges if crossed[e]]
+        if len(cut) == 2:
+            parent[_find(parent, cut[0])] = _find(parent, cut[1])
+        elif len(cut) == 4:  # diagonal: each inside (or, flipped, outside) corner cut off
+            cut_off = 0 if flips >> f & 1 else 1
+            for k, corner in enumerate(corners):
+                if inside[corner] == cut_off:  # its two edges on the face: one arc
+                    parent[_find(parent, edges[k - 1])] = _find(parent, edges[k])
+    roots: dict[int, int] = {}
+    row = [-1] * 12
+    for e in range(12):
+        if crossed[e]:
+            row[e] = roots.setdefault(_find(parent, e), len(roots))
+    tunnels = 0
+    for f, (_, edges) in enumerate(_faces()):  # an ambiguous face whose arcs are one sheet
+        if all(crossed[e] for e in edges) and len({row[e] for e in edges}) == 1:
+            tunnels |= 1 << f
+    return tuple(row), len(roots), tunnels
+
+
+@functools.cache
+def sheets() -> tuple[np.ndarray, np.ndarray]:
+    """For each of the 256 sign configurations of a cell (bit ``i``: corner ``i`` inside),
+    every ambiguous face keeping its inside corners apart, the sheet of each of its 12
+    edges (-1: not crossed) and the number of sheets."""
+    rows = [_sheets_of(config) for config in range(256)]
+    table = np.array([row for row, _, _ in rows], np.int8)
+    return table, np.array([count for _, count, _ in rows], np.int8)
+
+
+@functools.cache
+def _tunnels() -> np.ndarray:
+    """For each configuration, a bit per face ``2 d + side`` that is ambiguous with both
+    its arcs in one sheet (every face keeping its inside corners apart)."""
+    return np.array([_sheets_of(config)[2] for config in range(256)], np.uint8)
 
 
 def _next_bit(packed: np.ndarray) -> np.ndarray:
@@ -224,21 +247,22 @@ def contour(
     Newton steps, kept in their cells; cells merge where one vertex stays within
     ``tolerance`` cells of their crossings' planes (:func:`~prospero_jax.renderers.merge.
     merge`; 0: none). None where the surface has a tunnel through a cell face that is one
-    sheet on both sides (:func:`tunnel`): its ring would have two vertices, and the mesh
-    would not be manifold there."""
+    sheet on both sides whichever way the face is resolved (:func:`tunnels`): its ring
+    would have two vertices, and the mesh would not be manifold there."""
     keys, configs, corner_values = cells.gathered()
     if not len(keys):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-    table, counts = sheets()
-    if tunnel(keys, configs, cells):
+    resolved = _resolve(keys, configs, cells)
+    if resolved is None:
         return None
+    table, counts = resolved  # each cell's sheet of each edge, and its number of sheets
     na, nb, _ = cells.shape
     a = keys % (na + 2) - 1
     b = keys // (na + 2) % (nb + 2) - 1
     c = keys // ((na + 2) * (nb + 2)) - 1
     # Each crossed edge once: from the cell it starts at the lowest corner of (its edge
     # 0, 4 or 8), which is crossed too (every cell around a crossed edge is).
-    cell, d = np.nonzero(table[configs][:, [0, 4, 8]] >= 0)
+    cell, d = np.nonzero(table[:, [0, 4, 8]] >= 0)
     axis, edge = d, 4 * d
     start = np.stack([a[cell], b[cell], c[cell]], axis=1)
     end = start.copy()
@@ -260,7 +284,7 @@ def contour(
     )
     # The four cells around each crossed edge, counter-clockwise about it, and the sheet
     # of each that the edge belongs to.
-    base = np.concatenate([[0], np.cumsum(counts[configs])[:-1]]).astype(np.int64)
+    base = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     rows = np.arange(len(cell))
     p1, p2 = np.where(axis == 0, 1, 0), np.where(axis == 2, 1, 2)
     around = []
@@ -269,20 +293,20 @@ def contour(
         corner[rows, p1] -= u
         corner[rows, p2] -= v
         at = np.searchsorted(keys, cells.key(corner[:, 0], corner[:, 1], corner[:, 2]))
-        around.append(base[at] + table[configs[at], axis * 4 + u + 2 * v])
+        around.append(base[at] + table[at, axis * 4 + u + 2 * v])
     quads = np.stack(around, axis=1)
     # One vertex per sheet of each cell, at its planes' best meeting point: each crossing
     # counts for the four sheets around its edge.
     sheet = quads.T.ravel()
     which = np.tile(rows, 4)
-    count = int(counts[configs].sum())
+    count = int(counts.sum())
     errors = Errors.of(point, normal, quads, count)
     vertices, _ = errors.minimum()
     mean = errors.mass / np.maximum(errors.crossings, 1)[:, None]
     capped = np.bincount(sheet, padding[which], count) > 0  # on the box's faces
     low_corner = _world(np.stack([a, b, c], axis=1), view, cells.shape)
     high_corner = _world(np.stack([a + 1, b + 1, c + 1], axis=1), view, cells.shape)
-    cell_of_sheet = np.repeat(np.arange(len(keys)), counts[configs])
+    cell_of_sheet = np.repeat(np.arange(len(keys)), counts)
     lo = np.minimum(low_corner, high_corner)[cell_of_sheet]
     hi = np.maximum(low_corner, high_corner)[cell_of_sheet]
     lo = np.maximum(lo, [xmin, ymin, zmin])
@@ -332,10 +356,10 @@ def contour(
         origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
         step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
         where = np.stack([a, b, c], axis=1)[cell_of_sheet] + 1
-        alone = counts[configs][cell_of_sheet] == 1
+        alone = counts[cell_of_sheet] == 1
         world = (origin, step, np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax]))
         node, positions, carried = merge(
-            errors, vertices, where, alone, cells.signs, world, counts,
+            errors, vertices, where, alone, cells.signs, world, sheets()[1],
             max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
         )  # fmt: skip
         # Vertices that are a sheet's own (unmerged, or a block of one child): settled.
@@ -373,24 +397,49 @@ def contour(
     return box, (np.cumsum(used) - 1)[faces]
 
 
-def tunnel(keys: np.ndarray, configs: np.ndarray, cells: Cells) -> bool:
-    """Whether a face between two crossed cells is ambiguous with both its arcs in one
-    sheet on each side: a tube a cell wide passing through the face, whose ring dual
-    contouring would close with two vertices (four triangles on one edge)."""
-    sheets()  # fills _TUNNELS
-    faces = _TUNNELS[configs]
+def _resolve(
+    keys: np.ndarray, configs: np.ndarray, cells: Cells
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each crossed cell's sheet of each edge (``(n, 12)``) and number of sheets, every
+    ambiguous face keeping its inside corners apart, except a face that would then be a
+    tunnel (:func:`tunnels`): seen from both its cells, it joins them instead (a pocket a
+    cell wide becomes two, one about each corner). None if a tunnel is left that way too."""
+    table, counts = sheets()
+    table, counts = table[configs], counts[configs]
+    bits = _tunnels()[configs]
+    flips = tunnels(keys, bits, cells)
+    changed = np.flatnonzero(flips)
+    if not len(changed):
+        return table, counts
+    pairs, which = np.unique(configs[changed].astype(np.int64) * 64 + flips[changed],
+                             return_inverse=True)  # fmt: skip
+    rows = [_sheets_of(int(pair) // 64, int(pair) % 64) for pair in pairs]
+    table[changed] = np.array([row for row, _, _ in rows], np.int8)[which]
+    counts[changed] = np.array([count for _, count, _ in rows], np.int8)[which]
+    bits[changed] = np.array([tunnel for _, _, tunnel in rows], np.uint8)[which]
+    if tunnels(keys, bits, cells).any():
+        return None
+    return table, counts
+
+
+def tunnels(keys: np.ndarray, bits: np.ndarray, cells: Cells) -> np.ndarray:
+    """For each crossed cell (``keys``; ``bits``: its faces that are ambiguous with both
+    arcs in one sheet), a bit per face that is such a face on both sides: a tube or pocket a
+    cell wide passing through it, whose ring dual contouring would close with two vertices
+    (four triangles on one edge)."""
+    out = np.zeros(len(keys), np.uint8)
     na, nb, _ = cells.shape
     stride = (1, na + 2, (na + 2) * (nb + 2))  # a key's step along a, b, c
     for d in range(3):
-        mine = np.flatnonzero(faces & (1 << (2 * d + 1)))  # the face on the high side
+        mine = np.flatnonzero(bits & (1 << (2 * d + 1)))  # the face on the high side
         if not len(mine):
             continue
         other = keys[mine] + stride[d]
         at = np.minimum(np.searchsorted(keys, other), len(keys) - 1)
-        found = keys[at] == other
-        if (found & ((faces[at] & (1 << (2 * d))) != 0)).any():  # its low side
-            return True
-    return False
+        both = (keys[at] == other) & ((bits[at] & (1 << (2 * d))) != 0)  # its low side
+        out[mine[both]] |= np.uint8(1 << (2 * d + 1))
+        out[at[both]] |= np.uint8(1 << (2 * d))
+    return out
 
 
 @functools.cache

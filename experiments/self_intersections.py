@@ -1,0 +1,68 @@
+"""Self-intersections: pairs of triangles that cross, and edges whose two triangles fold
+onto each other, in meshes of the sharp shapes, thin plates and the shared solids.
+
+    python experiments/self_intersections.py --sizes 48,64,96,101,151
+
+For each shape and resolution: dual contouring merged (the default tolerance), every cell
+(tolerance 0) and marching cubes; the faces, the crossing pairs and the folds of
+``tests/geometry.py`` (an edge of one triangle through another's interior by more than
+1e-5 of its size, in float64; coplanar overlaps included; folds: two triangles on one edge
+within a degree of lying on each other). Shapes: the mesh tests' cube, octahedron and two
+boxes, a plate 0.01 thick tilted to (1, 1, 1) cut by the box ``|x|, |y|, |z| ≤ 0.6``
+(``--plate``: its normal), and bear (±1.5), colonnade (±1), tanglecube (±3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+
+import prospero_jax as pj
+from tests.conftest import shared_path
+from tests.geometry import folds, self_intersections
+from tests.test_mesh import SHARP, XYZ
+
+SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
+
+
+def plate(normal: tuple[float, float, float]) -> pj.Program:
+    """A plate 0.01 thick across the origin, facing ``normal``, cut by a box of half 0.6."""
+    n = np.array(normal, np.float64) / np.linalg.norm(normal)
+    return pj.parse(
+        XYZ
+        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
+        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
+        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
+        "h const 0.6\nbox sub m2 h\nv max p box"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="48,64,96,101,151")
+    parser.add_argument("--plate", default="1,1,1", help="the plate's normal")
+    args = parser.parse_args()
+    shapes = {name: (program, 1.0) for name, (program, _, _) in SHARP.items()}
+    normal = tuple(float(v) for v in args.plate.split(","))
+    shapes[f"plate ({args.plate})"] = (plate((normal[0], normal[1], normal[2])), 1.0)
+    for name, half in SOLIDS.items():
+        shapes[name] = (pj.load(shared_path(f"models/{name}.vm")), half)
+    print("| shape | N | dual merged: faces / crossing pairs / folds | every cell | cubes |")
+    print("|---|---|---|---|---|")
+    for name, (program, half) in shapes.items():
+        for n in (int(s) for s in args.sizes.split(",")):
+            row = f"| {name} | {n} |"
+            for method, tolerance in (("dual", 1e-4), ("dual", 0.0), ("cubes", 0.0)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", pj.MeshWarning)
+                    m = pj.mesh(program, n, bounds=(-half, half), method=method,
+                                tolerance=tolerance)  # fmt: skip
+                crossing = len(self_intersections(m.vertices, m.faces))
+                row += f" {len(m.faces):,} / {crossing} / {folds(m.vertices, m.faces)} |"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
