@@ -229,9 +229,12 @@ class Cells:
         grid's: stand-ins of the right sign where the octree proved a box)."""
         if not self.keys:
             return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros((0, 8), np.float32)
-        keys = np.concatenate(self.keys)
+        keys, configs = np.concatenate(self.keys), np.concatenate(self.configs)
+        values = np.concatenate(self.values)
+        if (keys[1:] > keys[:-1]).all():  # slab after slab, each in order: sorted already
+            return keys, configs, values
         order = np.argsort(keys, kind="stable")
-        return keys[order], np.concatenate(self.configs)[order], np.concatenate(self.values)[order]
+        return keys[order], configs[order], values[order]
 
 
 def contour(
@@ -363,8 +366,9 @@ def contour(
             max(tolerance * h, floor), lambda at: surface_distance(program, at, steps, target),
         )  # fmt: skip
         # Vertices that are a sheet's own (unmerged, or a block of one child): settled.
-        own = np.unique(node)
-        own = own[carried[own] >= 0]
+        used = np.zeros(len(positions), bool)
+        used[node] = True
+        own = np.flatnonzero(used & (carried >= 0))
         settle(carried[own])
         positions[own] = vertices[carried[own]]
         merged, faces, folded, owner = _triangles(node[quads], positions, outward, point)
