@@ -15,11 +15,15 @@ boxes, a plate 0.01 thick tilted to (1, 1, 1) cut by the box ``|x|, |y|, |z| ≤
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 import prospero_jax as pj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' shapes
 from tests.conftest import shared_path
 from tests.geometry import folds, self_intersections
 from tests.test_mesh import SHARP, XYZ

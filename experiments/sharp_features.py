@@ -13,10 +13,14 @@ both over the cell size h.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
 import prospero_jax as pj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' shapes
 from tests.test_mesh import SHARP, edges
 
 
