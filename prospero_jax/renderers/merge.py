@@ -160,8 +160,11 @@ def merge(
     # The live nodes: each stands for its whole block at this level (so may merge further):
     # their error, block, position and vertex; each sheet's live node (-1: none).
     live = np.flatnonzero(alone)
-    current = Errors(*(f[live] for f in errors))
-    block, at, ids, source = cell[live], vertices[live], live.copy(), live.copy()
+    if len(live) == len(vertices):  # every sheet alone in its cell: no copies
+        current, block, at = errors, cell, vertices
+    else:
+        current, block, at = Errors(*(f[live] for f in errors)), cell[live], vertices[live]
+    ids, source = live.copy(), live.copy()
     of_sheet = np.full(len(vertices), -1)
     of_sheet[live] = np.arange(len(live))
     dead = cell[~alone]  # blocks holding a node that cannot merge
