@@ -603,14 +603,19 @@ def _split(
     p, q, r, s = (quads[:, k] for k in range(4))
     corners = {"p": vertices[p], "q": vertices[q], "r": vertices[r], "s": vertices[s]}
     ids = {"p": p, "q": q, "r": r, "s": s}
-    ox, oy, oz = outward.T
+    # Seen along its edge (``outward`` lies along a grid axis), each corner's two
+    # coordinates across it, in the order that makes the axis their cross product.
+    axis = np.argmax(np.abs(outward), axis=1)
+    flat = 3 * np.arange(len(quads))
+    sign = np.sign(np.take(outward, flat + axis))
+    first, second = flat + (axis + 1) % 3, flat + (axis + 2) % 3
+    across = {x: (np.take(c, first), np.take(c, second)) for x, c in corners.items()}
 
     def turns(names: str) -> np.ndarray:
         """Whether the triangle of these corners faces outward (or is a point or a
         segment: a quad two of whose cells merged)."""
-        a, b, c = (corners[x] for x in names)
-        (ux, uy, uz), (vx, vy, vz) = (b - a).T, (c - a).T
-        facing = ox * (uy * vz - uz * vy) + oy * (uz * vx - ux * vz) + oz * (ux * vy - uy * vx)
+        (au, aw), (bu, bw), (cu, cw) = (across[x] for x in names)
+        facing = sign * ((bu - au) * (cw - aw) - (bw - aw) * (cu - au))
         i, j, k = (ids[x] for x in names)
         return np.asarray((facing >= 0) | (i == j) | (j == k) | (i == k), bool)
 
@@ -618,10 +623,10 @@ def _split(
     qs_fine = turns("pqs") & turns("qrs")
     pr = np.linalg.norm(corners["p"] - corners["r"], axis=1)
     qs = np.linalg.norm(corners["q"] - corners["s"], axis=1)
-    along_pr = (pr_fine & (~qs_fine | (pr <= qs)))[:, None]
+    along_pr = pr_fine & (~qs_fine | (pr <= qs))
     split = pr_fine | qs_fine
-    first = np.where(along_pr, np.stack([p, q, r], 1), np.stack([p, q, s], 1))[split]
-    second = np.where(along_pr, np.stack([p, r, s], 1), np.stack([q, r, s], 1))[split]
+    first = np.stack([p, q, np.where(along_pr, r, s)], 1)[split]  # p q r, or p q s
+    second = np.stack([np.where(along_pr, p, q), r, s], 1)[split]  # p r s, or q r s
     fan = np.flatnonzero(~split)
     centre = len(vertices) + np.arange(len(fan))
     vertices = np.concatenate([vertices, centres[fan]])
@@ -629,7 +634,7 @@ def _split(
     folded = np.zeros(len(quads), bool)
     for f in fans:
         folded[fan] |= ~_facing(vertices, f[:, 0], f[:, 1], f[:, 2], outward[fan])
-    faces = np.concatenate([first, second, *fans]).astype(np.int64)
+    faces = np.concatenate([first, second, *fans]).astype(np.int64, copy=False)
     owner = np.concatenate([np.flatnonzero(split)] * 2 + [fan] * 4)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
     distinct &= faces[:, 0] != faces[:, 2]
