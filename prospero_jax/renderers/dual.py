@@ -207,8 +207,10 @@ class Cells:
         any4, all4 = packed[1:] | packed[:-1], packed[1:] & packed[:-1]
         any4, all4 = any4[:, 1:] | any4[:, :-1], all4[:, 1:] & all4[:, :-1]
         crossed = (any4 | _next_bit(any4)) & ~(all4 & _next_bit(all4))
-        c, b, byte = np.nonzero(crossed)
-        j, bit = np.nonzero(np.unpackbits(crossed[c, b, byte][:, None], axis=1))
+        at = np.flatnonzero(crossed)
+        c, rest = np.divmod(at, crossed.shape[1] * crossed.shape[2])
+        b, byte = np.divmod(rest, crossed.shape[2])
+        j, bit = np.nonzero(np.unpackbits(crossed.ravel()[at][:, None], axis=1))
         c, b, a = c[j], b[j], 8 * byte[j] + bit  # padded cells (their lowest corner)
         config = np.zeros(len(c), np.uint8)
         corners = []
