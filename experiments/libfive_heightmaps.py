@@ -17,18 +17,12 @@ temporary file. libfive samples voxel centres in z and always computes normals.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT.parent / "shared" / "models"
-HALF = {"bear": 1.5, "tanglecube": 3.0}
-SPHERE = "x var-x\ny var-y\nz var-z\nxx square x\nyy square y\nzz square z\n"
-SPHERE += "s add xx yy\nt add s zz\nr sqrt t\nc const 0.6\nv sub r c\n"
+from libfive_peer import HALF, libfive_run, model_path, run_json
 
 WORKER = """
 import json, statistics, sys, time
@@ -45,20 +39,6 @@ for _ in range(repeats):
 print(json.dumps({"first_s": first_s, "median_s": statistics.median(times),
                   "solid": float(np.isfinite(first.z).mean())}))
 """
-
-
-def model_path(name: str, scratch: Path) -> Path:
-    if name == "sphere":
-        path = scratch / "sphere.vm"
-        path.write_text(SPHERE)
-        return path
-    return MODELS / f"{name}.vm"
-
-
-def run_json(command: list[str]) -> dict[str, float]:
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    parsed: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return parsed
 
 
 def main() -> None:
@@ -78,20 +58,17 @@ def main() -> None:
             for name in models:
                 path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
                 for n in sizes:
-                    peer = run_json(
-                        [str(args.libfive), str(path), "hm", str(n), "1", str(half),
-                         str(args.repeats)]
-                    )  # fmt: skip
+                    theirs = libfive_run(args.libfive, path, "hm", n, half, args.repeats)
                     ours = run_json(
                         [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
                          str(half)]
                     )  # fmt: skip
-                    times.setdefault((name, n, "libfive"), []).append(peer["median_s"])
-                    times.setdefault((name, n, "ours"), []).append(ours["median_s"])
+                    times.setdefault((name, n, "libfive"), []).append(float(theirs["median_s"]))  # type: ignore[arg-type]
+                    times.setdefault((name, n, "ours"), []).append(float(ours["median_s"]))  # type: ignore[arg-type]
                     print(
-                        f"round {round_ + 1}: {name} {n}: libfive {peer['median_s']:.3f} s, "
+                        f"round {round_ + 1}: {name} {n}: libfive {theirs['median_s']:.3f} s, "
                         f"ours {ours['median_s']:.3f} s (first {ours['first_s']:.2f} s; "
-                        f"solid {peer['solid']:.3f} / {ours['solid']:.3f})",
+                        f"solid {theirs['solid']:.3f} / {ours['solid']:.3f})",
                         flush=True,
                     )
     print("\n| model | N | libfive, 1 thread (s) | prospero-jax (s) | ours ÷ libfive |")

@@ -18,34 +18,12 @@ mesh tests, written to a temporary file.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT.parent / "shared" / "models"
-HALF = {"bear": 1.5, "tanglecube": 3.0}
-XYZ = "x var-x\ny var-y\nz var-z\n"
-SPHERE = XYZ + "xx square x\nyy square y\nzz square z\ns add xx yy\nt add s zz\nr sqrt t\n"
-SPHERE += "c const 0.6\nv sub r c\n"
-
-
-def box(centre: tuple[float, ...], half: tuple[float, ...], name: str) -> str:
-    lines = []
-    for axis, c, h in zip("xyz", centre, half, strict=True):
-        lines += [f"{name}c{axis} const {c!r}", f"{name}d{axis} sub {axis} {name}c{axis}",
-                  f"{name}a{axis} abs {name}d{axis}", f"{name}h{axis} const {h!r}",
-                  f"{name}e{axis} sub {name}a{axis} {name}h{axis}"]  # fmt: skip
-    return "\n".join([*lines, f"{name}m max {name}ex {name}ey", f"{name} max {name}m {name}ez"])
-
-
-BOXES = "\n".join(
-    [XYZ.strip(), box((-0.2, -0.1, 0.05), (0.4, 0.4, 0.3), "a"),
-     box((0.3, 0.25, 0.15), (0.35, 0.3, 0.25), "b"), "v min a b\n"]
-)  # fmt: skip
+from libfive_peer import HALF, libfive_run, model_path, run_json
 
 WORKER = """
 import json, statistics, sys, time, warnings
@@ -63,20 +41,6 @@ for method in sys.argv[5].split(","):
                    "faces": len(first.faces)}
 print(json.dumps(out))
 """
-
-
-def model_path(name: str, scratch: Path) -> Path:
-    if name in ("sphere", "boxes"):
-        path = scratch / f"{name}.vm"
-        path.write_text(SPHERE if name == "sphere" else BOXES)
-        return path
-    return MODELS / f"{name}.vm"
-
-
-def run_json(command: list[str]) -> dict[str, object]:
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    parsed: dict[str, object] = json.loads(out.strip().splitlines()[-1])
-    return parsed
 
 
 def main() -> None:
@@ -99,17 +63,14 @@ def main() -> None:
             for name in models:
                 path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
                 for n in sizes:
-                    peer = run_json(
-                        [str(args.libfive), str(path), "mesh", str(n), "1", str(half),
-                         str(args.repeats)]
-                    )  # fmt: skip
+                    theirs = libfive_run(args.libfive, path, "mesh", n, half, args.repeats)
                     ours = run_json(
                         [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
                          str(half), ",".join(methods)]
                     )  # fmt: skip
-                    times.setdefault((name, n, "libfive"), []).append(float(peer["median_s"]))  # type: ignore[arg-type]
-                    faces[(name, n, "libfive")] = int(peer["faces"])  # type: ignore[call-overload]
-                    line = f"round {round_ + 1}: {name} {n}: libfive {peer['median_s']:.3f} s"
+                    times.setdefault((name, n, "libfive"), []).append(float(theirs["median_s"]))  # type: ignore[arg-type]
+                    faces[(name, n, "libfive")] = int(theirs["faces"])  # type: ignore[call-overload]
+                    line = f"round {round_ + 1}: {name} {n}: libfive {theirs['median_s']:.3f} s"
                     for method in methods:
                         mine = ours[method]
                         assert isinstance(mine, dict)

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from libfive_meshes import BOXES  # the two boxes of the mesh tests (experiments/)
+from libfive_peer import BOXES  # the two boxes of the mesh tests (experiments/)
 
 import prospero_jax as pj
 

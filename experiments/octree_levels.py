@@ -27,7 +27,7 @@ from prospero_jax.renderers.hierarchy import root_side
 from prospero_jax.renderers.render import drawn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from libfive_heightmaps import HALF, MODELS, SPHERE
+from libfive_peer import HALF, MODELS, SPHERE
 
 
 def main() -> None:

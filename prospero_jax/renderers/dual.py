@@ -567,16 +567,6 @@ def _nearest(
     return np.array([best[s] for s in chosen.tolist()])
 
 
-def _facing(
-    vertices: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, outward: np.ndarray
-) -> np.ndarray:
-    """Whether triangles ``a b c`` of ``vertices`` face ``outward``, or are a point or a
-    segment (a quad two of whose cells merged)."""
-    normal = np.cross(vertices[b] - vertices[a], vertices[c] - vertices[a])
-    repeated = (a == b) | (b == c) | (a == c)
-    return np.asarray(repeated | (np.einsum("ij,ij->i", normal, outward) >= 0), bool)
-
-
 def _triangles(
     quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -603,15 +593,17 @@ def _split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_triangles` of quads with two vertices or more."""
     p, q, r, s = (quads[:, k] for k in range(4))
+    # The corners and the edge's crossing ("x", a new vertex where the quad is fanned).
     corners = {"p": vertices[p], "q": vertices[q], "r": vertices[r], "s": vertices[s]}
-    ids = {"p": p, "q": q, "r": r, "s": s}
+    corners["x"] = centres
+    ids = {"p": p, "q": q, "r": r, "s": s, "x": np.full(len(quads), -1)}
     # Seen along its edge (``outward`` lies along a grid axis), each corner's two
     # coordinates across it, in the order that makes the axis their cross product.
     axis = np.argmax(np.abs(outward), axis=1)
     flat = 3 * np.arange(len(quads))
     sign = np.sign(np.take(outward, flat + axis))
-    first, second = flat + (axis + 1) % 3, flat + (axis + 2) % 3
-    across = {x: (np.take(c, first), np.take(c, second)) for x, c in corners.items()}
+    u_at, w_at = flat + (axis + 1) % 3, flat + (axis + 2) % 3
+    across = {x: (np.take(c, u_at), np.take(c, w_at)) for x, c in corners.items()}
 
     def turns(names: str) -> np.ndarray:
         """Whether the triangle of these corners faces outward (or is a point or a
@@ -634,8 +626,9 @@ def _split(
     vertices = np.concatenate([vertices, centres[fan]])
     fans = [np.stack([quads[fan, k], quads[fan, (k + 1) % 4], centre], 1) for k in range(4)]
     folded = np.zeros(len(quads), bool)
-    for f in fans:
-        folded[fan] |= ~_facing(vertices, f[:, 0], f[:, 1], f[:, 2], outward[fan])
+    if len(fan):
+        around = turns("pqx") & turns("qrx") & turns("rsx") & turns("spx")
+        folded[fan] = ~around[fan]
     faces = np.concatenate([first, second, *fans]).astype(np.int64, copy=False)
     owner = np.concatenate([np.flatnonzero(split)] * 2 + [fan] * 4)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
