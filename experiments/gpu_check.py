@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -32,7 +33,10 @@ import numpy as np
 import prospero_jax as pj
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = ROOT.parent / "shared" / "prospero.vm"
+# The shared inputs: ../shared beside the checkout, or PROSPERO_SHARED (the device machine
+# gets a copy carried in an ignored folder, since ../shared does not travel).
+SHARED = Path(os.environ.get("PROSPERO_SHARED", ROOT.parent / "shared"))
+PROGRAM = SHARED / "prospero.vm"
 
 
 def timed(run: Callable[[], Any], repeats: int, budget_s: float) -> dict[str, Any]:
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("--program", type=Path, default=PROGRAM)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--grad-points", type=int, default=4096)
+    parser.add_argument("--solids", default="bear,colonnade", help="3-D models, '' for none")
+    parser.add_argument("--heightmap", type=int, default=1024, help="heightmap side")
     args = parser.parse_args()
     program = pj.load(args.program)
     device = jax.devices()[0]
@@ -84,36 +90,17 @@ def main() -> None:
         "machine": platform.platform(), "program": str(args.program), "rows": [],
     }  # fmt: skip
     print(f"device: {device} ({device.platform}); jax {jax.__version__}", file=sys.stderr)
-    for size in (int(s) for s in args.sizes.split(",")):
-        images: dict[str, Any] = {}
-        # culled: the sign program (the default); culled-exact: the program op by op
-        for mode in ("brute", "culled", "culled-exact"):
-            if size * size > pj.MEMORY_LIMIT:
-                report["rows"].append({"what": mode, "size": size, "skipped": "above MEMORY_LIMIT"})
-                continue
-            row = timed(
-                lambda m=mode, n=size: pj.render(
-                    program, n, mode=m.split("-")[0], exact=m.endswith("exact")
-                ),
-                args.repeats,
-                args.budget,
-            )
-            images[mode] = row.pop("result")
-            report["rows"].append({"what": mode, "size": size, **row})
-            print(f"{mode} {size}²: {row}", file=sys.stderr)
-        if "brute" in images and "culled" in images:
-            differ = int(np.count_nonzero(images["brute"] != images["culled"]))
-            report["rows"].append({"what": "brute vs culled pixels differing", "size": size,
-                                   "value": differ})  # fmt: skip
-        run = seed_cupy(args.program.read_text(), size)
-        if run is None:
-            report["rows"].append({"what": "seed-cupy", "size": size, "skipped": "no cupy"})
-        else:
-            row = timed(run, args.repeats, args.budget)
-            image = row.pop("result")
-            if "culled" in images:
-                row["pixels_vs_culled"] = int(np.count_nonzero(image != images["culled"]))
-            report["rows"].append({"what": "seed-cupy", "size": size, **row})
+
+    def add(row: dict[str, Any]) -> None:
+        """Record a row, and write the report so far: a run cut off keeps what it measured."""
+        report["rows"].append(row)
+        print(row, file=sys.stderr)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
+
+    # The solids and the gradient first, then the sizes, smallest first: a run cut off at
+    # its time limit loses only the largest size.
     f = pj.to_function(program, derivatives="interpreter")
     grad = jax.jit(jax.grad(lambda x, y: jnp.sum(f(x, y)), argnums=(0, 1)))
     # Reverse mode through the scan keeps every row's operands: memory grows with
@@ -125,7 +112,48 @@ def main() -> None:
     row = timed(lambda: jax.block_until_ready(compiled(xs, xs)), args.repeats, args.budget)
     row.pop("result")
     what = f"grad (dual interpreter), {args.grad_points} points"
-    report["rows"].append({"what": what, "compile_s": compile_s, **row})
+    add({"what": what, "compile_s": compile_s, **row})
+    for name in filter(None, args.solids.split(",")):
+        try:
+            solid = pj.load(SHARED / "models" / f"{name}.vm")
+            row = timed(lambda s=solid: pj.render_heightmap(s, args.heightmap), args.repeats,
+                        args.budget)  # fmt: skip
+        except Exception as error:  # a failed row is reported, the rest still run
+            add({"what": f"heightmap {name}", "skipped": repr(error)})
+            continue
+        heightmap = row.pop("result")
+        covered = int(np.count_nonzero(np.isfinite(heightmap.z)))
+        add({"what": f"heightmap {name}", "size": args.heightmap, **row,
+                               "value": covered})  # fmt: skip
+    for size in (int(s) for s in args.sizes.split(",")):
+        images: dict[str, Any] = {}
+        # culled: the sign program (the default); culled-exact: the program op by op
+        for mode in ("brute", "culled", "culled-exact"):
+            if size * size > pj.MEMORY_LIMIT:
+                add({"what": mode, "size": size, "skipped": "above MEMORY_LIMIT"})
+                continue
+            row = timed(
+                lambda m=mode, n=size: pj.render(
+                    program, n, mode=m.split("-")[0], exact=m.endswith("exact")
+                ),
+                args.repeats,
+                args.budget,
+            )
+            images[mode] = row.pop("result")
+            add({"what": mode, "size": size, **row})
+        if "brute" in images and "culled" in images:
+            differ = int(np.count_nonzero(images["brute"] != images["culled"]))
+            add({"what": "brute vs culled pixels differing", "size": size,
+                                   "value": differ})  # fmt: skip
+        run = seed_cupy(args.program.read_text(), size)
+        if run is None:
+            add({"what": "seed-cupy", "size": size, "skipped": "no cupy"})
+        else:
+            row = timed(run, args.repeats, args.budget)
+            image = row.pop("result")
+            if "culled" in images:
+                row["pixels_vs_culled"] = int(np.count_nonzero(image != images["culled"]))
+            add({"what": "seed-cupy", "size": size, **row})
     print("| what | size | first call (s) | steady median (s) | runs | note |")
     print("|---|---|---|---|---|---|")
     for r in report["rows"]:
@@ -135,9 +163,6 @@ def main() -> None:
         note = note or (f"{r['value']} px" if "value" in r else "")
         print(f"| {r['what']} | {r.get('size', '-')} | {first} | {steady} | {r.get('runs', '-')} "
               f"| {note} |")  # fmt: skip
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
