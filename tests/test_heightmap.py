@@ -66,6 +66,38 @@ def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
     np.testing.assert_array_equal(culled.z, brute.z)
 
 
+TILTED = "x var-x\nz var-z\nh const 0.5\nt mul x h\nd sub z t\nr sub d h"  # z < x/2 + 1/2
+
+
+@pytest.mark.parametrize("model", ["bear", "colonnade", "tilted"])
+def test_the_accelerators_column_search_agrees_with_the_slices(model: str) -> None:
+    # Brute force on an accelerator searches each tile's columns in one device loop; run
+    # here on CPU, it finds what the slice-by-slice loop finds, except at samples whose
+    # value is within float32 rounding of 0 (XLA fuses the loop's body its own way:
+    # colonnade's flat tops sit on sample planes). The tilted plane's every column is
+    # found, so its loop stops before the depths run out.
+    from prospero_jax.renderers import heightmap
+    from prospero_jax.renderers.render import drawn
+
+    if model == "tilted":
+        program, half = pj.parse(TILTED), 1.0
+    else:
+        program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    view, target = pj.View(48, region=(-half, half, -half, half), depth=37), pj.Target()
+    sign, zs = drawn(program, target, culled=False), view.zs()
+    with target.precision():
+        slices = heightmap._slices(sign, view, zs, target, None)
+        searched = heightmap._searched(sign, view, zs, target, None)
+    assert (slices >= 0).mean() == (1.0 if model == "tilted" else pytest.approx(0.45, abs=0.3))
+    xs, ys = view.axes()
+    rows, cols = np.nonzero(searched != slices)
+    assert len(rows) <= 0.01 * slices.size
+    for row, col in zip(rows, cols, strict=True):
+        k = min(int(i) for i in (slices[row, col], searched[row, col]) if i >= 0)
+        point = (np.float32(v).astype(np.float64) for v in (xs[col], ys[row], zs[k]))
+        assert abs(pj.reference.evaluate(program, *point)) < 1e-6, (row, col, k)
+
+
 def test_columns_resolved_above_are_not_evaluated_below() -> None:
     # z - 0.5 < 0 below z = 0.5: boxes below it are proved inside on the way down, so the
     # leaves evaluate only the layer that holds the surface, and nothing under it.

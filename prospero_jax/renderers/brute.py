@@ -80,6 +80,7 @@ def render_tiles(
     tile: int | None = None,
     progress: Progress | None = None,
     placement: jax.sharding.Sharding | None = None,
+    z: np.ndarray | None = None,
 ) -> UInt8[np.ndarray, "height size"]:
     """The brute-force tile loop: ``kernel(xs, ys, z)`` on every tile, assembled on the host.
 
@@ -90,6 +91,8 @@ def render_tiles(
     devices (a jitted ``kernel``), tiles go in batches of one per device, a batch sharded
     over a 1-D mesh. ``placement`` puts each tile's coordinates somewhere other than the
     device (e.g. replicated over a mesh, for a kernel whose other inputs are sharded).
+    ``z`` is the kernel's third argument, the same for every tile (default: the view's
+    z plane, a scalar); the image has the dtype of the kernel's tiles.
     """
     dtype = target.dtype
     side = tile or tile_size(view.size, target.device)
@@ -100,7 +103,7 @@ def render_tiles(
     ys = np.pad(ys, (0, tiles_down * side - height), mode="edge").astype(dtype)
     image: np.ndarray | None = None  # allocated from the first tile's leading axes
     jobs = [(r, c) for r in range(tiles_down) for c in range(tiles_across)]
-    z = np.asarray(view.z, dtype)
+    z = np.asarray(view.z if z is None else z, dtype)
     if len(target.devices) > 1:
         run = _sharded_tiles(kernel, target.devices, xs, ys, side, z)
         batch = len(target.devices)
@@ -124,7 +127,7 @@ def render_tiles(
         group, out = pending.popleft()
         blocks = np.asarray(out)
         if image is None:
-            image = np.empty((*blocks.shape[1:-2], height, width), dtype=np.uint8)
+            image = np.empty((*blocks.shape[1:-2], height, width), dtype=blocks.dtype)
         for (r, c), block in zip(group, blocks, strict=False):
             h, w = min(side, height - r * side), min(side, width - c * side)
             image[..., r * side : r * side + h, c * side : c * side + w] = block[..., :h, :w]

@@ -17,13 +17,18 @@ How, culled (the default on CPU): one interval hierarchy over boxes in x, y and 
 to back (:func:`~prospero_jax.renderers.octree.first_inside`): a box proved inside gives its
 columns its top sample, one proved outside is dropped, one below what its columns have
 already found is dropped, and the leaf boxes left ambiguous are evaluated at their samples
-a layer at a time, top down. Brute force evaluates every sample, slice by slice, with the
-brute-force renderer. The two agree voxel for voxel (each sample is a 2-D render, where
-culled == brute bit for bit).
+a layer at a time, top down. Brute force (the default on accelerators) evaluates every
+sample until its column is found: on accelerators, one call per tile searches the tile's
+columns on the device, a depth a step, until each has found its sample or the depths run
+out; on CPU, slice by slice with the 2-D brute-force renderer. On CPU the two agree voxel
+for voxel (both evaluate the same program at the same float32 points, where culled ==
+brute bit for bit); on an accelerator, whose compiler fuses (and contracts multiply-adds)
+as it likes, only where the deciding sample's value is not within rounding of 0.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple, Unpack
@@ -33,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, UInt8
 
-from prospero_jax.evaluators.lower import to_parametric
+from prospero_jax.evaluators.lower import to_function, to_parametric
 from prospero_jax.ir.passes import dimensions
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted_kernel, render_tiles
@@ -124,8 +129,9 @@ def render_heightmap(
     at least 2) and :class:`Shorthand`'s keywords complete (``region``, ``zrange`` (default
     ``(-1, 1)``), ``rotation``; ``target`` or ``dtype``, ``device``, ``exact``); ``mode``
     as :func:`prospero_jax.render` takes it; ``progress(done, total)`` counts layers of
-    depth samples (culled) or depths (brute). Sizes beyond the limits of time and memory, bands of
-    rows and 2-D programs are refused before any work."""
+    depth samples (culled), depths (brute on CPU) or tiles (brute on accelerators). Sizes
+    beyond the limits of time and memory, bands of rows and 2-D programs are refused
+    before any work."""
     view, target = resolve(size, options, depth)
     check_heightmap(view)
     check_solid(program)
@@ -147,7 +153,18 @@ def render_heightmap(
 def _brute(
     program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
 ) -> np.ndarray:
-    """First inside sample per pixel (-1: none), every sample evaluated."""
+    """First inside sample per pixel (-1: none), every sample evaluated until found: on
+    accelerators by the column search, on CPU slice by slice (XLA:CPU runs a loop's body
+    about 2.4× slower than the same work called from the host: experiments/RESULTS.md)."""
+    if target.platform == "cpu":
+        return _slices(program, view, zs, target, progress)
+    return _searched(program, view, zs, target, progress)
+
+
+def _slices(
+    program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
+) -> np.ndarray:
+    """:func:`_brute` a depth at a time: each a 2-D brute-force render."""
     first = np.full((view.size, view.size), -1, np.int64)
     kernel = jitted_kernel(program)
     for k, z in enumerate(zs):
@@ -156,6 +173,39 @@ def _brute(
         if progress is not None:
             progress(k + 1, len(zs))
     return first
+
+
+def _searched(
+    program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
+) -> np.ndarray:
+    """:func:`_brute` a tile at a time, each tile's columns searched on the device."""
+    first = render_tiles(_column_search(program), view, target, progress=progress, z=zs)
+    return first.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=32)
+def _column_search(program: Program) -> Callable[..., jax.Array]:
+    """The jitted brute-force column search ``(xs[t], ys[t], zs[d]) → int32[t, t]``: per
+    pixel, the first index of ``zs`` (top first) where the value is < 0, -1 where none is;
+    a depth a step, in one device loop that stops once every pixel of the tile has found
+    its sample. (XLA fuses the loop's body as it likes: a sample whose float32 value is
+    within rounding of 0 may fall on the other side of it than in the 2-D kernel.)"""
+    field = to_function(program)
+
+    def search(xs: jax.Array, ys: jax.Array, zs: jax.Array) -> jax.Array:
+        def unfinished(carry: tuple[jax.Array, jax.Array]) -> jax.Array:
+            k, first = carry
+            return (k < zs.shape[0]) & jnp.any(first < 0)
+
+        def step(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            k, first = carry
+            inside = field(xs[None, :], ys[:, None], zs[k]) < 0  # NaN is not inside
+            return k + 1, jnp.where((first < 0) & inside, k, first)
+
+        start = jnp.full((ys.shape[0], xs.shape[0]), -1, jnp.int32)
+        return jax.lax.while_loop(unfinished, step, (jnp.int32(0), start))[1]
+
+    return jax.jit(search)
 
 
 def _culled(
