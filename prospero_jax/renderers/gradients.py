@@ -10,11 +10,11 @@ dtype: what gradient images (:mod:`~prospero_jax.renderers.shade`), heightmap no
 How, two ways (:func:`field_gradients` picks one): :func:`gradients_at`, forward mode
 through :func:`prospero_jax.to_function`'s custom derivatives (the op table's partials,
 the dual step's rules: finite wherever the value is), three tangent directions at once,
-points in chunks of :data:`CHUNK`, the last one padded, so one compilation serves a
-program at any number of points; or :func:`grouped_gradients`, nearby points in groups,
-each group's tape pruned over its box and evaluated by the dual leaf kernel (the same
-rules, nothing compiled per program). Values and derivatives are the program's as given
-(never a sign program).
+points in chunks of :data:`CHUNK` (:data:`ACCELERATOR_CHUNK` on accelerators), the last
+one padded, so one compilation serves a program at any number of points; or
+:func:`grouped_gradients`, nearby points in groups, each group's tape pruned over its box
+and evaluated by the dual leaf kernel (the same rules, nothing compiled per program).
+Values and derivatives are the program's as given (never a sign program).
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ from prospero_jax.renderers.hierarchy import (
 )
 from prospero_jax.renderers.view import Progress, Target
 
-#: Points per call of the gradient kernel.
+#: Points per call of the gradient kernel, on CPU and on accelerators (where a call of
+#: 16,384 points costs what its kernel launches cost: the bear's 417,000 normals at 1024²
+#: took 1.5 s on an H200 in chunks of 16,384; experiments/RESULTS.md).
 CHUNK = 1 << 14
+ACCELERATOR_CHUNK = 1 << 20
 #: Points of one cell evaluated on one pruned tape by :func:`grouped_gradients`.
 GROUP = 256
 #: Newton steps that move a mesh vertex onto the surface (:func:`onto_surface`).
@@ -85,19 +88,21 @@ def gradients_at(
 ) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
     """The value and gradient (∂f/∂x, ∂f/∂y, ∂f/∂z) at the points ``(x[i], y[i], z[i])``,
     by forward mode through the op table's partials, in chunks of :data:`CHUNK` points
-    (one compilation per program); ``progress(done, total)`` counts chunks."""
+    (:data:`ACCELERATOR_CHUNK` off CPU; one compilation per program and platform);
+    ``progress(done, total)`` counts chunks."""
     dtype = where.dtype
+    size = CHUNK if where.platform == "cpu" else ACCELERATOR_CHUNK
     px, py, pz = (np.asarray(v, np.float64).astype(dtype) for v in (x, y, z))
     value = np.empty(len(px), dtype)
     gradient = np.empty((len(px), 3), dtype)
-    chunks = -(-len(px) // CHUNK)
+    chunks = -(-len(px) // size)
     with where.precision():
         kernel = gradient_kernel(program)
         for i in range(chunks):
-            part = slice(i * CHUNK, (i + 1) * CHUNK)
+            part = slice(i * size, (i + 1) * size)
             n = len(px[part])
             x_, y_, z_ = (
-                jax.device_put(np.pad(v[part], (0, CHUNK - n), mode="edge"), where.device)
+                jax.device_put(np.pad(v[part], (0, size - n), mode="edge"), where.device)
                 for v in (px, py, pz)
             )
             v, g = kernel(x_, y_, z_)
