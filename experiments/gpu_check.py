@@ -72,6 +72,37 @@ def seed_cupy(text: str, size: int) -> Callable[[], Any] | None:
     return run
 
 
+def grad_row(
+    program: pj.Program, points: int, repeats: int, budget: float, add: Callable[..., None]
+) -> None:
+    """The gradient's compile and steady run: ``jax.grad`` through the dual interpreter."""
+    f = pj.to_function(program, derivatives="interpreter")
+    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(f(x, y)), argnums=(0, 1)))
+    # Reverse mode through the scan keeps every row's operands: memory grows with
+    # points × rows, so a modest batch (4,096 points: ~0.3 GB for prospero).
+    xs = jnp.linspace(-1, 1, points, dtype=jnp.float32)
+    start = time.perf_counter()
+    compiled = grad.lower(xs, xs).compile()
+    compile_s = time.perf_counter() - start
+    row = timed(lambda: jax.block_until_ready(compiled(xs, xs)), repeats, budget)
+    row.pop("result")
+    add({"what": f"grad (dual interpreter), {points} points", "compile_s": compile_s, **row})
+
+
+def search_against_slices(solid: pj.Program, size: int) -> int:
+    """Samples where the accelerators' column search and the slice-by-slice brute force
+    disagree (the heightmap's two brute-force paths; 0 expected), on this device."""
+    from prospero_jax.renderers import heightmap
+    from prospero_jax.renderers.render import drawn
+
+    view, target = pj.View(size), pj.Target()
+    sign, zs = drawn(solid, target, culled=False), view.zs()
+    with target.precision():
+        slices = heightmap._slices(sign, view, zs, target, None)
+        searched = heightmap._searched(sign, view, zs, target, None)
+    return int(np.count_nonzero(slices != searched))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1024,4096,16384")
@@ -79,7 +110,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per measurement")
     parser.add_argument("--program", type=Path, default=PROGRAM)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--grad-points", type=int, default=4096)
+    parser.add_argument("--grad-points", type=int, default=4096, help="0: no gradient")
     parser.add_argument("--solids", default="bear,colonnade", help="3-D models, '' for none")
     parser.add_argument("--heightmap", type=int, default=1024, help="heightmap side")
     args = parser.parse_args()
@@ -101,31 +132,22 @@ def main() -> None:
 
     # The solids and the gradient first, then the sizes, smallest first: a run cut off at
     # its time limit loses only the largest size.
-    f = pj.to_function(program, derivatives="interpreter")
-    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(f(x, y)), argnums=(0, 1)))
-    # Reverse mode through the scan keeps every row's operands: memory grows with
-    # points × rows, so a modest batch (4,096 points: ~0.3 GB for prospero).
-    xs = jnp.linspace(-1, 1, args.grad_points, dtype=jnp.float32)
-    start = time.perf_counter()
-    compiled = grad.lower(xs, xs).compile()
-    compile_s = time.perf_counter() - start
-    row = timed(lambda: jax.block_until_ready(compiled(xs, xs)), args.repeats, args.budget)
-    row.pop("result")
-    what = f"grad (dual interpreter), {args.grad_points} points"
-    add({"what": what, "compile_s": compile_s, **row})
+    if args.grad_points:
+        grad_row(program, args.grad_points, args.repeats, args.budget, add)
     for name in filter(None, args.solids.split(",")):
-        try:
-            solid = pj.load(SHARED / "models" / f"{name}.vm")
-            row = timed(lambda s=solid: pj.render_heightmap(s, args.heightmap), args.repeats,
-                        args.budget)  # fmt: skip
-        except Exception as error:  # a failed row is reported, the rest still run
-            add({"what": f"heightmap {name}", "skipped": repr(error)})
-            continue
-        heightmap = row.pop("result")
-        covered = int(np.count_nonzero(np.isfinite(heightmap.z)))
-        add({"what": f"heightmap {name}", "size": args.heightmap, **row,
-                               "value": covered})  # fmt: skip
-    for size in (int(s) for s in args.sizes.split(",")):
+        solid = pj.load(SHARED / "models" / f"{name}.vm")
+        for normals in (False, True):
+            what = f"heightmap {name}" + (" + normals" if normals else "")
+            row = timed(
+                lambda s=solid, n=normals: pj.render_heightmap(s, args.heightmap, normals=n),
+                args.repeats,
+                args.budget,
+            )
+            covered = int(np.count_nonzero(np.isfinite(row.pop("result").z)))
+            add({"what": what, "size": args.heightmap, **row, "value": covered})
+        add({"what": f"heightmap {name}: column search vs slices, samples differing",
+             "size": 256, "value": search_against_slices(solid, 256)})  # fmt: skip
+    for size in (int(s) for s in filter(None, args.sizes.split(","))):
         images: dict[str, Any] = {}
         # culled: the sign program (the default); culled-exact: the program op by op
         for mode in ("brute", "culled", "culled-exact"):
