@@ -17,7 +17,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import jax
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -158,17 +157,17 @@ def target(
     dtype: DType, device: str | None, devices: str | None = None, exact: bool = False
 ) -> pj.Target:
     """A :class:`prospero_jax.Target`: ``--devices`` is all, or a count N (the first N)."""
-    first = pj.resolve_device(device)
+    one = pj.Target.resolve(dtype.value, device, exact=exact)  # a bad --device fails here
     if devices is None or devices == "all":
-        return pj.Target.resolve(dtype.value, first, devices, exact)
-    have = jax.local_devices(backend=first.platform)
+        return pj.Target.resolve(dtype.value, one.device, devices, exact)
     try:
         count = int(devices)
     except ValueError:
         raise ValueError(f"--devices must be 'all' or a count, got {devices!r}") from None
-    if not 1 <= count <= len(have):
-        raise ValueError(f"--devices {count}: {len(have)} {first.platform} device(s) here")
-    return pj.Target.resolve(dtype.value, first, have[:count], exact)
+    try:
+        return pj.Target.resolve(dtype.value, one.device, count, exact)
+    except ValueError as err:  # too many: "devices N: M cpu device(s) here"
+        raise ValueError(f"--{err}") from None
 
 
 def progress_bar() -> Progress:

@@ -89,7 +89,6 @@ def mesh(
             raise ValueError(f"--bounds must be LOW,HIGH, got {bounds!r}") from None
         program = load(file)
         out = output or Path(f"{file.stem if file else 'demo'}.stl")
-        pj.mesh_format(out)  # a wrong suffix is an error before any work
         where = target(dtype, device)
         if cache:
             pj.enable_compilation_cache()
@@ -98,14 +97,13 @@ def mesh(
             progress_task(f"meshing {program.source}", "slabs") as progress,
             warnings.catch_warnings(record=True, action="always", category=pj.MeshWarning) as said,
         ):
-            surface = pj.mesh(
-                program, resolution, bounds=(low, high), method=method.value,
+            surface = pj.mesh_file(
+                program, out, resolution, bounds=(low, high), method=method.value,
                 tolerance=tolerance, target=where, progress=progress,
             )  # fmt: skip
         for warning in said:  # an empty or capped mesh: why, in a line
             if issubclass(warning.category, pj.MeshWarning):
                 typer.echo(f"warning: {warning.message}", err=True)
-        pj.write_mesh(out, surface)
     seconds = time.perf_counter() - started
     counts = f"{len(surface.vertices):,} vertices, {len(surface.faces):,} triangles"
     typer.echo(f"wrote {out} ({counts}, resolution {resolution}, {method.value}) "

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 import prospero_jax as pj
@@ -82,18 +80,12 @@ def render3d(
         what = view(size, region, depth=depth, turn=turn, tilt=tilt)
         program = load(file)
         out = output or Path(f"{file.stem if file else 'demo'}-3d.png")
-        pj.check_image_format(out, colour=shade is Look.normals)
         where = target(dtype, device, exact=exact)
         if cache:
             pj.enable_compilation_cache()
-        started = time.perf_counter()
         with progress_task(f"heightmap of {program.source}", "layers") as progress:
-            heightmap = pj.render_heightmap(
-                program, what, target=where, mode=mode.value,
-                normals=shade is not Look.depth, progress=progress,
-            )  # fmt: skip
-        pj.write_image(out, pj.shade_heightmap(heightmap, shade.value))
-    solid = np.isfinite(heightmap.z).mean()
-    seconds = time.perf_counter() - started
-    typer.echo(f"wrote {out} ({size}×{size}, {heightmap.depth} deep, {solid:.1%} solid) "
-               f"in {seconds:.2f} s")  # fmt: skip
+            done = pj.render_heightmap_file(
+                program, out, what, where, look=shade.value, mode=mode.value, progress=progress
+            )
+    typer.echo(f"wrote {out} ({size}×{size}, {what.samples} deep, {done.inside:.1%} solid) "
+               f"in {done.seconds:.2f} s")  # fmt: skip

@@ -37,12 +37,13 @@ Public API (the subpackages are the implementation):
   force) → a stack of images; :func:`sweep_constants` builds the sets for a sweep;
 * :func:`render_heightmap`: a solid (x, y, z) and its View → :class:`Heightmap` (the
   first surface from the top and its normals), culled on an octree; :func:`shade_heightmap`
-  → an image;
+  → an image; :func:`render_heightmap_file` → an image file (the CLI's render3d);
   :func:`surface_depth`: that depth as a function of the constants for ``jax.grad``;
   :func:`mesh`: a solid and its View (or a resolution and bounds) → a closed, manifold
   triangle :class:`Mesh` (dual contouring on the octree's grid, sharp edges kept, flat
   parts merged; or marching cubes; :class:`MeshWarning` when it is empty, or capped flat
   where the solid crosses the bounds), :func:`write_mesh` → STL, PLY or OBJ;
+  :func:`mesh_file`: both at once (the CLI's mesh);
 * :func:`sample_gradient`, :func:`shade`: value and gradient near the outline
   (:class:`FieldSamples`: normals, |∇f|, distance estimate) → anti-aliased or colour
   images;
@@ -70,9 +71,15 @@ from prospero_jax.benchmarks.strategies import CHUNK as DEFAULT_CHUNK
 from prospero_jax.benchmarks.strategies import STRATEGIES
 from prospero_jax.evaluators.interval import Interval, to_interval_function
 from prospero_jax.evaluators.lower import to_function, to_parametric
-from prospero_jax.io.image import check_image_format, read_pgm, write_image
-from prospero_jax.io.mesh_file import mesh_format, write_mesh
-from prospero_jax.io.output import FileReport, render_file, render_frames, streams
+from prospero_jax.io.image import read_pgm, write_image
+from prospero_jax.io.mesh_file import mesh_file, write_mesh
+from prospero_jax.io.output import (
+    FileReport,
+    render_file,
+    render_frames,
+    render_heightmap_file,
+    streams,
+)
 from prospero_jax.io.stream import (
     BAND_ROWS,
     StreamError,
@@ -115,8 +122,6 @@ from prospero_jax.renderers.view import (
     Shorthand,
     Target,
     View,
-    resolve_device,
-    resolve_devices,
     rotation,
 )
 from prospero_jax.runtime.cache import default_cache_dir, enable_compilation_cache
@@ -159,7 +164,6 @@ __all__ = [
     "View",
     "__version__",
     "bench",
-    "check_image_format",
     "deduplicate",
     "default_cache_dir",
     "describe",
@@ -170,7 +174,7 @@ __all__ = [
     "load",
     "max_live",
     "mesh",
-    "mesh_format",
+    "mesh_file",
     "parse",
     "partial_paths",
     "process_rows",
@@ -183,9 +187,8 @@ __all__ = [
     "render_file",
     "render_frames",
     "render_heightmap",
+    "render_heightmap_file",
     "render_to_file",
-    "resolve_device",
-    "resolve_devices",
     "rotation",
     "sample_gradient",
     "shade",

@@ -144,3 +144,46 @@ def test_the_viewer_uses_only_the_public_api() -> None:
                     assert alias.name == "prospero_jax" or not alias.name.startswith(
                         "prospero_jax."
                     ), f"{path.name}: import {alias.name}"
+
+
+def test_a_solid_to_a_file_in_one_call_checked_before_any_work(tmp_path, monkeypatch) -> None:
+    # render3d and mesh are one library call each; a wrong path or look fails before the
+    # solid is evaluated (the renderers would raise if they were reached).
+    from prospero_jax.io import mesh_file, output
+
+    view, where = pj.View(24, depth=20), pj.Target()
+    done = pj.render_heightmap_file(BALL, tmp_path / "ball.png", view, where, look="lit")
+    assert done.written
+    assert (tmp_path / "ball.png").is_file()
+    assert done.inside == pytest.approx(np.pi * 0.36 / 4, abs=0.05)  # the disc's share
+    surface = pj.mesh_file(BALL, tmp_path / "ball.ply", 16)
+    assert (tmp_path / "ball.ply").stat().st_size > 12 * len(surface.faces) > 0
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before the arguments were checked")
+
+    monkeypatch.setattr(output, "render_heightmap", unreachable)
+    monkeypatch.setattr(mesh_file, "mesh", unreachable)
+    images = [
+        ("b.gif", "lit", ".gif"),
+        ("b.pgm", "normals", "colour"),
+        ("b.png", "shiny", "look must be one of"),
+        ("no/b.png", "lit", "does not exist"),
+    ]
+    for name, look, says in images:
+        with pytest.raises(ValueError, match=says):
+            pj.render_heightmap_file(BALL, tmp_path / name, view, where, look=look)
+    for name, says in [("b.dxf", ".dxf"), ("no/b.stl", "does not exist")]:
+        with pytest.raises(ValueError, match=says):
+            pj.mesh_file(BALL, tmp_path / name, 16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ball.ply", "ball.png"]
+
+
+def test_a_target_takes_a_count_of_devices() -> None:
+    one = pj.Target.resolve("float32", "cpu", 1)
+    assert one.devices == ()
+    assert one.device.platform == "cpu"
+    with pytest.raises(ValueError, match=r"devices 2: 1 cpu device\(s\) here"):
+        pj.Target.resolve("float32", "cpu", 2)
+    with pytest.raises(ValueError, match="devices 0"):
+        pj.Target.resolve("float32", "cpu", 0)

@@ -1,7 +1,8 @@
 """Mesh files: a :class:`~prospero_jax.renderers.mesh.Mesh` → binary STL, binary PLY or OBJ.
 
 Input: a Mesh (``vertices`` ``(V, 3)``, ``faces`` ``(F, 3)``, counter-clockwise seen from
-outside) and a path whose suffix picks the format.
+outside), or a solid to mesh (:func:`mesh_file`, the CLI's ``mesh``), and a path whose
+suffix picks the format.
 Output: the file, written atomically (complete or not at all, as image files are:
 :func:`prospero_jax.runtime.files.atomic_write`); vertices as float32.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Unpack
 
 import numpy as np
 
-from prospero_jax.renderers.mesh import Mesh
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.mesh import TOLERANCE, Mesh, mesh
+from prospero_jax.renderers.view import Progress, Shorthand, View
 from prospero_jax.runtime.files import atomic_write, file_format
 
 #: The suffixes :func:`write_mesh` knows.
@@ -33,6 +36,32 @@ def write_mesh(path: str | os.PathLike[str], m: Mesh) -> Path:
     suffix = mesh_format(path)
     writer = {".stl": _write_stl, ".ply": _write_ply, ".obj": _write_obj}[suffix]
     return atomic_write(path, lambda f: writer(f, m))
+
+
+def mesh_file(
+    program: Program,
+    path: str | os.PathLike[str],
+    resolution: int | View = 128,
+    *,
+    bounds: tuple[float, float] | None = None,
+    method: str = "dual",
+    tolerance: float = TOLERANCE,
+    progress: Progress | None = None,
+    **options: Unpack[Shorthand],
+) -> Mesh:
+    """Mesh the solid ``program`` (:func:`~prospero_jax.mesh`, whose arguments these are)
+    and write the mesh to ``path`` (:func:`write_mesh`: the suffix picks the format);
+    the path is checked before any work. Returns the mesh."""
+    out = Path(path)
+    mesh_format(out)
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    surface = mesh(
+        program, resolution, bounds=bounds, method=method, tolerance=tolerance,
+        progress=progress, **options,
+    )  # fmt: skip
+    write_mesh(out, surface)
+    return surface
 
 
 def _write_stl(f: BinaryIO, m: Mesh) -> None:

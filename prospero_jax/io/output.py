@@ -1,4 +1,5 @@
-"""An image file from a program: the one call that decides how (the CLI's ``render``).
+"""An image file from a program: the one call that decides how (the CLI's ``render``, and
+``render3d``'s :func:`render_heightmap_file` for a solid seen from above).
 
 Input: a Program, a target path (``.png``, ``.pgm``, or ``.ppm`` for colour), what to draw
 and where to run, a mode, and optionally a shading (``antialias``, ``normals``,
@@ -30,6 +31,7 @@ from prospero_jax.io.stream import StreamReport, render_to_file
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.batch import render_batch, sweep_constants
 from prospero_jax.renderers.distributed import render_across_processes
+from prospero_jax.renderers.heightmap import HEIGHTMAP_SHADES, render_heightmap, shade_heightmap
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import GRADIENT_SHADES, sample_gradient, shade
 from prospero_jax.renderers.view import MEMORY_LIMIT, Progress, Target, View
@@ -37,9 +39,10 @@ from prospero_jax.renderers.view import MEMORY_LIMIT, Progress, Target, View
 
 @dataclass(frozen=True)
 class FileReport:
-    """What :func:`render_file` did: the file, the fraction of pixels inside, the seconds
-    it took, whether this process wrote it (process 0 of a job does), and the streaming
-    report for a streamed render (else None)."""
+    """What :func:`render_file` (or :func:`render_heightmap_file`) did: the file, the
+    fraction of pixels inside (of a solid's columns, those that meet it), the seconds it
+    took, whether this process wrote it (process 0 of a job does), and the streaming report
+    for a streamed render (else None)."""
 
     path: Path
     inside: float
@@ -110,6 +113,36 @@ def render_file(
     if me == 0:
         write_image(out, image)
     return FileReport(out, inside, time.perf_counter() - start, me == 0)
+
+
+def render_heightmap_file(
+    program: Program,
+    path: str | os.PathLike[str],
+    view: View,
+    target: Target,
+    *,
+    look: str = "lit",
+    mode: str = "auto",
+    progress: Progress | None = None,
+) -> FileReport:
+    """Render the solid ``program`` seen from above (:func:`~prospero_jax.render_heightmap`
+    of ``view``) to the image file ``path``, drawn as ``look`` (one of
+    :data:`~prospero_jax.renderers.heightmap.HEIGHTMAP_SHADES`: ``lit``, ``normals`` in
+    colour, ``depth``; :func:`~prospero_jax.shade_heightmap`), atomically. The path, the
+    look and the view are checked before any work."""
+    out = Path(path)
+    if look not in HEIGHTMAP_SHADES:
+        raise ValueError(f"look must be one of {', '.join(HEIGHTMAP_SHADES)}, got {look!r}")
+    check_image_format(out, colour=look == "normals")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    start = time.perf_counter()
+    heightmap = render_heightmap(
+        program, view, target=target, mode=mode, normals=look != "depth", progress=progress
+    )
+    write_image(out, shade_heightmap(heightmap, look))
+    solid = float(np.isfinite(heightmap.z).mean())
+    return FileReport(out, solid, time.perf_counter() - start, True)
 
 
 def render_frames(

@@ -321,15 +321,23 @@ def resolve_device(device: str | jax.Device | None = None) -> jax.Device:
 
 
 def resolve_devices(
-    devices: str | Sequence[jax.Device] | None, device: jax.Device
+    devices: int | str | Sequence[jax.Device] | None, device: jax.Device
 ) -> tuple[jax.Device, ...]:
     """The devices to shard over: ``None`` (just ``device``), ``"all"`` (this process's
-    devices of ``device``'s platform) or an explicit sequence."""
+    devices of ``device``'s platform), a count ``N`` (the first N of them) or an explicit
+    sequence."""
     if devices is None:
         return (device,)
+    if isinstance(devices, int):
+        have = jax.local_devices(backend=device.platform)
+        if not 1 <= devices <= len(have):
+            raise ValueError(f"devices {devices}: {len(have)} {device.platform} device(s) here")
+        return tuple(have[:devices])
     if isinstance(devices, str):
         if devices != "all":
-            raise ValueError(f"devices must be 'all' or a list of devices, got {devices!r}")
+            raise ValueError(
+                f"devices must be 'all', a count or a list of devices, got {devices!r}"
+            )
         return tuple(jax.local_devices(backend=device.platform))
     if not devices:
         raise ValueError("devices must not be empty")
@@ -366,12 +374,12 @@ class Target:
         cls,
         dtype: str = "float32",
         device: str | jax.Device | None = None,
-        devices: str | Sequence[jax.Device] | None = None,
+        devices: int | str | Sequence[jax.Device] | None = None,
         exact: bool = False,
         tier: str = "auto",
     ) -> Target:
         """A Target from a dtype name, a platform name or Device, and ``devices`` (``None``,
-        ``"all"`` or a sequence); with several devices, ``device`` is the first."""
+        ``"all"``, a count or a sequence); with several devices, ``device`` is the first."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         spread = resolve_devices(devices, resolve_device(device))
@@ -399,8 +407,8 @@ class Shorthand(TypedDict, total=False):
     """Keywords every render entry point takes beside an image side: ``region``, ``z``,
     ``rows``, ``zrange`` and ``rotation`` stand for a :class:`View`'s fields (a solid's
     ``depth`` is an argument of its own);
-    ``target``, or ``dtype``, ``device``, ``devices`` (``"all"`` or a list: shard over
-    them), ``exact`` and ``tier``, for a :class:`Target`."""
+    ``target``, or ``dtype``, ``device``, ``devices`` (``"all"``, a count or a list: shard
+    over them), ``exact`` and ``tier``, for a :class:`Target`."""
 
     region: Sequence[float] | None
     z: float | None
@@ -410,7 +418,7 @@ class Shorthand(TypedDict, total=False):
     target: Target | None
     dtype: str | None
     device: str | jax.Device | None
-    devices: str | Sequence[jax.Device] | None
+    devices: int | str | Sequence[jax.Device] | None
     exact: bool | None
     tier: str | None
 
