@@ -69,26 +69,17 @@ def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
 TILTED = "x var-x\nz var-z\nh const 0.5\nt mul x h\nd sub z t\nr sub d h"  # z < x/2 + 1/2
 
 
-@pytest.mark.parametrize("model", ["bear", "colonnade", "tilted"])
-def test_the_accelerators_column_search_agrees_with_the_slices(model: str) -> None:
-    # Brute force on an accelerator searches each tile's columns in one device loop; run
-    # here on CPU, it finds what the slice-by-slice loop finds, except at samples whose
-    # value is within float32 rounding of 0 (XLA fuses the loop's body its own way:
-    # colonnade's flat tops sit on sample planes). The tilted plane's every column is
-    # found, so its loop stops before the depths run out.
+def searched_and_sliced(program: pj.Program, view: pj.View) -> np.ndarray:
+    """The column search and the slices agree, except at samples whose float64 value is
+    within float32 rounding of 0; returns the slices' first samples."""
     from prospero_jax.renderers import heightmap
     from prospero_jax.renderers.render import drawn
 
-    if model == "tilted":
-        program, half = pj.parse(TILTED), 1.0
-    else:
-        program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
-    view, target = pj.View(48, region=(-half, half, -half, half), depth=37), pj.Target()
+    target = pj.Target()
     sign, zs = drawn(program, target, culled=False), view.zs()
     with target.precision():
         slices = heightmap._slices(sign, view, zs, target, None)
         searched = heightmap._searched(sign, view, zs, target, None)
-    assert (slices >= 0).mean() == (1.0 if model == "tilted" else pytest.approx(0.45, abs=0.3))
     xs, ys = view.axes()
     rows, cols = np.nonzero(searched != slices)
     assert len(rows) <= 0.01 * slices.size
@@ -96,6 +87,29 @@ def test_the_accelerators_column_search_agrees_with_the_slices(model: str) -> No
         k = min(int(i) for i in (slices[row, col], searched[row, col]) if i >= 0)
         point = (np.float32(v).astype(np.float64) for v in (xs[col], ys[row], zs[k]))
         assert abs(pj.reference.evaluate(program, *point)) < 1e-6, (row, col, k)
+    return slices
+
+
+@pytest.mark.parametrize("model", ["bear", "colonnade", "tilted"])
+def test_the_accelerators_column_search_agrees_with_the_slices(model: str) -> None:
+    # Brute force on an accelerator searches each tile's columns in one device loop; run
+    # here on CPU, it finds what the slice-by-slice loop finds, except at samples whose
+    # value is within float32 rounding of 0 (XLA fuses the loop's body its own way:
+    # colonnade's flat tops sit on sample planes). The tilted plane's every column is
+    # found, so its loop stops before the depths run out.
+    if model == "tilted":
+        program, half = pj.parse(TILTED), 1.0
+    else:
+        program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    view = pj.View(48, region=(-half, half, -half, half), depth=37)
+    slices = searched_and_sliced(program, view)
+    assert (slices >= 0).mean() == (1.0 if model == "tilted" else pytest.approx(0.45, abs=0.3))
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(programs(max_size=25, solid=True))
+def test_the_column_search_agrees_with_the_slices_on_random_solids(program: pj.Program) -> None:
+    searched_and_sliced(program, pj.View(24, depth=20))
 
 
 def test_columns_resolved_above_are_not_evaluated_below() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.mesh import TOLERANCE, Mesh, mesh
 from prospero_jax.renderers.view import Progress, Shorthand, View
-from prospero_jax.runtime.files import atomic_write, file_format
+from prospero_jax.runtime.files import atomic_write, check_directory, file_format
 
 #: The suffixes :func:`write_mesh` knows.
 FORMATS = (".stl", ".ply", ".obj")
@@ -54,8 +54,7 @@ def mesh_file(
     the path is checked before any work. Returns the mesh."""
     out = Path(path)
     mesh_format(out)
-    if not out.parent.is_dir():
-        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    check_directory(out)
     surface = mesh(
         program, resolution, bounds=bounds, method=method, tolerance=tolerance,
         progress=progress, **options,

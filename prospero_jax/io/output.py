@@ -35,6 +35,7 @@ from prospero_jax.renderers.heightmap import HEIGHTMAP_SHADES, render_heightmap,
 from prospero_jax.renderers.render import render
 from prospero_jax.renderers.shade import GRADIENT_SHADES, sample_gradient, shade
 from prospero_jax.renderers.view import MEMORY_LIMIT, Progress, Target, View
+from prospero_jax.runtime.files import check_directory
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ def render_file(
         raise ValueError(f"shading must be one of {shades}, got {shading!r}")
     colour = shading not in (None, "antialias")
     check_image_format(out, colour=colour)
-    if not out.parent.is_dir():
-        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    check_directory(out)
     if view.rows is not None:
         raise ValueError("a file holds the whole image, not a band of rows")
     streamed = streams(view, band_rows)
@@ -134,8 +134,7 @@ def render_heightmap_file(
     if look not in HEIGHTMAP_SHADES:
         raise ValueError(f"look must be one of {', '.join(HEIGHTMAP_SHADES)}, got {look!r}")
     check_image_format(out, colour=look == "normals")
-    if not out.parent.is_dir():
-        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    check_directory(out)
     start = time.perf_counter()
     heightmap = render_heightmap(
         program, view, target=target, mode=mode, normals=look != "depth", progress=progress
@@ -166,8 +165,7 @@ def render_frames(
     out = Path(directory)
     if image_format not in ("png", "pgm"):
         raise ValueError(f"image format must be png or pgm, got {image_format!r}")
-    if not out.parent.is_dir():
-        raise ValueError(f"{out}: directory {out.parent} does not exist")
+    check_directory(out)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"the values of {constant} must be finite")
     table = sweep_constants(program, constant, values)

@@ -70,3 +70,11 @@ def file_format(path: str | os.PathLike[str], formats: Sequence[str], kind: str)
             f"use one of {', '.join(formats)}"
         )
     return suffix
+
+
+def check_directory(path: str | os.PathLike[str]) -> None:
+    """``ValueError`` naming ``path`` unless the directory it goes in exists: checked
+    before the work whose result it will hold."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: directory {out.parent} does not exist")
