@@ -190,14 +190,39 @@ def test_a_cubes_faces_on_grid_planes_stay_sharp(method: str) -> None:
         "x var-x\ny var-y\nz var-z\nax abs x\nay abs y\naz abs z\nm1 max ax ay\n"
         "m2 max m1 az\nh const 0.5\nv sub m2 h"
     )
-    surface = pj.mesh(cube, 41, method=method)  # ±0.5 are grid planes: faces' points are 0
+    # ±0.5 are planes of the box's grid at 41. Marching cubes reads their points' 0 as a
+    # hair inside; dual contouring moves its grid off them (mesh.OFFSET of a cell) and
+    # finds the crossings to within dual.NEAR of a cell (or 16 float32 units at the box's
+    # scale), the corners by the faces' planes.
+    surface = pj.mesh(cube, 41, method=method)
     undirected, once = edges(surface.faces)
     assert (undirected == 2).all()
     assert (once == 1).all()
-    assert volume(surface) == pytest.approx(1.0, abs=1e-6)
+    assert volume(surface) == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(np.abs(surface.vertices).max(axis=1) - 0.5).max() < 1e-5
 
 
 # --- dual contouring: sheets, sharp features, thin plates ---------------------------------
+
+
+@pytest.mark.parametrize("end", [0.0, 0.4, 0.7])
+def test_a_crossing_is_where_the_inside_ends_when_the_field_is_0_along_the_edge(
+    end: float,
+) -> None:
+    # max(x - end, 0) is 0, so inside, on x ≤ end: the crossing from x = 0 (a grid value
+    # of 0) towards x = 1 is at x = end. Before, the search stopped at the first zero it
+    # met (x = 0.01: one face lying on another put vertices at the wrong end of the edge).
+    from prospero_jax.renderers.dual import _crossings
+
+    view = pj.View(3, (0.0, 2.0, 0.0, 2.0), depth=3, zrange=(0.0, 2.0))  # grid steps of 1
+    program = pj.parse(f"x var-x\nc const {end!r}\nd sub x c\nzero const 0\nv max d zero")
+    point, normal, padding = _crossings(
+        program, np.array([[0, 1, 0]]), np.array([[1, 1, 0]]), np.array([True]),
+        np.array([0.0]), 1e-6, (3, 3, 3), view, pj.Target(),
+    )  # fmt: skip
+    assert point[0] == pytest.approx([end, 1.0, 0.0], abs=1e-6)
+    assert normal[0].tolist() == [1.0, 0.0, 0.0]
+    assert not padding[0]
 
 
 def test_each_crossed_edge_of_a_cell_is_in_one_sheet_a_loop_of_at_least_three() -> None:
@@ -288,22 +313,27 @@ def test_the_self_intersection_check_finds_crossings_and_folds() -> None:
 
 
 @pytest.mark.parametrize("tolerance", [mesh_module.TOLERANCE, 0.0])
-@pytest.mark.parametrize("resolution", [48, 64, 100])
+@pytest.mark.parametrize("resolution", [48, 64, 100, 101])
 @pytest.mark.parametrize("shape", sorted(SHARP))
 def test_sharp_shapes_do_not_intersect_themselves(
     shape: str, resolution: int, tolerance: float
 ) -> None:
     # Merged vertices that fold a quad (the octahedron at 64: 324 crossing pairs before)
-    # keep their cells apart; quads split so their triangles face the way they cross.
+    # keep their cells apart; quads split so their triangles face the way they cross. At
+    # 101 the shapes' faces and corners lie on planes of the box's grid (the two boxes: a
+    # crossing pair and a fold before the grid was moved off them; the octahedron a fold).
     surface = pj.mesh(SHARP[shape][0], resolution, tolerance=tolerance)
     assert len(self_intersections(surface.vertices, surface.faces)) == 0
     assert folds(surface.vertices, surface.faces) == 0
 
 
 @pytest.mark.parametrize(
-    ("model", "resolution"), [("bear", 48), ("colonnade", 64), ("tanglecube", 48)]
+    ("model", "resolution"),
+    [("bear", 48), ("colonnade", 64), ("colonnade", 101), ("tanglecube", 48)],
 )
 def test_shared_solids_do_not_intersect_themselves(model: str, resolution: int) -> None:
+    # Colonnade at 101: its floors and walls lie on planes of the box's grid (325 crossing
+    # pairs before the grid was moved off them).
     half = SOLIDS[model]
     surface = pj.mesh(pj.load(shared_path(f"models/{model}.vm")), resolution, bounds=(-half, half))
     assert len(self_intersections(surface.vertices, surface.faces)) == 0

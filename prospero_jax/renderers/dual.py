@@ -504,11 +504,25 @@ def _crossings(
                 program, a[live] + u[:, None] * ab, cells[live], target
             )
             value, gradient = value.astype(np.float64), gradient.astype(np.float64)
+            # A value of exactly 0 is inside (the grid's rule), and the crossing is where
+            # the inside ends: a zero is it only if the field is positive just beyond
+            # (``near`` along the edge); else (the field 0 along a stretch: a face of one
+            # shape lying on another's) the search goes on past it.
+            inside = value <= 0
+            zero = np.flatnonzero(value == 0)
+            if len(zero):
+                at, beyond = live[zero], u[zero] + near / steps[live[zero]]
+                probe, _ = field_gradients(
+                    program, a[at] + np.minimum(beyond, 1.0)[:, None] * (b - a)[at], cells[at],
+                    target,
+                )  # fmt: skip
+                stretch = (probe <= 0) & (beyond < t_out[at])
+                value[zero[stretch]] = np.inf  # not a crossing: inside, the bracket moves on
+                u[zero[stretch]] = beyond[stretch]
             better = np.abs(value) < best_f[live]
             best_f[live] = np.where(better, np.abs(value), best_f[live])
             best_t[live] = np.where(better, u, best_t[live])
             best_g[live] = np.where(better[:, None], gradient, best_g[live])
-            inside = value <= 0
             t_in[live] = np.where(inside, u, t_in[live])
             t_out[live] = np.where(inside, t_out[live], u)
             slope = np.einsum("ij,ij->i", gradient, ab)

@@ -21,6 +21,9 @@ below and above too), whose crossings lie on the box's faces: the caps.
   (:mod:`~prospero_jax.renderers.dual`) finds the crossings on the surface, a vertex per
   sheet of each cell where their planes meet, and merges cells where one vertex fits
   (:mod:`~prospero_jax.renderers.merge`): sharp edges kept, flat parts in few triangles.
+  Its grid is moved :data:`OFFSET` of a cell off the box's corner, so that no face of the
+  solid at a round coordinate lies on a plane of grid points (where the vertices of the
+  cells on both sides would meet and fold); the vertices are clipped to the box.
 - ``method="cubes"``: each slab goes to scikit-image's marching cubes (Lewiner's variant,
   which resolves the ambiguous cube configurations consistently), equal vertices of
   neighbouring slabs are merged, and vertices off the caps take a few Newton steps onto
@@ -35,6 +38,7 @@ Files: :mod:`prospero_jax.io.mesh_file` writes meshes (STL, PLY, OBJ).
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import NamedTuple, Unpack
 
 import numpy as np
@@ -78,6 +82,14 @@ SLAB_MEMORY = 2 * 2**30
 #: ``max(|x|, |y|, |z|) - 0.5`` on grid points stays sharp), and far enough from 0 that
 #: the crossings around it stay distinct in float64.
 ZERO = 1e-12
+#: Dual contouring moves the grid this share of a cell along each axis (towards +x, +y,
+#: +z) from the box's corner: a face of the solid on a "round" coordinate (0.6, a cube's ±0.5) would
+#: otherwise lie on a plane of grid points at some resolutions (101, 151 over ±1), where
+#: the field is exactly 0, the crossings of the edges that meet there coincide, and the
+#: vertices of the cells on both sides of that plane fall onto it and fold. An irrational
+#: share (e / 1000) puts no such coordinate on the grid; the vertices are then clipped to
+#: the box, so the caps on its faces move by at most this share of a cell.
+OFFSET = 0.0027182818284590
 
 
 class Mesh(NamedTuple):
@@ -190,7 +202,8 @@ def mesh(
     check_mesh(view, target.dtype)
     check_solid(program)
     given = (program, view)
-    program, view = view.pose(program)
+    program, posed = view.pose(program)
+    view = _offset(posed) if method == "dual" else posed  # marching cubes: ZERO's rule
     side, planes_count = view.size, view.samples
     xmin, xmax, ymin, ymax = view.region
     zmin, zmax = view.zrange
@@ -260,14 +273,34 @@ def mesh(
             if progress is not None:
                 progress(len(slabs) + 1, len(slabs) + 1)
             signs.warn(program.source, view)
-            return Mesh(vertices, faces)
+            return Mesh(_in_box(vertices, posed), faces)
         vertices, faces, capped = _merged(parts)
         if project and len(vertices):
             on = ~capped  # the caps lie on the box's faces, not on the surface
             low, high = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
             vertices[on], _ = onto_surface(program, vertices[on], step, target, low, high)
     signs.warn(program.source, view)
-    return Mesh(vertices, faces)
+    return Mesh(_in_box(vertices, posed), faces)
+
+
+def _offset(view: View) -> View:
+    """``view``'s grid moved :data:`OFFSET` of a cell towards +x, +y and +z."""
+    xmin, xmax, ymin, ymax = view.region
+    zmin, zmax = view.zrange
+    dx, dy = OFFSET * (xmax - xmin) / (view.size - 1), OFFSET * (ymax - ymin) / (view.size - 1)
+    dz = OFFSET * (zmax - zmin) / (view.samples - 1)
+    return replace(
+        view,
+        region=(xmin + dx, xmax + dx, ymin + dy, ymax + dy),
+        zrange=(zmin + dz, zmax + dz),
+    )
+
+
+def _in_box(vertices: np.ndarray, view: View) -> np.ndarray:
+    """``vertices`` clipped to ``view``'s box (the grid was moved a hair past its top)."""
+    xmin, xmax, ymin, ymax = view.region
+    zmin, zmax = view.zrange
+    return np.asarray(np.clip(vertices, [xmin, ymin, zmin], [xmax, ymax, zmax]))
 
 
 class _Signs:
