@@ -24,9 +24,10 @@ vertex where the planes of its crossings meet best (the quadratic error function
 point in an uncrossed neighbouring cell and on the surface (a tip poking through) is kept.
 Cells then merge bottom-up where one vertex fits (:func:`~prospero_jax.renderers.merge.
 merge`). The vertices the mesh keeps that are a sheet's own take Newton steps in their
-cell (curved parts), and one that stalls against the cell's walls takes its sheet's
-nearest crossing. Each crossing edge gives a quad of the four vertices around it, split
-along the shorter diagonal whose triangles face the way the edge leaves the solid, else
+cell (curved parts); one that stalls against the cell's walls starts again from its
+crossings' mean, else takes the crossing nearest that mean. Each crossing edge gives a
+quad of the four vertices around it, split along the shorter diagonal whose triangles
+face the way the edge leaves the solid, else
 into four triangles about the edge's crossing (a quad two of whose cells merged is a
 triangle); a merged vertex that folds a quad either way goes back to its cells' own.
 
@@ -56,8 +57,9 @@ UNFOLD_ROUNDS = 8
 NEWTON_STEPS = 4
 #: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
 #: move) is on it; one farther after the Newton steps (stalled against its cell's walls)
-#: takes its sheet's nearest crossing instead. Never finer than :data:`PRECISION` units
-#: of the dtype's precision at the box's scale: float32 cannot place a point closer.
+#: starts again from its crossings' mean, else takes a crossing. Never finer than
+#: :data:`PRECISION` units of the dtype's precision at the box's scale: float32 cannot
+#: place a point closer.
 NEAR = 1e-5
 PRECISION = 16
 
@@ -344,7 +346,16 @@ def contour(
         # the vertex instead (on the surface, in the cell's closure).
         stuck = sheets[distance > near]
         if len(stuck):
-            vertices[stuck] = _nearest(point[which], sheet, vertices, stuck)
+            # Stalled: Newton steps again from the crossings' mean (inside the cell, where
+            # the surface passes), else the sheet's crossing nearest that mean. A crossing
+            # lies on an edge of four cells, so near the vertices of the other three: the
+            # crossing nearest the vertex folded quads on the bear (one at 64, 101, 151).
+            again, gap = onto_surface(
+                program, mean[stuck], steps, target, lo[stuck], hi[stuck], near, 2 * NEWTON_STEPS
+            )
+            vertices[stuck] = np.where(
+                (gap <= near)[:, None], again, _nearest(point[which], sheet, mean, stuck)
+            )
 
     # (u, v) in increasing axis order turns about +d for d = 0 and 2 and about -d for d = 1;
     # the outward normal is +d where the edge's lower end is inside; rows run down y (a
@@ -571,7 +582,7 @@ def _nearest(
     point: np.ndarray, sheet: np.ndarray, vertices: np.ndarray, chosen: np.ndarray
 ) -> np.ndarray:
     """For each sheet in ``chosen``, its crossing (``point``, of sheet ``sheet``) nearest
-    its vertex."""
+    ``vertices[sheet]``."""
     mine = np.flatnonzero(np.isin(sheet, chosen))
     gap = np.linalg.norm(point[mine] - vertices[sheet[mine]], axis=1)
     order = np.lexsort((gap, sheet[mine]))  # by sheet, nearest first
