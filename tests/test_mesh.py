@@ -329,11 +329,13 @@ def test_sharp_shapes_do_not_intersect_themselves(
 
 @pytest.mark.parametrize(
     ("model", "resolution"),
-    [("bear", 48), ("colonnade", 64), ("colonnade", 101), ("tanglecube", 48)],
+    [("bear", 48), ("bear", 101), ("colonnade", 64), ("colonnade", 101), ("tanglecube", 48)],
 )
 def test_shared_solids_do_not_intersect_themselves(model: str, resolution: int) -> None:
     # Colonnade at 101: its floors and walls lie on planes of the box's grid (325 crossing
-    # pairs before the grid was moved off them).
+    # pairs before the grid was moved off them). Bear at 101: vertices stalled against
+    # their cells' walls took the crossing nearest them, beside the next cells' vertices
+    # (3 crossing pairs and a fold before they started again from their crossings' mean).
     half = SOLIDS[model]
     surface = pj.mesh(pj.load(shared_path(f"models/{model}.vm")), resolution, bounds=(-half, half))
     assert len(self_intersections(surface.vertices, surface.faces)) == 0
@@ -396,6 +398,26 @@ def test_thin_tilted_plates_give_manifold_meshes(
     undirected, once = edges(surface.faces)
     assert (undirected == 2).all()
     assert (once == 1).all()
+
+
+@pytest.mark.parametrize("resolution", [101, 151])
+def test_a_plate_thinner_than_a_cell_does_not_intersect_itself(resolution: int) -> None:
+    # One layer of grid points inside, cut by the box |x|, |y|, |z| ≤ 0.6 on grid planes
+    # (before: 84 and 144 crossing pairs; then, with the grid moved, 174 and 396 folds
+    # from vertices stalled in the plate's middle that took a crossing on the next cells'
+    # edges).
+    n = np.ones(3) / np.sqrt(3)
+    plate = pj.parse(
+        XYZ
+        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
+        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
+        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
+        "h const 0.6\nbox sub m2 h\nv max p box"
+    )
+    surface = pj.mesh(plate, resolution)
+    assert len(surface.faces) > 1000
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
+    assert folds(surface.vertices, surface.faces) == 0
 
 
 def _samples(mesh: pj.Mesh, spacing: float) -> np.ndarray:
