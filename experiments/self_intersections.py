@@ -9,7 +9,8 @@ For each shape and resolution: dual contouring merged (the default tolerance), e
 1e-5 of its size, in float64; coplanar overlaps included; folds: two triangles on one edge
 within a degree of lying on each other). Shapes: the mesh tests' cube, octahedron and two
 boxes, a plate 0.01 thick tilted to (1, 1, 1) cut by the box ``|x|, |y|, |z| ≤ 0.6``
-(``--plate``: its normal), and bear (±1.5), colonnade (±1), tanglecube (±3).
+(``--plate``: its normal; ``--shapes plate`` for it alone), and bear (±1.5), colonnade
+(±1), tanglecube (±3).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="48,64,96,101,151")
     parser.add_argument("--plate", default="1,1,1", help="the plate's normal")
+    parser.add_argument("--shapes", default="", help="only shapes whose names start so (a,b)")
     args = parser.parse_args()
     shapes = {name: (program, 1.0) for name, (program, _, _) in SHARP.items()}
     normal = tuple(float(v) for v in args.plate.split(","))
@@ -55,7 +57,10 @@ def main() -> None:
         shapes[name] = (pj.load(shared_path(f"models/{name}.vm")), half)
     print("| shape | N | dual merged: faces / crossing pairs / folds | every cell | cubes |")
     print("|---|---|---|---|---|")
+    wanted = tuple(w for w in args.shapes.split(",") if w)
     for name, (program, half) in shapes.items():
+        if wanted and not name.startswith(wanted):
+            continue
         for n in (int(s) for s in args.sizes.split(",")):
             row = f"| {name} | {n} |"
             for method, tolerance in (("dual", 1e-4), ("dual", 0.0), ("cubes", 0.0)):

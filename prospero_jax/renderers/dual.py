@@ -53,6 +53,9 @@ CROSSING_STEPS = 8
 #: Rounds at most of undoing merged blocks whose vertex folds a quad (each round undoes
 #: those found, then splits the quads again).
 UNFOLD_ROUNDS = 8
+#: Two triangles on an edge facing within this many degrees of opposite ways are folded
+#: onto each other.
+FOLD = 1.0
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
 #: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
@@ -386,9 +389,12 @@ def contour(
         positions[own] = vertices[carried[own]]
         merged, faces, folded, owner = _triangles(node[quads], positions, outward, point)
         for _ in range(UNFOLD_ROUNDS):
-            # A merged vertex in a quad that folds whichever way it is split: its block
-            # goes back to its cells' own vertices (as if it had not merged at all), and
-            # the quads about them are split again.
+            # A merged vertex in a quad that folds whichever way it is split, or in a
+            # triangle folded onto its neighbour: its block goes back to its cells' own
+            # vertices (as if it had not merged at all), and the quads about them are
+            # split again.
+            blocks = np.arange(len(vertices), len(positions))
+            folded[owner[_folded(merged, faces, blocks)]] = True
             folded = np.unique(node[quads[folded]])
             folded = folded[folded >= len(vertices)]
             if not len(folded):
@@ -412,6 +418,36 @@ def contour(
     used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
     return box, (np.cumsum(used) - 1)[faces]
+
+
+def _folded(vertices: np.ndarray, faces: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Which ``faces`` with a vertex in ``among`` lie folded onto a neighbour: the two
+    triangles on an edge facing within :data:`FOLD` degrees of opposite ways."""
+    found = np.zeros(len(faces), bool)
+    chosen = np.zeros(len(vertices), bool)
+    chosen[among] = True
+    near = np.flatnonzero(chosen[faces].any(axis=1))
+    if not len(near):
+        return found
+    chosen[:] = False
+    chosen[faces[near].ravel()] = True  # their vertices: a neighbour shares two of them
+    candidates = np.flatnonzero(chosen[faces].sum(axis=1) >= 2)
+    tri = vertices[faces[candidates]]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    unit = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+    ends = np.sort(faces[candidates][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    key = ends[:, 0] * len(vertices) + ends[:, 1]
+    which = np.tile(np.arange(len(candidates))[:, None], (1, 3)).ravel()
+    order = np.argsort(key, kind="stable")
+    key, which = key[order], which[order]
+    pair = np.flatnonzero(key[1:] == key[:-1])
+    first, second = which[pair], which[pair + 1]
+    cosine = np.einsum("ij,ij->i", unit[first], unit[second])
+    fold = cosine < -np.cos(np.radians(FOLD))
+    found[candidates[first[fold]]] = True
+    found[candidates[second[fold]]] = True
+    return found
 
 
 def _resolve(

@@ -87,9 +87,10 @@ ZERO = 1e-12
 #: otherwise lie on a plane of grid points at some resolutions (101, 151 over ±1), where
 #: the field is exactly 0, the crossings of the edges that meet there coincide, and the
 #: vertices of the cells on both sides of that plane fall onto it and fold. An irrational
-#: share (e / 1000) puts no such coordinate on the grid; the vertices are then clipped to
-#: the box, so the caps on its faces move by at most this share of a cell.
-OFFSET = 0.0027182818284590
+#: share (e / 100) puts no such coordinate on the grid, nor within 2.7 % of a cell of it
+#: (e / 1000 left a plate 0.01 thick, cut by such planes, folded at the cut); the vertices
+#: are then clipped to the box, so the caps on its faces move by at most this share.
+OFFSET = 0.027182818284590
 
 
 class Mesh(NamedTuple):
