@@ -113,6 +113,12 @@ def main() -> None:
     parser.add_argument("--grad-points", type=int, default=4096, help="0: no gradient")
     parser.add_argument("--solids", default="bear,colonnade", help="3-D models, '' for none")
     parser.add_argument("--heightmap", type=int, default=1024, help="heightmap side")
+    parser.add_argument(
+        "--modes",
+        default="brute,culled,culled-exact",
+        help="images timed (a -exact suffix: op by op)",
+    )
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed on CuPy")
     args = parser.parse_args()
     program = pj.load(args.program)
     device = jax.devices()[0]
@@ -150,7 +156,7 @@ def main() -> None:
     for size in (int(s) for s in filter(None, args.sizes.split(","))):
         images: dict[str, Any] = {}
         # culled: the sign program (the default); culled-exact: the program op by op
-        for mode in ("brute", "culled", "culled-exact"):
+        for mode in args.modes.split(","):
             if size * size > pj.MEMORY_LIMIT:
                 add({"what": mode, "size": size, "skipped": "above MEMORY_LIMIT"})
                 continue
@@ -167,6 +173,8 @@ def main() -> None:
             differ = int(np.count_nonzero(images["brute"] != images["culled"]))
             add({"what": "brute vs culled pixels differing", "size": size,
                                    "value": differ})  # fmt: skip
+        if args.no_seed:
+            continue
         run = seed_cupy(args.program.read_text(), size)
         if run is None:
             add({"what": "seed-cupy", "size": size, "skipped": "no cupy"})

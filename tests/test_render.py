@@ -125,6 +125,38 @@ def test_prospero_float32_differs_only_where_the_value_is_tiny(
     assert np.count_nonzero(differ) <= 10
 
 
+@pytest.mark.slow
+def test_prospero_unsealed_as_accelerators_render_it_keeps_the_default_contract(
+    prospero: pj.Program, oracle_values: dict[int, np.ndarray]
+) -> None:
+    # Off CPU, brute force leaves the closure's values unsealed (Target.seals): XLA may
+    # rewrite across instructions. On CPU it seals; this renders as an accelerator does.
+    target = pj.Target()
+    assert target.seals
+    image = _render.render_tiles(_render.jitted_kernel(prospero, False), pj.View(256), target)
+    values = oracle_values[256]
+    differ = image != pj.reference.to_pixels(values)
+    assert np.all(np.abs(values[differ]) < 1e-5), np.abs(values[differ]).max()
+
+
+def test_brute_force_seals_on_cpu_and_where_exact_asks() -> None:
+    class Accelerator:
+        platform = "gpu"
+
+    assert pj.Target().seals
+    assert pj.Target(exact=True).seals
+    assert not pj.Target(device=Accelerator()).seals  # type: ignore[arg-type]
+    assert pj.Target(device=Accelerator(), exact=True).seals  # type: ignore[arg-type]
+
+
+def test_an_unsealed_field_gives_the_sealed_values_within_rounding(hi: pj.Program) -> None:
+    x, y = np.meshgrid(np.linspace(-1, 1, 64, dtype=np.float32), np.linspace(-1, 1, 64))
+    sealed = np.asarray(jax.jit(pj.to_function(hi))(x, y))
+    unsealed = np.asarray(jax.jit(pj.to_function(hi, seal=False))(x, y))
+    assert unsealed.dtype == sealed.dtype == np.float32
+    np.testing.assert_allclose(unsealed, sealed, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(("size", "tile"), [(1, 8), (37, 16), (100, 32), (64, 64)])
 def test_tiling_covers_every_size_exactly(size: int, tile: int) -> None:
     demo = pj.shapes.demo_program()

@@ -41,10 +41,11 @@ IN_FLIGHT = 2
 TileFunction = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def unrolled_tile(program: Program) -> TileFunction:
+def unrolled_tile(program: Program, seal: bool = True) -> TileFunction:
     """``(xs[t], ys[t], z) → uint8[t, t]``: the unrolled closure (:func:`prospero_jax.to_function`,
-    the program simplified first) at ``(xs[col], ys[row])``, 255 where it is < 0."""
-    field = to_function(program)
+    the program simplified first; ``seal``: each value sealed) at ``(xs[col], ys[row])``,
+    255 where it is < 0."""
+    field = to_function(program, seal=seal)
 
     def unrolled(xs: jax.Array, ys: jax.Array, z: jax.Array) -> jax.Array:
         return to_pixels(field(xs[None, :], ys[:, None], z), jnp)
@@ -63,13 +64,14 @@ def tile_size(size: int, device: jax.Device) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def jitted_kernel(program: Program) -> Callable[..., Any]:
-    """The jitted ``unrolled`` tile function ``(xs[tile], ys[tile], z) → uint8[tile, tile]``.
+def jitted_kernel(program: Program, seal: bool = True) -> Callable[..., Any]:
+    """The jitted ``unrolled`` tile function ``(xs[tile], ys[tile], z) → uint8[tile, tile]``
+    (``seal``: as :attr:`~prospero_jax.renderers.view.Target.seals` says for the target).
 
     JAX compiles it once per tile shape, dtype and device; this cache keeps one kernel
     (and so its compilations) per program.
     """
-    return jax.jit(unrolled_tile(program))
+    return jax.jit(unrolled_tile(program, seal))
 
 
 def render_tiles(

@@ -179,18 +179,20 @@ def _searched(
     program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
 ) -> np.ndarray:
     """:func:`_brute` a tile at a time, each tile's columns searched on the device."""
-    first = render_tiles(_column_search(program), view, target, progress=progress, z=zs)
+    search = _column_search(program, target.seals)
+    first = render_tiles(search, view, target, progress=progress, z=zs)
     return first.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=32)
-def _column_search(program: Program) -> Callable[..., jax.Array]:
+def _column_search(program: Program, seal: bool = True) -> Callable[..., jax.Array]:
     """The jitted brute-force column search ``(xs[t], ys[t], zs[d]) → int32[t, t]``: per
     pixel, the first index of ``zs`` (top first) where the value is < 0, -1 where none is;
     a depth a step, in one device loop that stops once every pixel of the tile has found
     its sample. (XLA fuses the loop's body as it likes: a sample whose float32 value is
-    within rounding of 0 may fall on the other side of it than in the 2-D kernel.)"""
-    field = to_function(program)
+    within rounding of 0 may fall on the other side of it than in the 2-D kernel.)
+    ``seal``: as :attr:`~prospero_jax.renderers.view.Target.seals` says for the target."""
+    field = to_function(program, seal=seal)
 
     def search(xs: jax.Array, ys: jax.Array, zs: jax.Array) -> jax.Array:
         def unfinished(carry: tuple[jax.Array, jax.Array]) -> jax.Array:

@@ -75,7 +75,8 @@ def render(
     with where.precision():
         if culled:
             return render_culled(program, view, where, progress=progress, stats=stats)
-        return render_tiles(jitted_kernel(program), view, where, tile=tile, progress=progress)
+        kernel = jitted_kernel(program, where.seals)
+        return render_tiles(kernel, view, where, tile=tile, progress=progress)
 
 
 def drawn(program: Program, target: Target, culled: bool = True) -> Program:

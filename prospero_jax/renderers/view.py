@@ -389,6 +389,17 @@ class Target:
     def platform(self) -> str:
         return str(self.device.platform)
 
+    @property
+    def seals(self) -> bool:
+        """Whether brute force seals each value of the unrolled closure
+        (:func:`~prospero_jax.evaluators.lower.sealed`): on CPU, where the sealed tape is
+        one fused loop anyway, and wherever ``exact`` asks for the program op by op. Off
+        CPU by default it does not: XLA:GPU then fuses the tape into tens of kernels
+        instead of one per instruction (prospero 1024² on an H200: 1.8 ms against 21 ms a
+        frame), and the image keeps the default contract (the float64 oracle's wherever
+        ``|value| ≥ 1e-5``; ``experiments/RESULTS.md``, "XLA:GPU and the seal")."""
+        return self.exact or self.platform == "cpu"
+
     def precision(self) -> AbstractContextManager[None]:
         """The one place float64 is turned on: ``jax.enable_x64`` for a float64 target."""
         return cast(AbstractContextManager[None], jax.enable_x64(self.dtype == "float64"))
