@@ -23,7 +23,9 @@ Invariants:
   rewrite across instructions (it would reassociate ``(a + c1) + c2`` into ``a + (c1 +
   c2)``, turn ``a / b`` into ``a * (1 / b)``, whose reciprocal underflows for ``|b| >
   2**126``, or ``(a / b) / c`` into ``a / (b * c)``, which overflows), under our jits and
-  under a caller's own ``jax.jit`` alike. XLA still fuses the whole tape into one loop;
+  under a caller's own ``jax.jit`` alike. XLA:CPU still fuses the whole tape into one
+  loop; XLA:GPU does not (a kernel per instruction), so ``to_function(..., seal=False)``
+  gives up this invariant for speed there (brute force does, off CPU, unless exact);
 * :func:`to_function` simplifies the tape first (no value changes in float64; in
   float32 a folded constant is rounded once instead of per step); :func:`to_parametric`
   keeps every instruction, so its constants are exactly the program's.
@@ -71,7 +73,8 @@ def to_function(
     (:func:`sealed`): XLA may then rewrite across instructions (reassociate, contract,
     divide by a reciprocal), so values may differ in their last bits, and on a GPU it
     fuses the tape into tens of kernels instead of one per instruction (prospero at
-    1024² on an H200: 1.8 ms against 21 ms; on CPU the sealed tape is already one loop).
+    1024², the whole image at once, on an H200: 1.8 ms against 21 ms; on CPU the sealed
+    tape is already one loop).
     """
     tape = _passes.simplify(program) if simplify else program
     parametric = _parametric_core(tape, derivatives, baked=True, seal=seal)
