@@ -187,11 +187,12 @@ def test_z_slices_a_3d_program(mode: str) -> None:
 
 
 def test_one_compilation_serves_every_size_and_region(hi: pj.Program) -> None:
-    kernel = _render.jitted_kernel(hi)
+    kernel = _render.jitted_kernel(hi, pj.Target().seals)  # the one pj.render uses
     before = kernel._cache_size()
     for size, region in [(256, (-1.0, 1.0, -1.0, 1.0)), (300, (0.0, 1.0, 0.0, 1.0)), (512, None)]:
         pj.render(hi, size, region=region or pj.reference.DEFAULT_REGION, mode="brute")
     assert kernel._cache_size() - before <= 1  # one tile shape: at most one new compile
+    assert kernel._cache_size() >= 1  # and the renders compiled this kernel, no other
 
 
 def test_bad_render_arguments_are_value_errors(hi: pj.Program) -> None:

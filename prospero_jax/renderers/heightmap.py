@@ -166,7 +166,7 @@ def _slices(
 ) -> np.ndarray:
     """:func:`_brute` a depth at a time: each a 2-D brute-force render."""
     first = np.full((view.size, view.size), -1, np.int64)
-    kernel = jitted_kernel(program)
+    kernel = jitted_kernel(program, target.seals)
     for k, z in enumerate(zs):
         inside = render_tiles(kernel, replace(view, z=float(z)), target) > 0
         first[(first < 0) & inside] = k

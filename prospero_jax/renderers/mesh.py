@@ -273,14 +273,14 @@ def mesh(
             vertices, faces = contoured
             if progress is not None:
                 progress(len(slabs) + 1, len(slabs) + 1)
-            signs.warn(program.source, view)
+            signs.warn(program.source, posed)
             return Mesh(_in_box(vertices, posed), faces)
         vertices, faces, capped = _merged(parts)
         if project and len(vertices):
             on = ~capped  # the caps lie on the box's faces, not on the surface
             low, high = np.array([xmin, ymin, zmin]), np.array([xmax, ymax, zmax])
             vertices[on], _ = onto_surface(program, vertices[on], step, target, low, high)
-    signs.warn(program.source, view)
+    signs.warn(program.source, posed)
     return Mesh(_in_box(vertices, posed), faces)
 
 
