@@ -6,8 +6,9 @@ instructions. On CPU the barriers are gone before fusion and the tape is one loo
 H200 the first GPU check measured ~2.7 µs per tape row at every size, the cost of a kernel
 per instruction. This times, on whatever device JAX has, prospero's image through the
 sealed closure and through the same closure unsealed (``seal=None``: XLA free to fuse
-and to rewrite), each jitted for the whole image: compile time, steady frame (median of
-``--repeats``), kernels in the optimised module, and the pixels that differ from the
+and to rewrite; ``unsealed-norewrites``: and XLA's algebraic simplifier off,
+``brute.NO_REWRITES``, as the renderers do), each jitted for the whole image: compile
+time, steady frame (median of ``--repeats``), kernels in the optimised module, and the pixels that differ from the
 float64 oracle of the program (how many where |f64| ≥ 1e-5: the default's contract).
 
     python experiments/gpu_fusion.py --sizes 1024,4096 --out results/gpu_fusion.json
@@ -31,6 +32,7 @@ import prospero_jax as pj
 from prospero_jax.evaluators.lower import constant_array, sealed
 from prospero_jax.evaluators.unroll import plan, run
 from prospero_jax.ir.passes import simplify
+from prospero_jax.renderers.brute import NO_REWRITES
 from prospero_jax.renderers.view import DEFAULT_REGION, axes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +40,8 @@ SHARED = Path(os.environ.get("PROSPERO_SHARED", ROOT.parent / "shared"))
 BAND = 1e-5
 
 
-def closure(program: pj.Program, seal: bool) -> Any:
-    """The image's values as one jitted function of the pixel axes."""
+def closure(program: pj.Program, seal: bool, options: dict[str, str] | None = None) -> Any:
+    """The image's values as one jitted function of the pixel axes (``options``: XLA's)."""
     steps = plan(program)
 
     def image(xs: jax.Array, ys: jax.Array) -> jax.Array:
@@ -49,7 +51,7 @@ def closure(program: pj.Program, seal: bool) -> Any:
             lambda _, c: constant_array(c, np.float32), sealed(x.shape) if seal else None,
         )  # fmt: skip
 
-    return jax.jit(image)
+    return jax.jit(image, compiler_options=options)
 
 
 def kernels(text: str) -> int:
@@ -88,7 +90,8 @@ def main() -> None:
                 (size, size),
             )  # fmt: skip
         for variant in args.variants.split(","):
-            f = closure(program, variant == "sealed")
+            options = NO_REWRITES if variant == "unsealed-norewrites" else None
+            f = closure(program, variant == "sealed", options)
             t0 = time.perf_counter()
             lowered = f.lower(xs, ys)
             t1 = time.perf_counter()

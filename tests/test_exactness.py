@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import prospero_jax as pj
 from prospero_jax.evaluators.scan import value_function
 from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
+from prospero_jax.renderers.brute import jitted_kernel, render_tiles
 from tests.programs import examples
 
 TINY = np.finfo(np.float32).tiny
@@ -119,6 +120,11 @@ def test_rewritten_patterns_render_as_the_oracle(name: str) -> None:
     assert np.array_equal(pj.reference.to_pixels(field), exact)
     for mode in ("brute", "culled"):
         assert np.array_equal(pj.render(program, 16, mode=mode, exact=True), exact), mode
+    # Brute force off CPU: the closure unsealed, XLA's algebraic simplifier off instead
+    # (brute.NO_REWRITES). Unsealed with it on, every one of these but the last two
+    # renders wrong pixels (|value| up to 1).
+    unsealed = render_tiles(jitted_kernel(program, False), pj.View(16), pj.Target())
+    assert np.array_equal(unsealed, exact)
 
 
 def extreme_normals(n: int, seed: int) -> np.ndarray:

@@ -63,6 +63,18 @@ def tile_size(size: int, device: jax.Device) -> int:
     return min(fixed, max(8, 1 << (size - 1).bit_length()))
 
 
+#: Compiler options for an unsealed closure: XLA's algebraic simplifier off, so what the
+#: seal forbade (reassociating, dividing by a reciprocal, folding chains of constants:
+#: each changed hostile programs' images) cannot happen, without the barriers that keep
+#: XLA:GPU from fusing. On CPU, where the sealed tape fuses anyway, kernels stay sealed.
+NO_REWRITES = {"xla_disable_hlo_passes": "algsimp"}
+
+
+def jitted(function: Callable[..., Any], seal: bool) -> Callable[..., Any]:
+    """``jax.jit(function)``, with :data:`NO_REWRITES` where ``function`` is unsealed."""
+    return jax.jit(function, compiler_options=None if seal else NO_REWRITES)
+
+
 @functools.lru_cache(maxsize=32)
 def jitted_kernel(program: Program, seal: bool = True) -> Callable[..., Any]:
     """The jitted ``unrolled`` tile function ``(xs[tile], ys[tile], z) → uint8[tile, tile]``
@@ -71,7 +83,7 @@ def jitted_kernel(program: Program, seal: bool = True) -> Callable[..., Any]:
     JAX compiles it once per tile shape, dtype and device; this cache keeps one kernel
     (and so its compilations) per program.
     """
-    return jax.jit(unrolled_tile(program, seal))
+    return jitted(unrolled_tile(program, seal), seal)
 
 
 def render_tiles(

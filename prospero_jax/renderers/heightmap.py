@@ -41,7 +41,7 @@ from jaxtyping import Float, UInt8
 from prospero_jax.evaluators.lower import to_function, to_parametric
 from prospero_jax.ir.passes import dimensions
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.brute import jitted_kernel, render_tiles
+from prospero_jax.renderers.brute import jitted, jitted_kernel, render_tiles
 from prospero_jax.renderers.gradients import field_gradients
 from prospero_jax.renderers.hierarchy import LEAF_SIDE, root_side
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
@@ -207,7 +207,7 @@ def _column_search(program: Program, seal: bool = True) -> Callable[..., jax.Arr
         start = jnp.full((ys.shape[0], xs.shape[0]), -1, jnp.int32)
         return jax.lax.while_loop(unfinished, step, (jnp.int32(0), start))[1]
 
-    return jax.jit(search)
+    return jitted(search, seal)
 
 
 def _culled(
