@@ -8,8 +8,9 @@ per instruction. This times, on whatever device JAX has, prospero's image throug
 sealed closure and through the same closure unsealed (``seal=None``: XLA free to fuse
 and to rewrite; ``unsealed-norewrites``: and XLA's algebraic simplifier off,
 ``brute.NO_REWRITES``, as the renderers do), each jitted for the whole image: compile
-time, steady frame (median of ``--repeats``), kernels in the optimised module, and the pixels that differ from the
-float64 oracle of the program (how many where |f64| ≥ 1e-5: the default's contract).
+time, steady frame (median of ``--repeats``), kernels in the optimised module, and the
+pixels that differ from the float64 oracle of the program (how many where |f64| ≥ 1e-5:
+the default's contract).
 
     python experiments/gpu_fusion.py --sizes 1024,4096 --out results/gpu_fusion.json
 """
