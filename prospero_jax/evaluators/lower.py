@@ -25,7 +25,8 @@ Invariants:
   2**126``, or ``(a / b) / c`` into ``a / (b * c)``, which overflows), under our jits and
   under a caller's own ``jax.jit`` alike. XLA:CPU still fuses the whole tape into one
   loop; XLA:GPU does not (a kernel per instruction), so ``to_function(..., seal=False)``
-  gives up this invariant for speed there (brute force does, off CPU, unless exact);
+  drops the seal, and a jit with XLA's algebraic simplifier off keeps the invariant
+  without it (brute force off CPU, unless exact: ``renderers.brute.NO_REWRITES``);
 * :func:`to_function` simplifies the tape first (no value changes in float64; in
   float32 a folded constant is rounded once instead of per step); :func:`to_parametric`
   keeps every instruction, so its constants are exactly the program's.
@@ -73,9 +74,9 @@ def to_function(
     (:func:`sealed`): XLA may then rewrite across instructions (reassociate, divide by a
     reciprocal: hostile constants then change the image) unless the caller's ``jax.jit``
     passes ``compiler_options={"xla_disable_hlo_passes": "algsimp"}``, as the renderers
-    do; on a GPU it fuses the tape into tens of kernels instead of one per instruction (prospero at
-    1024², the whole image at once, on an H200: 1.8 ms against 21 ms; on CPU the sealed
-    tape is already one loop).
+    do; on a GPU XLA then fuses the tape into tens of kernels instead of one per
+    instruction (prospero at 1024², the whole image at once, on an H200: 1.1 ms against
+    21 ms; on CPU the sealed tape is already one loop).
     """
     tape = _passes.simplify(program) if simplify else program
     parametric = _parametric_core(tape, derivatives, baked=True, seal=seal)

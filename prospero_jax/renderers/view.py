@@ -395,9 +395,11 @@ class Target:
         (:func:`~prospero_jax.evaluators.lower.sealed`): on CPU, where the sealed tape is
         one fused loop anyway, and wherever ``exact`` asks for the program op by op. Off
         CPU by default it does not: XLA:GPU then fuses the tape into tens of kernels
-        instead of one per instruction (prospero 1024² on an H200: 1.8 ms against 21 ms a
-        frame), and the image keeps the default contract (the float64 oracle's wherever
-        ``|value| ≥ 1e-5``; ``experiments/RESULTS.md``, "XLA:GPU and the seal")."""
+        instead of one per instruction (prospero 1024² on an H200: 2.4 ms against 21 ms a
+        frame); the unsealed kernels compile with XLA's algebraic simplifier off
+        (:data:`~prospero_jax.renderers.brute.NO_REWRITES`), so the image keeps the default
+        contract, hostile constants included (``experiments/RESULTS.md``, "Why a kernel per
+        row: the seal")."""
         return self.exact or self.platform == "cpu"
 
     def precision(self) -> AbstractContextManager[None]:
