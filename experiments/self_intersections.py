@@ -20,28 +20,14 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 import prospero_jax as pj
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' shapes
 from tests.conftest import shared_path
 from tests.geometry import folds, self_intersections
-from tests.test_mesh import SHARP, XYZ
+from tests.test_mesh import SHARP, plate
 
 SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
-
-
-def plate(normal: tuple[float, float, float]) -> pj.Program:
-    """A plate 0.01 thick across the origin, facing ``normal``, cut by a box of half 0.6."""
-    n = np.array(normal, np.float64) / np.linalg.norm(normal)
-    return pj.parse(
-        XYZ
-        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
-        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
-        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
-        "h const 0.6\nbox sub m2 h\nv max p box"
-    )
 
 
 def main() -> None:

@@ -172,15 +172,7 @@ def test_a_solid_cut_by_the_bounds_is_closed_there_with_flat_caps(model: str, ha
 def test_a_grid_point_on_the_surface_keeps_the_mesh_manifold(method: str) -> None:
     # A thin tilted plate ending on grid planes (y = ±0.6 at resolution 101): its edge is a
     # line of grid points of value 0, where crossings on several edges used to merge.
-    n = np.array([1.0, 1.0, 1.0]) / np.sqrt(3)
-    plate = pj.parse(
-        "x var-x\ny var-y\nz var-z\n"
-        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
-        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
-        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
-        "h const 0.6\nbox sub m2 h\nv max p box"
-    )
-    surface = pj.mesh(plate, 101, method=method)
+    surface = pj.mesh(plate((1.0, 1.0, 1.0)), 101, method=method)
     undirected, once = edges(surface.faces)
     assert (undirected == 2).all()
     assert (once == 1).all()
@@ -385,20 +377,25 @@ def test_a_pocket_a_cell_wide_is_dual_contoured_as_two(
     assert volume(surface) == pytest.approx(volume(cubes), rel=0.02)
 
 
-@pytest.mark.parametrize("resolution", [99, 101, 151, 203])
-@pytest.mark.parametrize("normal", [(0, 0.3, 1), (0.2, 0.5, 1), (1, 1, 1)])
-def test_thin_tilted_plates_give_manifold_meshes(
-    normal: tuple[float, float, float], resolution: int
-) -> None:
+def plate(normal: tuple[float, float, float]) -> pj.Program:
+    """A plate 0.01 thick across the origin, facing ``normal``, cut by the box
+    ``|x|, |y|, |z| ≤ 0.6`` (also ``experiments/self_intersections.py``'s)."""
     n = np.array(normal, np.float64) / np.linalg.norm(normal)
-    plate = pj.parse(
+    return pj.parse(
         XYZ
         + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
         + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
         "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
         "h const 0.6\nbox sub m2 h\nv max p box"
-    )  # 0.01 thick: thinner than a cell at every resolution here
-    surface = pj.mesh(plate, resolution)
+    )
+
+
+@pytest.mark.parametrize("resolution", [99, 101, 151, 203])
+@pytest.mark.parametrize("normal", [(0, 0.3, 1), (0.2, 0.5, 1), (1, 1, 1)])
+def test_thin_tilted_plates_give_manifold_meshes(
+    normal: tuple[float, float, float], resolution: int
+) -> None:
+    surface = pj.mesh(plate(normal), resolution)  # thinner than a cell at each resolution
     undirected, once = edges(surface.faces)
     assert (undirected == 2).all()
     assert (once == 1).all()
@@ -410,15 +407,7 @@ def test_a_plate_thinner_than_a_cell_does_not_intersect_itself(resolution: int) 
     # (before: 84 and 144 crossing pairs; then, with the grid moved, 174 and 396 folds
     # from vertices stalled in the plate's middle that took a crossing on the next cells'
     # edges).
-    n = np.ones(3) / np.sqrt(3)
-    plate = pj.parse(
-        XYZ
-        + "".join(f"{a} const {float(v)!r}\n" for a, v in zip("abc", n, strict=True))
-        + "ax mul a x\nby mul b y\ncz mul c z\ns add ax by\nd add s cz\nad abs d\n"
-        "t const 0.005\np sub ad t\nX abs x\nY abs y\nZ abs z\nm1 max X Y\nm2 max m1 Z\n"
-        "h const 0.6\nbox sub m2 h\nv max p box"
-    )
-    surface = pj.mesh(plate, resolution)
+    surface = pj.mesh(plate((1.0, 1.0, 1.0)), resolution)
     assert len(surface.faces) > 1000
     assert len(self_intersections(surface.vertices, surface.faces)) == 0
     assert folds(surface.vertices, surface.faces) == 0
