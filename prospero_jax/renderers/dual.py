@@ -29,11 +29,16 @@ crossings' mean, else takes the crossing nearest that mean. Each crossing edge g
 quad of the four vertices around it, split along the shorter diagonal whose triangles
 face the way the edge leaves the solid, else
 into four triangles about the edge's crossing (a quad two of whose cells merged is a
-triangle); a merged vertex that folds a quad either way goes back to its cells' own.
+triangle). Then the mesh is untangled: where two triangles about one vertex cross or fold
+(:func:`~prospero_jax.renderers.stars.crossed`), or a quad folds whichever way it is
+split, a merged block among the quad's vertices goes back to its cells' own vertices, and
+a quad of cells' own vertices is fanned about its edge's crossing (tight blends, plates
+thinner than a cell whose pockets put vertices on both faces).
 
 Invariants: every mesh edge is in exactly two triangles, once in each direction (the
 surface of the sign grid's inside, each sheet a disk); vertices lie in their cells (or
-merged blocks), in the box.
+merged blocks), in the box; no two triangles about a vertex cross or fold, unless fanning
+their quads could not part them (none found on the test shapes and shared models).
 """
 
 from __future__ import annotations
@@ -46,16 +51,15 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.gradients import field_gradients, onto_surface, surface_distance
 from prospero_jax.renderers.hierarchy import LEAF_SIDE
 from prospero_jax.renderers.merge import Errors, Signs, merge
+from prospero_jax.renderers.stars import crossed
 from prospero_jax.renderers.view import Target, View
 
 #: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
 CROSSING_STEPS = 8
-#: Rounds at most of undoing merged blocks whose vertex folds a quad (each round undoes
-#: those found, then splits the quads again).
-UNFOLD_ROUNDS = 8
-#: Two triangles on an edge facing within this many degrees of opposite ways are folded
-#: onto each other.
-FOLD = 1.0
+#: Rounds at most of untangling: undoing merged blocks, fanning quads and moving vertices
+#: where a vertex's star crosses itself (each round changes those found, then splits the
+#: quads about them again).
+UNTANGLE_ROUNDS = 8
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4
 #: A point within this many cells of the surface (``|f| / |∇f|``, or a crossing's last
@@ -368,9 +372,10 @@ def contour(
     # The direction in which each crossed edge leaves the solid (its quad's triangles face it).
     outward = _world(np.where(start_inside[:, None], end, start), view, cells.shape)
     outward -= _world(np.where(start_inside[:, None], start, end), view, cells.shape)
+    own = len(vertices)  # sheets' own vertices come first; merged blocks' after them
     if tolerance <= 0:
-        settle(np.arange(len(vertices)))
-        vertices, faces, _, _ = _triangles(quads, vertices, outward, point)
+        settle(np.arange(own))
+        node, positions = np.arange(own), vertices.copy()
     else:  # merged cells: their sheets' vertices become one
         origin = _world(np.full((1, 3), -1), view, cells.shape)[0]
         step = _world(np.zeros((1, 3), int), view, cells.shape)[0] - origin
@@ -384,70 +389,44 @@ def contour(
         # Vertices that are a sheet's own (unmerged, or a block of one child): settled.
         used = np.zeros(len(positions), bool)
         used[node] = True
-        own = np.flatnonzero(used & (carried >= 0))
-        settle(carried[own])
-        positions[own] = vertices[carried[own]]
-        merged, faces, folded, owner = _triangles(node[quads], positions, outward, point)
-        for _ in range(UNFOLD_ROUNDS):
-            # A merged vertex in a quad that folds whichever way it is split, or in a
-            # triangle folded onto its neighbour: its block goes back to its cells' own
-            # vertices (as if it had not merged at all), and the quads about them are
-            # split again.
-            blocks = np.arange(len(vertices), len(positions))
-            folded[owner[_folded(merged, faces, blocks)]] = True
-            folded = np.unique(node[quads[folded]])
-            folded = folded[folded >= len(vertices)]
-            if not len(folded):
-                break
-            back = np.flatnonzero(np.isin(node, folded))
-            node[back] = back
-            settle(back)
-            merged[back] = vertices[back]
-            redo = np.asarray(np.isin(quads, back).any(axis=1), bool)
-            again = np.flatnonzero(redo)
-            merged, fresh, folded_again, fresh_owner = _triangles(
-                node[quads[again]], merged, outward[again], point[again]
-            )
-            kept = ~redo[owner]
-            faces = np.concatenate([faces[kept], fresh])
-            owner = np.concatenate([owner[kept], again[fresh_owner]])
-            folded = np.zeros(len(quads), bool)
-            folded[again] = folded_again
-        vertices = merged
+        kept = np.flatnonzero(used & (carried >= 0))
+        settle(carried[kept])
+        positions[kept] = vertices[carried[kept]]
+    fan = np.zeros(len(quads), bool)
+    merged, faces, folded, owner = _triangles(node[quads], positions, outward, point, fan)
+    for _ in range(UNTANGLE_ROUNDS):
+        # Quads that fold whichever way they are split, or with a triangle about a vertex
+        # whose star crosses itself (:func:`~prospero_jax.renderers.stars.crossed`): a
+        # merged block among their vertices goes back to its cells' own vertices (as if it
+        # had not merged at all); where none did, the quads are fanned about their edges'
+        # crossings. The quads about whatever changed are split again.
+        tangled = folded.copy()
+        tangled[owner[crossed(merged, faces)]] = True
+        merged_in = tangled & (node[quads] >= own).any(axis=1)
+        blocks = np.unique(node[quads[merged_in]])
+        back = np.flatnonzero(np.isin(node, blocks[blocks >= own]))
+        node[back] = back
+        settle(back)
+        merged[back] = vertices[back]
+        fresh_fans = tangled & ~merged_in & ~fan
+        if not len(back) and not fresh_fans.any():
+            break
+        fan |= fresh_fans
+        redo = tangled | np.isin(quads, back).any(axis=1)
+        again = np.flatnonzero(redo)
+        merged, fresh, folded_again, fresh_owner = _triangles(
+            node[quads[again]], merged, outward[again], point[again], fan[again]
+        )
+        kept_faces = ~redo[owner]
+        faces = np.concatenate([faces[kept_faces], fresh])
+        owner = np.concatenate([owner[kept_faces], again[fresh_owner]])
+        folded = np.zeros(len(quads), bool)
+        folded[again] = folded_again
+    vertices = merged
     used = np.zeros(len(vertices), bool)
     used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
     box = np.clip(vertices[used], [xmin, ymin, zmin], [xmax, ymax, zmax])  # rounding aside
     return box, (np.cumsum(used) - 1)[faces]
-
-
-def _folded(vertices: np.ndarray, faces: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """Which ``faces`` with a vertex in ``among`` lie folded onto a neighbour: the two
-    triangles on an edge facing within :data:`FOLD` degrees of opposite ways."""
-    found = np.zeros(len(faces), bool)
-    chosen = np.zeros(len(vertices), bool)
-    chosen[among] = True
-    near = np.flatnonzero(chosen[faces].any(axis=1))
-    if not len(near):
-        return found
-    chosen[:] = False
-    chosen[faces[near].ravel()] = True  # their vertices: a neighbour shares two of them
-    candidates = np.flatnonzero(chosen[faces].sum(axis=1) >= 2)
-    tri = vertices[faces[candidates]]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    unit = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
-    ends = np.sort(faces[candidates][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    key = ends[:, 0] * len(vertices) + ends[:, 1]
-    which = np.tile(np.arange(len(candidates))[:, None], (1, 3)).ravel()
-    order = np.argsort(key, kind="stable")
-    key, which = key[order], which[order]
-    pair = np.flatnonzero(key[1:] == key[:-1])
-    first, second = which[pair], which[pair + 1]
-    cosine = np.einsum("ij,ij->i", unit[first], unit[second])
-    fold = cosine < -np.cos(np.radians(FOLD))
-    found[candidates[first[fold]]] = True
-    found[candidates[second[fold]]] = True
-    return found
 
 
 def _resolve(
@@ -629,7 +608,11 @@ def _nearest(
 
 
 def _triangles(
-    quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
+    quads: np.ndarray,
+    vertices: np.ndarray,
+    outward: np.ndarray,
+    centres: np.ndarray,
+    fan: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(vertices, faces, folded, owner)``: the vertices with any centres added;
     triangles of the quads ``[p, q, r, s]`` (each about a crossed edge that leaves the
@@ -642,7 +625,7 @@ def _triangles(
     left out, and quads merged into one vertex are not split at all."""
     some = np.flatnonzero((quads[:, 1:] != quads[:, :1]).any(axis=1))  # not merged to a point
     vertices, faces, folded_some, owner = _split(
-        quads[some], vertices, outward[some], centres[some]
+        quads[some], vertices, outward[some], centres[some], fan[some]
     )
     folded = np.zeros(len(quads), bool)
     folded[some] = folded_some
@@ -650,7 +633,11 @@ def _triangles(
 
 
 def _split(
-    quads: np.ndarray, vertices: np.ndarray, outward: np.ndarray, centres: np.ndarray
+    quads: np.ndarray,
+    vertices: np.ndarray,
+    outward: np.ndarray,
+    centres: np.ndarray,
+    fan: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_triangles` of quads with two vertices or more."""
     p, q, r, s = (quads[:, k] for k in range(4))
@@ -679,7 +666,7 @@ def _split(
     pr = np.linalg.norm(corners["p"] - corners["r"], axis=1)
     qs = np.linalg.norm(corners["q"] - corners["s"], axis=1)
     along_pr = pr_fine & (~qs_fine | (pr <= qs))
-    split = pr_fine | qs_fine
+    split = (pr_fine | qs_fine) & ~fan
     first = np.stack([p, q, np.where(along_pr, r, s)], 1)[split]  # p q r, or p q s
     second = np.stack([np.where(along_pr, p, q), r, s], 1)[split]  # p r s, or q r s
     fan = np.flatnonzero(~split)
