@@ -48,10 +48,13 @@ class Errors(NamedTuple):
     def of(cls, point: np.ndarray, normal: np.ndarray, sheets: np.ndarray, count: int) -> Errors:
         """The errors of ``count`` sheets from their crossings (``point``, unit ``normal``,
         ``(n, 3)``) and the sheets each counts for (``sheets``: ``(n, k)``)."""
-        flat = sheets.T.ravel()
+        columns = [np.ascontiguousarray(sheets[:, k]) for k in range(sheets.shape[1])]
 
         def per_sheet(values: np.ndarray) -> np.ndarray:
-            return np.bincount(flat, np.tile(values, sheets.shape[1]), count)
+            out = np.bincount(columns[0], values, count)
+            for column in columns[1:]:
+                out += np.bincount(column, values, count)
+            return out
 
         offset = np.einsum("ij,ij->i", normal, point)
         a = np.zeros((count, 3, 3))
@@ -61,7 +64,8 @@ class Errors(NamedTuple):
         b = np.stack([per_sheet(normal[:, k] * offset) for k in range(3)], axis=1)
         mass = np.stack([per_sheet(point[:, k]) for k in range(3)], axis=1)
         normals = np.stack([per_sheet(normal[:, k]) for k in range(3)], axis=1)
-        crossings = np.bincount(flat, minlength=count).astype(np.float64)
+        crossings = sum(np.bincount(column, minlength=count) for column in columns)
+        crossings = np.asarray(crossings, np.float64)
         return cls(a, b, per_sheet(offset * offset), mass, normals, crossings)
 
     def summed(self, group: np.ndarray, groups: int) -> Errors:
@@ -90,10 +94,9 @@ class Errors(NamedTuple):
         direction = self.normals / count[:, None]
         aligned = np.einsum("ij,ij->i", direction, direction)
         flat = aligned >= 1 - QEF_CUTOFF / 2
-        x = mean.copy()
         with np.errstate(all="ignore"):  # one plane: along its normal (the mean normal)
             along = np.where(aligned > 0, np.einsum("ij,ij->i", direction, rest) / aligned, 0)
-        x[flat] += (direction * (along / count)[:, None])[flat]
+        x = mean + direction * np.where(flat, along / count, 0)[:, None]
         bent = np.flatnonzero(~flat)
         if len(bent):
             values, vectors = np.linalg.eigh(self.a[bent])
@@ -102,7 +105,8 @@ class Errors(NamedTuple):
             x[bent] += np.einsum("nij,nj,nkj,nk->ni", vectors, inverse, vectors, rest[bent])
         if lo is not None and hi is not None:
             x = np.clip(x, lo, hi)
-        error = np.einsum("ni,nij,nj->n", x, self.a, x) - 2 * np.einsum("ni,ni->n", self.b, x)
+        ax = np.einsum("nij,nj->ni", self.a, x)
+        error = np.einsum("ni,ni->n", x, ax - 2 * self.b)
         return x, np.sqrt(np.maximum(error + self.c, 0) / count)
 
 
@@ -178,12 +182,11 @@ def merge(
         def number(x: np.ndarray, span: int = span) -> np.ndarray:
             return np.asarray((x[:, 2] * span + x[:, 1]) * span + x[:, 0], np.int64)
 
-        numbers, group = np.unique(number(parent), return_inverse=True)
+        numbers, group = _groups(number(parent))
         keys = np.stack([numbers % span, numbers // span % span, numbers // span // span], 1)
         groups = len(keys)
         ok = ~np.isin(numbers, number(dead >> 1))  # no child that cannot merge
         base = keys * size  # each block's lowest padded point
-        ok &= _one_disk(signs, base, size, sheet_counts)
         summed = current.summed(group, groups)
         corner_lo, corner_hi = origin + base * step, origin + (base + size) * step
         lo = np.maximum(np.minimum(corner_lo, corner_hi), box_lo)
@@ -195,6 +198,8 @@ def merge(
         sources = np.full(groups, -1)
         sources[single] = source[only]
         ok &= single | (rms <= limit)
+        disk = np.flatnonzero(ok)  # the sign tests last: on curved parts few blocks get here
+        ok[disk] = _one_disk(signs, base[disk], size, sheet_counts)
         check = np.flatnonzero(ok & ~single)
         ok[check] = distance(x[check]) <= limit
         merged = ok[group]
@@ -217,6 +222,18 @@ def merge(
     left = of_sheet >= 0
     final[left] = ids[of_sheet[left]]
     return final, positions, carried
+
+
+def _groups(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(numbers, return_inverse=True)``, by a stable sort: the numbers come in
+    runs (cells in order, so their blocks nearly so), which it takes whole (3× faster at a
+    million sheets)."""
+    order = np.argsort(numbers, kind="stable")
+    ordered = numbers[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.empty(len(numbers), np.int64)
+    group[order] = np.cumsum(first) - 1
+    return ordered[first], group
 
 
 def _one_disk(signs: Signs, base: np.ndarray, size: int, sheet_counts: np.ndarray) -> np.ndarray:

@@ -25,6 +25,9 @@ import numpy as np
 FOLD = 1.0
 #: Relative margin of the strict tests (signed distances, barycentric coordinates).
 MARGIN = 1e-9
+#: Two directions along no axis, diagonal or simple ratio: a ray across a star is its
+#: normal crossed with the first (or, where that is the normal, the second).
+GENERIC = ((0.5377, 0.2543, 0.8039), (-0.3179, 0.8791, 0.3553))
 
 
 def crossed(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -32,6 +35,10 @@ def crossed(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     flagged = np.zeros(len(faces), bool)
     if not len(faces):
         return flagged
+    used = np.zeros(len(vertices), bool)
+    used[faces] = True  # only the vertices in faces: a mesh may carry many others
+    faces = (np.cumsum(used) - 1)[faces]
+    vertices = vertices[used]
     suspects = np.flatnonzero(_not_flat(vertices, faces))
     if not len(suspects):
         return flagged
@@ -82,9 +89,13 @@ def _not_flat(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     normal = _cross(edge[0], [-e for e in edge[2]])
     flat = faces.T.ravel()  # corner 0 of every face, then corner 1, then corner 2
     star = [np.bincount(flat, np.tile(normal[k], 3), minlength=n) for k in range(3)]
-    # r: the star's normal crossed with the axis it is farthest from; w = r × s.
-    axis = np.argmin(np.abs(np.stack(star)), axis=0)
-    ray = _cross(star, [(axis == k).astype(np.float64) for k in range(3)])
+    # r: the star's normal crossed with a direction of no special alignment (an edge of
+    # a box-aligned mesh lies along r for an axis, and its two wedges would not count it),
+    # or with a second one where the first lies along the normal.
+    first = _cross(star, [np.full(n, v) for v in GENERIC[0]])
+    along = sum(x * x for x in first) < 1e-6 * sum(x * x for x in star)
+    second = _cross(star, [np.full(n, v) for v in GENERIC[1]])
+    ray = [np.where(along, u, v) for u, v in zip(second, first, strict=True)]
     across = [x.astype(np.float32) for x in _cross(ray, star)]
     s32 = [x.astype(np.float32) for x in star]
     against = np.zeros(n, bool)
