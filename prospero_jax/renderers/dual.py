@@ -331,7 +331,10 @@ def contour(
     # in the cell (then Newton steps).
     outside = ((vertices < lo) | (vertices > hi)).any(axis=1)
     steps = np.abs(high_corner - low_corner)[0]
-    poking = outside & _in_empty_neighbour(vertices, lo, hi, steps, keys, cells, view)
+    poking = outside.copy()
+    poking[outside] = _in_empty_neighbour(
+        vertices[outside], lo[outside], hi[outside], steps, keys, cells, view
+    )
     poking[poking] = surface_distance(program, vertices[poking], steps, target) < near
     vertices = np.where(
         poking[:, None], vertices, np.clip(np.where(outside[:, None], mean, vertices), lo, hi)
@@ -370,8 +373,11 @@ def contour(
     flip = (axis == 1) ^ start_inside
     quads[flip] = quads[flip][:, ::-1]
     # The direction in which each crossed edge leaves the solid (its quad's triangles face it).
-    outward = _world(np.where(start_inside[:, None], end, start), view, cells.shape)
-    outward -= _world(np.where(start_inside[:, None], start, end), view, cells.shape)
+    outward = np.zeros((len(cell), 3))
+    edge_step = _world(np.eye(3, dtype=int), view, cells.shape) - _world(
+        np.zeros((1, 3), int), view, cells.shape
+    )  # one step along each axis, in space
+    outward[rows, axis] = np.where(start_inside, 1.0, -1.0) * edge_step[axis, axis]
     own = len(vertices)  # sheets' own vertices come first; merged blocks' after them
     if tolerance <= 0:
         settle(np.arange(own))
@@ -483,11 +489,9 @@ def _world(index: np.ndarray, view: View, shape: tuple[int, int, int]) -> np.nda
     """Padded grid coordinates (column, row, plane; fractional) → points (x, y, z)."""
     (xmin, xmax, ymin, ymax), (zmin, zmax) = view.region, view.zrange
     na, nb, nc = shape
-    step = np.array([(xmax - xmin) / (na - 1), (ymax - ymin) / (nb - 1), (zmax - zmin) / (nc - 1)])
-    return np.stack(
-        [xmin + index[:, 0] * step[0], ymax - index[:, 1] * step[1], zmin + index[:, 2] * step[2]],
-        axis=1,
-    )
+    step = np.array([(xmax - xmin) / (na - 1), (ymin - ymax) / (nb - 1), (zmax - zmin) / (nc - 1)])
+    world: np.ndarray = np.array([xmin, ymax, zmin]) + index * step  # rows run down y
+    return world
 
 
 def _crossings(
@@ -512,11 +516,14 @@ def _crossings(
     padding = ((outer < 0) | (outer > limit)).any(axis=1)
     p_in, p_out = _world(inner, view, shape), _world(outer, view, shape)
     point = p_in.copy()
-    normal = (p_out - p_in) / np.linalg.norm(p_out - p_in, axis=1, keepdims=True)
+    normal = np.zeros_like(p_in)
+    face = p_out[padding] - p_in[padding]
+    normal[padding] = face / np.linalg.norm(face, axis=1, keepdims=True)
     field = np.flatnonzero(~padding)
     if len(field):
         a, b = p_in[field], p_out[field]
-        steps = np.abs(b - a).max(axis=1)
+        run = b - a
+        steps = np.abs(run).max(axis=1)
         t_in, t_out = np.zeros(len(field)), np.ones(len(field))
         t = np.clip(guess[field], 0.01, 0.99)  # from the inside end
         best_f = np.full(len(field), np.inf)
@@ -525,21 +532,23 @@ def _crossings(
         cells = column[:, 0] * (1 << 20) + column[:, 1]
         live = np.arange(len(field))  # edges whose crossing still moves
         for _ in range(CROSSING_STEPS):
-            u, ab = t[live], (b - a)[live]
+            u, ab = t[live], run[live]
             value, gradient = field_gradients(
                 program, a[live] + u[:, None] * ab, cells[live], target
             )
             value, gradient = value.astype(np.float64), gradient.astype(np.float64)
             # A value of exactly 0 is inside (the grid's rule), and the crossing is where
-            # the inside ends: a zero is it only if the field is positive just beyond
-            # (``near`` along the edge); else (the field 0 along a stretch: a face of one
-            # shape lying on another's) the search goes on past it.
+            # the inside ends: a zero is it where the field rises along the edge there,
+            # or else is positive just beyond (``near`` along the edge, one more
+            # evaluation); else (the field 0 along a stretch: a face of one shape lying on
+            # another's) the search goes on past it.
             inside = value <= 0
-            zero = np.flatnonzero(value == 0)
+            slope = np.einsum("ij,ij->i", gradient, ab)
+            zero = np.flatnonzero((value == 0) & ~(slope > 0))
             if len(zero):
                 at, beyond = live[zero], u[zero] + near / steps[live[zero]]
                 probe, _ = field_gradients(
-                    program, a[at] + np.minimum(beyond, 1.0)[:, None] * (b - a)[at], cells[at],
+                    program, a[at] + np.minimum(beyond, 1.0)[:, None] * run[at], cells[at],
                     target,
                 )  # fmt: skip
                 stretch = (probe <= 0) & (beyond < t_out[at])
@@ -551,7 +560,6 @@ def _crossings(
             best_g[live] = np.where(better[:, None], gradient, best_g[live])
             t_in[live] = np.where(inside, u, t_in[live])
             t_out[live] = np.where(inside, t_out[live], u)
-            slope = np.einsum("ij,ij->i", gradient, ab)
             with np.errstate(all="ignore"):
                 newton = u - value / slope
             fine = np.isfinite(newton) & (newton > t_in[live]) & (newton < t_out[live])
@@ -559,7 +567,7 @@ def _crossings(
             live = live[(value != 0) & (np.abs(t[live] - u) * steps[live] > near)]
             if not len(live):
                 break
-        point[field] = a + best_t[:, None] * (b - a)
+        point[field] = a + best_t[:, None] * run
         length = np.linalg.norm(best_g, axis=1, keepdims=True)
         with np.errstate(all="ignore"):
             unit = np.where(length > 0, best_g / length, 0.0)
