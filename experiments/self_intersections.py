@@ -9,8 +9,12 @@ For each shape and resolution: dual contouring merged (the default tolerance), e
 1e-5 of its size, in float64; coplanar overlaps included; folds: two triangles on one edge
 within a degree of lying on each other). Shapes: the mesh tests' cube, octahedron and two
 boxes, a plate 0.01 thick tilted to (1, 1, 1) cut by the box ``|x|, |y|, |z| ≤ 0.6``
-(``--plate``: its normal; ``--shapes plate`` for it alone), and bear (±1.5), colonnade
-(±1), tanglecube (±3).
+(``--plate``: its normal; ``--shapes plate`` for it alone; ``--random-plates K``: K more
+plates with normals drawn from a seeded normal distribution, rounded to 0.01), and bear
+(±1.5), colonnade (±1), tanglecube (±3).
+
+    python experiments/self_intersections.py --shapes "plate (" --random-plates 16 \
+        --sizes 99,101,151,203
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 import prospero_jax as pj
 
@@ -35,10 +41,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="48,64,96,101,151")
     parser.add_argument("--plate", default="1,1,1", help="the plate's normal")
     parser.add_argument("--shapes", default="", help="only shapes whose names start so (a,b)")
+    parser.add_argument("--random-plates", type=int, default=0, help="more plates, at random")
+    parser.add_argument("--seed", type=int, default=0, help="the random plates' seed")
     args = parser.parse_args()
     shapes = {name: (program, 1.0) for name, (program, _, _) in SHARP.items()}
-    normal = tuple(float(v) for v in args.plate.split(","))
-    shapes[f"plate ({args.plate})"] = (plate((normal[0], normal[1], normal[2])), 1.0)
+    normals = [tuple(float(v) for v in args.plate.split(","))]
+    rng = np.random.default_rng(args.seed)
+    normals += [tuple(float(v) for v in np.round(rng.normal(size=3), 2))
+                for _ in range(args.random_plates)]  # fmt: skip
+    for n in normals:
+        shapes[f"plate ({n[0]:g},{n[1]:g},{n[2]:g})"] = (plate((n[0], n[1], n[2])), 1.0)
     for name, half in SOLIDS.items():
         shapes[name] = (pj.load(shared_path(f"models/{name}.vm")), half)
     print("| shape | N | dual merged: faces / crossing pairs / folds | every cell | cubes |")

@@ -675,8 +675,10 @@ def _split(
     qs = np.linalg.norm(corners["q"] - corners["s"], axis=1)
     along_pr = pr_fine & (~qs_fine | (pr <= qs))
     split = (pr_fine | qs_fine) & ~fan
-    first = np.stack([p, q, np.where(along_pr, r, s)], 1)[split]  # p q r, or p q s
-    second = np.stack([np.where(along_pr, p, q), r, s], 1)[split]  # p r s, or q r s
+    first = np.stack([p, q, np.where(along_pr, r, s)], 1)  # p q r, or p q s
+    second = np.stack([np.where(along_pr, p, q), r, s], 1)  # p r s, or q r s
+    if not split.all():
+        first, second = first[split], second[split]
     fan = np.flatnonzero(~split)
     centre = len(vertices) + np.arange(len(fan))
     vertices = np.concatenate([vertices, centres[fan]])
@@ -689,4 +691,6 @@ def _split(
     owner = np.concatenate([np.flatnonzero(split)] * 2 + [fan] * 4)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
     distinct &= faces[:, 0] != faces[:, 2]
+    if distinct.all():  # nothing merged here: no copies
+        return vertices, faces, folded, owner
     return vertices, faces[distinct], folded, owner[distinct]

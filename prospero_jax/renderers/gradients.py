@@ -236,17 +236,20 @@ def onto_surface(
     step = float(np.min(steps))
     live = np.arange(len(points))  # points still moving
     distance = np.zeros(len(points))
-    for _ in range(newton_steps):
-        value, gradient = field_gradients(program, points[live], cells[live], target)
+    for index in range(newton_steps):
+        first = index == 0
+        here = points if first else points[live]  # every point moves in the first step
+        value, gradient = field_gradients(program, here, cells if first else cells[live], target)
         value, gradient = value.astype(np.float64), gradient.astype(np.float64)
-        norm2 = np.sum(gradient * gradient, axis=1)
+        norm2 = np.einsum("ij,ij->i", gradient, gradient)
         with np.errstate(invalid="ignore", divide="ignore"):
-            move = np.where(norm2[:, None] > 0, -value[:, None] * gradient / norm2[:, None], 0)
+            scale = np.where(norm2 > 0, -value / norm2, 0)  # the Newton step, along ∇f
             far = np.where(value == 0, 0.0, np.abs(value) / np.sqrt(norm2))
-        length = np.linalg.norm(move, axis=1, keepdims=True)
-        move = np.where(length > step / 2, move * (step / 2) / np.maximum(length, 1e-300), move)
-        moved = points[live] + np.nan_to_num(move)
-        points[live] = np.clip(moved, lo_all[live], hi_all[live])
+            length = np.abs(scale) * np.sqrt(norm2)
+            scale = np.where(length > step / 2, scale * (step / 2) / length, scale)
+        moved = here + np.nan_to_num(scale[:, None] * gradient)
+        low, high = (lo_all, hi_all) if first else (lo_all[live], hi_all[live])
+        points[live] = np.minimum(np.maximum(moved, low), high)
         live = live[~(far <= near)]  # NaN and inf stay
         if not len(live):
             break

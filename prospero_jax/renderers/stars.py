@@ -107,7 +107,7 @@ def _not_flat(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         w = [across[k][v] for k in range(3)]
         out = sum(edge[j][k] * w[k] for k in range(3))  # e1 · w: the edge leaving j
         back = sum(edge[(j + 2) % 3][k] * w[k] for k in range(3))  # e0 · w: the one arriving
-        turns += np.bincount(v, (out > 0) & (back > 0), minlength=n).astype(np.int64)
+        turns += np.bincount(v[(out > 0) & (back > 0)], minlength=n)
     used = np.bincount(flat, minlength=n) > 0
     flagged: np.ndarray = used & (against | (turns != 1))
     return flagged
