@@ -128,8 +128,8 @@ class Signs:
         """Whether padded points ``(a, b, c)`` (from 0) are inside; beyond the grid, no."""
         na, nb, nc = self.shape
         within = (a >= 0) & (a < na) & (b >= 0) & (b < nb) & (c >= 0) & (c < nc)
-        a, b, c = (np.where(within, v, 0) for v in (a, b, c))
-        byte = self.bits[c, b, a >> 3]
+        at = (c * nb + b) * self.bits.shape[2] + (a >> 3)
+        byte = self.bits.ravel()[np.where(within, at, 0)]
         return np.asarray(within & (((byte >> (7 - (a & 7))) & 1) == 1), bool)
 
 
@@ -172,6 +172,9 @@ def merge(
     of_sheet = np.full(len(vertices), -1)
     of_sheet[live] = np.arange(len(live))
     dead = cell[~alone]  # blocks holding a node that cannot merge
+    made = len(positions)  # vertices so far; the merged blocks' come in the lists below
+    new_positions: list[np.ndarray] = []
+    new_carried: list[np.ndarray] = []
     for level in range(1, LEVELS + 1):
         if not len(ids):
             break
@@ -185,7 +188,10 @@ def merge(
         numbers, group = _groups(number(parent))
         keys = np.stack([numbers % span, numbers // span % span, numbers // span // span], 1)
         groups = len(keys)
-        ok = ~np.isin(numbers, number(dead >> 1))  # no child that cannot merge
+        ok = np.ones(len(numbers), bool)  # no child that cannot merge
+        poisoned = number(dead >> 1)
+        hit = np.minimum(np.searchsorted(numbers, poisoned), len(numbers) - 1)
+        ok[hit[numbers[hit] == poisoned]] = False
         base = keys * size  # each block's lowest padded point
         summed = current.summed(group, groups)
         corner_lo, corner_hi = origin + base * step, origin + (base + size) * step
@@ -205,15 +211,18 @@ def merge(
         merged = ok[group]
         # The nodes of blocks that did not merge are final; their blocks poison parents.
         stopped = np.flatnonzero(~merged)
-        sheets_stopped = np.isin(of_sheet, stopped) & (of_sheet >= 0)
+        halted = np.zeros(len(ids) + 1, bool)  # a node's entry; the last: no node (-1)
+        halted[stopped] = True
+        sheets_stopped = halted[of_sheet]
         final[sheets_stopped] = ids[of_sheet[sheets_stopped]]
         dead = np.concatenate([dead >> 1, parent[stopped]])
         if not ok.any():
             of_sheet[:] = -1
             break
-        fresh = len(positions) + np.arange(int(ok.sum()))
-        positions = np.concatenate([positions, x[ok]])
-        carried = np.concatenate([carried, sources[ok]])
+        fresh = made + np.arange(int(ok.sum()))
+        made += len(fresh)
+        new_positions.append(x[ok])
+        new_carried.append(sources[ok])
         rank = np.cumsum(ok) - 1  # a merged block's place among the new nodes
         moving = of_sheet >= 0
         of_sheet[moving] = np.where(merged[of_sheet[moving]], rank[group[of_sheet[moving]]], -1)
@@ -221,7 +230,11 @@ def merge(
         block, at, ids, source = keys[ok], x[ok], fresh, sources[ok]
     left = of_sheet >= 0
     final[left] = ids[of_sheet[left]]
-    return final, positions, carried
+    return (
+        final,
+        np.concatenate([positions, *new_positions]),
+        np.concatenate([carried, *new_carried]),
+    )
 
 
 def _groups(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
