@@ -484,7 +484,9 @@ def test_merged_cells_stay_within_a_cell_of_the_grids_mesh() -> None:
 
 @settings(max_examples=examples(12), deadline=None)
 @given(st.one_of(programs(max_size=25, solid=True), specialisable(solid=True)), st.integers(8, 20))
-def test_random_solids_give_closed_manifold_meshes(program: pj.Program, resolution: int) -> None:
+def test_random_solids_give_closed_manifold_meshes_that_do_not_intersect_themselves(
+    program: pj.Program, resolution: int
+) -> None:
     if pj.describe(program)["dimensions"] != 3:
         return  # a 2-D program is refused (tested elsewhere)
     with warnings.catch_warnings():
@@ -497,3 +499,5 @@ def test_random_solids_give_closed_manifold_meshes(program: pj.Program, resoluti
     assert (once == 1).all()
     assert np.all(np.isfinite(surface.vertices))
     assert np.all(np.abs(surface.vertices) <= 1.0)
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
+    assert folds(surface.vertices, surface.faces) == 0

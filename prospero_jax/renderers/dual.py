@@ -400,6 +400,7 @@ def contour(
         positions[kept] = vertices[carried[kept]]
     fan = np.zeros(len(quads), bool)
     merged, faces, folded, owner = _triangles(node[quads], positions, outward, point, fan)
+    checked = np.arange(len(faces))  # the faces to check: all, then those about changes
     for _ in range(UNTANGLE_ROUNDS):
         # Quads that fold whichever way they are split, or with a triangle about a vertex
         # whose star crosses itself (:func:`~prospero_jax.renderers.stars.crossed`): a
@@ -407,7 +408,7 @@ def contour(
         # had not merged at all); where none did, the quads are fanned about their edges'
         # crossings. The quads about whatever changed are split again.
         tangled = folded.copy()
-        tangled[owner[crossed(merged, faces)]] = True
+        tangled[owner[checked[crossed(merged, faces[checked])]]] = True
         merged_in = tangled & (node[quads] >= own).any(axis=1)
         blocks = np.unique(node[quads[merged_in]])
         back = np.flatnonzero(np.isin(node, blocks[blocks >= own]))
@@ -428,6 +429,11 @@ def contour(
         owner = np.concatenate([owner[kept_faces], again[fresh_owner]])
         folded = np.zeros(len(quads), bool)
         folded[again] = folded_again
+        # Two triangles crossing about a vertex, one of them new: both touch the new
+        # triangles' vertices (pairs of old triangles were checked already).
+        touched = np.zeros(len(merged), bool)
+        touched[fresh] = True
+        checked = np.flatnonzero(touched[faces].any(axis=1))
     vertices = merged
     used = np.zeros(len(vertices), bool)
     used[faces] = True  # merged sheets' vertices, and those of dropped triangles, go
