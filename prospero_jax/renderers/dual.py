@@ -401,6 +401,7 @@ def contour(
     fan = np.zeros(len(quads), bool)
     merged, faces, folded, owner = _triangles(node[quads], positions, outward, point, fan)
     checked = np.arange(len(faces))  # the faces to check: all, then those about changes
+    on_caps = capped[quads].any(axis=1)  # flat caps on the box: fans there lie in its face
     for _ in range(UNTANGLE_ROUNDS):
         # Quads that fold whichever way they are split, or with a triangle about a vertex
         # whose star crosses itself (:func:`~prospero_jax.renderers.stars.crossed`): a
@@ -415,7 +416,7 @@ def contour(
         node[back] = back
         settle(back)
         merged[back] = vertices[back]
-        fresh_fans = tangled & ~merged_in & ~fan
+        fresh_fans = tangled & ~merged_in & ~fan & ~on_caps
         if not len(back) and not fresh_fans.any():
             break
         fan |= fresh_fans
