@@ -23,8 +23,11 @@ import numpy as np
 #: Two triangles on an edge facing within this many degrees of opposite ways are folded
 #: onto each other.
 FOLD = 1.0
-#: Relative margin of the strict tests (signed distances, barycentric coordinates).
-MARGIN = 1e-9
+#: Relative margin of the strict tests: a segment's ends must lie farther than this share
+#: of the sizes from the triangle's plane, the crossing farther inside than this share of
+#: its area (triangles that cross by less, within float32's rounding of a vertex at a
+#: cell's corner, are not worth a change that could tangle more).
+MARGIN = 1e-5
 #: Two directions along no axis, diagonal or simple ratio: a ray across a star is its
 #: normal crossed with the first (or, where that is the normal, the second).
 GENERIC = ((0.5377, 0.2543, 0.8039), (-0.3179, 0.8791, 0.3553))
@@ -134,7 +137,7 @@ def _crosses(
     with np.errstate(all="ignore"):
         t = np.where(across, dp / (dp - dq), 0.0)
     x = p + t[:, None] * (q - p)
-    inside: np.ndarray = across & (area > MARGIN * size**2)
+    inside: np.ndarray = across & (area > 1e-9 * size**2)  # not a sliver
     for u, w in ((a, b), (b, c), (c, a)):
         inside &= np.einsum("ij,ij->i", np.cross(u - x, w - x), normal) > MARGIN * area**2
     return inside
