@@ -38,7 +38,9 @@ thinner than a cell whose pockets put vertices on both faces).
 Invariants: every mesh edge is in exactly two triangles, once in each direction (the
 surface of the sign grid's inside, each sheet a disk); vertices lie in their cells (or
 merged blocks), in the box; no two triangles about a vertex cross or fold, unless fanning
-their quads could not part them (none found on the test shapes and shared models).
+their quads could not part them or they lie on a flat cap of the box (a part thinner than
+a cell crossing the box at a low resolution; :mod:`~prospero_jax.renderers.stars` says
+what the check does not see).
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ from prospero_jax.renderers.view import Target, View
 
 #: Steps that find each crossing on its edge (Newton in the bracket, else bisection).
 CROSSING_STEPS = 8
-#: Rounds at most of untangling: undoing merged blocks, fanning quads and moving vertices
-#: where a vertex's star crosses itself (each round changes those found, then splits the
-#: quads about them again).
+#: Rounds at most of untangling: undoing merged blocks and fanning quads where triangles
+#: about a vertex cross or fold (each round changes those found, then splits the quads
+#: about them again and checks the triangles about them).
 UNTANGLE_ROUNDS = 8
 #: Newton steps that move a vertex of a curved part onto the surface (in its cell).
 NEWTON_STEPS = 4

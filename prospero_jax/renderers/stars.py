@@ -1,17 +1,18 @@
 """The stars of a triangle mesh's vertices (the triangles about each): which cross themselves.
 
 Input: a mesh's vertices ``(V, 3)`` (float64) and faces ``(F, 3)`` (int64, consistently
-wound). Output of :func:`crossed`: a flag per vertex whose star is not a disk laid out in
-space without overlap: two of its triangles cross each other (an edge of one through the
-other's interior), or two on one edge lie folded onto each other (their normals within
-:data:`FOLD` degrees of opposite).
+wound). Output of :func:`crossed`: a flag per face that crosses another face about a
+vertex they share (an edge of one through the other's interior), or lies folded onto its
+neighbour across an edge (their normals within :data:`FOLD` degrees of opposite). Not
+seen: faces that only touch, or overlap in one plane without an edge crossing the other's
+plane (a flat cap's), or cross without sharing a vertex (none met on the test shapes).
 
 Dual contouring's vertices each lie in their own cell, and still the triangles about one
 of them can cross where neighbouring cells' vertices sit on different sides of a thin part
 or a tight blend: every crossing pair met on the test shapes shares a vertex or an edge.
 So the check is local, in two steps: a star that projects one to one onto the plane of its
-summed normals (every triangle facing that way, the angles about the vertex summing to one
-turn) is a disk without overlap; only the others (none on a sphere, tens on the bear,
+summed normals (every triangle facing that way, and its triangles turning once about the
+vertex) is a disk without overlap; only the others (none on a sphere, tens on the bear,
 thousands on a plate thinner than a cell) are tested pair by pair (float64, strict, with a
 relative margin, so triangles that only touch at what they share do not count).
 """
