@@ -4,7 +4,8 @@ Every command reports bad input (a malformed `.vm` file, a missing file, a bad o
 value, an unsupported output format, an unknown device) as one ``error: ...`` line on
 stderr and exit status 2, never a traceback; usage errors typer finds itself (an unknown
 option, a value of the wrong type) look the same (:class:`Commands`). Commands are thin:
-they parse options into the library's value types and make one library call.
+they parse options into the library's value types and make one library call. The app
+has glibc keep large freed arrays for reuse (:func:`prospero_jax.reuse_freed_memory`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main(
     Its value at a point (x, y) is the last instruction's; where it is negative, the
     point is inside the shape and its pixel is drawn white.
     """
+    pj.reuse_freed_memory()  # one process, one job: large arrays reused, not faulted in again
 
 
 @contextmanager

@@ -8,7 +8,9 @@ Each round runs, for every model and size, libfive's ``vm_bench MODEL mesh N 1 H
 (``Mesh::render`` over ``[-HALF, HALF]³`` with ``min_feature = 2 HALF / N``, one thread,
 its default ``max_err``: the median of R meshes after parsing) and then a fresh process of
 ours timing ``pj.mesh(program, N, bounds=(-HALF, HALF), method=M)`` for each method ``M``
-(float32, the median of R steady meshes after a first one that compiles or loads). The
+(float32, the median of R steady meshes after a first one that compiles or loads), with
+glibc keeping freed arrays for reuse as the CLI does (``pj.reuse_freed_memory()``; with
+``--allocators cli,default`` also a process without it, columns ``METHOD/default``). The
 table gives the median over rounds of each side's median, the min–max over rounds, the
 face counts, and ours ÷ libfive. Bounds: bear ±1.5, tanglecube ±3, the others ±1;
 ``sphere`` is ``sqrt(x² + y² + z²) - 0.6`` and ``boxes`` the union of two boxes of the
@@ -30,6 +32,8 @@ import json, statistics, sys, time, warnings
 import prospero_jax as pj
 warnings.simplefilter("ignore")
 model, size, repeats, half = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+if sys.argv[6] == "cli":
+    pj.reuse_freed_memory()
 program, out = pj.load(model), {}
 for method in sys.argv[5].split(","):
     run = lambda: pj.mesh(program, size, bounds=(-half, half), method=method)
@@ -49,13 +53,15 @@ def main() -> None:
     parser.add_argument("--models", default="bear,colonnade,tanglecube,sphere,boxes")
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--methods", default="dual,cubes")
+    parser.add_argument("--allocators", default="cli", help="cli (freed arrays reused), default")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
     models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
-    methods = args.methods.split(",")
+    methods, allocators = args.methods.split(","), args.allocators.split(",")
+    columns = [m if a == "cli" else f"{m}/{a}" for a in allocators for m in methods]
     times: dict[tuple[str, int, str], list[float]] = {}
     faces: dict[tuple[str, int, str], int] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,23 +70,27 @@ def main() -> None:
                 path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
                 for n in sizes:
                     theirs = libfive_run(args.libfive, path, "mesh", n, half, args.repeats)
-                    ours = run_json(
-                        [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
-                         str(half), ",".join(methods)]
-                    )  # fmt: skip
+                    mine_of: dict[str, object] = {}
+                    for allocator in allocators:
+                        got = run_json(
+                            [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
+                             str(half), ",".join(methods), allocator]
+                        )  # fmt: skip
+                        suffix = "" if allocator == "cli" else f"/{allocator}"
+                        mine_of |= {f"{method}{suffix}": got[method] for method in methods}
                     times.setdefault((name, n, "libfive"), []).append(float(theirs["median_s"]))  # type: ignore[arg-type]
                     faces[(name, n, "libfive")] = int(theirs["faces"])  # type: ignore[call-overload]
                     line = f"round {round_ + 1}: {name} {n}: libfive {theirs['median_s']:.3f} s"
-                    for method in methods:
-                        mine = ours[method]
+                    for method in columns:
+                        mine = mine_of[method]
                         assert isinstance(mine, dict)
                         times.setdefault((name, n, method), []).append(mine["median_s"])
                         faces[(name, n, method)] = mine["faces"]
                         line += f", {method} {mine['median_s']:.3f} s (first {mine['first_s']:.2f})"
                     print(line, flush=True)
-    head = " | ".join(f"{m} (s) | {m} ÷ libfive | {m} faces" for m in methods)
+    head = " | ".join(f"{m} (s) | {m} ÷ libfive | {m} faces" for m in columns)
     print(f"\n| model | N | libfive, 1 thread (s) | libfive faces | {head} |")
-    print("|---|---|---|---|" + "---|---|---|" * len(methods))
+    print("|---|---|---|---|" + "---|---|---|" * len(columns))
     for name in models:
         for n in sizes:
             peer = times[(name, n, "libfive")]
@@ -88,7 +98,7 @@ def main() -> None:
                 f"| {name} | {n} | {statistics.median(peer):.3f} "
                 f"[{min(peer):.3f}–{max(peer):.3f}] | {faces[(name, n, 'libfive')]:,} "
             )
-            for method in methods:
+            for method in columns:
                 ours = times[(name, n, method)]
                 ratio = statistics.median(ours) / statistics.median(peer)
                 row += (

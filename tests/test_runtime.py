@@ -1,10 +1,13 @@
-"""The one XLA setting: added at import, visible, and left alone when the user says so."""
+"""Process-wide settings: the one XLA flag (added at import, visible, left alone when the
+user says so) and the allocator's reuse of freed memory (only when asked for: the CLI)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+
+import pytest
 
 from prospero_jax.runtime import xla
 
@@ -26,3 +29,39 @@ def test_the_user_can_turn_it_off_or_set_their_own() -> None:
     assert _flags_after_import({xla.SWITCH: "0"}) == ""
     own = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1"
     assert _flags_after_import({"XLA_FLAGS": own}) == own
+
+
+_REFAULTS = """
+import resource, sys
+import numpy as np
+import prospero_jax as pj
+if sys.argv[1] == "reuse":
+    assert pj.reuse_freed_memory()
+elif sys.argv[1] == "cli":
+    from typer.testing import CliRunner
+    from cli.app import app
+    assert CliRunner().invoke(app, ["info"]).exit_code == 0
+array = np.ones(1 << 23)  # 64 MiB: glibc would hand it back to the kernel on free
+del array
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+array = np.ones(1 << 23)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _refaults(how: str) -> int:
+    """Page faults of a second 64 MiB array after the first was freed, in a new process
+    (``how``: ``default``, ``reuse`` after :func:`reuse_freed_memory`, or ``cli``)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REFAULTS, how], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_arrays_are_reused_when_asked_and_by_the_cli() -> None:
+    # By default the second array faults its pages in afresh (huge pages: at least 32
+    # faults); after reuse_freed_memory(), as in every CLI command, it takes the first's.
+    assert _refaults("default") >= 32
+    assert _refaults("reuse") < 8
+    assert _refaults("cli") < 8

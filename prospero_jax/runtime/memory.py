@@ -1,0 +1,44 @@
+"""The process's allocator, tuned for large NumPy temporaries: an explicit, process-wide opt-in.
+
+Input: nothing (the C library the process runs on). Output: glibc's ``malloc`` keeps
+freed blocks of up to :data:`LIMIT` bytes for reuse instead of handing them back to the
+kernel; whether that is now so.
+
+Why: the mesher and the octree's host work allocate and drop arrays of tens of megabytes
+many times per call. glibc serves blocks that large with ``mmap`` and returns them with
+``munmap`` on ``free`` (its threshold adapts only up to 32 MiB), so every new array faults
+its pages in again, and the kernel zeroes them (huge pages, which NumPy asks for, make each
+fault dearer). A 512³ mesh of colonnade spent 1.0–1.5 s of its 4.2–4.8 s in the kernel that
+way, and 0.02 s of 3.0–3.3 s with this setting (``experiments/RESULTS.md``).
+
+Cost: a process keeps up to its peak of freed memory (and at most :data:`LIMIT` of free
+space at the top of its heap) instead of returning it. Nothing computed changes. The CLI
+turns it on for every command; a library user calls :func:`reuse_freed_memory` (once;
+later calls change nothing). Other C libraries (musl, macOS) are left alone: it returns
+False there. glibc's own environment variables (``MALLOC_MMAP_THRESHOLD_``) do the same
+before a process starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+
+#: Freed blocks up to this size are kept for reuse (1 GiB).
+LIMIT = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Have glibc keep freed blocks up to :data:`LIMIT` bytes for reuse (module docstring);
+    whether it does. Process-wide and not undone."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt in this process's C library
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, LIMIT) and mallopt(_M_TRIM_THRESHOLD, LIMIT))
