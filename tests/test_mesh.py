@@ -423,6 +423,7 @@ def test_thin_tilted_plates_give_manifold_meshes(
         ((0.1, -0.54, 0.36), 99, 0.0),
         ((0.1, -0.54, 0.36), 151, mesh_module.TOLERANCE),
         ((0.13, -0.13, 0.64), 203, mesh_module.TOLERANCE),
+        ((0.54, 0.21, 0.36), 151, mesh_module.TOLERANCE),
     ],
 )
 def test_a_plate_thinner_than_a_cell_does_not_intersect_itself(
@@ -434,7 +435,8 @@ def test_a_plate_thinner_than_a_cell_does_not_intersect_itself(
     # next cells' edges). The others: the sign grid sees pockets about single inside
     # points, their vertices on both faces of the plate, and triangles about one vertex
     # crossed (3, 38, 138 and 27 crossing pairs before: near the cut, and where merged
-    # blocks spanned the pockets).
+    # blocks spanned the pockets). (0.54, 0.21, 0.36) at 151: two triangles about a vertex
+    # of the cut face touched along a line, a vertex of one on the other's edge (2 pairs).
     surface = pj.mesh(plate(normal), resolution, tolerance=tolerance)
     assert len(surface.faces) > 1000
     assert len(self_intersections(surface.vertices, surface.faces)) == 0

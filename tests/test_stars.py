@@ -68,3 +68,20 @@ def test_a_fold_is_found_and_an_open_book_is_not(lift: float) -> None:
     assert folds(vertices, folded) == 1
     assert crossed(vertices.astype(np.float64), folded).all()
     assert not crossed(vertices.astype(np.float64), flat).any()
+
+
+def test_triangles_touching_along_an_edge_from_their_vertex_are_found() -> None:
+    # About vertex 0: a flat triangle (0, 1, 2) and, folded up against it, (0, 4, 3) whose
+    # vertex 4 lies on the edge 0-1, a rounding past it within (0, 4, 3)'s plane (as on a
+    # plate's cut face at 151: the tests' check counts the edge 0-1 as through the folded
+    # triangle, which faces against the star). Lifting vertex 4 off the line parts them.
+    up = np.array([0.0, 0.5, 0.4]) / np.linalg.norm([0.0, 0.5, 0.4])
+    vertices = np.array(
+        [[0, 0, 0], [1, 0, 0], [0.5, -0.8, 0], 0.8 * up + [0.3, 0, 0], [0.5, 0, 0] - 2e-5 * up]
+    )
+    faces = np.array([[0, 1, 2], [0, 4, 3]])
+    assert len(self_intersections(vertices, faces))
+    assert crossed(vertices, faces).all()
+    vertices[4] = [0.5, 0.1, 0.05]
+    assert not len(self_intersections(vertices, faces))
+    assert not crossed(vertices, faces).any()

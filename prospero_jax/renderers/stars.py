@@ -2,10 +2,12 @@
 
 Input: a mesh's vertices ``(V, 3)`` (float64) and faces ``(F, 3)`` (int64, consistently
 wound). Output of :func:`crossed`: a flag per face that crosses another face about a
-vertex they share (an edge of one through the other's interior), or lies folded onto its
-neighbour across an edge (their normals within :data:`FOLD` degrees of opposite). Not
-seen: faces that only touch, or overlap in one plane without an edge crossing the other's
-plane (a flat cap's), or cross without sharing a vertex (none met on the test shapes).
+vertex they share (an edge of one through the other's interior), touches it along a line
+from that vertex (an edge of each along one line: a vertex of one on the other's edge), or
+lies folded onto its neighbour across an edge (their normals within :data:`FOLD` degrees
+of opposite). Not seen: faces that touch at a point, or overlap in one plane without an
+edge crossing the other's plane (a flat cap's), or cross without sharing a vertex (none
+met on the test shapes).
 
 Dual contouring's vertices each lie in their own cell, and still the triangles about one
 of them can cross where neighbouring cells' vertices sit on different sides of a thin part
@@ -29,6 +31,8 @@ FOLD = 1.0
 #: its area (triangles that cross by less, within float32's rounding of a vertex at a
 #: cell's corner, are not worth a change that could tangle more).
 MARGIN = 1e-5
+#: Two edges from one vertex whose angle's sine is at most this lie along one line.
+TOUCH = 1e-4
 #: Two directions along no axis, diagonal or simple ratio: a ray across a star is its
 #: normal crossed with the first (or, where that is the normal, the second).
 GENERIC = ((0.5377, 0.2543, 0.8039), (-0.3179, 0.8791, 0.3553))
@@ -72,6 +76,14 @@ def crossed(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     size = np.linalg.norm(n1, axis=1) * np.linalg.norm(n2, axis=1)
     cosine = np.einsum("ij,ij->i", n1, n2)
     bad = np.where(on_edge, cosine < -np.cos(np.radians(FOLD)) * size, bad)
+    # Two edges from v, of two triangles, along one line the same way: the triangles touch
+    # along it (a vertex of one on the other's edge), a pinch the pair test cannot see.
+    for x, y in ((a, c), (a, d), (b, c), (b, d)):
+        ex, ey = p[x] - p[v], p[y] - p[v]
+        lengths = np.linalg.norm(ex, axis=1) * np.linalg.norm(ey, axis=1)
+        along = np.einsum("ij,ij->i", ex, ey) > 0
+        along &= np.linalg.norm(np.cross(ex, ey), axis=1) <= TOUCH * lengths
+        bad |= along & (x != y) & (lengths > 0)
     flagged[f1[bad]] = True
     flagged[f2[bad]] = True
     return flagged
