@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -112,7 +113,11 @@ def test_idle_and_half_sent_connections_are_closed_and_others_served_meanwhile(
         with contextlib.suppress(OSError):  # closed by then: see below
             drip.sendall(b"X-Slow: 1\r\n")  # a header now and then does not keep it open
         time.sleep(0.05)
-    assert max(latencies) < 0.5, max(latencies)
+    # Served meanwhile: a server that waited on the 201 held connections in turn would
+    # take their 1 s timeouts one after another. The bounds leave room for a loaded
+    # 2-core machine (one request once took 1.2 s there while the rest took ms).
+    assert statistics.median(latencies) < 0.25, latencies
+    assert max(latencies) < 3.0, latencies
     time.sleep(0.5)
     for sock in [*idle, *half, drip]:
         sock.settimeout(2)

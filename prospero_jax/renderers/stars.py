@@ -31,7 +31,8 @@ FOLD = 1.0
 #: its area (triangles that cross by less, within float32's rounding of a vertex at a
 #: cell's corner, are not worth a change that could tangle more).
 MARGIN = 1e-5
-#: Two edges from one vertex whose angle's sine is at most this lie along one line.
+#: Two edges from one vertex whose angle's sine is at most this lie along one line; one
+#: ends inside the other if shorter by more than this share.
 TOUCH = 1e-4
 #: Two directions along no axis, diagonal or simple ratio: a ray across a star is its
 #: normal crossed with the first (or, where that is the normal, the second).
@@ -76,14 +77,16 @@ def crossed(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     size = np.linalg.norm(n1, axis=1) * np.linalg.norm(n2, axis=1)
     cosine = np.einsum("ij,ij->i", n1, n2)
     bad = np.where(on_edge, cosine < -np.cos(np.radians(FOLD)) * size, bad)
-    # Two edges from v, of two triangles, along one line the same way: the triangles touch
-    # along it (a vertex of one on the other's edge), a pinch the pair test cannot see.
+    # Two edges from v, of two triangles, along one line the same way, one ending well
+    # inside the other: the triangles touch along it (a vertex of one on the other's
+    # edge), a pinch the pair test cannot see. (Two ends a rounding apart are no pinch.)
     for x, y in ((a, c), (a, d), (b, c), (b, d)):
         ex, ey = p[x] - p[v], p[y] - p[v]
-        lengths = np.linalg.norm(ex, axis=1) * np.linalg.norm(ey, axis=1)
+        lx, ly = np.linalg.norm(ex, axis=1), np.linalg.norm(ey, axis=1)
         along = np.einsum("ij,ij->i", ex, ey) > 0
-        along &= np.linalg.norm(np.cross(ex, ey), axis=1) <= TOUCH * lengths
-        bad |= along & (x != y) & (lengths > 0)
+        along &= np.linalg.norm(np.cross(ex, ey), axis=1) <= TOUCH * lx * ly
+        inside = np.minimum(lx, ly) < (1 - TOUCH) * np.maximum(lx, ly)
+        bad |= along & inside & (x != y) & (lx * ly > 0)
     flagged[f1[bad]] = True
     flagged[f2[bad]] = True
     return flagged
