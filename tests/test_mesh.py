@@ -149,6 +149,16 @@ def monte_carlo_volume(program: pj.Program, low: float, high: float, n: int = 40
     return float(np.mean(pj.reference.evaluate(program, *points) < 0) * (high - low) ** 3)
 
 
+@pytest.mark.parametrize(("model", "half"), [("bear", 1.5), ("tanglecube", 3.0)])
+def test_the_mesh_volume_is_within_a_percent_of_the_voxel_count(model: str, half: float) -> None:
+    # Colonnade is left out: its walls are thinner than a cell at 64, and its voxel count
+    # swings with the grid (0.689 at 64, 0.598 at 96) about a volume of 0.622 (Monte
+    # Carlo), which the mesh keeps (0.621, 0.623; the Monte Carlo test above holds it).
+    program = pj.load(shared_path(f"models/{model}.vm"))
+    surface = pj.mesh(program, 64, bounds=(-half, half))
+    assert volume(surface) == pytest.approx(grid_volume(program, 64, half), rel=0.01)
+
+
 @pytest.mark.parametrize(
     ("model", "half"), [("tanglecube", 1.0), ("bear", 0.6), ("colonnade", 0.5)]
 )
