@@ -54,7 +54,7 @@ def mesh(
         option(
             "dual: dual contouring, a vertex per cell where the surface's planes meet "
             "(keeps edges and corners); cubes: marching cubes (vertices on grid edges: "
-            "chamfers edges, 20–40 % faster on smooth models). [default: dual]"
+            "chamfers edges, a few % faster on smooth models). [default: dual]"
         ),
     ] = Method.dual,
     tolerance: Annotated[
