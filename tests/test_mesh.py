@@ -299,6 +299,52 @@ def test_dual_contouring_keeps_edges_and_corners(shape: str, resolution: int) ->
     assert max(np.linalg.norm(cubes.vertices - p, axis=1).min() for p in points) > 0.1 * h
 
 
+def _random_sharp(seed: int) -> tuple[pj.Program, float, np.ndarray, float]:
+    """A box, an octahedron or a union of two boxes placed at random (``seed``), meshed at
+    a random resolution: the program, its slope, the corners on its surface a mesh must
+    reproduce (a box's corner within two cells of the other box is left out: features
+    closer than a cell are not resolvable on the grid) and the cell size."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 130))
+    h = 2 / (n - 1)
+    if seed % 3 == 1:
+        c, r = rng.uniform(-0.2, 0.2, 3), float(rng.uniform(0.3, 0.7))
+        text = XYZ + "".join(f"c{a} const {float(v)!r}\n" for a, v in zip("xyz", c, strict=True))
+        text += f"r const {r!r}\ndx sub x cx\ndy sub y cy\ndz sub z cz\nax abs dx\n"
+        text += "ay abs dy\naz abs dz\ns1 add ax ay\ns2 add s1 az\nv sub s2 r"
+        corners = np.array([c + s * r * np.eye(3)[k] for k in range(3) for s in (-1, 1)])
+        return pj.parse(text), float(np.sqrt(3)), corners, h
+    boxes = [
+        (rng.uniform(-0.3, 0.3, 3), rng.uniform(0.15, 0.45, 3)) for _ in range(1 + seed % 3 // 2)
+    ]
+    parts = [_box(tuple(c.tolist()), tuple(w.tolist()), f"b{i}") for i, (c, w) in enumerate(boxes)]
+    text = XYZ + "\n".join(parts) + ("\nv min b0 b1" if len(boxes) == 2 else "")
+    signs = np.array([(sx, sy, sz) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    corners = np.concatenate([c + signs * w for c, w in boxes])
+    for c, w in boxes:  # a box's own corners have field 0 there; others must be far
+        f = np.max(np.abs(corners - c) - w, axis=1)
+        corners = corners[(np.abs(f) < 1e-12) | (np.abs(f) > 2 * h)]
+    return pj.parse(text), 1.0, corners, h
+
+
+@pytest.mark.parametrize("seed", range(9))
+def test_dual_contouring_keeps_the_corners_of_boxes_and_octahedra_placed_at_random(
+    seed: int,
+) -> None:
+    program, slope, corners, h = _random_sharp(seed)
+    surface = pj.mesh(program, round(2 / h) + 1)
+    undirected, once = edges(surface.faces)
+    assert (undirected == 2).all()
+    assert (once == 1).all()
+    distance = np.abs(pj.reference.evaluate(program, *surface.vertices.T)) / slope
+    assert distance.max() < 1e-3 * h
+    corners = corners[np.abs(pj.reference.evaluate(program, *corners.T)) < 1e-12]
+    assert len(corners) >= 4
+    nearest = [np.linalg.norm(surface.vertices - p, axis=1).min() for p in corners]
+    assert max(nearest) < 1e-3 * h
+    assert len(self_intersections(surface.vertices, surface.faces)) == 0
+
+
 def test_the_self_intersection_check_finds_crossings_and_folds() -> None:
     corners = np.array(
         [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.2, 0.2, -1], [0.2, 0.2, 1], [0.3, 0.8, 0]]
