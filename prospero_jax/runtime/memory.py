@@ -4,12 +4,14 @@ Input: nothing (the C library the process runs on). Output: glibc's ``malloc`` k
 freed blocks of up to :data:`LIMIT` bytes for reuse instead of handing them back to the
 kernel; whether that is now so.
 
-Why: the mesher and the octree's host work allocate and drop arrays of tens of megabytes
-many times per call. glibc serves blocks that large with ``mmap`` and returns them with
-``munmap`` on ``free`` (its threshold adapts only up to 32 MiB), so every new array faults
-its pages in again, and the kernel zeroes them (huge pages, which NumPy asks for, make each
-fault dearer). A 512³ mesh of colonnade spent 1.0–1.5 s of its 4.2–4.8 s in the kernel that
-way, and 0.02 s of 3.0–3.3 s with this setting (``experiments/RESULTS.md``).
+Why: the mesher allocates and drops arrays of tens of megabytes many times per call (a
+million crossings' points are 24 MiB). glibc serves large blocks with ``mmap`` and
+returns them with ``munmap`` on ``free`` (its threshold adapts only up to 32 MiB), and
+trims freed space at the top of its heap back to the kernel too, so new arrays fault their
+pages in again, and the kernel zeroes them (huge pages, which NumPy asks for, make each
+fault dearer). A 512³ mesh of colonnade spent 1.0–1.5 s of its 4.2–4.8 s in the kernel
+that way, and 0.02 s of 3.0–3.3 s with this setting (``experiments/RESULTS.md``); 2-D
+renders and heightmaps allocate little and do not change.
 
 Cost: a process keeps up to its peak of freed memory (and at most :data:`LIMIT` of free
 space at the top of its heap) instead of returning it. Nothing computed changes. The CLI
