@@ -9,9 +9,9 @@ million crossings' points are 24 MiB). glibc serves large blocks with ``mmap`` a
 returns them with ``munmap`` on ``free`` (its threshold adapts only up to 32 MiB), and
 trims freed space at the top of its heap back to the kernel too, so new arrays fault their
 pages in again, and the kernel zeroes them (huge pages, which NumPy asks for, make each
-fault dearer). A 512³ mesh of colonnade spent 1.0–1.5 s of its 4.2–4.8 s in the kernel
-that way, and 0.02 s of 3.0–3.3 s with this setting (``experiments/RESULTS.md``); 2-D
-renders and heightmaps allocate little and do not change.
+fault dearer). A 512³ mesh of colonnade spent 0.8–1.2 s of its 3.9–5.1 s in the kernel
+that way, and 0.01–0.14 s of 3.1–4.0 s with this setting (``experiments/allocator.py``,
+``experiments/RESULTS.md``); 2-D renders and heightmaps allocate little and do not change.
 
 Cost: a process keeps up to its peak of freed memory (and at most :data:`LIMIT` of free
 space at the top of its heap) instead of returning it. Nothing computed changes. The CLI
