@@ -165,3 +165,27 @@ def test_a_min_decided_for_its_constant_becomes_that_constant() -> None:
     assert np.array_equal(pj.reference.evaluate(pruned, x, y), expected)
     image = pj.render(program, 64, region=(0.6, 0.9, 0.0, 1.0), mode="culled")
     assert np.array_equal(image, pj.render(program, 64, region=(0.6, 0.9, 0.0, 1.0)))
+
+
+@pytest.mark.parametrize(
+    ("side", "tile", "dtype"), [(256, 32, np.uint8), (128, 64, np.float32), (64, 8, np.int16)]
+)
+def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
+    side: int, tile: int, dtype: type
+) -> None:
+    """paint_tiles moves a square's rows as whole elements: the same image as NumPy's
+    pixel-by-pixel indexed assignment, for blocks and for a scalar, on any pixel type."""
+    from prospero_jax.renderers.hierarchy import as_tiles, paint_tiles
+
+    rng = np.random.default_rng(side)
+    grid = side // tile
+    cells = rng.choice(grid * grid, grid * grid // 3, replace=False)
+    rows, cols = cells // grid * tile, cells % grid * tile
+    blocks = (rng.random((len(cells), tile, tile)) * 100).astype(dtype)
+    painted, expected = np.zeros((side, side), dtype), np.zeros((side, side), dtype)
+    paint_tiles(painted, tile, rows, cols, blocks)
+    as_tiles(expected, tile)[rows // tile, :, cols // tile, :] = blocks
+    paint_tiles(painted, tile, rows[:3], cols[:3], 7)
+    as_tiles(expected, tile)[rows[:3] // tile, :, cols[:3] // tile, :] = 7
+    np.testing.assert_array_equal(painted, expected)
+    assert (painted != 0).any()

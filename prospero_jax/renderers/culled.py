@@ -50,7 +50,7 @@ from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SPLIT,
     descend,
-    leaf_pixels,
+    leaf_parts,
     next_tapes,
     paint_tiles,
     prune_level,
@@ -132,17 +132,19 @@ def _render_square(
     )  # fmt: skip
     if len(front.lengths):
         started = time.perf_counter()
-        inside = leaf_pixels(front, xs, ys, np.array([z]), target)[:, 0]
-        paint_tiles(
-            image, front.side, front.rows, front.cols, inside.view(np.uint8) * np.uint8(255)
-        )
+        inside = 0
+        for first, part in leaf_parts(front, xs, ys, np.array([z]), target):
+            at = slice(first, first + len(part))  # painted while later calls still run
+            pixels = part[:, 0].view(np.uint8) * np.uint8(255)
+            paint_tiles(image, front.side, front.rows[at], front.cols[at], pixels)
+            inside += int(part.sum()) if stats is not None else 0
         if stats is not None:
             stats.append(
                 {
                     "tile": "pixels",
                     "tapes": len(front.lengths),
                     "rows": int(front.lengths.sum()),
-                    "inside": int(inside.sum()),
+                    "inside": inside,
                     "ambiguous": 0,
                     "seconds": time.perf_counter() - started,
                 }

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -306,15 +306,40 @@ def leaf_pixels(
     two of depths makes each tile one box of the leaf kernel (``depth``: a row step for
     all its points); otherwise every (tile, depth) pair is one tile of the leaf kernel (or,
     for signs on the host tier, of :func:`~prospero_jax.evaluators.host_cull.leaf_signs`),
-    its tape repeated."""
+    its tape repeated. :func:`leaf_parts` gives the same in parts, as they come."""
     side, tiles, count = front.side, len(front.lengths), len(depths)
+    parts = [part for _, part in leaf_parts(front, xs, ys, depths, target, values=values)]
+    if not parts:
+        return np.zeros((0, count, side, side), target.dtype if values else bool)
+    return _joined(parts).reshape(tiles, count, side, side)
+
+
+def leaf_parts(
+    front: Frontier,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    depths: np.ndarray,
+    target: Target,
+    *,
+    values: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`leaf_pixels`' result in consecutive parts, one per kernel call (or host
+    chunk), each read back only when the caller asks for it: ``(first, part)``, where
+    ``part`` is ``(tiles, depths, side, side)`` for the tiles ``first, first + 1, ...``.
+    A caller that uses each part at once (the 2-D renderer paints it) overlaps that work
+    with the calls still running."""
+    side, tiles, count = front.side, len(front.lengths), len(depths)
+    if not tiles:
+        return
     if count > 1 and not count & (count - 1) and (front.depth is None or values):
         zs = np.broadcast_to(np.asarray(depths, target.dtype), (tiles, count))
-        out = _leaves(
+        calls = _leaves(
             front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
             side, target.devices, values=values, depth=count,
         )  # fmt: skip
-        return out.reshape(tiles, count, side, side)
+        for first, out in calls:
+            yield first, out.reshape(-1, count, side, side)
+        return
     order = np.repeat(np.arange(tiles), count)  # tile-major: a tile's depths together
     lengths, tapes, depth = front.lengths[order], front.tapes, front.depth
     if count > 1:
@@ -325,24 +350,31 @@ def leaf_pixels(
         depth = None if depth is None else depth[repeated]
     zs = np.tile(np.asarray(depths, target.dtype), tiles)
     if depth is not None and not values:
-        started = time.perf_counter()
         pixel = np.arange(side)
         rows, cols = front.rows[order, None] + pixel, front.cols[order, None] + pixel
-        first = np.concatenate([[0], np.cumsum(lengths)])
-        parts = []
-        for t0, t1 in _chunks(lengths, HOST_LEAF_ROWS, len(lengths)):  # values stay in cache
-            span = slice(first[t0], first[t1])
-            parts.append(_host.leaf_signs(
+        ends = np.concatenate([[0], np.cumsum(lengths)])
+        # Whole tiles (all their depths) a chunk, so parts split at tiles.
+        per_tile = np.add.reduceat(lengths, np.arange(0, len(lengths), count))
+        for g0, g1 in _chunks(per_tile, HOST_LEAF_ROWS, tiles):  # values stay in cache
+            started = time.perf_counter()
+            t0, t1 = g0 * count, g1 * count
+            span = slice(ends[t0], ends[t1])
+            signs = _host.leaf_signs(
                 tapes.take(span), lengths[t0:t1], depth[span], xs[cols[t0:t1]],
                 ys[rows[t0:t1]], zs[t0:t1],
-            ))  # fmt: skip
-        _rent["seconds"] += time.perf_counter() - started
-        return np.concatenate(parts).reshape(tiles, count, side, side)
-    out = _leaves(
+            )  # fmt: skip
+            _rent["seconds"] += time.perf_counter() - started
+            yield g0, signs.reshape(-1, count, side, side)
+        return
+    calls = _leaves(
         tapes, lengths, front.rows[order], front.cols[order], xs, ys, zs, target.device,
         side, target.devices, values=values,
     )  # fmt: skip
-    return out.reshape(tiles, count, side, side)
+    if count == 1:
+        for first, out in calls:
+            yield first, out.reshape(-1, 1, side, side)
+    else:  # a call may end inside a tile's depths: one part
+        yield 0, _joined([out for _, out in calls]).reshape(tiles, count, side, side)
 
 
 def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Target) -> np.ndarray:
@@ -467,17 +499,18 @@ def _leaves(
     devices: Sequence[jax.Device] = (),
     values: bool = False,
     depth: int = 1,
-) -> np.ndarray:
+) -> Iterator[tuple[int, np.ndarray]]:
     """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile,
-    or with ``depth`` a row of that many per tile), ``(tiles, depth × side²)`` bool, or
-    with ``values`` the values themselves."""
+    or with ``depth`` a row of that many per tile), or with ``values`` the values
+    themselves: every kernel call dispatched now, then read back one by one as the
+    iterator is advanced, ``(first tile, (tiles, depth × side²))`` a call."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    calls, counts = [], []
+    calls, spans = [], []
     capacity = LEAF_PIXEL_CAPACITY // (side * side * depth)
     per_call = _per_call(len(lengths), capacity, devices)
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, per_call):
-        padded, spans, n_rows, _ = _call_args(
+        padded, spans_in, n_rows, _ = _call_args(
             tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
         )
         tx = np.zeros((capacity, side), xs.dtype)
@@ -487,16 +520,19 @@ def _leaves(
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         tz[: t1 - t0] = zs[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
-        counts.append(t1 - t0)
+        calls.append(((padded, spans_in, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
+        spans.append((t0, t1))
     static: dict[str, Any] = {"side": side, "values": True} if values else {"side": side}
     if depth > 1:
         static["depth"] = depth
     outs = _dispatch(leaf_kernel, calls, device, devices, **static)
     pixels = side * side * depth
-    return np.concatenate(
-        [np.asarray(out)[: n * pixels] for n, out in zip(counts, outs, strict=True)]
-    ).reshape(-1, pixels)
+
+    def read() -> Iterator[tuple[int, np.ndarray]]:
+        for (t0, t1), out in zip(spans, outs, strict=True):
+            yield t0, np.asarray(out)[: (t1 - t0) * pixels].reshape(-1, pixels)
+
+    return read()
 
 
 def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:
@@ -580,6 +616,22 @@ def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
 def paint_tiles(
     image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any
 ) -> None:
-    """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value``."""
-    if len(rows):
+    """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value`` (a
+    scalar, or one ``tile × tile`` block per square).
+
+    A square's row of pixels moves as one element (a void of ``tile`` pixels): NumPy's
+    indexed assignment pays per element, and this is 3.4× quicker than pixel by pixel for
+    the 5,382 leaf tiles of prospero at 4096² (1.3 against 4.3 ms)."""
+    if not len(rows):
+        return
+    if image.ndim != 2 or not image.flags.c_contiguous:
         as_tiles(image, tile)[rows // tile, :, cols // tile, :] = value
+        return
+    run = np.dtype((np.void, tile * image.itemsize))  # one row of one square
+    runs = image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
+    if np.ndim(value) == 0:
+        source = np.full(tile, value, image.dtype).view(run)[0]
+    else:
+        blocks = np.ascontiguousarray(value, image.dtype)
+        source = blocks.reshape(len(rows), tile, tile).view(run)[..., 0]
+    runs[rows // tile, :, cols // tile] = source
