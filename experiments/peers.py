@@ -6,7 +6,8 @@ frame over 100 frames, parsing excluded). Ours: a fresh process per round that l
 program, renders once (compiling; the persistent cache off), then reports the median of
 ``--frames`` steady renders (``pj.render``, culled, float32, the sign program, on the XLA
 kernels, ``tier="kernels"``; with ``--exact`` also the program op by op; with ``--host``
-also the host tier, which draws a process's first frames with nothing to compile):
+also the host tier, which draws a process's first frames with nothing to compile; with
+``--before TREE`` also ours from another checkout, e.g. a worktree of an earlier commit):
 frame time, parsing and compiling excluded, like the peer's. ``--devices 2`` also times
 ours sharded over two forced host devices (both cores). At 1024², the challenge's NumPy-GC
 reference (float64, liveness GC; ``experiments/bench_render.py``'s ``seed``) is timed once
@@ -45,9 +46,16 @@ def peer_ms(size: int) -> float:
 
 
 def ours_ms(
-    size: int, frames: int, devices: int, exact: bool = False, tier: str = "kernels"
+    size: int,
+    frames: int,
+    devices: int,
+    exact: bool = False,
+    tier: str = "kernels",
+    tree: str | None = None,
 ) -> float:
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
+    if tree is not None:  # another checkout of prospero-jax (a commit before a change)
+        env["PYTHONPATH"] = tree
     if devices > 1:
         env["XLA_FLAGS"] = (
             f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
@@ -90,6 +98,9 @@ def main() -> None:
     parser.add_argument("--numpy", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--exact", action="store_true", help="also time ours op by op (exact=True)")
     parser.add_argument("--host", action="store_true", help="also time ours on the host tier")
+    parser.add_argument(
+        "--before", help="also time ours from another checkout (e.g. a git worktree of a commit)"
+    )
     args = parser.parse_args()
     results: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.rounds):
@@ -105,6 +116,10 @@ def main() -> None:
             if args.host:
                 runs["prospero-jax culled, host tier"] = lambda s=size: ours_ms(
                     s, args.frames, 1, tier="host"
+                )
+            if args.before:
+                runs[f"prospero-jax culled, {args.before}"] = lambda s=size: ours_ms(
+                    s, args.frames, 1, tree=args.before
                 )
             if args.devices > 1:
                 runs[f"prospero-jax culled, {args.devices} devices"] = lambda s=size: ours_ms(
