@@ -75,8 +75,9 @@ for _ in range({frames}):
 print(json.dumps(statistics.median(times) * 1e3))
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+        cwd=tree,  # `-c` puts the working directory first on the path
+    )  # fmt: skip
     return float(json.loads(out.stdout.splitlines()[-1]))
 
 
