@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from prospero_jax.evaluators.tape import IMMEDIATE, Pruned, Tapes
-from prospero_jax.ir.ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, interval_step
+from prospero_jax.ir.ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, Op, interval_step
 
 #: Needs, as in :mod:`prospero_jax.evaluators.cull`: nothing, the sign (< 0), the value.
 NONE, LESS, VALUE = 0, 1, 4
@@ -299,19 +299,11 @@ def leaf_signs(
         elif code in (VAR_X, VAR_Y, VAR_Z):
             signs[g] = _sign({VAR_X: x, VAR_Y: y, VAR_Z: z}[code][t])
         elif op.source is not None:
-            p = tapes.params[consts[g].astype(np.int64)].T[:, :, None, None]
-            with np.errstate(all="ignore"):
-                v = op.source(np, p, x[t], y[t], z[t])
-                margin = _flush_margin(p, reach[t])
-            unsure = np.flatnonzero(np.abs(v).min(axis=(1, 2)) < margin[:, 0, 0])
-            if len(unsure):
-                at = t[unsure]
-                with np.errstate(all="ignore"):
-                    v[unsure] = op.source(
-                        np, p[:, unsure].view(_Flushing), x[at].view(_Flushing),
-                        y[at].view(_Flushing), z[at].view(_Flushing),
-                    )  # fmt: skip
-            signs[g] = _sign(v)
+            # A few hundred rows at a time: an atom's temporaries then stay in the cache.
+            for part in np.array_split(g, -(-len(g) // ATOM_ROWS)):
+                at = tape[part]
+                params = tapes.params[consts[part].astype(np.int64)]
+                signs[part] = _atom_signs(op, params, x[at], y[at], z[at], reach[at])
         else:
             a, b = signs[ga[g]], signs[gb[g]]
             if imm_a[g].any() or imm_b[g].any():
@@ -324,6 +316,32 @@ def leaf_signs(
                 signs[g] = np.where(np.maximum(a, b) == UNORDERED, UNORDERED, np.minimum(a, b))
     return np.asarray(signs[starts + lengths - 1] == BELOW)
 
+
+def _atom_signs(
+    op: Op, params: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, reach: np.ndarray
+) -> np.ndarray:
+    """Sign classes of atom rows (``params``: their numbers, a row each) at their tiles'
+    pixels, evaluated again with XLA's flushing where a value is within the flushing
+    margin of 0 (:func:`leaf_signs`)."""
+    source = op.source
+    assert source is not None
+    p = params.T[:, :, None, None]
+    with np.errstate(all="ignore"):
+        v = source(np, p, x, y, z)
+        margin = _flush_margin(p, reach)
+    unsure = np.flatnonzero(np.abs(v).min(axis=(1, 2)) < margin[:, 0, 0])
+    if len(unsure):
+        with np.errstate(all="ignore"):
+            v[unsure] = source(
+                np, p[:, unsure].view(_Flushing), x[unsure].view(_Flushing),
+                y[unsure].view(_Flushing), z[unsure].view(_Flushing),
+            )  # fmt: skip
+    return _sign(v)
+
+
+#: Atom rows evaluated at once by :func:`leaf_signs` (256 tiles of 32 × 32 pixels: 1 MiB a
+#: temporary, so a quadric's stay in a 2 MiB cache; 1.5× quicker than all at once).
+ATOM_ROWS = 256
 
 #: A value's sign class in :func:`leaf_signs`.
 NOT_BELOW, BELOW, UNORDERED = 0, 1, 2
