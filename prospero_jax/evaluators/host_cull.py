@@ -66,11 +66,12 @@ def layered(ops: np.ndarray) -> bool:
 
 def row_depths(tapes: Tapes) -> np.ndarray:
     """Each row's depth in one tape: 0 for a leaf, else 1 + its deepest register operand."""
-    depth = np.zeros(len(tapes), np.int32)
-    for i, (a, b) in enumerate(tapes.args.tolist()):
-        if tapes.ops[i] in (MIN, MAX):
+    depth = [0] * len(tapes)  # Python's lists: a NumPy scalar per row would cost 10×
+    extrema = (MIN, MAX)
+    for i, (op, (a, b)) in enumerate(zip(tapes.ops.tolist(), tapes.args.tolist(), strict=True)):
+        if op in extrema:
             depth[i] = 1 + max(depth[a] if a >= 0 else 0, depth[b] if b >= 0 else 0)
-    return depth
+    return np.array(depth, np.int32)
 
 
 def flushed(a: np.ndarray) -> np.ndarray:
