@@ -395,3 +395,16 @@ def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
     expected_value, expected = gradients_at(program, xs[cols], ys[rows], z[rows, cols], target)
     np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spread", [1 << 10, 1 << 40])  # dense cells, and a sparse key
+def test_points_sort_by_cell_then_z_as_lexsort_does(spread: int) -> None:
+    # grouped_gradients' order of points (one integer key, not np.lexsort): cell by cell,
+    # each by z, ties in their first order; negative z and negative cells too.
+    from prospero_jax.renderers.gradients import _by_cell_then_z
+
+    rng = np.random.default_rng(5)
+    cells = rng.integers(-spread, spread, 40)[rng.integers(0, 40, 5000)]
+    z = rng.choice(rng.uniform(-3, 3, 900).astype(np.float32), 5000)  # with repeats
+    z[:7] = [np.inf, -np.inf, 1e-40, -1e-40, 3e38, -3e38, 0.5]
+    assert np.array_equal(_by_cell_then_z(cells, z), np.lexsort((z, cells)))

@@ -151,17 +151,19 @@ def grouped_gradients(
     if not len(points):
         return np.empty(0, dtype), np.empty((0, 3), dtype)
     coords = np.asarray(points, np.float64).astype(dtype).T  # (3, k)
-    order = np.lexsort((coords[2], cells))  # cell by cell, each by z
+    order = _by_cell_then_z(np.asarray(cells), coords[2])
     cell_sorted = np.asarray(cells)[order]
     first = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
     rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
     opens = rank % GROUP == 0  # a group starts every GROUP points of a cell
-    group_sorted, slot_sorted = np.cumsum(opens) - 1, rank % GROUP
-    which, slot = np.empty_like(order), np.empty_like(order)
-    which[order], slot[order] = group_sorted, slot_sorted
-    groups, n = int(group_sorted[-1]) + 1, GROUP
-    grouped = np.repeat(coords[:, order[opens]].T[:, :, None], n, axis=2)  # unused: a real point
-    grouped[which, :, slot] = coords.T
+    groups, n = int(opens.sum()), GROUP
+    # Each point's place in the groups' slots, flat (group * n + slot): increasing in the
+    # sorted order, so the points move in with one scatter and out with one gather.
+    place = np.empty(len(order), np.int64)
+    place[order] = (np.cumsum(opens) - 1) * n + rank % GROUP
+    slots = np.repeat(coords[:, order[opens]], n, axis=1)  # unused slots: a real point
+    slots[:, place] = coords
+    grouped = np.ascontiguousarray(slots.reshape(3, groups, n).transpose(1, 0, 2))
 
     with where.precision():
         whole = root_tape(program, dtype)
@@ -196,9 +198,21 @@ def grouped_gradients(
         begin = np.where(own, starts[child], len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         out = tile_duals(source.take(index), lengths, grouped, where)  # (groups, 4, n)
-    value = out[which, 0, slot]
-    gradient = out[which, 1:, slot]
-    return value, gradient
+    flat = out.transpose(1, 0, 2).reshape(4, groups * n)
+    return flat[0, place], flat[1:, place].T
+
+
+def _by_cell_then_z(cells: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The points' order by cell, then by z (as float32) within a cell, ties in their
+    first order (but -0 before +0): ``np.lexsort((z, cells))``, as one stable sort of an
+    integer key (the cell above z's bits, made to order as the numbers do): 2-5× quicker
+    on a million points (experiments/RESULTS.md)."""
+    bits = z.astype(np.float32).view(np.int32).astype(np.int64)
+    bits = np.where(bits < 0, ~bits & 0x7FFFFFFF, bits | 0x80000000)  # -x < +x, as floats
+    cells = cells.astype(np.int64) - cells.min()
+    if cells.max() >= 1 << 31:  # a sparse key: its rank among the cells instead
+        cells = np.unique(cells, return_inverse=True)[1].reshape(-1)
+    return np.argsort((cells << 32) | bits, kind="stable")
 
 
 def surface_distance(

@@ -231,16 +231,19 @@ def _culled(
 def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:
     """∇f/|∇f| at each surface pixel (NaN where empty or where the gradient is 0)."""
     normal = np.full((*z.shape, 3), np.nan)
-    rows, cols = np.nonzero(np.isfinite(z))
+    surface = np.isfinite(z)
+    rows, cols = np.nonzero(surface)
     if len(rows):
         xs, ys = view.axes()
-        points = np.stack([xs[cols], ys[rows], z[rows, cols]], axis=1)
+        points = np.stack([xs[cols], ys[rows], z[surface]], axis=1)
         tiles = (rows // LEAF_SIDE) * (-(-z.shape[1] // LEAF_SIDE)) + cols // LEAF_SIDE
         _, gradient = field_gradients(program, points, tiles, target)
         gradient = gradient.astype(np.float64)
-        length = np.linalg.norm(gradient, axis=1, keepdims=True)
+        length = np.sqrt(np.einsum("ij,ij->i", gradient, gradient))
         with np.errstate(invalid="ignore", divide="ignore"):
-            normal[rows, cols] = np.where(length > 0, gradient / length, np.nan)
+            gradient /= length[:, None]
+        gradient[~(length > 0)] = np.nan
+        normal[surface] = gradient
     return normal
 
 
