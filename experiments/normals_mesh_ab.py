@@ -4,7 +4,7 @@
     python experiments/normals_mesh_ab.py --before /tmp/before --rounds 2
 
 Each process imports one tree, times a call (the first: it compiles), then the median of
-3 steady calls: ``heightmap._normals`` on a 512² heightmap, or ``pj.mesh`` at 128³
+3 steady calls: ``heightmap._normals`` on a 512² heightmap (``--normals N``), or ``pj.mesh`` at 128³
 (``--mesh N``; ``--only mesh`` for meshes alone)
 (regions as in libfive_heightmaps.py). Prints a row per case: both trees' first and
 steady seconds (medians over rounds) and the steady ratio.
@@ -50,12 +50,13 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--mesh", type=int, default=128, help="mesh resolution")
+    parser.add_argument("--normals", type=int, default=512, help="heightmap side for normals")
     parser.add_argument("--only", choices=("normals", "mesh"), default=None)
     args = parser.parse_args()
     trees = {"before": args.before, "after": ROOT}
     cases = [
         (model, n, kind)
-        for kind, n in (("normals", 512), ("mesh", args.mesh))
+        for kind, n in (("normals", args.normals), ("mesh", args.mesh))
         if args.only in (None, kind)
         for model in ("bear", "colonnade", "tanglecube")
     ]
