@@ -6,7 +6,10 @@ Each row is a fresh process (JAX's persistent cache off, no stored executables):
 first call (compiling), then the median of ``--repeats`` steady calls, with the depth equal
 to the side (``D = N``), float32, normals off (``--normals`` times them too); the peak RSS
 is the process's. Brute force runs up to ``--brute-max`` (it evaluates every voxel) and its
-heightmap is checked equal to the culled one.
+heightmap is checked against the culled one as the contract says: equal wherever the
+deciding sample (the shallower of the two where they differ) has ``|f64| ≥ 1e-5`` (the
+culled heightmap draws the sign program, brute force the program as written; in float32
+the two may disagree nearer 0 than that).
 """
 
 from __future__ import annotations
@@ -52,6 +55,26 @@ def run(model: str, size: int, mode: str, repeats: int, normals: bool, out: Path
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def agreement(model: str, size: int, brute: Path, culled: Path) -> str:
+    """ "yes", "yes (N px within 1e-5)" or "NO (N px)": the module docstring's check."""
+    import numpy as np
+
+    import prospero_jax as pj
+    from prospero_jax.evaluators.oracle import evaluate
+
+    a, b = np.load(brute), np.load(culled)
+    rows, cols = np.nonzero(~((a == b) | (np.isnan(a) & np.isnan(b))))
+    if not len(rows):
+        return "yes"
+    half = HALF[model]
+    xs, ys = pj.View(size, (-half, half, -half, half)).axes()
+    z = np.fmax(a[rows, cols], b[rows, cols])  # the shallower first sample (NaN: none)
+    at = [np.float32(v).astype(np.float64) for v in (xs[cols], ys[rows], z)]
+    value = evaluate(pj.load(MODELS / f"{model}.vm"), *at)
+    bad = int((np.abs(value) >= 1e-5).sum())
+    return f"NO ({bad} px)" if bad else f"yes ({len(rows)} px within 1e-5)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="bear,colonnade")
@@ -60,7 +83,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--normals", action="store_true")
     args = parser.parse_args()
-    import numpy as np
 
     print(
         "| model | N = D | mode | first call (s) | steady (s) | peak RSS (MB) | solid | = culled |"
@@ -73,11 +95,7 @@ def main() -> None:
             for mode in modes:
                 out = Path(f"/tmp/heightmap-{model}-{size}-{mode}.npy")
                 row = run(model, size, mode, args.repeats, args.normals, out)
-                same = (
-                    ""
-                    if mode == "culled"
-                    else str(np.array_equal(np.load(out), np.load(culled_z), equal_nan=True))
-                )
+                same = "" if mode == "culled" else agreement(model, size, out, culled_z)
                 print(f"| {model} | {size} | {mode} | {row['first_s']:.2f} | "
                       f"{row['steady_s']:.2f} | {row['peak_mb']:.0f} | {row['solid']:.1%} | "
                       f"{same} |", flush=True)  # fmt: skip
