@@ -155,3 +155,35 @@ def test_atoms_are_written_and_read_back_as_vm_text() -> None:
         pj.parse("r affine 1 2 3")
     with pytest.raises(pj.VMError, match="is not finite"):
         pj.parse("r affine 1 2 3 inf")
+
+
+class _NotNumPy:
+    """NumPy under another name: the op table's rules keep their ``+ -0`` for it."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("kind", "p"), CASES)
+def test_numpy_skips_the_rounding_zero_with_the_same_numbers(
+    kind: str,
+    p: tuple,  # type: ignore[type-arg]
+    dtype: str,
+) -> None:
+    # NumPy never fuses a product into a sum, so its rules drop the `+ -0` that keeps XLA
+    # from doing so (ops._product): bit for bit what the full rule computes, -0 and
+    # subnormal results included, and the full rule still where the numbers are NaN.
+    op = OPS[OPCODE[kind]]
+    assert op.source is not None
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-2, 2, 500), [0.0, -0.0, 1e-39, -1e-39, 1e30]])
+    y = rng.permutation(x)
+    params = np.zeros(PARAMS)
+    params[: len(numbers(kind, p))] = numbers(kind, p)
+    for q in (params, np.where(np.arange(PARAMS) == 0, np.nan, params)):
+        q, xs, ys, z = (np.asarray(v, dtype) for v in (q, x, y, 0.25))
+        with np.errstate(all="ignore"):
+            fast = op.source(np, q, xs, ys, z)
+            full = op.source(_NotNumPy(), q, xs, ys, z)
+        assert np.array_equal(fast.view(np.uint8), full.view(np.uint8))

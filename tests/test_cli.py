@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -154,3 +155,14 @@ def test_shading_option_errors(args: list[str], message: str, tmp_path: Path) ->
     assert code == 2
     assert message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_commands_freeze_the_imports_for_the_collector(tmp_path: Path) -> None:
+    # A full collection walking JAX's ~100k imported objects fell inside renders (20-50 ms
+    # of a warm `prospero render`): every command freezes them first.
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    code, _, err = invoke("info", str(shared_path("models/hi.vm")))
+    assert code == 0, err
+    assert gc.get_freeze_count() > 10_000
+    gc.unfreeze()
