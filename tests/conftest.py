@@ -6,7 +6,9 @@ the project root). They are read in place, never copied.
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,14 @@ def shared_path(name: str) -> Path:
     if not path.is_file():
         pytest.fail(f"missing shared input {path} (set PROSPERO_SHARED to its directory)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _collectable() -> Iterator[None]:
+    """Objects a CLI command froze (``gc.freeze()``: a process, a command) made collectable
+    again after each test, so the suite's garbage cycles do not outlive their tests."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")
