@@ -5,7 +5,9 @@ value, an unsupported output format, an unknown device) as one ``error: ...`` li
 stderr and exit status 2, never a traceback; usage errors typer finds itself (an unknown
 option, a value of the wrong type) look the same (:class:`Commands`). Commands are thin:
 they parse options into the library's value types and make one library call. The app
-has glibc keep large freed arrays for reuse (:func:`prospero_jax.reuse_freed_memory`).
+has glibc keep large freed arrays for reuse (:func:`prospero_jax.reuse_freed_memory`) and
+freezes the imports' objects for Python's collector (``gc.freeze()``), process-wide: a
+process is one command.
 """
 
 from __future__ import annotations
