@@ -55,6 +55,9 @@ _OPS = _LEAVES | {MIN, MAX}
 assert OPS[MIN].sign_pass == OPS[MAX].sign_pass == "same"  # what the leaves' sign rule reads
 #: The deepest tape pruned layer by layer (deeper ones go to the prune kernel).
 MAX_DEPTH = 64
+#: Atom rows evaluated at once by :func:`leaf_signs` (256 tiles of 32 × 32 pixels: 1 MiB a
+#: temporary, so a quadric's stay in a 2 MiB cache; 1.5× quicker than all at once).
+ATOM_ROWS = 256
 #: 2^-96: the margin's scale, far above what flushing subnormals (< 2^-126) can change.
 _TINY = 2.0**-96
 
@@ -339,10 +342,6 @@ def _atom_signs(
             )  # fmt: skip
     return _sign(v)
 
-
-#: Atom rows evaluated at once by :func:`leaf_signs` (256 tiles of 32 × 32 pixels: 1 MiB a
-#: temporary, so a quadric's stay in a 2 MiB cache; 1.5× quicker than all at once).
-ATOM_ROWS = 256
 
 #: A value's sign class in :func:`leaf_signs`.
 NOT_BELOW, BELOW, UNORDERED = 0, 1, 2
