@@ -69,6 +69,23 @@ def test_random_solids_keep_their_sign_at_every_depth(program: pj.Program) -> No
         assert_signs(program, 32, z)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x var-x\nc const 0\nn neg c\nr recip n\ns add r x\n",  # recip(-0) = -inf
+        "x var-x\ny var-y\nc const 0\nn neg c\nq recip c\nr recip n\nm min q r\ns add m x\n",
+        "x var-x\nc const 0\nn neg c\nt atan2 n c\nu atan2 c n\nm sub t u\ns add m x\n",
+        "x var-x\nc const 0\nn neg c\nm mul n c\nr recip m\ns add r x\n",  # 0·-0 = -0
+        "x var-x\nc const 0\nn neg c\nm mul n n\nr recip m\ns sub x r\n",  # -0·-0 = 0
+    ],
+)
+def test_signed_zero_constants_stay_apart(text: str) -> None:
+    # A -0.0 constant (folded from `neg 0`) and a 0.0 one are different rows of the sign
+    # program (they were merged as equal numbers: recip(-0) = -inf became +inf, and a
+    # random solid's culled heightmap lost its whole surface).
+    assert_signs(pj.parse(text), 16)
+
+
 def test_the_rewrites_fire_on_what_they_are_for() -> None:
     """A circle, a square and their difference: every affine chain, every sqrt and every
     neg folds away; the sign program is a handful of atoms and min/max rows."""

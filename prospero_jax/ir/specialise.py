@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from collections.abc import Callable
 
 from prospero_jax.ir.ops import (
@@ -81,7 +82,8 @@ def _lin(form: Form) -> Lin | None:
 def _same_lin(args: list[int], forms: list[Form]) -> bool:
     """Whether both operands are the same row, or rows with the same affine form."""
     a, b = args
-    return a == b or (_lin(forms[a]) is not None and forms[a] == forms[b])
+    lin_a, lin_b = _lin(forms[a]), _lin(forms[b])
+    return a == b or (lin_a is not None and lin_b is not None and _bits(*lin_a) == _bits(*lin_b))
 
 
 def _constant(form: Form) -> float | None:
@@ -184,6 +186,12 @@ def _root_plus(q: Form, t: float) -> Form:
     if t == 0:
         return q
     return ("quad", q[1], q[2] - t * t)
+
+
+def _bits(*numbers: float) -> bytes:
+    """The numbers' bit patterns: a key that tells -0.0 from 0.0 (``0.0 * -0.0`` is not
+    ``0.0 * 0.0``, and ``recip`` tells them apart), where floats compare them equal."""
+    return struct.pack(f"{len(numbers)}d", *numbers)
 
 
 @functools.lru_cache(maxsize=16)
@@ -292,7 +300,7 @@ def _emit(
             raise _Overflow
         if COMMUTATIVE[code] and a > b:
             a, b = b, a
-        key = (code, a, b, c, p)
+        key = (code, a, b, _bits(c, *p))  # bit for bit: -0.0 is not 0.0 (recip(-0) < 0)
         index = made.get(key)
         if index is None:
             index = made[key] = len(ops)
