@@ -4,7 +4,8 @@
     python experiments/normals_mesh_ab.py --before /tmp/before --rounds 2
 
 Each process imports one tree, times a call (the first: it compiles), then the median of
-3 steady calls: ``heightmap._normals`` on a 512² heightmap (``--normals N``), or ``pj.mesh`` at 128³
+3 steady calls: ``heightmap._normals`` on a 512² heightmap (``--normals N``), a whole
+heightmap with normals (``--heightmap N``: N² × N, off by default), or ``pj.mesh`` at 128³
 (``--mesh N``; ``--only mesh`` for meshes alone)
 (regions as in libfive_heightmaps.py). Prints a row per case: both trees' first and
 steady seconds (medians over rounds) and the steady ratio.
@@ -35,6 +36,8 @@ if kind == "normals":
     z = pj.render_heightmap(program, n, region=region, normals=False).z
     view = pj.View(n, region)
     run = lambda: heightmap._normals(program, view, z, pj.Target())
+elif kind == "heightmap":
+    run = lambda: pj.render_heightmap(program, n, region=region)
 else:
     run = lambda: pj.mesh(program, n, bounds=(-half, half))
 started = time.perf_counter(); run(); first = time.perf_counter() - started
@@ -51,13 +54,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--mesh", type=int, default=128, help="mesh resolution")
     parser.add_argument("--normals", type=int, default=512, help="heightmap side for normals")
-    parser.add_argument("--only", choices=("normals", "mesh"), default=None)
+    parser.add_argument(
+        "--heightmap", type=int, default=0, help="also whole heightmaps with normals, N³"
+    )
+    parser.add_argument("--only", choices=("normals", "mesh", "heightmap"), default=None)
     args = parser.parse_args()
     trees = {"before": args.before, "after": ROOT}
     cases = [
         (model, n, kind)
-        for kind, n in (("normals", args.normals), ("mesh", args.mesh))
-        if args.only in (None, kind)
+        for kind, n in (
+            ("normals", args.normals),
+            ("mesh", args.mesh),
+            ("heightmap", args.heightmap),
+        )
+        if args.only in (None, kind) and n > 0
         for model in ("bear", "colonnade", "tanglecube")
     ]
     results: dict[tuple[tuple[str, int, str], str], list[dict[str, float]]] = {}
