@@ -77,6 +77,7 @@ def test_random_solids_keep_their_sign_at_every_depth(program: pj.Program) -> No
         "x var-x\nc const 0\nn neg c\nt atan2 n c\nu atan2 c n\nm sub t u\ns add m x\n",
         "x var-x\nc const 0\nn neg c\nm mul n c\nr recip m\ns add r x\n",  # 0·-0 = -0
         "x var-x\nc const 0\nn neg c\nm mul n n\nr recip m\ns sub x r\n",  # -0·-0 = 0
+        "x var-x\ny var-y\nc const 0\nm mul c y\nr recip m\ns add r x\n",  # 0·y: -0 if y < 0
     ],
 )
 def test_signed_zero_constants_stay_apart(text: str) -> None:

@@ -92,8 +92,11 @@ def _constant(form: Form) -> float | None:
 
 
 def _scaled(form: Form, s: float) -> Form:
-    """``s ×`` a lin or quad form."""
+    """``s ×`` a lin or quad form; None (not a form) for ``0 ×`` one that depends on the
+    inputs: ``0·x`` is -0 where x < 0, a sign no constant keeps (``recip`` tells it)."""
     if form is None or not math.isfinite(s):
+        return None
+    if s == 0 and (form[0] != "lin" or any(form[1][:3])):
         return None
     if form[0] == "lin":
         return ("lin", tuple(s * v for v in form[1]))
