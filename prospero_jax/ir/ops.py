@@ -192,6 +192,13 @@ def _nan_where(xp: Namespace, bad: Array, lo: Array, hi: Array) -> Bounds:
     return xp.where(bad, xp.nan, lo), xp.where(bad, xp.nan, hi)
 
 
+def _everything_where(xp: Namespace, wide: Array, lo: Array, hi: Array) -> Bounds:
+    """``[-inf, inf]`` where ``wide``: any value, infinities included, but not NaN (a NaN
+    bound would make every row that reads it unknown, a ``max`` with a positive side
+    included)."""
+    return xp.where(wide, -xp.inf, lo), xp.where(wide, xp.inf, hi)
+
+
 def _monotone(fn: str, exact: bool = True) -> IntervalRule:
     """For non-decreasing functions: (f(lo), f(hi))."""
 
@@ -201,6 +208,14 @@ def _monotone(fn: str, exact: bool = True) -> IntervalRule:
         return (lo, hi) if exact else _widen(xp, lo, hi)
 
     return interval
+
+
+def _i_exp(xp: Namespace, a: Bounds) -> Bounds:
+    # Widened as libm results are, but never below 0: exp is never negative, and a lower
+    # bound below 0 where exp underflows would make a blend's ``ln(exp(u) + exp(v))``
+    # unknown (NaN) wherever both sides underflow: the bear's whole far field.
+    lo, hi = _widen(xp, xp.exp(a[0]), xp.exp(a[1]))
+    return xp.maximum(lo, 0), hi
 
 
 def _i_round(xp: Namespace, a: Bounds) -> Bounds:
@@ -243,7 +258,7 @@ def _i_arc(fn: str, increasing: bool) -> IntervalRule:
 
 
 def _i_periodic(bound: float) -> IntervalRule:
-    """sin, cos: [-1, 1]; tan: all reals. NaN at infinite arguments."""
+    """tan: all reals. NaN at infinite arguments."""
 
     def interval(xp: Namespace, a: Bounds) -> Bounds:
         lo, hi = _widen(xp, xp.full_like(a[0], -bound), xp.full_like(a[0], bound))
@@ -252,11 +267,45 @@ def _i_periodic(bound: float) -> IntervalRule:
     return interval
 
 
+#: Arguments of sin and cos beyond this magnitude get [-1, 1]: above it a float32's
+#: spacing (2⁻⁷ at 2¹⁶) is too coarse to place the extrema between the bounds.
+PERIODIC_REACH = 2.0**16
+
+
+def _i_wave(fn: str, peak: float) -> IntervalRule:
+    """sin (``peak`` π/2) and cos (``peak`` 0): the values at the bounds, and ±1 where a
+    crest (``peak + 2kπ``) or a trough (``peak + π + 2kπ``) may lie between them. The
+    crests are searched from slightly below ``lo`` to slightly above ``hi`` (a margin far
+    above the rounding of ``(lo - peak) / 2π``), so a rounding can only add a ±1, never
+    lose one. NaN at infinite arguments, as the value is."""
+
+    def interval(xp: Namespace, a: Bounds) -> Bounds:
+        f = getattr(xp, fn)
+        fa, fb = f(a[0]), f(a[1])
+        lo, hi = _widen(xp, xp.minimum(fa, fb), xp.maximum(fa, fb))
+        one = _widen(xp, xp.full_like(a[0], -1.0), xp.full_like(a[0], 1.0))
+        reach = xp.maximum(xp.abs(a[0]), xp.abs(a[1]))
+        margin = reach * 2.0**-16 + 2.0**-16
+        start, stop = a[0] - margin, a[1] + margin
+        tau = 2.0 * math.pi
+
+        def reaches(at: float) -> Array:
+            first = xp.ceil((start - at) / tau) * tau + at  # the first ``at + 2kπ`` ≥ start
+            return first <= stop
+
+        wide = (reach > PERIODIC_REACH) | (a[1] - a[0] >= tau)
+        lo = xp.where(wide | reaches(peak + math.pi), one[0], lo)
+        hi = xp.where(wide | reaches(peak), one[1], hi)
+        return _nan_where(xp, _infinite(xp, a), lo, hi)
+
+    return interval
+
+
 def _i_recip(xp: Namespace, a: Bounds) -> Bounds:
     lo, hi = a
     # 1/x is decreasing on each side of 0; a range that holds 0 (of either sign) reaches
-    # both infinities, so it is unknown.
-    return _nan_where(xp, _has_zero(a), xp.reciprocal(hi), xp.reciprocal(lo))
+    # both infinities (1/±0 = ±inf), never NaN: all reals.
+    return _everything_where(xp, _has_zero(a), xp.reciprocal(hi), xp.reciprocal(lo))
 
 
 def _i_not(xp: Namespace, a: Bounds) -> Bounds:
@@ -300,7 +349,10 @@ def _i_div(xp: Namespace, a: Bounds, b: Bounds) -> Bounds:
     q = (a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1])
     lo = xp.minimum(xp.minimum(q[0], q[1]), xp.minimum(q[2], q[3]))
     hi = xp.maximum(xp.maximum(q[0], q[1]), xp.maximum(q[2], q[3]))
-    bad = _has_zero(b) | (_infinite(xp, a) & _infinite(xp, b))  # x / 0, inf / inf
+    # Only 0 / 0 and inf / inf are NaN; a divisor's range that holds 0 (of either sign)
+    # otherwise reaches both infinities: all reals.
+    bad = (_has_zero(a) & _has_zero(b)) | (_infinite(xp, a) & _infinite(xp, b))
+    lo, hi = _everything_where(xp, _has_zero(b), lo, hi)
     return _nan_where(xp, bad, lo, hi)
 
 
@@ -622,13 +674,13 @@ OPS: tuple[Op, ...] = (
     Op("floor", 1, _unary("floor"), _monotone("floor"), partials=_p_const(0)),
     Op("ceil", 1, _unary("ceil"), _monotone("ceil"), partials=_p_const(0)),
     Op("round", 1, _round, _i_round, partials=_p_const(0)),
-    Op("sin", 1, _unary("sin"), _i_periodic(1.0), partials=_p_sin),
-    Op("cos", 1, _unary("cos"), _i_periodic(1.0), partials=_p_cos),
+    Op("sin", 1, _unary("sin"), _i_wave("sin", math.pi / 2), partials=_p_sin),
+    Op("cos", 1, _unary("cos"), _i_wave("cos", 0.0), partials=_p_cos),
     Op("tan", 1, _unary("tan"), _i_periodic(math.inf), partials=_p_tan),
     Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True), partials=_p_asin),
     Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False), partials=_p_acos),
     Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False), partials=_p_atan),
-    Op("exp", 1, _unary("exp"), _monotone("exp", exact=False), partials=_p_exp),
+    Op("exp", 1, _unary("exp"), _i_exp, partials=_p_exp),
     Op("ln", 1, _unary("log"), _i_ln, partials=_p_ln),
     Op("not", 1, _not, _i_not, partials=_p_const(0)),
     # Binary.
