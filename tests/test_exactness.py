@@ -127,6 +127,25 @@ def test_rewritten_patterns_render_as_the_oracle(name: str) -> None:
     assert np.array_equal(unsealed, exact)
 
 
+@pytest.mark.parametrize("signs", ["0 0", "0 -0", "-0 0", "-0 -0"])
+def test_atan2_of_zeros_the_compiler_folds_is_the_oracles(signs: str) -> None:
+    """``atan2(a, and(b, z))`` with ``a``, ``b`` signed zeros: the ``and`` is a zero the
+    compiler folds, and XLA:CPU's folded ``atan2(0, 0)`` was NaN (the oracle: ±0 or ±π),
+    so brute force lost the whole solid ``atan2(0, and(0, z)) + z`` that culling drew (a
+    random heightmap test found it)."""
+    a, b = signs.split()
+    program = pj.parse(
+        f"x var-x\ny var-y\nz var-z\na const {a}\nb const {b}\nc and b z\nt atan2 a c\nr add t z\n"
+    )
+    points = [np.float32([0.25] * 3), np.float32([0.5] * 3), np.float32([-0.5, 0.5, 2.0])]
+    expected = pj.reference.evaluate(program, *(p.astype(np.float64) for p in points))
+    got = np.asarray(jax.jit(pj.to_function(program))(*points))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)  # float32 π + z: one rounding
+    culled = pj.render_heightmap(program, 8, 6, mode="culled", normals=False)
+    brute = pj.render_heightmap(program, 8, 6, mode="brute", normals=False)
+    np.testing.assert_array_equal(culled.z, brute.z)
+
+
 def extreme_normals(n: int, seed: int) -> np.ndarray:
     """``n`` float32 numbers of every magnitude from 1e-37 to 3e38, both signs."""
     rng = np.random.default_rng(seed)

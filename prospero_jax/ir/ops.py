@@ -157,6 +157,15 @@ def _or(xp: Namespace, a: Array, b: Array) -> Array:
     return xp.where(a != 0, a, b)
 
 
+def _atan2(xp: Namespace, a: Array, b: Array) -> Array:
+    """``atan2(a, b)``, its four signed-zero cases (±0 or ±π, as IEEE 754 and the oracle
+    say) chosen explicitly: XLA:CPU computes them right at run time, but where LLVM folds
+    both arguments to constant zeros (``atan2(0, and(0, z))``) it gave NaN."""
+    zeros = (a == 0) & (b == 0)
+    turned = xp.where(xp.signbit(b), xp.asarray(math.pi, a.dtype), xp.zeros_like(a))
+    return xp.where(zeros, xp.where(xp.signbit(a), -turned, turned), xp.arctan2(a, b))
+
+
 def _unary(fn: str) -> Rule:
     def rule(xp: Namespace, a: Array) -> Array:
         return getattr(xp, fn)(a)
@@ -710,7 +719,7 @@ OPS: tuple[Op, ...] = (
         sign_choose=_sign_choose_max,
         partials=_p_max,
     ),
-    Op("atan2", 2, _binary("arctan2"), _i_atan2, partials=_p_atan2),
+    Op("atan2", 2, _atan2, _i_atan2, partials=_p_atan2),
     Op("mod", 2, _mod, _i_mod, partials=_p_mod),
     Op("compare", 2, _compare, _i_compare, partials=_p_const(0)),
     Op("and", 2, _and, _i_and, partials=_p_and),
