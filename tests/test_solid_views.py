@@ -63,7 +63,10 @@ def test_a_turned_heightmap_is_the_posed_programs_in_either_call_form() -> None:
     posed = pj.render_heightmap(transform_inputs(BALL, TURN), 40, 24)
     for a, b in [(by_view, by_keywords), (by_view, posed)]:
         np.testing.assert_array_equal(a.z, b.z)
-        np.testing.assert_array_equal(a.normal, b.normal)
+    np.testing.assert_array_equal(by_view.normal, by_keywords.normal)
+    # The normals are the program's gradient at the turned points, turned back (not the
+    # posed program's, which would compile anew for every view): the same up to rounding.
+    np.testing.assert_allclose(by_view.normal, posed.normal, atol=1e-5)
     top, inside = turned_top(view)
     assert np.all(np.isfinite(by_view.z[inside]))
     assert np.max(np.abs(by_view.z - top)[inside]) <= 2 / 23 + 1e-6  # within a sample

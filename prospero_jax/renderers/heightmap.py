@@ -49,6 +49,7 @@ from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import (
     InvalidView,
     Progress,
+    Rotation,
     Shorthand,
     Target,
     View,
@@ -135,6 +136,7 @@ def render_heightmap(
     view, target = resolve(size, options, depth)
     check_heightmap(view)
     check_solid(program)
+    original, turn = program, view.rotation
     program, view = view.pose(program)
     culled = culls(mode, target)
     zs = view.zs()
@@ -146,7 +148,7 @@ def render_heightmap(
             index = _brute(sign, view, zs, target, progress)
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
     z = np.where(index >= 0, evaluated[np.maximum(index, 0)], np.nan)
-    normal = _normals(program, view, z, target) if normals else None
+    normal = _normals(original, turn, view, z, target) if normals else None
     return Heightmap(z, normal, view.samples)
 
 
@@ -228,8 +230,18 @@ def _culled(
     return np.where(first < len(zs), first, -1)
 
 
-def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.ndarray:
-    """∇f/|∇f| at each surface pixel (NaN where empty or where the gradient is 0)."""
+def _normals(
+    program: Program,
+    turn: Rotation | np.ndarray | None,
+    view: View,
+    z: np.ndarray,
+    target: Target,
+) -> np.ndarray:
+    """∇f/|∇f| at each surface pixel of ``view`` (NaN where empty or where the gradient is
+    0), in the view's frame: for a view turned by ``turn``, the gradient of ``program`` at
+    ``turn @ p`` turned back (``turnᵀ ∇f``), so every view of a program reuses what its
+    gradients compiled (a posed program is a new program: gradients_at compiled it anew
+    for each view the viewer drew, ~0.3 s of a tanglecube view)."""
     normal = np.full((*z.shape, 3), np.nan)
     surface = np.isfinite(z)
     rows, cols = np.nonzero(surface)
@@ -237,8 +249,13 @@ def _normals(program: Program, view: View, z: np.ndarray, target: Target) -> np.
         xs, ys = view.axes()
         points = np.stack([xs[cols], ys[rows], z[surface]], axis=1)
         tiles = (rows // LEAF_SIDE) * (-(-z.shape[1] // LEAF_SIDE)) + cols // LEAF_SIDE
+        rotation = None if turn is None else np.array(turn)
+        if rotation is not None:
+            points = points @ rotation.T  # the program's frame
         _, gradient = field_gradients(program, points, tiles, target)
         gradient = gradient.astype(np.float64)
+        if rotation is not None:
+            gradient = gradient @ rotation  # back to the view's frame
         length = np.sqrt(np.einsum("ij,ij->i", gradient, gradient))
         with np.errstate(invalid="ignore", divide="ignore"):
             gradient /= length[:, None]

@@ -1,0 +1,59 @@
+"""The viewer turning a solid: each new view's draw, as the server makes it, in one process.
+
+    python experiments/viewer_turns.py --models bear --size 256 --views 12
+
+For each model, what `prospero view`'s render thread does for a solid (``viewer/server.py``,
+``_draw``): ``pj.render_heightmap(program, View(size, region, rotation=rotation(turn,
+tilt)))`` then ``pj.shade_heightmap(..., "lit")``, with the turn stepping by 7° and the tilt
+by 3° so that every view is new (a rotated program: nothing reused but the kernels). Two
+views first (they compile or load the kernels), then ``--views`` timed ones: median,
+95th percentile and worst. Regions as in ``libfive_peer.py`` (bear ±1.5, tanglecube ±3).
+The browser's own share (PNG encode, transfer, decode) is not included: see
+``viewer_latency.py`` for the whole path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import prospero_jax as pj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from libfive_peer import HALF, MODELS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="bear,colonnade,tanglecube")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=12)
+    args = parser.parse_args()
+    print(
+        "| model | size | views | median (ms) | p95 (ms) | worst (ms) |\n|---|---|---|---|---|---|"
+    )
+    for name in args.models.split(","):
+        program = pj.load(MODELS / f"{name}.vm")
+        half = HALF.get(name, 1.0)
+        times = []
+        for i in range(args.views + 2):
+            turn, tilt = 20.0 + 7.0 * i, -25.0 + 3.0 * i
+            view = pj.View(args.size, (-half, half, -half, half), rotation=pj.rotation(turn, tilt))
+            started = time.perf_counter()
+            pj.shade_heightmap(pj.render_heightmap(program, view), "lit")
+            if i >= 2:
+                times.append(1e3 * (time.perf_counter() - started))
+        p95 = float(np.percentile(times, 95))
+        print(
+            f"| {name} | {args.size}² | {len(times)} | {statistics.median(times):.0f} "
+            f"| {p95:.0f} | {max(times):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
