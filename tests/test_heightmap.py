@@ -210,6 +210,28 @@ def test_octree_splits_refine_z_with_x_and_y() -> None:
     assert octree_splits(2, 2) == ((2, 2),)
     assert octree_splits(1, 8) == ((1, 4), (1, 2))
     assert octree_splits(4, 1) == ((4, 1),)
+    # A heightmap's walk takes the 2 × 2 split at the root, not above the leaves.
+    assert octree_splits(128, 64) == ((4, 4), (4, 4), (4, 4), (2, 1))
+    assert octree_splits(128, 64, small_first=True) == ((2, 2), (4, 4), (4, 4), (4, 2))
+    assert octree_splits(64, 32, small_first=True) == octree_splits(64, 32)
+
+
+def test_a_heightmap_is_the_same_whichever_split_comes_first() -> None:
+    """The heightmap's walk splits smallest first; the same boxes' depths either way."""
+    from prospero_jax.renderers import octree
+
+    program = pj.load(shared_path("models/bear.vm"))
+    view = pj.View(64, (-1.5, 1.5, -1.5, 1.5), depth=64)  # 8 leaf columns, 4 leaf layers
+    real = octree.octree_splits
+    # 2 × 2 × 2 then 4 × 4 × 2, against 4 × 4 × 4 then 2 × 2 × 1:
+    assert real(8, 4, small_first=True) != real(8, 4)
+    ours = pj.render_heightmap(program, view, normals=False)
+    try:
+        octree.octree_splits = lambda *a, small_first=False: real(*a)  # type: ignore[misc]
+        largest_first = pj.render_heightmap(program, view, normals=False)
+    finally:
+        octree.octree_splits = real
+    np.testing.assert_array_equal(ours.z, largest_first.z)
 
 
 def test_the_octree_refuses_grids_it_cannot_split() -> None:

@@ -93,14 +93,19 @@ FAR = np.iinfo(np.int64).max
 
 
 def octree_splits(
-    tiles: int, layers: int, pattern: Sequence[int] = SPLIT
+    tiles: int, layers: int, pattern: Sequence[int] = SPLIT, *, small_first: bool = False
 ) -> tuple[tuple[int, int], ...]:
     """How each level splits its boxes, ``(k, kz)``: ``k × k`` in x and y, ``kz`` in z, from
     ``tiles × tiles`` leaf columns and ``layers`` leaf layers (powers of two) at the root:
-    x and y as :func:`~prospero_jax.renderers.hierarchy.splits` has them, z by as much
-    as x and y while layers are left, then by up to the pattern's largest split alone."""
+    x and y as :func:`~prospero_jax.renderers.hierarchy.splits` has them (largest first),
+    or with ``small_first`` smallest first (a 2 × 2 split at the root, where boxes are few,
+    rather than above the leaves, where a heightmap's are many and 4 lanes a row waste the
+    kernel: with normals, bear 1024³ 0.91×, tanglecube 0.76×; a mesh's walk gains nothing
+    and compiles one kernel shape more: experiments/RESULTS.md), z by as much as x and y
+    while layers are left, then by up to the pattern's largest split alone."""
     out, left = [], layers
-    for k in splits(tiles, pattern):
+    factors = splits(tiles, pattern)
+    for k in sorted(factors) if small_first else factors:
         kz = min(k, left)
         out.append((k, kz))
         left //= kz
@@ -131,6 +136,7 @@ def walk(
     *,
     keep: Keep | None = None,
     leaf: int = LEAF,
+    small_first: bool = False,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
     """The octree over the pixel-centre columns ``xs × ys`` (a power-of-two square, at
@@ -140,7 +146,8 @@ def walk(
     ``zs``. ``keep``, if given, drops boxes before they are split or evaluated (e.g. those
     behind a surface already found); with it, levels whose boxes hold over
     :data:`LAYERED_ROWS` tape rows are split a layer at a time, so what one layer finds
-    drops boxes of the next before they are split. ``stats``, if a list, gets a dict per
+    drops boxes of the next before they are split. ``small_first``: the levels' splits
+    smallest first (:func:`octree_splits`). ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
     dtype, device, devices = target.dtype, target.device, target.devices
@@ -148,7 +155,7 @@ def walk(
     if samples % THICK or samples & (samples - 1) or side & (side - 1) or side < leaf:
         raise ValueError(f"{side}² columns × {samples} samples: not powers of two")
     tapes = root_tape(program, dtype)
-    schedule = octree_splits(side // leaf, samples // THICK)
+    schedule = octree_splits(side // leaf, samples // THICK, small_first=small_first)
     lanes = [k * k * kz for k, kz in schedule]
     jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK)
     host = tier(program, target, jobs, sweep=True) == "host"
@@ -288,7 +295,10 @@ def first_inside(
         if progress is not None:
             progress(top // THICK + 1, layers_total)
 
-    walk(program, xs, ys, zs, target, lower, evaluate, keep=open_, leaf=leaf, stats=stats)
+    walk(
+        program, xs, ys, zs, target, lower, evaluate,
+        keep=open_, leaf=leaf, small_first=True, stats=stats,
+    )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
 
