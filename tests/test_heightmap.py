@@ -216,7 +216,9 @@ def test_octree_splits_refine_z_with_x_and_y() -> None:
     assert octree_splits(64, 32, small_first=True) == octree_splits(64, 32)
 
 
-def test_a_heightmap_is_the_same_whichever_split_comes_first() -> None:
+def test_a_heightmap_is_the_same_whichever_split_comes_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The heightmap's walk splits smallest first; the same boxes' depths either way."""
     from prospero_jax.renderers import octree
 
@@ -226,11 +228,8 @@ def test_a_heightmap_is_the_same_whichever_split_comes_first() -> None:
     # 2 × 2 × 2 then 4 × 4 × 2, against 4 × 4 × 4 then 2 × 2 × 1:
     assert real(8, 4, small_first=True) != real(8, 4)
     ours = pj.render_heightmap(program, view, normals=False)
-    try:
-        octree.octree_splits = lambda *a, small_first=False: real(*a)  # type: ignore[misc]
-        largest_first = pj.render_heightmap(program, view, normals=False)
-    finally:
-        octree.octree_splits = real
+    monkeypatch.setattr(octree, "octree_splits", lambda *a, small_first=False: real(*a))
+    largest_first = pj.render_heightmap(program, view, normals=False)
     np.testing.assert_array_equal(ours.z, largest_first.z)
 
 

@@ -266,14 +266,10 @@ def _i_arc(fn: str, increasing: bool) -> IntervalRule:
     return interval
 
 
-def _i_periodic(bound: float) -> IntervalRule:
-    """tan: all reals. NaN at infinite arguments."""
-
-    def interval(xp: Namespace, a: Bounds) -> Bounds:
-        lo, hi = _widen(xp, xp.full_like(a[0], -bound), xp.full_like(a[0], bound))
-        return _nan_where(xp, _infinite(xp, a), lo, hi)
-
-    return interval
+def _i_tan(xp: Namespace, a: Bounds) -> Bounds:
+    """All reals (its poles are everywhere a box may be); NaN at infinite arguments."""
+    lo, hi = xp.full_like(a[0], -xp.inf), xp.full_like(a[0], xp.inf)
+    return _nan_where(xp, _infinite(xp, a), lo, hi)
 
 
 #: Arguments of sin and cos beyond this magnitude get [-1, 1]: above it a float32's
@@ -685,7 +681,7 @@ OPS: tuple[Op, ...] = (
     Op("round", 1, _round, _i_round, partials=_p_const(0)),
     Op("sin", 1, _unary("sin"), _i_wave("sin", math.pi / 2), partials=_p_sin),
     Op("cos", 1, _unary("cos"), _i_wave("cos", 0.0), partials=_p_cos),
-    Op("tan", 1, _unary("tan"), _i_periodic(math.inf), partials=_p_tan),
+    Op("tan", 1, _unary("tan"), _i_tan, partials=_p_tan),
     Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True), partials=_p_asin),
     Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False), partials=_p_acos),
     Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False), partials=_p_atan),
