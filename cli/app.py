@@ -236,7 +236,8 @@ ExactOption = Annotated[
         "--exact",
         help="Draw the program op by op, as written, in the working precision (culled and "
         "brute force then agree bit for bit). By default culling draws its sign program: "
-        "affine and quadric parts folded, signs pushed through min/max/neg; the same "
+        "affine and quadric parts and polygons folded, signs pushed through min/max/neg; "
+        "the same "
         "image wherever |value| ≥ 1e-5, and faster.",
     ),
 ]

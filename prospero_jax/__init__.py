@@ -11,7 +11,7 @@ Public API (the subpackages are the implementation):
   :class:`VMError`, which names the source and line);
 * :func:`simplify` and friends: Program → Program passes; :func:`describe`: facts;
   :func:`specialise`: the sign program (same sign in real arithmetic, affine and quadric
-  parts folded into atoms, signs pushed through ``min``/``max``/``neg``), which images
+  parts and polygons folded into atoms, signs pushed through ``min``/``max``/``neg``), which images
   draw unless ``exact=True``;
 * :func:`to_function`: Program → ``f(x, y, z=0.0)``, a pure field that composes with
   ``jit``, ``vmap``, ``grad``, ``jvp``, ``jacfwd``/``jacrev``;

@@ -46,15 +46,29 @@ QUADRIC = [
     (1, (1, 0, 0, 0), -1, (0, 1, 0, 0), 0, (0, 0, 0, 0), 0),
     (1, (1, 0, 0, 0), 1, (0, 1, 0, 0), 1, (0.5, 0.5, 1, 0.1), -0.25),
 ]
+#: Polygons (``affine-max``) and their complements (``affine-min``): two to four forms,
+#: fewer repeating the first as :func:`~prospero_jax.ir.passes.fold_hulls` writes them.
+HULLS = [
+    ((1.0, 0.0, 0.0, -0.5), (-1.0, 0.0, 0.0, -0.5)),
+    ((0.0, 1.0, 0.0, -0.25), (1.0, 1.0, 0.0, -0.5), (-8.13008, 0.5, 0.0, 2.95)),
+    ((1.0, 0.0, 0.0, -0.5), (-1.0, 0.0, 0.0, -0.5), (0.0, 1.0, 0.0, -0.5), (0.0, -1.0, 0.0, -0.5)),
+    ((1e-3, -1e20, 0.0, 7.0), (-3.5, 2.25, 0.75, -1.0)),
+]
 ATOM_EVALUATORS = {
     name: e for name, e in EVALUATORS.items() if name.split("-")[0] in ("oracle", "jit", "eager")
 } | {name: e for name, e in EVALUATORS.items() if e.kind in ("signs", "intervals")}
-CASES = [("affine", p) for p in AFFINE] + [("quadric", p) for p in QUADRIC]
+CASES = (
+    [("affine", p) for p in AFFINE]
+    + [("quadric", p) for p in QUADRIC]
+    + [(kind, p) for kind in ("affine-max", "affine-min") for p in HULLS]
+)
 
 
 def numbers(kind: str, p: tuple) -> list[float]:  # type: ignore[type-arg]
     if kind == "affine":
         return list(p)
+    if kind.startswith("affine-"):
+        return [v for k in range(4) for v in p[k if k < len(p) else 0]]
     w1, l1, w2, l2, w3, l3, k = p
     return [w1, *l1, w2, *l2, w3, *l3, k]
 

@@ -237,4 +237,4 @@ def test_prosperos_union_becomes_shallow(prospero: pj.Program) -> None:
     sign = pj.specialise(prospero)
     assert passes.depth(sign) <= 24  # the chain of 670 unions is a tree of depth ~10
     mins = np.flatnonzero(sign.opcodes == OPCODE["min"])
-    assert len(mins) > 900
+    assert len(mins) > 600  # the letters' union (their polygons are atoms)

@@ -6,9 +6,11 @@ import tracemalloc
 
 import numpy as np
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax.ir.ops import CONST
+from prospero_jax.ir import passes
+from prospero_jax.ir.ops import CONST, OPCODE
 from tests.programs import examples, programs
 
 POINTS = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2, 500))
@@ -24,6 +26,47 @@ def same_values(a: pj.Program, b: pj.Program) -> bool:
 def test_every_pass_preserves_values_bit_for_bit(program: pj.Program) -> None:
     for rewrite in (pj.fold_constants, pj.deduplicate, pj.eliminate_dead_code, pj.simplify):
         assert same_values(program, rewrite(program)), rewrite.__name__
+
+
+@st.composite
+def polygons(draw: st.DrawFn) -> pj.Program:
+    """Specialised-looking programs: ``affine`` rows (some alike, some zero coefficients of
+    either sign), and ``min``/``max`` rows over earlier rows and the inputs."""
+    number = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, -2.25, 1e-30, 3.0])
+    rows = ["_0 var-x"]
+    names = ["_0"]
+    for i in range(1, draw(st.integers(3, 40))):
+        if draw(st.integers(0, 2)) == 0 or i < 3:
+            coefficients = " ".join(repr(draw(number)) for _ in range(4))
+            rows.append(f"_{i} affine {coefficients}")
+        else:
+            a, b = (draw(st.sampled_from(names[-5:] if draw(st.booleans()) else names))
+                    for _ in range(2))  # fmt: skip
+            rows.append(f"_{i} {draw(st.sampled_from(['min', 'max']))} {a} {b}")
+        names.append(f"_{i}")
+    return pj.parse("\n".join(rows))
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(polygons())
+def test_folding_polygons_keeps_every_value(program: pj.Program) -> None:
+    folded = passes.fold_hulls(program)
+    assert same_values(program, folded)
+    assert len(folded) <= len(program)
+    assert len(set(folded.ids)) == len(folded.ids)
+    assert passes.fold_hulls(folded) is folded
+
+
+def test_a_square_and_a_triangle_are_a_row_each() -> None:
+    sides = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    square = [f"s{k} affine {a} {b} 0 -0.5" for k, (a, b) in enumerate(sides)]
+    square += ["m0 max s0 s1", "m1 max s2 s3", "sq max m0 m1"]
+    triangle = ["t0 affine 1 1 0 -1", "t1 affine -1 0 0 0", "t2 affine 0 -1 0 0"]
+    triangle += ["n0 min t0 t1", "n1 min n0 t2"]
+    program = pj.parse("\n".join([*square, *triangle, "out min sq n1"]))
+    folded = passes.fold_hulls(program)
+    assert [OPCODE[name] for name in ("affine-max", "affine-min", "min")] == list(folded.opcodes)
+    assert same_values(program, folded)
 
 
 def test_simplify_on_prospero_and_models(prospero: pj.Program, hi: pj.Program) -> None:

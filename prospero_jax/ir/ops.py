@@ -40,10 +40,12 @@ libm results that differ by a few ulps between code paths (XLA's vectorized and 
 
 * opcode numbers are positions in ``OPS`` and never change meaning within a process;
 * an op of arity 0 is an input (``var-x``/``var-y``/``var-z``), ``const`` or an *atom*
-  (``affine``, ``quadric``: rows of a specialised program that carry ``params`` numbers
-  and compute from the inputs by their ``source`` rule, ``source(xp, p, x, y, z)``, and
-  ``source_interval(xp, p, x, y, z)`` on intervals); its ``rule`` is ``None``, and
-  evaluators supply inputs' and constants' values;
+  (``affine``, ``quadric``, ``affine-max``, ``affine-min``: rows of a specialised program
+  that carry ``params`` numbers and compute from the inputs by their ``source`` rule,
+  ``source(xp, p, x, y, z)``, and ``source_interval(xp, p, x, y, z)`` on intervals; its
+  affine forms' coefficients start at its numbers' ``forms`` offsets, which a change of
+  inputs transforms); its ``rule`` is ``None``, and evaluators supply inputs' and
+  constants' values;
 * every rule preserves the floating dtype of its arguments and is total: out-of-domain
   inputs give NaN (or ±inf) as IEEE 754 says, never an exception.
 
@@ -103,6 +105,7 @@ class Op:
     params: int = 0
     source: Rule | None = None
     source_interval: IntervalRule | None = None
+    forms: tuple[int, ...] = ()
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -541,6 +544,39 @@ def _i_quadric(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
     return _sum_bounds(xp, terms, p[15], grouped=False)
 
 
+# ``affine-max`` and ``affine-min``: the max (min) of four affine forms (p[0:4], p[4:8],
+# p[8:12], p[12:16]; fewer forms repeat the first), a convex polygon (the complement of
+# one) in one row: a specialised program's tree of ``max`` (``min``) rows over ``affine``
+# rows, each form computed as the ``affine`` row computes it, so the value is the tree's
+# bit for bit, and the interval is the tree's (the max of the forms' bounds, NaN where
+# one is). One row instead of up to seven: the culling interpreters pay per row.
+#: Where each affine form of an ``affine-max`` or ``affine-min`` row starts in its numbers.
+HULL_FORMS = (0, 4, 8, 12)
+
+
+def _hull(name: str, fn: str) -> Op:
+    """The atom ``name``: the extremum ``fn`` (``maximum`` or ``minimum``) of four forms."""
+    pick = _extremum(fn)
+
+    def value(xp: Namespace, p: Array, x: Array, y: Array, z: Array) -> Array:
+        zero = _rounded_zero(xp, p)
+        out = None
+        for k in HULL_FORMS:
+            v = _linear(xp, p, k, x, y, z, zero)
+            out = v if out is None else pick(xp, out, v)
+        return out
+
+    def bounds(xp: Namespace, p: Array, *box: Bounds) -> Bounds:
+        lo = hi = None
+        for k in HULL_FORMS:
+            low, high = _linear_bounds(xp, p, k, box)
+            lo = low if lo is None else getattr(xp, fn)(lo, low)
+            hi = high if hi is None else getattr(xp, fn)(hi, high)
+        return lo, hi
+
+    return Op(name, 0, None, params=PARAMS, source=value, source_interval=bounds, forms=HULL_FORMS)
+
+
 # Partial derivatives: one array per argument, the same shape as ``out``.
 
 
@@ -723,8 +759,18 @@ OPS: tuple[Op, ...] = (
     # Atoms (specialised programs only): no partials, by design. A specialised program
     # keeps the original's sign, not its value, so values and derivatives are always
     # the original program's.
-    Op("affine", 0, None, params=4, source=_affine, source_interval=_i_affine),
-    Op("quadric", 0, None, params=PARAMS, source=_quadric, source_interval=_i_quadric),
+    Op("affine", 0, None, params=4, source=_affine, source_interval=_i_affine, forms=(0,)),
+    Op(
+        "quadric",
+        0,
+        None,
+        params=PARAMS,
+        source=_quadric,
+        source_interval=_i_quadric,
+        forms=(1, 6, 11),
+    ),
+    _hull("affine-max", "maximum"),
+    _hull("affine-min", "minimum"),
 )
 
 OPCODE: dict[str, int] = {op.name: code for code, op in enumerate(OPS)}
@@ -732,5 +778,6 @@ OPCODE: dict[str, int] = {op.name: code for code, op in enumerate(OPS)}
 VAR_X, VAR_Y, VAR_Z, CONST = (OPCODE[n] for n in ("var-x", "var-y", "var-z", "const"))
 INPUTS: tuple[int, ...] = (VAR_X, VAR_Y, VAR_Z)
 AFFINE, QUADRIC = OPCODE["affine"], OPCODE["quadric"]
+AFFINE_MAX, AFFINE_MIN = OPCODE["affine-max"], OPCODE["affine-min"]
 #: Opcodes whose rows carry numbers (``params``) and compute from the inputs.
 ATOMS: tuple[int, ...] = tuple(code for code, op in enumerate(OPS) if op.source is not None)

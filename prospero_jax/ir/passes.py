@@ -16,7 +16,11 @@ Rewrites (each returns a valid Program and keeps the surviving instructions' IDs
   shapes is written, becomes a balanced tree over the same arguments (exact: ``min`` and
   ``max`` are exact, associative and commutative, NaN included; only which of ``-0`` and
   ``+0`` a tie returns may change): depth log n instead of n, so evaluators that work
-  depth by depth (:mod:`prospero_jax.evaluators.host_cull`) take few steps.
+  depth by depth (:mod:`prospero_jax.evaluators.host_cull`) take few steps;
+* :func:`fold_hulls`: in each such tree, the ``affine`` arguments (rows of a specialised
+  program) become ``affine-max`` (``affine-min``) atoms of up to four forms each (exact:
+  the atom computes each form as the ``affine`` row does and takes their extremum): a
+  convex polygon is one row, not seven, for interpreters that pay per row.
 
 Analyses: :func:`last_uses` (the liveness the evaluators use to free values early),
 :func:`max_live`, :func:`allocate_registers` (the point interpreter's register file),
@@ -30,7 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from prospero_jax.ir.ops import AFFINE, ATOMS, CONST, INPUTS, OPCODE, OPS, VAR_Z
+from prospero_jax.ir.ops import (
+    AFFINE,
+    AFFINE_MAX,
+    AFFINE_MIN,
+    ATOMS,
+    CONST,
+    HULL_FORMS,
+    INPUTS,
+    OPCODE,
+    OPS,
+    PARAMS,
+    VAR_Z,
+)
 from prospero_jax.ir.program import Program, items
 
 
@@ -181,8 +197,7 @@ def _transformed(params: np.ndarray, opcodes: np.ndarray, matrix: np.ndarray) ->
     out = params.copy()
     kinds = opcodes[np.isin(opcodes, ATOMS)]
     for row, code in enumerate(items(kinds)):
-        starts = [0] if code == AFFINE else [1, 6, 11]  # each form's x coefficient
-        for k in starts:
+        for k in OPS[code].forms:  # each affine form's x coefficient
             out[row, k : k + 3] = matrix.T @ params[row, k : k + 3]
     return out
 
@@ -207,17 +222,7 @@ def balance_extrema(program: Program) -> Program:
     """
     n = len(program)
     ops, args = list(items(program.opcodes)), list(items(program.args))
-    user = [-1] * n
-    uses = [0] * n
-    for i, (a, b) in enumerate(args):
-        for k in (a, b):
-            if k >= 0:
-                uses[k] += 1
-                user[k] = i
-    inner = [
-        ops[i] in _EXTREMA and uses[i] == 1 and i != n - 1 and ops[user[i]] == ops[i]
-        for i in range(n)
-    ]
+    inner, user = _extremum_trees(ops, args)
     if not any(inner):
         return program
     # Which trees to rebuild, in tape order: a tree's arguments are final before it.
@@ -279,6 +284,122 @@ def balance_extrema(program: Program) -> Program:
         np.array(new_ops, np.int32), np.array(new_args, np.int32).reshape(-1, 2),
         np.array(new_consts), tuple(ids), program.source, program.params,
     )  # fmt: skip
+
+
+def _extremum_trees(ops: list[int], args: list[list[int]]) -> tuple[list[bool], list[int]]:
+    """Which rows are inner rows of a tree of one extremum op (``min`` or ``max`` rows each
+    used once, by a row of the same op; the last row never is), and each row's user."""
+    n = len(ops)
+    user = [-1] * n
+    uses = [0] * n
+    for i, (a, b) in enumerate(args):
+        for k in (a, b):
+            if k >= 0:
+                uses[k] += 1
+                user[k] = i
+    inner = [
+        ops[i] in _EXTREMA and uses[i] == 1 and i != n - 1 and ops[user[i]] == ops[i]
+        for i in range(n)
+    ]
+    return inner, user
+
+
+#: The atom that takes the extremum of up to four affine forms, by extremum op.
+_HULL = {OPCODE["max"]: AFFINE_MAX, OPCODE["min"]: AFFINE_MIN}
+
+
+def fold_hulls(program: Program) -> Program:
+    """Each tree of one extremum op (as :func:`balance_extrema` finds them) with two or
+    more ``affine`` arguments: those arguments taken four at a time into ``affine-max``
+    (under ``max``) or ``affine-min`` (under ``min``) atoms, a group of fewer repeating
+    its first form (one ``affine`` left over stays as it is); the atoms and the tree's
+    other arguments joined again by a tree of least depth (Huffman's rule).
+
+    Exact: each form is computed as its ``affine`` row computed it, and the extremum of
+    several is the tree's (module docstring). Rows no longer used are dropped, atoms made
+    alike merged; the new rows take the IDs of the tree rows they replace (never more of
+    them). Idempotent: a tree with at most one distinct ``affine`` argument (rows alike
+    counted once) is kept as it is; folding repeats until none is left (dropping a tree's
+    rows can leave another tree with more arguments).
+    """
+    out = _fold_hulls_once(program)
+    while out is not program:
+        program, out = out, _fold_hulls_once(out)
+    return out
+
+
+def _fold_hulls_once(program: Program) -> Program:
+    """One pass of :func:`fold_hulls` (``program`` itself if no tree has two distinct
+    ``affine`` arguments)."""
+    # Rows alike become one row, so a tree's affine arguments are distinct rows.
+    original, program = program, deduplicate(program)
+    n = len(program)
+    ops, args = list(items(program.opcodes)), list(items(program.args))
+    inner, _ = _extremum_trees(ops, args)
+    atom_rows = np.flatnonzero(np.isin(program.opcodes, ATOMS))
+    numbers = dict(zip(items(atom_rows), program.params, strict=True))
+    consts = list(items(program.consts))
+    new_ops: list[int] = []
+    new_args: list[tuple[int, int]] = []
+    new_consts: list[float] = []
+    new_params: list[np.ndarray] = []
+    ids: list[str] = []
+    depth: list[int] = []
+    where = [-1] * n  # old row -> new row
+
+    def emit(code: int, a: int, b: int, c: float, name: str, p: np.ndarray | None = None) -> int:
+        new_ops.append(code)
+        new_args.append((a, b))
+        new_consts.append(c)
+        ids.append(name)
+        if p is not None:
+            new_params.append(p)
+        depth.append(1 + max(depth[a] if a >= 0 else 0, depth[b] if b >= 0 else 0))
+        return len(new_ops) - 1
+
+    folded = False
+    for i in range(n):
+        if inner[i]:
+            continue  # emitted with its tree's root
+        rows = _inner_rows(i, args, inner) if ops[i] in _EXTREMA else []
+        leaves = [k for r in [*rows, i] for k in args[r] if not inner[k]]
+        extremum = ops[i] in _EXTREMA
+        lines = [k for k in dict.fromkeys(leaves) if ops[k] == AFFINE] if extremum else []
+        if len(lines) < 2:
+            for r in sorted([*rows, i]):  # the tree (or row) as it stands
+                a, b = args[r]
+                where[r] = emit(ops[r], where[a] if a >= 0 else -1, where[b] if b >= 0 else -1,
+                                consts[r], program.ids[r], numbers.get(r))  # fmt: skip
+            continue
+        folded = True
+        names = iter([program.ids[r] for r in rows] + [program.ids[i]])
+        parts = [where[k] for k in leaves if ops[k] != AFFINE]  # an affine twice: once
+        for group in (lines[k : k + len(HULL_FORMS)] for k in range(0, len(lines), 4)):
+            if len(group) == 1:
+                parts.append(where[group[0]])
+                continue
+            p = np.zeros(PARAMS)
+            for slot, start in enumerate(HULL_FORMS):
+                p[start : start + 4] = numbers[group[slot] if slot < len(group) else group[0]][:4]
+            parts.append(emit(_HULL[ops[i]], -1, -1, 0.0, next(names), p))
+        heap = [(depth[k], order, k) for order, k in enumerate(parts)]
+        heapq.heapify(heap)
+        order = len(parts)
+        while len(heap) > 1:
+            (_, _, a), (_, _, b) = heapq.heappop(heap), heapq.heappop(heap)
+            row = emit(ops[i], min(a, b), max(a, b), 0.0, next(names))
+            heapq.heappush(heap, (depth[row], order, row))
+            order += 1
+        where[i] = heap[0][2]
+    if not folded:
+        return original
+    assert where[n - 1] == len(new_ops) - 1  # the value is the last row still
+    out = Program(
+        np.array(new_ops, np.int32), np.array(new_args, np.int32).reshape(-1, 2),
+        np.array(new_consts), tuple(ids), program.source,
+        np.array(new_params).reshape(-1, PARAMS),
+    )  # fmt: skip
+    return deduplicate(eliminate_dead_code(out))  # two trees may make the same atom
 
 
 def _huffman_depth(depths: list[int]) -> int:

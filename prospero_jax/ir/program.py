@@ -10,7 +10,7 @@ Invariants, checked on construction:
   unused slots (SSA order: the tape is topologically sorted);
 * ``consts[i]`` is a finite float64 for ``const`` instructions and ``0.0`` elsewhere;
 * ``ids[i]`` is the instruction's name (``_1f`` in prospero); names are unique;
-* ``params`` holds the numbers of the *atom* rows (``affine``, ``quadric``: rows of a
+* ``params`` holds the numbers of the *atom* rows (``affine``, ``quadric``, ...: rows of a
   specialised program, see :mod:`prospero_jax.ir.specialise`), one row of
   :data:`~prospero_jax.ir.ops.PARAMS` finite numbers per atom, in tape order (unused
   trailing numbers 0); a program without atoms has none;
@@ -50,7 +50,7 @@ def refuse_atoms(program: Program, evaluator: str) -> None:
     :func:`~prospero_jax.ir.specialise.specialise`), which ``evaluator`` cannot run."""
     if len(program.params):
         raise ValueError(
-            f"{program.source} is a specialised program (affine/quadric rows): {evaluator} "
+            f"{program.source} is a specialised program (atom rows): {evaluator} "
             "needs the program as written; use the original program"
         )
 
