@@ -69,8 +69,12 @@ from prospero_jax.ir.ops import CONST, OPS, VAR_X, VAR_Y, VAR_Z, Op, interval_st
 #: or 64 children for a 2 × 2, 4 × 4 or 8 × 8 split).
 CHILDREN = 4
 #: Buffer capacities of one kernel call, in row × lane and group × lane entries (a 2 × 2
-#: split: 65,536 rows of all tapes and 4,096 parents), and leaf pixels.
+#: split: 65,536 rows of all tapes and 4,096 parents), and leaf pixels. A prune call whose
+#: rows fit in ``SMALL_ROW_CAPACITY`` entries takes that shape instead: a call zeroes its
+#: buffers, and a quarter of them cost prospero's frames 5-10 % less (experiments/
+#: RESULTS.md); levels with more rows (solids') keep the larger calls, fewer of them.
 ROW_CAPACITY = 1 << 18
+SMALL_ROW_CAPACITY = 1 << 16
 GROUP_CAPACITY = 1 << 14
 #: Pixels of all leaf tiles in one call (1024 tiles of 32 × 32).
 LEAF_PIXEL_CAPACITY = 1 << 20

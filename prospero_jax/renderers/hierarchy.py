@@ -44,6 +44,7 @@ from prospero_jax.evaluators.cull import (
     GROUP_CAPACITY,
     LEAF_PIXEL_CAPACITY,
     ROW_CAPACITY,
+    SMALL_ROW_CAPACITY,
     dual_leaf_kernel,
     leaf_kernel,
     prune_kernel,
@@ -401,13 +402,21 @@ def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Ta
 
 
 def _kernels(
-    lanes: Sequence[int], root: int, dtype: str, leaf: int, atoms: int, depth: int = 1
+    lanes: Sequence[int],
+    root: int,
+    dtype: str,
+    leaf: int,
+    atoms: int,
+    depth: int = 1,
+    *,
+    large: bool = False,
 ) -> list[_executables.Job]:
     """The kernel calls a frame will make (their shapes), to compile them all at once: a
     prune kernel for each level's ``lanes`` (children per parent; the root's tape of
-    ``root`` rows first),
-    and the leaf kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when
-    met); ``atoms``: the rows of the atoms' table."""
+    ``root`` rows first) in the small call shape, and with ``large`` (a solid's levels,
+    which hold many rows) in the large one too (else it compiles when met), and the leaf
+    kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when met);
+    ``atoms``: the rows of the atoms' table."""
 
     def S(shape: tuple[int, ...], dtype: Any) -> Any:  # an abstract array, for lowering
         return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
@@ -421,11 +430,12 @@ def _kernels(
 
     jobs: list[_executables.Job] = []
     for count in dict.fromkeys(lanes):  # distinct, in order
-        max_rows, max_groups = ROW_CAPACITY // count, GROUP_CAPACITY // count
-        rows = max(max_rows, 1 << (root - 1).bit_length()) if count == lanes[0] else max_rows
+        max_groups = GROUP_CAPACITY // count
+        rows = _call_rows(root, count) if count == lanes[0] else SMALL_ROW_CAPACITY // count
         boxes = S((max_groups, 6, count), dtype)
-        args = (tapes(rows), *spans(max_groups), boxes)
-        jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
+        for size in dict.fromkeys([rows, *([ROW_CAPACITY // count] if large else [])]):
+            args = (tapes(size), *spans(max_groups), boxes)
+            jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
     tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf * depth)
     pixels = S((tiles, leaf), dtype)
     zs = S((tiles,) if depth == 1 else (tiles, depth), dtype)
@@ -448,6 +458,15 @@ def next_tapes(tapes: Tapes, row: np.ndarray, level: Pruned, at: np.ndarray) -> 
     return Tapes(ops, args, tapes.consts[row], tapes.params)
 
 
+def _call_rows(rows: int, lanes: int) -> int:
+    """The rows a prune call of ``rows`` rows (of ``lanes`` lanes) is padded to: the small
+    shape's if they fit (:data:`~prospero_jax.evaluators.cull.SMALL_ROW_CAPACITY`), else the
+    large one's, or the next power of two for a longer tape."""
+    if rows * lanes <= SMALL_ROW_CAPACITY:
+        return SMALL_ROW_CAPACITY // lanes
+    return max(ROW_CAPACITY // lanes, 1 << (rows - 1).bit_length())
+
+
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -468,8 +487,9 @@ def prune_level(
     lanes = boxes.shape[2]
     max_rows, max_groups = ROW_CAPACITY // lanes, GROUP_CAPACITY // lanes
     for g0, g1 in _chunks(lengths, max_rows, _per_call(len(lengths), max_groups, devices)):
+        rows = int(starts[g1 - 1] + lengths[g1 - 1] - starts[g0])
         padded, spans, counts, n_rows = _call_args(
-            tapes, starts, lengths, g0, g1, max_rows, max_groups
+            tapes, starts, lengths, g0, g1, _call_rows(rows, lanes), max_groups
         )
         box = np.zeros((max_groups, 6, lanes), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]

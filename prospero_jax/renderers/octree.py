@@ -157,7 +157,7 @@ def walk(
     tapes = root_tape(program, dtype)
     schedule = octree_splits(side // leaf, samples // THICK, small_first=small_first)
     lanes = [k * k * kz for k, kz in schedule]
-    jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK)
+    jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK, large=True)
     host = tier(program, target, jobs, sweep=True) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
