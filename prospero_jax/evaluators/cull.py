@@ -71,8 +71,9 @@ CHILDREN = 4
 #: Buffer capacities of one kernel call, in row × lane and group × lane entries (a 2 × 2
 #: split: 65,536 rows of all tapes and 4,096 parents), and leaf pixels. A prune call whose
 #: rows fit in ``SMALL_ROW_CAPACITY`` entries takes that shape instead: a call zeroes its
-#: buffers, and a quarter of them cost prospero's frames 5-10 % less (experiments/
-#: RESULTS.md); levels with more rows (solids') keep the larger calls, fewer of them.
+#: buffers, and with a quarter of them prospero's 1024² frame takes ~5 % less
+#: (experiments/call_shapes.py); levels with more rows (solids') keep the larger calls,
+#: fewer of them (a small shape for every call cost the bear's heightmap 6-9 %).
 ROW_CAPACITY = 1 << 18
 SMALL_ROW_CAPACITY = 1 << 16
 GROUP_CAPACITY = 1 << 14
