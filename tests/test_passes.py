@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import prospero_jax as pj
 from prospero_jax.ir import passes
 from prospero_jax.ir.ops import CONST, OPCODE
+from tests.conftest import shared_path
 from tests.programs import examples, programs
 
 POINTS = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2, 500))
@@ -116,3 +117,19 @@ def test_oracle_frees_values_after_last_use(prospero: pj.Program) -> None:
     tracemalloc.stop()
     array_bytes = side * side * 8
     assert peak < 2 * pj.max_live(prospero) * array_bytes  # not len(prospero) arrays
+
+
+def test_turning_a_sign_program_turns_every_form_of_its_atoms() -> None:
+    """``transform_inputs`` of a sign program (the viewer turns solids so) is the program at
+    the turned points: every affine form of every atom kind is turned, a polygon's four."""
+    sign = pj.specialise(pj.load(shared_path("models/colonnade.vm")))
+    kinds = {OPCODE[name] for name in ("affine", "quadric", "affine-max", "affine-min")}
+    assert kinds <= set(sign.opcodes.tolist())
+    turn = pj.view_rotation(30, 60)
+    points = np.random.default_rng(1).uniform(-1, 1, (3, 500))
+    np.testing.assert_allclose(
+        pj.reference.evaluate(passes.transform_inputs(sign, turn), *points),
+        pj.reference.evaluate(sign, *(turn @ points)),
+        rtol=1e-9,
+        atol=1e-9,
+    )
