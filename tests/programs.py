@@ -109,12 +109,19 @@ def _affine(draw: st.DrawFn, out: _Lines, inputs: list[str], copies: int = 1) ->
 
 @st.composite
 def _shape(draw: st.DrawFn, out: _Lines, inputs: list[str], depth: int) -> str:
-    """A signed shape: half-planes, circles and ellipses (sqrt of squares minus r, or
-    their squares), combined by min/max/neg/mul by constants, with the odd op that no
-    rewrite touches."""
-    kind = draw(st.integers(0, 7 if depth > 0 else 3))
+    """A signed shape: half-planes, polygons (min or max of half-planes: ir/passes.py's
+    ``fold_hulls``), circles and ellipses (sqrt of squares minus r, or their squares),
+    combined by min/max/neg/mul by constants, with the odd op that no rewrite touches."""
+    kind = draw(st.integers(0, 8 if depth > 0 else 3))
     if kind == 0:  # a half-plane
         return draw(_affine(out, inputs))[0]
+    if kind == 8:  # a polygon (max of half-planes) or its complement (min), maybe negated
+        op = draw(st.sampled_from(["min", "max"]))
+        sides = [draw(_affine(out, inputs))[0] for _ in range(draw(st.integers(2, 7)))]
+        while len(sides) > 1:  # joined in a random order: chains and trees
+            i = draw(st.integers(0, len(sides) - 2))
+            sides[i : i + 2] = [out.add(op, sides[i], sides[i + 1])]
+        return out.add("neg", sides[0]) if draw(st.booleans()) else sides[0]
     if kind in (1, 2):  # a circle or ellipse: sqrt(Σ lᵢ²) - r, r - sqrt(...), or Σ lᵢ² - r²
         squares = []
         for _ in range(draw(st.integers(1, 3))):
