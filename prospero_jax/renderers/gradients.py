@@ -96,15 +96,18 @@ def gradients_at(
     value = np.empty(len(px), dtype)
     gradient = np.empty((len(px), 3), dtype)
     chunks = -(-len(px) // size)
+    # Padded once (a call per chunk cost more than the chunk's work on small programs);
+    # on the default device the kernel takes host arrays (JAX's C++ path moves them).
+    padded = [np.pad(v, (0, chunks * size - len(v)), mode="edge") for v in (px, py, pz)]
+    place = where.device != jax.local_devices()[0]
     with where.precision():
         kernel = gradient_kernel(program)
         for i in range(chunks):
             part = slice(i * size, (i + 1) * size)
             n = len(px[part])
-            x_, y_, z_ = (
-                jax.device_put(np.pad(v[part], (0, size - n), mode="edge"), where.device)
-                for v in (px, py, pz)
-            )
+            x_, y_, z_ = (v[part] for v in padded)
+            if place:
+                x_, y_, z_ = jax.device_put((x_, y_, z_), where.device)
             v, g = kernel(x_, y_, z_)
             value[part] = np.asarray(v)[:n]
             gradient[part] = np.asarray(g)[:, :n].T
