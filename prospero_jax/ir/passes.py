@@ -361,10 +361,10 @@ def _fold_hulls_once(program: Program) -> Program:
     for i in range(n):
         if inner[i]:
             continue  # emitted with its tree's root
-        rows = _inner_rows(i, args, inner) if ops[i] in _EXTREMA else []
-        leaves = [k for r in [*rows, i] for k in args[r] if not inner[k]]
         extremum = ops[i] in _EXTREMA
-        lines = [k for k in dict.fromkeys(leaves) if ops[k] == AFFINE] if extremum else []
+        rows = _inner_rows(i, args, inner) if extremum else []
+        leaves = [k for r in [*rows, i] for k in args[r] if not inner[k]] if extremum else []
+        lines = [k for k in dict.fromkeys(leaves) if ops[k] == AFFINE]
         if len(lines) < 2:
             for r in sorted([*rows, i]):  # the tree (or row) as it stands
                 a, b = args[r]
@@ -374,12 +374,13 @@ def _fold_hulls_once(program: Program) -> Program:
         folded = True
         names = iter([program.ids[r] for r in rows] + [program.ids[i]])
         parts = [where[k] for k in leaves if ops[k] != AFFINE]  # an affine twice: once
-        for group in (lines[k : k + len(HULL_FORMS)] for k in range(0, len(lines), 4)):
+        forms = len(HULL_FORMS)
+        for group in (lines[k : k + forms] for k in range(0, len(lines), forms)):
             if len(group) == 1:
                 parts.append(where[group[0]])
                 continue
             p = np.zeros(PARAMS)
-            for slot, start in enumerate(HULL_FORMS):
+            for slot, start in enumerate(HULL_FORMS):  # a form: a, b, c, d (an affine's)
                 p[start : start + 4] = numbers[group[slot] if slot < len(group) else group[0]][:4]
             parts.append(emit(_HULL[ops[i]], -1, -1, 0.0, next(names), p))
         heap = [(depth[k], order, k) for order, k in enumerate(parts)]
