@@ -108,7 +108,7 @@ def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> Non
 def test_kernels_compile_independently_of_the_program(
     prospero: pj.Program, hi: pj.Program, quarter: pj.Program
 ) -> None:
-    # Compile the register-file buckets: prospero's tapes need 1024 and 8192 rows, hi's 1024,
+    # Compile the register-file buckets: prospero's tapes need 1024 and 4096 rows, hi's 1024,
     # each with 4 and 16 lanes (64 and 128 px: one 2 × 2 or 4 × 4 level). On the kernels
     # throughout: under tier="auto" a process's first frames go to the host tier for as
     # long as the kernels' price (stored or missing) says, so which render first readies
