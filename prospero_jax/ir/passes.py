@@ -30,6 +30,7 @@ Analyses: :func:`last_uses` (the liveness the evaluators use to free values earl
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -267,17 +268,10 @@ def balance_extrema(program: Program) -> Program:
         if inner[i]:
             continue  # emitted with its tree's root
         rows = _inner_rows(i, args, inner)
-        leaves = [k for r in [*rows, i] for k in args[r] if not inner[k]]
-        heap = [(depth[where[k]], order, where[k]) for order, k in enumerate(leaves)]
-        heapq.heapify(heap)
+        leaves = [where[k] for r in [*rows, i] for k in args[r] if not inner[k]]
         names = iter([program.ids[r] for r in rows] + [program.ids[i]])
-        order = len(leaves)
-        while len(heap) > 1:
-            (_, _, a), (_, _, b) = heapq.heappop(heap), heapq.heappop(heap)
-            row = emit(ops[i], min(a, b), max(a, b), 0.0, next(names))
-            heapq.heappush(heap, (depth[row], order, row))
-            order += 1
-        where[i] = heap[0][2]
+        pair = lambda a, b, o=ops[i], n=names: emit(o, a, b, 0.0, next(n))  # noqa: E731
+        where[i] = _join(leaves, depth, pair)
     if new_ops == ops and new_args == [tuple(a) for a in args]:
         return program
     return Program(
@@ -383,15 +377,8 @@ def _fold_hulls_once(program: Program) -> Program:
             for slot, start in enumerate(HULL_FORMS):  # a form: a, b, c, d (an affine's)
                 p[start : start + 4] = numbers[group[slot] if slot < len(group) else group[0]][:4]
             parts.append(emit(_HULL[ops[i]], -1, -1, 0.0, next(names), p))
-        heap = [(depth[k], order, k) for order, k in enumerate(parts)]
-        heapq.heapify(heap)
-        order = len(parts)
-        while len(heap) > 1:
-            (_, _, a), (_, _, b) = heapq.heappop(heap), heapq.heappop(heap)
-            row = emit(ops[i], min(a, b), max(a, b), 0.0, next(names))
-            heapq.heappush(heap, (depth[row], order, row))
-            order += 1
-        where[i] = heap[0][2]
+        pair = lambda a, b, o=ops[i], n=names: emit(o, a, b, 0.0, next(n))  # noqa: E731
+        where[i] = _join(parts, depth, pair)
     if not folded:
         return original
     assert where[n - 1] == len(new_ops) - 1  # the value is the last row still
@@ -401,6 +388,21 @@ def _fold_hulls_once(program: Program) -> Program:
         np.array(new_params).reshape(-1, PARAMS),
     )  # fmt: skip
     return deduplicate(eliminate_dead_code(out))  # two trees may make the same atom
+
+
+def _join(parts: list[int], depth: list[int], join: Callable[[int, int], int]) -> int:
+    """The row joining rows ``parts`` by a tree of least depth: the two shallowest first
+    (Huffman's rule; ties in ``parts``' order), each pair by ``join(a, b)`` (``a < b``),
+    which emits the row and records its depth in ``depth``."""
+    heap = [(depth[k], order, k) for order, k in enumerate(parts)]
+    heapq.heapify(heap)
+    order = len(parts)
+    while len(heap) > 1:
+        (_, _, a), (_, _, b) = heapq.heappop(heap), heapq.heappop(heap)
+        row = join(min(a, b), max(a, b))
+        heapq.heappush(heap, (depth[row], order, row))
+        order += 1
+    return heap[0][2]
 
 
 def _huffman_depth(depths: list[int]) -> int:
