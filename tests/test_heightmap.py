@@ -203,6 +203,35 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     octree._rent.pop(short)
 
 
+@pytest.mark.parametrize("count", [16, 32])
+def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: int) -> None:
+    # The leaf kernel reduces a box's signs to each column's first inside depth; the same
+    # as reducing the signs it returns: on pruned tapes of a random solid, with NaN values
+    # (never inside) and columns inside at no depth, at the first, and at the last.
+    from prospero_jax.renderers import hierarchy as H
+
+    program = pj.parse(
+        "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"
+        "t add s zz\nr sqrt t\nh const 1.2\nd sub r h\nq sqrt x\nout add d q\n"
+    )  # NaN where x < 0
+    target = pj.Target()
+    tapes = H.root_tape(program, target.dtype)
+    side, boxes = 8, 40
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 8, boxes) * side
+    cols = rng.integers(0, 8, boxes) * side
+    front = H.Frontier(
+        tapes.take(np.tile(np.arange(len(tapes)), boxes)), np.full(boxes, len(tapes)),
+        rows, cols, side,
+    )  # fmt: skip
+    xs = np.linspace(-1, 1, 64).astype(np.float32)
+    zs = np.linspace(1, -1, count).astype(np.float32)
+    signs = H.leaf_pixels(front, xs, xs[::-1].copy(), zs, target)
+    firsts = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
+    np.testing.assert_array_equal(firsts, H.first_true(signs))
+    assert {0, count}.issubset(np.unique(firsts)) and len(np.unique(firsts)) > 3
+
+
 def test_octree_splits_refine_z_with_x_and_y() -> None:
     from prospero_jax.renderers.octree import octree_splits
 

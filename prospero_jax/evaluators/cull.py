@@ -12,7 +12,8 @@ Output, per kernel:
   test sees through (passing it on through ``min``, ``max`` and, flipped, ``neg``) is
   replaced by the argument that decides the sign, and every row
   the value no longer needs is dropped (the rows kept, and their operands renumbered);
-* :func:`leaf_kernel` (one tape → one square tile of pixels): where the value is < 0;
+* :func:`leaf_kernel` (one tape → one square tile of pixels, or a box of them at several
+  depths): where the value is < 0 (or the value, or each column's first depth inside);
 * :func:`dual_leaf_kernel` (one tape → its own points): value and gradient by dual
   numbers (the tapes must be pruned for values, not signs: see
   :func:`prospero_jax.renderers.gradients.grouped_gradients`).
@@ -433,7 +434,7 @@ def prune_kernel(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("registers", "side", "values", "depth"),
+    static_argnames=("registers", "side", "values", "depth", "firsts"),
     compiler_options=COMPILER_OPTIONS,
 )
 def leaf_kernel(
@@ -449,6 +450,7 @@ def leaf_kernel(
     side: int,
     values: bool = False,
     depth: int = 1,
+    firsts: bool = False,
 ) -> jax.Array:
     """Evaluate ``count`` tapes, tape ``t`` on the ``side²`` pixels ``xs[t] × ys[t]`` at
     depth ``zs[t]`` (or, with ``depth`` > 1, on the box of ``depth × side²`` points at the
@@ -456,10 +458,14 @@ def leaf_kernel(
 
     Returns ``inside[t * side² + side * row + col]``: the value at ``(xs[t, col],
     ys[t, row], zs[t])`` is < 0; with ``values``, that value itself (with ``depth``,
-    ``inside[(t * depth + k) * side² + side * row + col]`` at ``zs[t, k]``).
+    ``inside[(t * depth + k) * side² + side * row + col]`` at ``zs[t, k]``); with
+    ``firsts`` (and ``depth``), ``first[t * side² + side * row + col]`` (int32): the least
+    ``k`` whose value is < 0 there, ``depth`` if none (a heightmap's leaf box read back as
+    one index a column, not ``depth`` signs).
     """
     ops, args, consts, params = tapes
     px = side * side * depth
+    column = side * side
     value_rules = _reading(
         value_branches(params), lambda regs, i: _read(regs, i, px), lambda c: jnp.full(px, c)
     )
@@ -483,9 +489,15 @@ def leaf_kernel(
 
         regs = lax.fori_loop(0, n, step, regs)
         value = _read(regs, n - 1, px)
+        if firsts:
+            below = (value < 0).reshape(depth, column)  # NaN is not inside
+            rank = jnp.arange(depth, dtype=jnp.int32)[:, None]
+            first = jnp.where(below, rank, depth).min(axis=0)  # a min: argmax costs more
+            return regs, _write(inside, t, first, column)
         return regs, _write(inside, t, value if values else value < 0, px)
 
-    out = jnp.zeros(tiles * px, consts.dtype if values else bool)
+    kind = jnp.int32 if firsts else consts.dtype if values else bool
+    out = jnp.zeros(tiles * (column if firsts else px), kind)
     state = (jnp.zeros(registers * px, consts.dtype), out)
     inside: jax.Array = lax.fori_loop(0, count, tile, state)[1]
     return inside

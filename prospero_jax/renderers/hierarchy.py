@@ -315,6 +315,31 @@ def leaf_pixels(
     return _joined(parts).reshape(tiles, count, side, side)
 
 
+def leaf_firsts(
+    front: Frontier, xs: np.ndarray, ys: np.ndarray, depths: np.ndarray, target: Target
+) -> np.ndarray:
+    """Each leaf tile of ``front``'s first of ``depths`` (in their order) at which the value
+    is < 0, per pixel: ``(tiles, side, side)`` int32, ``len(depths)`` where there is none;
+    what :func:`leaf_pixels`' signs say, reduced where they are computed (on the kernels,
+    a power of two of depths: the box's ``depths × side²`` signs never leave the call)."""
+    side, tiles, count = front.side, len(front.lengths), len(depths)
+    if count > 1 and not count & (count - 1) and front.depth is None and tiles:
+        zs = np.broadcast_to(np.asarray(depths, target.dtype), (tiles, count))
+        calls = _leaves(
+            front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
+            side, target.devices, depth=count, firsts=True,
+        )  # fmt: skip
+        return _joined([out for _, out in calls]).reshape(tiles, side, side)
+    return first_true(leaf_pixels(front, xs, ys, depths, target))
+
+
+def first_true(inside: np.ndarray) -> np.ndarray:
+    """``inside`` (``(tiles, depths, ...)``, bool) reduced over its depths: the first
+    ``True``'s index, the number of depths where there is none (int32)."""
+    found = inside.any(axis=1)
+    return np.where(found, inside.argmax(axis=1), inside.shape[1]).astype(np.int32)
+
+
 def leaf_parts(
     front: Frontier,
     xs: np.ndarray,
@@ -441,7 +466,8 @@ def _kernels(
     zs = S((tiles,) if depth == 1 else (tiles, depth), dtype)
     leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, zs)
     static = {"registers": register_capacity(1), "side": leaf}
-    jobs.append((leaf_kernel, leaves, static if depth == 1 else {**static, "depth": depth}))
+    deep = {"depth": depth, "firsts": True}  # boxes of samples: a heightmap's leaves
+    jobs.append((leaf_kernel, leaves, static if depth == 1 else {**static, **deep}))
     return jobs
 
 
@@ -519,11 +545,14 @@ def _leaves(
     devices: Sequence[jax.Device] = (),
     values: bool = False,
     depth: int = 1,
+    firsts: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile,
     or with ``depth`` a row of that many per tile), or with ``values`` the values
-    themselves: every kernel call dispatched now, then read back one by one as the
-    iterator is advanced, ``(first tile, (tiles, depth × side²))`` a call."""
+    themselves, or with ``firsts`` (and ``depth``) each column's first depth inside
+    (``depth`` if none): every kernel call dispatched now, then read back one by one as
+    the iterator is advanced, ``(first tile, (tiles, depth × side²))`` a call (``(tiles,
+    side²)`` with ``firsts``)."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, spans = [], []
@@ -545,8 +574,10 @@ def _leaves(
     static: dict[str, Any] = {"side": side, "values": True} if values else {"side": side}
     if depth > 1:
         static["depth"] = depth
+    if firsts:
+        static["firsts"] = True
     outs = _dispatch(leaf_kernel, calls, device, devices, **static)
-    pixels = side * side * depth
+    pixels = side * side * (1 if firsts else depth)
 
     def read() -> Iterator[tuple[int, np.ndarray]]:
         for (t0, t1), out in zip(spans, outs, strict=True):

@@ -52,8 +52,9 @@ from prospero_jax.renderers.hierarchy import (
     _kept_tiles,
     _kernels,
     as_tiles,
+    first_true,
     host_depths,
-    leaf_pixels,
+    leaf_firsts,
     next_tapes,
     prune_level,
     root_tape,
@@ -282,12 +283,11 @@ def first_inside(
     def evaluate(part: Frontier, top: int) -> None:
         started, depths = time.perf_counter(), zs[top : top + THICK]
         if _compiles(program, part, target):
-            inside = _compiled_signs(program, part, xs, ys, depths)
+            found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
-            inside = leaf_pixels(part, xs, ys, depths, target)
+            found = leaf_firsts(part, xs, ys, depths, target)  # [box, y, x]
             _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
-        hit = inside.any(axis=1)  # inside: [box, z, y, x]
-        index = np.where(hit, top + inside.argmax(axis=1), FAR)
+        index = np.where(found < len(depths), found.astype(np.int64) + top, FAR)
         blocks = as_tiles(first, part.side)
         at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
         blocks[at] = lowered = np.minimum(blocks[at], index)
