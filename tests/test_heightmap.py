@@ -229,7 +229,8 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     signs = H.leaf_pixels(front, xs, xs[::-1].copy(), zs, target)
     firsts = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
     np.testing.assert_array_equal(firsts, H.first_true(signs))
-    assert {0, count}.issubset(np.unique(firsts)) and len(np.unique(firsts)) > 3
+    assert {0, count}.issubset(np.unique(firsts))
+    assert len(np.unique(firsts)) > 3
 
 
 def test_octree_splits_refine_z_with_x_and_y() -> None:
