@@ -29,6 +29,7 @@ Analyses: :func:`last_uses` (the liveness the evaluators use to free values earl
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -498,9 +499,11 @@ def depth(program: Program) -> int:
     return int(level[-1])
 
 
+@functools.lru_cache(maxsize=64)
 def dimensions(program: Program) -> int:
     """3 when the program's value depends on ``var-z`` (a solid: heightmaps and meshes),
-    else 2 (read after constant folding and dead code elimination)."""
+    else 2 (read after constant folding and dead code elimination; cached: every render
+    of a solid asks, and simplifying colonnade costs ~4 ms)."""
     return 3 if np.any(simplify(program).opcodes == VAR_Z) else 2
 
 

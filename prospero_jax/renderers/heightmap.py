@@ -147,7 +147,7 @@ def render_heightmap(
         else:
             index = _brute(sign, view, zs, target, progress)
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
-    z = np.where(index >= 0, evaluated[np.maximum(index, 0)], np.nan)
+    z = np.append(evaluated, np.nan)[index]  # index -1 (none): the NaN at the end
     normal = _normals(original, turn, view, z, target) if normals else None
     return Heightmap(z, normal, view.samples)
 
