@@ -99,6 +99,30 @@ def test_pruned_tape_has_the_full_tapes_sign_in_its_box(
     np.testing.assert_array_equal(kept < 0, full < 0)
 
 
+@settings(max_examples=examples(20), deadline=None)
+@given(programs(max_size=40), boxes())
+def test_intervals_alone_prove_what_pruning_proves(
+    program: pj.Program, box: tuple[float, float, float, float]
+) -> None:
+    # prune=False (a heightmap's last level above compiled leaves) runs the forward pass
+    # only: the same intervals and verdicts per child, no tapes.
+    from prospero_jax.renderers.hierarchy import prune_level, root_tape
+
+    tapes = root_tape(program, "float32")
+    x0, x1, y0, y1 = box
+    xs, ys = np.linspace(x0, x1, 5), np.linspace(y0, y1, 5)
+    children = [(xs[i], xs[i + 1], ys[j], ys[j + 1], 0, 0) for j in range(4) for i in range(4)]
+    boxes = np.array(children, np.float32).T[None]  # (1 parent, 6, 16 children)
+    lengths = np.array([len(tapes)])
+    device = jax.devices("cpu")[0]
+    full = prune_level(tapes, lengths, boxes, device, len(tapes))
+    alone = prune_level(tapes, lengths, boxes, device, len(tapes), prune=False)
+    for name in ("lo", "hi", "inside"):
+        np.testing.assert_array_equal(getattr(alone, name), getattr(full, name))
+    np.testing.assert_array_equal(alone.kept, (full.kept > 0).astype(alone.kept.dtype))
+    assert not len(alone.emit)
+
+
 def test_pruning_shortens_prospero_near_its_outline(prospero: pj.Program) -> None:
     _, _, pruned = prune(prospero, (-0.5, -0.45, 0.3, 0.35))
     assert pruned is not None

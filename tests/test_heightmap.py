@@ -171,13 +171,22 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
     region = (-1.5, 1.5, -1.5, 1.5)
     interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
     monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)
-    calls = []
-    compiled = octree._compiled_signs
+    calls, pruned = [], []
+    compiled, prune_level = octree._compiled_signs, octree.prune_level
     monkeypatch.setattr(octree, "_compiled_signs", lambda *a: calls.append(1) or compiled(*a))
+
+    def level(*args: object, prune: bool = True) -> object:
+        pruned.append(prune)
+        return prune_level(*args, prune=prune)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(octree, "prune_level", level)
     np.testing.assert_array_equal(
         pj.render_heightmap(program, 48, 40, region=region, normals=False).z, interpreted
     )
     assert calls  # the compiled tier ran
+    # and the level above it proved its boxes by intervals alone, keeping no tapes
+    assert pruned[-1] is False
+    assert pruned[0] is True
 
 
 def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:

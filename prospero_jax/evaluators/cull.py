@@ -279,7 +279,9 @@ class PruneOutputs(NamedTuple):
     new_b: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames="registers", compiler_options=COMPILER_OPTIONS)
+@functools.partial(
+    jax.jit, static_argnames=("registers", "prune"), compiler_options=COMPILER_OPTIONS
+)
 def prune_kernel(
     tapes: Tapes,
     starts: jax.Array,
@@ -288,6 +290,7 @@ def prune_kernel(
     boxes: jax.Array,
     *,
     registers: int,
+    prune: bool = True,
 ) -> PruneOutputs:
     """Interval-evaluate and prune ``count`` parent tapes over their ``K`` child boxes each.
 
@@ -300,6 +303,11 @@ def prune_kernel(
     (0: row r is not in child k's tape; 1: it is; 2: it is, as a ``const`` row holding
     its immediate, which the row's min or max always returns) and ``new_a``, ``new_b``
     (its operands there: indices, or :data:`~prospero_jax.evaluators.tape.IMMEDIATE`).
+
+    ``prune=False``: intervals only, for children whose tapes nobody reads (a heightmap's
+    leaves on the compiled tier): the forward pass alone, ``kept`` 1 where a child is
+    ambiguous and ``emit``, ``new_a``, ``new_b`` left 0 (the other three passes cost more
+    than half of a level's call: experiments/RESULTS.md).
     """
     ops, args, consts, params = tapes
     dtype = consts.dtype
@@ -341,6 +349,17 @@ def prune_kernel(
         inside = rhi < 0
         ambiguous = ~inside & ~(rlo >= 0)  # NaN bounds are ambiguous too
         need = _write(need, r, jnp.where(ambiguous, LESS, NONE), k4)
+        if not prune:
+            registers = PruneRegisters(lo, hi, choice, need, codes, stand_in)
+            return registers, PruneOutputs(
+                _write(root_lo, g, rlo, k4),
+                _write(root_hi, g, rhi, k4),
+                _write(painted, g, inside, k4),
+                _write(kept, g, ambiguous.astype(jnp.int32), k4),
+                emit,
+                new_a,
+                new_b,
+            )
 
         def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
             need, codes = state

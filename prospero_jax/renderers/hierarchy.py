@@ -336,8 +336,8 @@ def leaf_firsts(
 def first_true(inside: np.ndarray) -> np.ndarray:
     """``inside`` (``(tiles, depths, ...)``, bool) reduced over its depths: the first
     ``True``'s index, the number of depths where there is none (int32)."""
-    found = inside.any(axis=1)
-    return np.where(found, inside.argmax(axis=1), inside.shape[1]).astype(np.int32)
+    first: np.ndarray = np.where(inside.any(axis=1), inside.argmax(axis=1), inside.shape[1])
+    return first.astype(np.int32)
 
 
 def leaf_parts(
@@ -504,8 +504,12 @@ def prune_level(
     device: jax.Device,
     root_length: int,
     devices: Sequence[jax.Device] = (),
+    *,
+    prune: bool = True,
 ) -> Pruned:
-    """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit."""
+    """Run :func:`prune_kernel` over all parents of one level, in as few calls as fit;
+    with ``prune=False`` intervals only (``kept`` 1 for an ambiguous child; ``emit``,
+    ``new_a`` and ``new_b`` empty: the children get no tapes)."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, sizes = [], []
     # One register size per program (not per call): fewer compilations, same speed.
@@ -521,12 +525,15 @@ def prune_level(
         box[: g1 - g0] = boxes[g0:g1]
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
-    outs = _dispatch(prune_kernel, calls, device, devices)  # dispatched; read below
+    static = {} if prune else {"prune": False}
+    outs = _dispatch(prune_kernel, calls, device, devices, **static)  # dispatched; read below
     parts: list[list[np.ndarray]] = [[] for _ in Pruned._fields]
     for (n_groups, n_rows), out in zip(sizes, outs, strict=True):
-        for k, values in enumerate(out):
+        for k, values in enumerate(out if prune else out[:4]):
             size = (n_groups if k < 4 else n_rows) * lanes  # per child, then per row
             parts[k].append(np.asarray(values)[:size])
+    if not prune:
+        parts[4:] = [[np.zeros(0, dtype)] for dtype in (np.int8, np.int32, np.int32)]
     lo, hi, inside, kept, emit, new_a, new_b = map(_joined, parts)
     lo, hi, inside, kept = (v.reshape(-1, lanes) for v in (lo, hi, inside, kept))
     return Pruned(lo, hi, inside, kept, emit, new_a, new_b)

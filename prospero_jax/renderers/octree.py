@@ -136,6 +136,7 @@ def walk(
     leaves: Leaves,
     *,
     keep: Keep | None = None,
+    bare: Callable[[Frontier], bool] | None = None,
     leaf: int = LEAF,
     small_first: bool = False,
     stats: list[dict[str, Any]] | None = None,
@@ -147,7 +148,10 @@ def walk(
     ``zs``. ``keep``, if given, drops boxes before they are split or evaluated (e.g. those
     behind a surface already found); with it, levels whose boxes hold over
     :data:`LAYERED_ROWS` tape rows are split a layer at a time, so what one layer finds
-    drops boxes of the next before they are split. ``small_first``: the levels' splits
+    drops boxes of the next before they are split. ``bare``, if given and true of the
+    boxes above the leaves (kernels only), says their leaves will be evaluated without
+    tapes (the compiled tier): that level is then split by intervals alone and its leaf
+    boxes come with no tapes (no rows, ``lengths`` 0). ``small_first``: the levels' splits
     smallest first (:func:`octree_splits`). ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
@@ -192,23 +196,34 @@ def walk(
             ],
             axis=1,
         )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
+        tapeless = (
+            depth == len(schedule) - 1 and front.depth is None and bare is not None and bare(front)
+        )
         level = (
             _host.prune_layers(front.tapes, front.lengths, front.depth, boxes)
             if front.depth is not None
-            else prune_level(front.tapes, front.lengths, boxes, device, len(tapes), devices)
+            else prune_level(
+                front.tapes, front.lengths, boxes, device, len(tapes), devices, prune=not tapeless
+            )
         )
         proved = level.inside
         inside(child, rows[proved], cols[proved], tops[proved], child_thick)
-        lane, row = np.nonzero(level.emit.reshape(-1, count).T)
         order = level.kept.T > 0
-        children = Frontier(
-            next_tapes(front.tapes, row, level, row * count + lane),
-            level.kept.T[order].astype(np.int64),
-            rows.T[order],
-            cols.T[order],
-            child,
-            None if front.depth is None else front.depth[row],
-        )
+        if tapeless:
+            children = Frontier(
+                front.tapes.take(np.zeros(0, np.int64)), np.zeros(int(order.sum()), np.int64),
+                rows.T[order], cols.T[order], child,
+            )  # fmt: skip
+        else:
+            lane, row = np.nonzero(level.emit.reshape(-1, count).T)
+            children = Frontier(
+                next_tapes(front.tapes, row, level, row * count + lane),
+                level.kept.T[order].astype(np.int64),
+                rows.T[order],
+                cols.T[order],
+                child,
+                None if front.depth is None else front.depth[row],
+            )
         entry = tally[depth]
         entry["boxes"] += len(front.lengths)
         entry["rows"] += int(front.lengths.sum())
@@ -282,7 +297,7 @@ def first_inside(
 
     def evaluate(part: Frontier, top: int) -> None:
         started, depths = time.perf_counter(), zs[top : top + THICK]
-        if _compiles(program, part, target):
+        if not len(part.tapes) or _compiles(program, part, target):  # no tapes: compiled
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
             found = leaf_firsts(part, xs, ys, depths, target)  # [box, y, x]
@@ -295,9 +310,12 @@ def first_inside(
         if progress is not None:
             progress(top // THICK + 1, layers_total)
 
+    def compiled(front: Frontier) -> bool:  # the leaves below go to the compiled tier
+        return _compiles(program, front, target)
+
     walk(
         program, xs, ys, zs, target, lower, evaluate,
-        keep=open_, leaf=leaf, small_first=True, stats=stats,
+        keep=open_, bare=compiled, leaf=leaf, small_first=True, stats=stats,
     )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
