@@ -219,3 +219,48 @@ def test_random_programs_with_huge_and_tiny_constants(program: pj.Program) -> No
     for mode in ("brute", "culled"):
         image = pj.render(program, size, mode=mode, exact=True)
         assert np.array_equal(image[ok], pixels[ok]), mode
+
+
+def shaped_and_baked(
+    program: pj.Program, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled field with the program's numbers baked in, and with them as an argument."""
+    from prospero_jax.evaluators.lower import constant_array, to_shaped
+
+    shaped = to_shaped(program)
+    numbers = tuple(constant_array(v, np.float32) for v in shaped.numbers)
+    baked = np.asarray(jax.jit(pj.to_function(program))(x, y, z))
+    return baked, np.asarray(jax.jit(shaped.field)(numbers, x, y, z))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(extreme_programs())
+def test_a_fields_numbers_as_an_argument_change_no_bit(program: pj.Program) -> None:
+    # The compiled leaf tier compiles a field once per shape and passes each program's
+    # constants and atoms' numbers at run time: the same numbers as baked into the code.
+    xs, ys = (v.astype(np.float32) for v in pj.reference.axes(24))
+    x, y = np.meshgrid(xs, ys)
+    baked, shaped = shaped_and_baked(program, x, y, np.zeros_like(x))
+    np.testing.assert_array_equal(shaped, baked)
+
+
+@pytest.mark.parametrize("model", ["bear", "colonnade", "tanglecube"])
+def test_turned_sign_programs_share_one_shape_and_keep_their_bits(model: str) -> None:
+    from prospero_jax.evaluators.lower import to_shaped
+    from prospero_jax.renderers.render import drawn
+    from tests.conftest import shared_path
+
+    program = pj.load(shared_path(f"models/{model}.vm"))
+    signs = [
+        drawn(pj.View(8, rotation=pj.rotation(20 + 7 * i, -25 + 3 * i)).pose(program)[0],
+              pj.Target(), True)
+        for i in range(3)
+    ]  # fmt: skip
+    assert len({to_shaped(sign).key for sign in signs}) == 1
+    assert len({sign.digest for sign in signs}) == 3
+    points = np.random.default_rng(1).uniform(-3, 3, (3, 4096)).astype(np.float32)
+    for sign in signs:
+        baked, shaped = shaped_and_baked(sign, *points)
+        np.testing.assert_array_equal(shaped, baked)
+        assert np.any(baked < 0)
+        assert np.any(baked > 0)

@@ -17,6 +17,7 @@ from cli.main import app
 from prospero_jax.ir.passes import transform_inputs
 from prospero_jax.renderers.heightmap import depths
 from prospero_jax.renderers.octree import THICK as SLAB
+from prospero_jax.renderers.render import drawn
 from tests.conftest import shared_path
 from tests.programs import examples, programs
 
@@ -198,18 +199,30 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
         one = np.zeros(1, np.int64)
         return Frontier(tapes, np.array([rows]), one, one, 8)
 
+    def shape(program: pj.Program) -> str:
+        return octree._shaped(program).key
+
     bear = pj.load(shared_path("models/bear.vm"))
     short = pj.parse("z var-z\nh const 0.5\nr sub z h")
     cpu = pj.Target()
-    octree._rent.pop(bear, None)
+    octree._rent.pop(shape(bear), None)
     assert not octree._compiles(bear, part(bear, 400), cpu)  # nothing spent yet
-    octree._rent[bear] = 10.0
+    octree._rent[shape(bear)] = 10.0
     assert octree._compiles(bear, part(bear, 400), cpu)
     assert not octree._compiles(bear, part(bear, 20), cpu)  # pruned tapes are short
-    octree._rent[short] = 10.0
+    octree._rent[shape(short)] = 10.0
     assert not octree._compiles(short, part(short, 3), cpu)  # too short to pay
-    octree._rent.pop(bear)
-    octree._rent.pop(short)
+    octree._rent.pop(shape(bear))
+    octree._rent.pop(shape(short))
+    # Rent is per shape: what one turned view of the bear paid, the next one has paid.
+    one, other = (
+        drawn(pj.View(8, rotation=pj.rotation(a, b)).pose(bear)[0], cpu, True)
+        for a, b in ((20, -25), (27, -22))
+    )
+    assert one != other
+    octree._rent[shape(one)] = 10.0
+    assert octree._compiles(other, part(other, 400), cpu)
+    octree._rent.pop(shape(one))
 
 
 @pytest.mark.parametrize("count", [16, 32])

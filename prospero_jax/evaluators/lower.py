@@ -35,8 +35,9 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +107,38 @@ def to_parametric(
     f = _parametric_core(program, derivatives, baked=False)
     f.__doc__ = f"Value of {program.source} at (x, y, z) with the given constants."
     return f, jnp.asarray(program.constants)
+
+
+class Shaped(NamedTuple):
+    """A program's code apart from its numbers (:func:`to_shaped`)."""
+
+    key: str  # the simplified tape's opcodes and operands, digested
+    field: Callable[..., Array]  # field(numbers, x, y, z)
+    numbers: tuple[np.ndarray, np.ndarray]  # its constants, its atoms' numbers (float64)
+
+
+def to_shaped(program: Program, *, seal: bool = True) -> Shaped:
+    """``program``'s field with its numbers as an argument: ``field((constants, params), x,
+    y, z)`` is ``to_function(program, seal=seal)(x, y, z)`` bit for bit when given
+    ``numbers`` in the points' dtype (:func:`constant_array`), and the same code serves
+    every program of the same ``key``: its simplified tape's opcodes and operands, not its
+    constants' values nor its atoms' numbers. So one compilation of ``field`` serves every
+    turned view of a solid (each view's sign program differs from the last in its
+    numbers only)."""
+    tape = _passes.simplify(program)
+    steps = plan(tape)
+    digest = hashlib.sha256(tape.opcodes.tobytes() + tape.args.tobytes())
+    digest.update(str(tape.params.shape).encode())
+
+    def field(numbers: tuple[Array, Array], x: ArrayLike, y: ArrayLike, z: ArrayLike) -> Array:
+        consts, params = numbers
+        dtype = jnp.promote_types(jnp.result_type(x, y, z), jnp.float32)
+        px, py, pz = jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in (x, y, z)))
+        hide = sealed(px.shape) if seal else None
+        value = run(steps, jnp, px, py, pz, lambda k, _: consts[k], hide, lambda k, _: params[k])
+        return jnp.broadcast_to(value, px.shape)
+
+    return Shaped(digest.hexdigest()[:32], field, (tape.constants, tape.params))
 
 
 def _parametric_core(

@@ -41,9 +41,10 @@ class Step:
     rule: Rule | None
     args: tuple[int, ...]
     const: float
-    slot: int  # a const's ordinal among the program's constants, else -1
+    slot: int  # a const's ordinal among the program's constants, an atom's among its atoms
     frees: tuple[int, ...]
-    atom: Callable[..., Any] | None = None  # an atom's rule: atom(xp, x, y, z)
+    atom: Callable[..., Any] | None = None  # an atom's rule: atom(xp, params, x, y, z)
+    params: np.ndarray | None = None  # an atom's numbers
 
 
 Rules = Literal["value", "interval", "dual"]
@@ -60,7 +61,7 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
     frees = last_uses(program)
     steps = []
     slots = np.cumsum(program.opcodes == CONST) - 1
-    atoms = iter(program.params)
+    ordinals = np.cumsum([OPS[code].source is not None for code in program.opcodes]) - 1
     for i, (code, row, c) in enumerate(
         zip(program.opcodes.tolist(), program.args.tolist(), program.consts.tolist(), strict=True)
     ):
@@ -70,24 +71,28 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
             rule = functools.partial(interval_step if rules == "interval" else dual_step, op)
         kind = code if op.rule is None else -1
         slot = int(slots[i]) if code == CONST else -1
-        atom = None
+        atom, params = None, None
         if op.source is not None:
             source = op.source if rules == "value" else op.source_interval
-            atom = functools.partial(_atom, source, next(atoms), rules == "interval")
-        steps.append(Step(kind, rule, tuple(row[: op.arity]), c, slot, tuple(frees[i]), atom))
+            atom = functools.partial(_atom, source, rules == "interval")
+            slot, params = int(ordinals[i]), program.params[ordinals[i]]
+        row_args = tuple(row[: op.arity])
+        steps.append(Step(kind, rule, row_args, c, slot, tuple(frees[i]), atom, params))
     return tuple(steps)
 
 
 def _atom(
-    source: Callable[..., Any], params: np.ndarray, bounds: bool, xp: Namespace, *inputs: Any
+    source: Callable[..., Any], bounds: bool, xp: Namespace, params: Any, *inputs: Any
 ) -> Any:
-    """An atom's value (or interval, with ``bounds``) at the inputs, its numbers in the
-    inputs' dtype. Under JAX the numbers pass through an optimization barrier, as every
-    value does (:func:`prospero_jax.evaluators.lower.sealed`): as constants, XLA's
-    simplifier would rewrite ``0 · y`` to 0 and ``x + 0`` to ``x`` (wrong for infinite
-    ``y`` and for ``x = -0``)."""
+    """An atom's value (or interval, with ``bounds``) at the inputs, its numbers ``params``
+    (a NumPy row, or an array the caller passes) in the inputs' dtype. Under JAX the
+    numbers pass through an optimization barrier, as every value does
+    (:func:`prospero_jax.evaluators.lower.sealed`): as constants, XLA's simplifier would
+    rewrite ``0 · y`` to 0 and ``x + 0`` to ``x`` (wrong for infinite ``y`` and for
+    ``x = -0``)."""
     first = inputs[0][0] if bounds else inputs[0]
-    p = xp.asarray(params.astype(xp.asarray(first).dtype))
+    dtype = xp.asarray(first).dtype
+    p = xp.asarray(params.astype(dtype) if isinstance(params, np.ndarray) else params)
     if xp is not np:
         p = lax.optimization_barrier(p)  # type: ignore[no-untyped-call]
     return source(xp, p, *inputs)
@@ -133,16 +138,19 @@ def run(
     z: Any,
     constant: Callable[[int, float], Any],
     seal: Callable[[Any], Any] | None = None,
+    numbers: Callable[[int, np.ndarray], Any] | None = None,
 ) -> Any:
     """Evaluate planned steps on inputs ``x, y, z`` with namespace ``xp``.
 
     ``constant(slot, c)`` makes the working-dtype value of a ``const`` (``slot``: its
     ordinal among the program's constants; ``c``: its value). ``seal(value)``, if given,
     is applied to every instruction's value (inputs and constants included) before it is
-    used; it must return the same numbers. The result is the last step's value, not
-    broadcast unless ``seal`` broadcasts: a constant program gives a scalar.
+    used; it must return the same numbers. ``numbers(slot, params)``, if given, gives an
+    atom's numbers (``slot``: its ordinal among the atoms; ``params``: the program's),
+    else they are the program's. The result is the last step's value, not broadcast
+    unless ``seal`` broadcasts: a constant program gives a scalar.
     """
-    values = run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant, seal)
+    values = run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant, seal, numbers)
     return values[len(steps) - 1]
 
 
@@ -155,6 +163,7 @@ def run_steps(
     inputs: tuple[Any, Any, Any],
     constant: Callable[[int, float], Any],
     seal: Callable[[Any], Any] | None = None,
+    numbers: Callable[[int, np.ndarray], Any] | None = None,
 ) -> dict[int, Any]:
     """Steps ``start`` to ``stop - 1``, given the values alive before ``start`` (by index).
 
@@ -167,8 +176,9 @@ def run_steps(
         step = steps[i]
         if step.rule is not None:
             values[i] = step.rule(xp, *(values[a] for a in step.args))
-        elif step.atom is not None:
-            values[i] = step.atom(xp, *inputs)
+        elif step.atom is not None and step.params is not None:
+            params = step.params if numbers is None else numbers(step.slot, step.params)
+            values[i] = step.atom(xp, params, *inputs)
         elif step.kind == CONST:
             values[i] = constant(step.slot, step.const)
         else:

@@ -439,7 +439,8 @@ def _kernels(
     """The kernel calls a frame will make (their shapes), to compile them all at once: a
     prune kernel for each level's ``lanes`` (children per parent; the root's tape of
     ``root`` rows first) in the small call shape, and with ``large`` (a solid's levels,
-    which hold many rows) in the large one too (else it compiles when met), and the leaf
+    which hold many rows) in the large one too (else it compiles when met) and the last
+    level's intervals-only variant (``prune=False``: above compiled leaves), and the leaf
     kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when met);
     ``atoms``: the rows of the atoms' table."""
 
@@ -460,7 +461,10 @@ def _kernels(
         boxes = S((max_groups, 6, count), dtype)
         for size in dict.fromkeys([rows, *([ROW_CAPACITY // count] if large else [])]):
             args = (tapes(size), *spans(max_groups), boxes)
-            jobs.append((prune_kernel, args, {"registers": register_capacity(root)}))
+            static = {"registers": register_capacity(root)}
+            jobs.append((prune_kernel, args, static))
+            if large and count == lanes[-1]:
+                jobs.append((prune_kernel, args, {**static, "prune": False}))
     tiles = LEAF_PIXEL_CAPACITY // (leaf * leaf * depth)
     pixels = S((tiles, leaf), dtype)
     zs = S((tiles,) if depth == 1 else (tiles, depth), dtype)

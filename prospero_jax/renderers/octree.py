@@ -44,7 +44,7 @@ import jax
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
-from prospero_jax.evaluators.lower import to_function
+from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     SPLIT,
@@ -82,13 +82,17 @@ LAYERED_ROWS = 1 << 16
 #: the process what compiling it is estimated to (:data:`COMPILE_SECONDS_PER_ROW` a row):
 #: ski rental, as :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. Below
 #: 64 rows building the points costs what the closure saves (tanglecube 512³: 0.25 s
-#: either way; bear 512³: 1.38 s against 2.05 s; experiments/RESULTS.md).
+#: either way; bear 512³: 1.38 s against 2.05 s; experiments/RESULTS.md). The closure
+#: takes the program's numbers as an argument (:func:`~prospero_jax.evaluators.lower.
+#: to_shaped`), so rent and compilation are per shape: every turned view of a solid (the
+#: viewer's) shares one.
 COMPILED_ROWS = range(64, 2049)
 COMPILED_GAIN = 4
 COMPILE_SECONDS_PER_ROW = 2e-3
 #: Points a call of the compiled closure takes (the last call padded).
 POINTS = 1 << 16
-_rent: dict[Program, float] = {}  # seconds of interpreted leaves, per program
+_rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
+_shaped_signs: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
 #: ``first`` of a column with no inside sample found yet.
 FAR = np.iinfo(np.int64).max
 
@@ -301,7 +305,8 @@ def first_inside(
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
             found = leaf_firsts(part, xs, ys, depths, target)  # [box, y, x]
-            _rent[program] = _rent.get(program, 0.0) + time.perf_counter() - started
+            shape = _shaped(program).key
+            _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
         index = np.where(found < len(depths), found.astype(np.int64) + top, FAR)
         blocks = as_tiles(first, part.side)
         at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
@@ -335,14 +340,27 @@ def _compiles(program: Program, part: Frontier, target: Target) -> bool:
         return False
     if part.lengths.mean() * COMPILED_GAIN < len(program):
         return False  # pruned tapes are short enough: the kernel interprets less
-    return _rent.get(program, 0.0) >= COMPILE_SECONDS_PER_ROW * len(program)
+    return _rent.get(_shaped(program).key, 0.0) >= COMPILE_SECONDS_PER_ROW * len(program)
 
 
 @functools.lru_cache(maxsize=16)
+def _shaped(program: Program) -> Shaped:
+    """``program``'s code apart from its numbers (cached per program: a plan and a digest)."""
+    return to_shaped(program)
+
+
 def _signs(program: Program) -> Callable[..., jax.Array]:
-    """The jitted ``(x, y, z) → value < 0`` of ``program``, on flat point arrays."""
-    field = to_function(program)
-    return jax.jit(lambda x, y, z: field(x, y, z) < 0)
+    """The jitted ``(numbers, x, y, z) → value < 0`` of programs of ``program``'s shape, on
+    flat point arrays (compiled once per shape: the last 16 shapes kept)."""
+    shaped = _shaped(program)
+    kernel = _shaped_signs.get(shaped.key)
+    if kernel is None:
+        field = shaped.field
+        kernel = jax.jit(lambda numbers, x, y, z: field(numbers, x, y, z) < 0)
+        while len(_shaped_signs) >= 16:
+            _shaped_signs.pop(next(iter(_shaped_signs)))  # the oldest
+        _shaped_signs[shaped.key] = kernel
+    return kernel
 
 
 def _compiled_signs(
@@ -356,11 +374,12 @@ def _compiled_signs(
     y = np.broadcast_to(ys[part.rows[:, None] + pixel][:, None, :, None], shape).ravel()
     z = np.broadcast_to(zs[None, :, None, None], shape).ravel()
     kernel, out = _signs(program), np.empty(x.size, bool)
+    numbers = tuple(constant_array(v, x.dtype) for v in _shaped(program).numbers)
     for start in range(0, x.size, POINTS):
         chunk = slice(start, start + POINTS)
         n = len(x[chunk])
         padded = (np.pad(v[chunk], (0, POINTS - n), mode="edge") for v in (x, y, z))
-        out[chunk] = np.asarray(kernel(*padded))[:n]
+        out[chunk] = np.asarray(kernel(numbers, *padded))[:n]
     return out.reshape(shape)
 
 
