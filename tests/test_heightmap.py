@@ -470,6 +470,23 @@ def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
     np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gradients_on_tapes_pruned_in_two_levels_are_the_whole_programs() -> None:
+    # More than 16 × 16 groups: the whole tape is pruned over hulls of 16 groups for
+    # several parents, each hull's tape over its groups (the last ones padded).
+    from prospero_jax.renderers.gradients import gradients_at, grouped_gradients
+
+    program = pj.load(shared_path("models/colonnade.vm"))
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-1, 1, (6000, 3))
+    cells = rng.integers(0, 700, len(points))  # ~700 groups of a few points each
+    target = pj.Target()
+    value, gradient = grouped_gradients(program, points, cells, target)
+    expected_value, expected = gradients_at(program, *points.T, target)
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(gradient).all()
+
+
 @pytest.mark.parametrize("spread", [1 << 10, 1 << 40])  # dense cells, and a sparse key
 def test_points_sort_by_cell_then_z_as_lexsort_does(spread: int) -> None:
     # grouped_gradients' order of points (one integer key, not np.lexsort): cell by cell,

@@ -148,7 +148,9 @@ def grouped_gradients(
     Each group's box (the hull of its points) prunes the program's tape with the culling
     kernel (only choices its intervals decide, so the tape's value and partials are the
     program's at every point of the box: the root's need is its value, never its sign
-    alone), and the dual leaf kernel evaluates the pruned tape at the group's points.
+    alone), in two levels: the whole tape over the hull of 16 consecutive groups' boxes,
+    then that tape over each of them; and the dual leaf kernel evaluates the pruned tape
+    at the group's points.
     """
     dtype = where.dtype
     if not len(points):
@@ -164,9 +166,10 @@ def grouped_gradients(
     # sorted order, so the points move in with one scatter and out with one gather.
     place = np.empty(len(order), np.int64)
     place[order] = (np.cumsum(opens) - 1) * n + rank % GROUP
-    slots = np.repeat(coords[:, order[opens]], n, axis=1)  # unused slots: a real point
-    slots[:, place] = coords
-    grouped = np.ascontiguousarray(slots.reshape(3, groups, n).transpose(1, 0, 2))
+    slots = np.repeat(order[opens], n)  # each slot's point: unused ones, the group's first
+    slots[place] = np.arange(len(order))
+    # Gathered (np.take), not scattered: ~2× quicker on a million points.
+    grouped = np.take(coords, slots, axis=1).reshape(3, groups, n).transpose(1, 0, 2).copy()
 
     with where.precision():
         whole = root_tape(program, dtype)
@@ -179,30 +182,61 @@ def grouped_gradients(
             np.append(whole.consts, np.nan).astype(whole.consts.dtype),
             whole.params,
         )
-        length = len(wrapped)
         lanes = SPLIT[0] ** 2  # the root level's kernel, as a frame compiles it
-        parents = -(-groups // lanes)
         box = np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(groups, 6)
-        boxes = np.repeat(box[:1], parents * lanes, axis=0)
+        # Two levels: the whole tape over the hulls of ``lanes`` groups, then each hull's
+        # tape over its groups (colonnade's 1024² normals: 0.2 M rows pruned, not 2.7 M).
+        hulls = -(-groups // lanes)
+        boxes = np.repeat(box[-1:], hulls * lanes, axis=0)  # padded with the last group
         boxes[:groups] = box
-        boxes = boxes.reshape(parents, lanes, 6).transpose(0, 2, 1)  # (parents, 6, lanes)
-        repeated = wrapped.take(np.tile(np.arange(length), parents))
-        level = prune_level(repeated, np.full(parents, length), boxes, where.device, length)
-        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
-        pruned = next_tapes(repeated, row, level, row * lanes + lane)
-        kept = level.kept.T.ravel()  # child (lane, parent), lane-major like ``pruned``
+        boxes = boxes.reshape(hulls, lanes, 6)
+        hull = np.concatenate(
+            [boxes[:, :, 0::2].min(axis=1), boxes[:, :, 1::2].max(axis=1)], axis=1
+        )[:, [0, 3, 1, 4, 2, 5]]  # (hulls, [xlo, xhi, ylo, yhi, zlo, zhi])
+        tops = -(-hulls // lanes)
+        outer = np.repeat(hull[-1:], tops * lanes, axis=0)
+        outer[:hulls] = hull
+        length = len(wrapped)
+        repeated = wrapped.take(np.tile(np.arange(length), tops))
+        middle, sizes = _pruned_over(
+            repeated, np.full(tops, length), outer.reshape(tops, lanes, 6), length, where
+        )
+        sizes = sizes[:hulls]
+        middle = middle.take(np.arange(sizes.sum()))
+        pruned, kept = _pruned_over(middle, sizes, boxes, length, where)
+        kept = kept[:groups]
+        own = kept > 0
+        lengths = np.where(own, kept - 1, len(whole))  # without the wrapper
         starts = np.concatenate([[0], np.cumsum(kept)[:-1]])
-        child = (np.arange(groups) % lanes) * parents + np.arange(groups) // lanes
-        own = kept[child] > 0
-        lengths = np.where(own, kept[child] - 1, len(whole))  # without the wrapper
         pairs = zip(pruned[:3], whole[:3], strict=True)
         ops, args, consts = (np.concatenate([p, w]) for p, w in pairs)
         source = Tapes(ops, args, consts, whole.params)
-        begin = np.where(own, starts[child], len(pruned))  # the whole tape follows ``pruned``
+        begin = np.where(own, starts, len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         out = tile_duals(source.take(index), lengths, grouped, where)  # (groups, 4, n)
-    flat = out.transpose(1, 0, 2).reshape(4, groups * n)
-    return flat[0, place], flat[1:, place].T
+    rows = np.take(out.transpose(0, 2, 1).reshape(groups * n, 4), place, axis=0)
+    return rows[:, 0], rows[:, 1:]
+
+
+def _pruned_over(
+    tapes: Tapes, lengths: np.ndarray, boxes: np.ndarray, root: int, where: Target
+) -> tuple[Tapes, np.ndarray]:
+    """Parent ``p``'s tape (the ``p``-th run of ``lengths[p]`` rows of ``tapes``) pruned
+    over each of its boxes ``boxes[p]`` (``(parents, lanes, [xlo, xhi, ylo, yhi, zlo,
+    zhi])``) by the culling kernel: the children's tapes, concatenated in the order
+    ``p * lanes + lane``, and their lengths (0 for a child the intervals decide);
+    ``root``: the rows of the tape the parents were pruned from (the kernel's registers)."""
+    parents, lanes = boxes.shape[:2]
+    level = prune_level(tapes, lengths, boxes.transpose(0, 2, 1), where.device, root)
+    lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
+    pruned = next_tapes(tapes, row, level, row * lanes + lane)  # lane-major: (lane, parent)
+    kept = level.kept.T.ravel()
+    starts = np.concatenate([[0], np.cumsum(kept)[:-1]])
+    child = np.arange(parents * lanes)
+    order = (child % lanes) * parents + child // lanes  # parent-major child → lane-major
+    sizes = kept[order]
+    index = np.repeat(starts[order] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+    return pruned.take(index), sizes.astype(np.int64)
 
 
 def _by_cell_then_z(cells: np.ndarray, z: np.ndarray) -> np.ndarray:
