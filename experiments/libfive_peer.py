@@ -10,6 +10,7 @@ Regions as in ``../shared/peers/README.md``: bear ±1.5, tanglecube ±3, the oth
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -49,9 +50,13 @@ def model_path(name: str, scratch: Path) -> Path:
     return MODELS / f"{name}.vm"
 
 
-def run_json(command: list[str]) -> dict[str, object]:
-    """Run ``command`` and parse its last line of output as JSON."""
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+def run_json(command: list[str], tree: str | None = None) -> dict[str, object]:
+    """Run ``command`` and parse its last line of output as JSON; with ``tree`` (another
+    checkout of prospero-jax, e.g. a worktree of an earlier commit) importing that one."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+    out = subprocess.run(
+        command, check=True, capture_output=True, text=True, env=env, cwd=tree
+    ).stdout
     parsed: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     return parsed
 

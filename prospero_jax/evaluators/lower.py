@@ -126,7 +126,7 @@ def to_shaped(program: Program, *, seal: bool = True) -> Shaped:
     turned view of a solid (each view's sign program differs from the last in its
     numbers only)."""
     tape = _passes.simplify(program)
-    steps = plan(tape)
+    steps = functools.cache(lambda: plan(tape))  # planned when first traced: only to compile
     digest = hashlib.sha256(tape.opcodes.tobytes() + tape.args.tobytes())
     digest.update(str(tape.params.shape).encode())
 
@@ -135,7 +135,8 @@ def to_shaped(program: Program, *, seal: bool = True) -> Shaped:
         dtype = jnp.promote_types(jnp.result_type(x, y, z), jnp.float32)
         px, py, pz = jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in (x, y, z)))
         hide = sealed(px.shape) if seal else None
-        value = run(steps, jnp, px, py, pz, lambda k, _: consts[k], hide, lambda k, _: params[k])
+        constant, atom = (lambda k, _: consts[k]), (lambda k, _: params[k])
+        value = run(steps(), jnp, px, py, pz, constant, hide, atom)
         return jnp.broadcast_to(value, px.shape)
 
     return Shaped(digest.hexdigest()[:32], field, (tape.constants, tape.params))
