@@ -139,7 +139,9 @@ class Frontier(NamedTuple):
     """Tiles still ambiguous after some prune levels: their pruned ``tapes`` (concatenated,
     ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``);
     on the host tier, each row's ``depth`` (:func:`~prospero_jax.evaluators.host_cull.
-    row_depths`), else None."""
+    row_depths`), else None. Leaf boxes whose level was split by intervals alone carry no
+    tapes (no rows, ``lengths`` 0: :func:`~prospero_jax.renderers.octree.walk`'s
+    ``bare``)."""
 
     tapes: Tapes
     lengths: np.ndarray

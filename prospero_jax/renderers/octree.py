@@ -20,10 +20,12 @@ a child proved outside is dropped; a heightmap drops a child whose every column 
 has an inside sample at or above its top (occluded), splitting long-taped levels a layer
 at a time so that what a layer finds drops boxes of the next before they are split; the
 rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :data:`THICK`
-samples) are evaluated point by point a layer at a time: by the leaf kernel, or for a
-program whose pruned tapes stay long, by its compiled closure once interpreting has cost
-what compiling would (:data:`COMPILED_ROWS`; compiled once per program, never per box or
-tape). So the upper levels run once for the whole depth (where a slab sweep ran them
+samples) are evaluated point by point a layer at a time: by the leaf kernel (which reads
+back each column's first inside sample, not the box's signs), or for a program whose
+pruned tapes stay long, by its compiled closure once interpreting has cost what compiling
+would (:data:`COMPILED_ROWS`; compiled once per program shape, never per box or tape; the
+level above such leaves is split by intervals alone, as nobody reads their tapes). So the
+upper levels run once for the whole depth (where a slab sweep ran them
 once per slab), and z is refined like x and y.
 
 Invariants: ``first`` only decreases, and only to a sample where the value is < 0 (an
