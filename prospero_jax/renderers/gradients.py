@@ -155,7 +155,7 @@ def grouped_gradients(
     dtype = where.dtype
     if not len(points):
         return np.empty(0, dtype), np.empty((0, 3), dtype)
-    coords = np.asarray(points, np.float64).astype(dtype).T  # (3, k)
+    coords = np.ascontiguousarray(np.asarray(points, np.float64).T, dtype)  # (3, k), rows whole
     order = _by_cell_then_z(np.asarray(cells), coords[2])
     cell_sorted = np.asarray(cells)[order]
     first = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
