@@ -163,7 +163,8 @@ def grouped_gradients(
     opens = rank % GROUP == 0  # a group starts every GROUP points of a cell
     groups, n = int(opens.sum()), GROUP
     # Each point's place in the groups' slots, flat (group * n + slot): increasing in the
-    # sorted order, so the points move in with one scatter and out with one gather.
+    # sorted order, so the points move in by one gather (after each slot's point index is
+    # scattered) and out by another.
     place = np.empty(len(order), np.int64)
     place[order] = (np.cumsum(opens) - 1) * n + rank % GROUP
     slots = np.repeat(order[opens], n)  # each slot's point: unused ones, the group's first
@@ -201,7 +202,7 @@ def grouped_gradients(
         middle, sizes = _pruned_over(
             repeated, np.full(tops, length), outer.reshape(tops, lanes, 6), length, where
         )
-        sizes = sizes[:hulls]
+        sizes = sizes[:hulls]  # all > 0: the wrapper leaves every box ambiguous
         middle = middle.take(np.arange(sizes.sum()))
         pruned, kept = _pruned_over(middle, sizes, boxes, length, where)
         kept = kept[:groups]

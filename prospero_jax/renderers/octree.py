@@ -307,8 +307,9 @@ def first_inside(
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
             found = leaf_firsts(part, xs, ys, depths, target)  # [box, y, x]
-            shape = _shaped(program).key
-            _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
+            if len(program) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
+                shape = _shaped(program).key
+                _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
         index = np.where(found < len(depths), found.astype(np.int64) + top, FAR)
         blocks = as_tiles(first, part.side)
         at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
