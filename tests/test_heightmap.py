@@ -470,6 +470,54 @@ def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
     np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("turned", [False, True])
+@pytest.mark.parametrize("name", ["bear", "colonnade"])
+def test_heightmap_normals_from_image_tiles_are_the_whole_programs(name: str, turned: bool) -> None:
+    # The CPU heightmap of a program long enough for pruned tapes takes its normals a
+    # 16² tile of the image a tape (empty pixels padded with one of the tile's surface
+    # points, read and written back by reshaping); they must be the whole program's
+    # (gradients_at) at every surface pixel, also where the side (100) is not a multiple
+    # of the tile, in a turned view, and NaN at every empty pixel.
+    from prospero_jax.renderers.gradients import gradients_at, prunes_gradients
+
+    program, half = pj.load(shared_path(f"models/{name}.vm")), SOLIDS[name]
+    target = pj.Target()
+    assert prunes_gradients(program, target)
+    turn = pj.rotation(0.5, -0.3) if turned else None
+    view = pj.View(100, (-half, half, -half, half), rotation=turn)
+    heightmap = pj.render_heightmap(program, view, target=target)
+    assert heightmap.normal is not None
+    rows, cols = np.nonzero(np.isfinite(heightmap.z))
+    assert 500 < len(rows) < 100 * 100
+    xs, ys = view.axes()
+    points = np.stack([xs[cols], ys[rows], heightmap.z[rows, cols]])
+    rotation = np.eye(3) if turn is None else np.array(turn)
+    _, gradient = gradients_at(program, *(rotation @ points), target)
+    expected = gradient.astype(np.float64) @ rotation
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(heightmap.normal[rows, cols], expected, rtol=1e-5, atol=1e-6)
+    empty = ~np.isfinite(heightmap.z)
+    assert np.isnan(heightmap.normal[empty]).all()
+
+
+def test_group_gradients_of_a_group_inside_by_intervals_are_the_whole_programs() -> None:
+    # A group on the box's flat top, whose box the intervals prove inside, keeps a tape
+    # pruned for the value (not the sign alone), padded by repeating a point.
+    from prospero_jax.renderers.gradients import gradients_at, group_gradients
+
+    program = pj.parse(BOX)
+    rng = np.random.default_rng(4)
+    points = np.stack(
+        [rng.uniform(-0.4, 0.4, 256), rng.uniform(-0.4, 0.4, 256), np.full(256, 0.25)]
+    )
+    points[:, 200:] = points[:, :1]  # padding: the first point again
+    target = pj.Target()
+    out = group_gradients(program, points[None].astype(np.float32), target)
+    value, gradient = gradients_at(program, *points, target)
+    np.testing.assert_array_equal(out[0, 0], value)
+    np.testing.assert_array_equal(out[0, 1:], gradient.T)
+
+
 def test_gradients_on_tapes_pruned_in_two_levels_are_the_whole_programs() -> None:
     # More than 16 × 16 groups: the whole tape is pruned over hulls of 16 groups for
     # several parents, each hull's tape over its groups (the last ones padded).

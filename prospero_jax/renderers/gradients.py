@@ -116,6 +116,12 @@ def gradients_at(
     return value, gradient
 
 
+def prunes_gradients(program: Program, where: Target) -> bool:
+    """Whether gradients of ``program`` on ``where`` are computed on pruned tapes
+    (:func:`group_gradients`): on CPU, for programs of :data:`GROUPED_ROWS` rows."""
+    return where.platform == "cpu" and len(program) in GROUPED_ROWS
+
+
 def field_gradients(
     program: Program,
     points: Float[np.ndarray, "n 3"],
@@ -127,7 +133,7 @@ def field_gradients(
     tapes (:func:`grouped_gradients`) on CPU for programs of :data:`GROUPED_ROWS` rows,
     else all points at once through the compiled field (:func:`gradients_at`:
     accelerators, very short or very long programs)."""
-    if where.platform == "cpu" and len(program) in GROUPED_ROWS:
+    if prunes_gradients(program, where):
         return grouped_gradients(program, points, cells, where)
     return gradients_at(program, points[:, 0], points[:, 1], points[:, 2], where)
 
@@ -144,13 +150,8 @@ def grouped_gradients(
     which points lie near each other: a pixel tile, a column of mesh cells.
 
     How: the points of each cell are sorted by z and cut into groups of up to
-    :data:`GROUP` (a floor, a roof and a wall in one tile fall in different groups).
-    Each group's box (the hull of its points) prunes the program's tape with the culling
-    kernel (only choices its intervals decide, so the tape's value and partials are the
-    program's at every point of the box: the root's need is its value, never its sign
-    alone), in two levels: the whole tape over the hull of 16 consecutive groups' boxes,
-    then that tape over each of them; and the dual leaf kernel evaluates the pruned tape
-    at the group's points.
+    :data:`GROUP` (a floor, a roof and a wall in one tile fall in different groups),
+    whose gradients :func:`group_gradients` computes on pruned tapes.
     """
     dtype = where.dtype
     if not len(points):
@@ -171,7 +172,25 @@ def grouped_gradients(
     slots[place] = np.arange(len(order))
     # Gathered (np.take), not scattered: ~2× quicker on a million points.
     grouped = np.take(coords, slots, axis=1).reshape(3, groups, n).transpose(1, 0, 2).copy()
+    out = group_gradients(program, grouped, where)  # (groups, 4, n)
+    rows = np.take(out.transpose(0, 2, 1).reshape(groups * n, 4), place, axis=0)
+    return rows[:, 0], rows[:, 1:]
 
+
+def group_gradients(
+    program: Program, grouped: Float[np.ndarray, "groups 3 n"], where: Target
+) -> Float[np.ndarray, "groups 4 n"]:
+    """The value and gradient at each group's points ``grouped[g] = [x, y, z] × n`` (in
+    the target's dtype): ``(groups, 4, n)``, the value then ∂f/∂x, ∂f/∂y, ∂f/∂z, what
+    :func:`gradients_at` gives there. Each group's tape is the program's pruned over the
+    hull of its points (so a group should hold points near each other; a group may repeat
+    a point to fill its ``n``) by the culling kernel: only choices its intervals decide,
+    so the tape's value and partials are the program's at every point of the box (the
+    root's need is its value, never its sign alone). In two levels: the whole tape over
+    the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
+    leaf kernel evaluates the pruned tapes."""
+    groups = grouped.shape[0]
+    dtype = where.dtype
     with where.precision():
         whole = root_tape(program, dtype)
         # The root wrapped in ``add root NaN``: its interval is NaN, so every box stays
@@ -214,9 +233,7 @@ def grouped_gradients(
         source = Tapes(ops, args, consts, whole.params)
         begin = np.where(own, starts, len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        out = tile_duals(source.take(index), lengths, grouped, where)  # (groups, 4, n)
-    rows = np.take(out.transpose(0, 2, 1).reshape(groups * n, 4), place, axis=0)
-    return rows[:, 0], rows[:, 1:]
+        return tile_duals(source.take(index), lengths, grouped, where)
 
 
 def _pruned_over(

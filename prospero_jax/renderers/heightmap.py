@@ -8,8 +8,9 @@ Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from th
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
 "< 0" as images decide it: the sign program's unless the target is exact),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
-pixels only, on CPU on pruned tapes: :func:`~prospero_jax.renderers.gradients.
-field_gradients`; NaN where empty). Images from it: :func:`shade_heightmap`. For ``jax.grad``:
+pixels only; on CPU on pruned tapes, a tape per tile of the image: :func:`~prospero_jax.
+renderers.gradients.group_gradients`; NaN where empty). Images from it:
+:func:`shade_heightmap`. For ``jax.grad``:
 :func:`surface_depth`, the surface's z as a differentiable function of the program's
 constants (the implicit function theorem).
 
@@ -29,6 +30,7 @@ as it likes, only where the deciding sample's value is not within rounding of 0.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple, Unpack
@@ -42,8 +44,13 @@ from prospero_jax.evaluators.lower import to_function, to_parametric
 from prospero_jax.ir.passes import dimensions
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted, jitted_kernel, render_tiles
-from prospero_jax.renderers.gradients import field_gradients
-from prospero_jax.renderers.hierarchy import LEAF_SIDE, root_side
+from prospero_jax.renderers.gradients import (
+    GROUP,
+    gradients_at,
+    group_gradients,
+    prunes_gradients,
+)
+from prospero_jax.renderers.hierarchy import root_side
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
 from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import (
@@ -63,6 +70,8 @@ from prospero_jax.renderers.view import (
 #: the most it may hold: about 7,300² pixels.
 BYTES_PER_PIXEL = 40
 HEIGHTMAP_MEMORY = 2 * 2**30
+#: The side of the pixel tiles whose surface points share a pruned tape for normals.
+NORMAL_TILE = math.isqrt(GROUP)
 #: What :func:`shade_heightmap` draws.
 HEIGHTMAP_SHADES = ("lit", "normals", "depth")
 #: The light of ``lit`` images: from the upper left, towards the viewer.
@@ -241,27 +250,78 @@ def _normals(
     0), in the view's frame: for a view turned by ``turn``, the gradient of ``program`` at
     ``turn @ p`` turned back (``turnᵀ ∇f``), so every view of a program reuses what its
     gradients compiled (a posed program is a new program: gradients_at compiled it anew
-    for each view the viewer drew, ~0.3 s of a tanglecube view)."""
+    for each view the viewer drew, ~0.3 s of a tanglecube view).
+
+    On pruned tapes (:func:`~prospero_jax.renderers.gradients.prunes_gradients`) the
+    points are the image's tiles of :data:`NORMAL_TILE`² pixels, a group each, read and
+    written back by reshaping (no sort, no gather: colonnade's 1024² normals 126 → 85
+    ms, experiments/RESULTS.md); else the surface pixels, through the compiled field."""
+    rotation = None if turn is None else np.array(turn)
+    size, t = z.shape[0], NORMAL_TILE
+    if prunes_gradients(program, target):
+        side = -(-size // t) * t
+        across = side // t
+        tiles = _tiled(np.pad(z, (0, side - size), constant_values=np.nan))
+        found = np.isfinite(tiles)
+        keep = np.flatnonzero(found.any(axis=1))
+        tiles, found = tiles[keep], found[keep]
+        # A tile's empty pixels take one of its surface points' z (their x and y are the
+        # tile's): the group's hull is its surface points'.
+        fill = np.max(np.where(found, tiles, -np.inf), axis=1)
+        xs, ys = (np.pad(a, (0, side - size), mode="edge").reshape(across, t) for a in view.axes())
+        rows, cols = np.divmod(keep, across)
+        points = np.empty((len(keep), 3, t, t))  # (tiles, [x, y, z], t, t)
+        points[:, 0] = xs[cols][:, None, :]
+        points[:, 1] = ys[rows][:, :, None]
+        points[:, 2] = np.where(found, tiles, fill[:, None]).reshape(-1, t, t)
+        points = _turned(points.reshape(-1, 3, t * t), rotation)  # the program's frame
+        gradient = group_gradients(program, points.astype(target.dtype), target)[:, 1:]
+        unit = _unit(_turned(gradient.astype(np.float64), rotation, back=True), found)
+        # Written through a view of the image as tiles: (across, across, 3, t, t).
+        normal = np.full((side, side, 3), np.nan)
+        as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 4, 1, 3)
+        as_tiles[rows, cols] = unit.reshape(-1, 3, t, t)
+        return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan)
     surface = np.flatnonzero(np.isfinite(z))  # flat indices: cheaper than a mask's passes
-    rows, cols = np.divmod(surface, z.shape[1])
-    if len(rows):
+    if len(surface):
+        rows, cols = np.divmod(surface, size)
         xs, ys = view.axes()
-        points = np.stack([xs[cols], ys[rows], z.reshape(-1)[surface]]).T  # (n, 3)
-        tiles = (rows // LEAF_SIDE) * (-(-z.shape[1] // LEAF_SIDE)) + cols // LEAF_SIDE
-        rotation = None if turn is None else np.array(turn)
-        if rotation is not None:
-            points = points @ rotation.T  # the program's frame
-        _, gradient = field_gradients(program, points, tiles, target)
-        gradient = gradient.astype(np.float64)
-        if rotation is not None:
-            gradient = gradient @ rotation  # back to the view's frame
-        length = np.sqrt(np.einsum("ij,ij->i", gradient, gradient))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gradient /= length[:, None]
-        gradient[~(length > 0)] = np.nan
-        normal[surface] = gradient
+        points = _turned(np.stack([xs[cols], ys[rows], z.reshape(-1)[surface]]), rotation)
+        _, gradient = gradients_at(program, points[0], points[1], points[2], target)
+        normal[surface] = _unit(_turned(gradient.T.astype(np.float64), rotation, back=True)).T
     return normal.reshape(*z.shape, 3)
+
+
+def _tiled(image: np.ndarray) -> np.ndarray:
+    """``image`` (a multiple of :data:`NORMAL_TILE` a side) as its tiles, row-major, each
+    tile's pixels row-major: ``(tiles, NORMAL_TILE²)``."""
+    t = NORMAL_TILE
+    across = image.shape[0] // t
+    return image.reshape(across, t, across, t).swapaxes(1, 2).reshape(-1, t * t)
+
+
+def _turned(vectors: np.ndarray, rotation: np.ndarray | None, back: bool = False) -> np.ndarray:
+    """``rotation @ v`` (or ``rotationᵀ @ v``, ``back``) for the vectors ``v`` along axis
+    ``-2`` of ``vectors`` (``(..., 3, n)``); ``vectors`` itself without a rotation."""
+    if rotation is None:
+        return vectors
+    turn = rotation.T if back else rotation
+    x, y, z = (vectors[..., i, :] for i in range(3))
+    return np.stack([turn[i, 0] * x + turn[i, 1] * y + turn[i, 2] * z for i in range(3)], axis=-2)
+
+
+def _unit(vectors: np.ndarray, where: np.ndarray | bool = True) -> np.ndarray:
+    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, float64) made unit
+    length, in place; NaN where a vector is 0 (or not finite) or ``where`` (``(..., n)``)
+    is False."""
+    x, y, z = (vectors[..., i, :] for i in range(3))
+    length = np.sqrt(x * x + y * y + z * z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vectors /= length[..., None, :]
+    unusable = ~((length > 0) & where)
+    vectors[np.broadcast_to(unusable[..., None, :], vectors.shape)] = np.nan
+    return vectors
 
 
 def surface_depth(
