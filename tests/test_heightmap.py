@@ -149,6 +149,50 @@ def test_columns_resolved_above_are_not_evaluated_below() -> None:
     assert (first == surface * SLAB + np.argmax(zs[surface * SLAB :] < 0.5)).all()
 
 
+@pytest.mark.parametrize("model", ["colonnade", "sphere"])
+def test_leaf_layers_merged_into_one_call_find_what_a_call_a_layer_finds(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Consecutive layers of short-taped leaf boxes go to the leaf kernel together (a call
+    # costs what ~200 boxes do); a column then has boxes at several depths in one call,
+    # and its first inside sample must be the least of them, as one layer a call finds.
+    from prospero_jax.renderers import octree
+
+    program = (
+        pj.parse("x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\n"
+                 "s add xx yy\nt add s zz\nr sqrt t\nh const 0.6\nd sub r h")
+        if model == "sphere"
+        else pj.load(shared_path("models/colonnade.vm"))
+    )  # fmt: skip
+    calls: list[int] = []
+    leaf_firsts = octree.leaf_firsts
+
+    def counted(front: object, *args: object) -> np.ndarray:
+        calls.append(len(np.unique(args[2], axis=0)))  # its layers
+        return leaf_firsts(front, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(octree, "leaf_firsts", counted)
+    merged = pj.render_heightmap(program, 128, mode="culled", normals=False).z
+    merged_calls, calls[:] = list(calls), []
+    monkeypatch.setattr(octree, "MERGED_BOXES", 0)
+    single = pj.render_heightmap(program, 128, mode="culled", normals=False).z
+    np.testing.assert_array_equal(merged, single)
+    assert set(calls) == {1}
+    assert max(merged_calls) > 1
+    assert len(merged_calls) < len(calls)
+
+
+def test_runs_of_layers_are_merged_while_both_budgets_hold() -> None:
+    from prospero_jax.renderers.octree import _merged
+
+    bounds = np.array([0, 4, 24, 964, 2082, 2488, 2500])
+    lengths = np.ones(2500, np.int64)
+    assert _merged(bounds, lengths, 1024, 10**6).tolist() == [0, 964, 2082, 2500]
+    lengths[2082:2488] = 20  # the fifth run's rows over the budget: it stays alone
+    assert _merged(bounds, lengths, 1024, 2000).tolist() == [0, 964, 2082, 2488, 2500]
+    assert _merged(bounds, lengths, 0, 0).tolist() == bounds.tolist()
+
+
 def test_the_octree_on_the_host_tier_finds_what_the_kernels_find() -> None:
     # Colonnade's sign program is atoms, min and max: the host tier prunes its boxes (z
     # an interval too) and evaluates its leaves in NumPy; the heightmap is the same.

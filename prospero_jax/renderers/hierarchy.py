@@ -320,19 +320,28 @@ def leaf_pixels(
 def leaf_firsts(
     front: Frontier, xs: np.ndarray, ys: np.ndarray, depths: np.ndarray, target: Target
 ) -> np.ndarray:
-    """Each leaf tile of ``front``'s first of ``depths`` (in their order) at which the value
-    is < 0, per pixel: ``(tiles, side, side)`` int32, ``len(depths)`` where there is none;
-    what :func:`leaf_pixels`' signs say, reduced where they are computed (on the kernels,
-    a power of two of depths: the box's ``depths × side²`` signs never leave the call)."""
-    side, tiles, count = front.side, len(front.lengths), len(depths)
+    """Each leaf tile of ``front``'s first of ``depths`` (the same for every tile, or a
+    row a tile: ``(tiles, count)``; in their order) at which the value is < 0, per pixel:
+    ``(tiles, side, side)`` int32, ``count`` where there is none; what
+    :func:`leaf_pixels`' signs say, reduced where they are computed (on the kernels, a
+    power of two of depths: the box's ``depths × side²`` signs never leave the call)."""
+    depths = np.asarray(depths)
+    side, tiles, count = front.side, len(front.lengths), depths.shape[-1]
     if count > 1 and not count & (count - 1) and front.depth is None and tiles:
-        zs = np.broadcast_to(np.asarray(depths, target.dtype), (tiles, count))
+        zs = np.broadcast_to(depths.astype(target.dtype), (tiles, count))
         calls = _leaves(
             front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
             side, target.devices, depth=count, firsts=True,
         )  # fmt: skip
         return _joined([out for _, out in calls]).reshape(tiles, side, side)
-    return first_true(leaf_pixels(front, xs, ys, depths, target))
+    if depths.ndim == 1:
+        return first_true(leaf_pixels(front, xs, ys, depths, target))
+    first = np.empty((tiles, side, side), np.int32)  # the tiles of each row of depths
+    rows, which = np.unique(depths, axis=0, return_inverse=True)
+    for k, row in enumerate(rows):
+        mask = which.reshape(-1) == k
+        first[mask] = first_true(leaf_pixels(_kept_tiles(front, mask), xs, ys, row, target))
+    return first
 
 
 def first_true(inside: np.ndarray) -> np.ndarray:

@@ -359,8 +359,8 @@ class _Grid:
             if len(rows):
                 self.inside.append((side, rows, cols, tops, thick))
 
-        def leaves(part: Frontier, top: int) -> None:
-            self.leaves[top] = part
+        def leaves(part: Frontier, tops: np.ndarray) -> None:
+            self.leaves[int(tops[0])] = part  # one layer a call
 
         walk(program, xs, ys, zs, target, inside, leaves)
 

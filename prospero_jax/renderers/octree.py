@@ -20,8 +20,10 @@ a child proved outside is dropped; a heightmap drops a child whose every column 
 has an inside sample at or above its top (occluded), splitting long-taped levels a layer
 at a time so that what a layer finds drops boxes of the next before they are split; the
 rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :data:`THICK`
-samples) are evaluated point by point a layer at a time: by the leaf kernel (which reads
-back each column's first inside sample, not the box's signs), or for a program whose
+samples) are evaluated point by point a layer at a time (a heightmap's short-taped
+layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
+leaf kernel (which reads back each column's first inside sample, not the box's signs),
+or for a program whose
 pruned tapes stay long, by its compiled closure once interpreting has cost what compiling
 would (:data:`COMPILED_ROWS`; compiled once per program shape, never per box or tape; the
 level above such leaves is split by intervals alone, as nobody reads their tapes). So the
@@ -95,6 +97,13 @@ COMPILE_SECONDS_PER_ROW = 2e-3
 POINTS = 1 << 16
 _rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
 _shaped_signs: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
+#: A heightmap's consecutive layers of interpreted leaf boxes are evaluated in one call
+#: while they hold at most this many boxes and rows (before the boxes behind what is
+#: found are dropped): a call costs ~0.4 ms, the work of ~200 short-taped boxes, and a
+#: layer of the colonnade's walls or the sphere's rim holds 100-500 boxes; a long-taped
+#: box evaluated for nothing costs more than a call saves (experiments/RESULTS.md).
+MERGED_BOXES = 2048
+MERGED_ROWS = 8192
 #: ``first`` of a column with no inside sample found yet.
 FAR = np.iinfo(np.int64).max
 
@@ -126,8 +135,9 @@ def octree_splits(
 #: ``inside(side, rows, cols, tops, thick)``: the boxes of ``side`` pixels and ``thick``
 #: samples at those corners and first samples are proved inside.
 Inside = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], None]
-#: ``leaves(part, top)``: leaf boxes whose first sample is ``top``, to evaluate.
-Leaves = Callable[[Frontier, int], None]
+#: ``leaves(part, tops)``: leaf boxes and their first samples (one layer, unless
+#: :func:`walk` merges layers), to evaluate.
+Leaves = Callable[[Frontier, np.ndarray], None]
 #: ``keep(front, layers)``: which of these boxes still need work (a mask).
 Keep = Callable[[Frontier, np.ndarray], np.ndarray]
 
@@ -143,6 +153,7 @@ def walk(
     *,
     keep: Keep | None = None,
     bare: Callable[[Frontier], bool] | None = None,
+    merge: bool = False,
     leaf: int = LEAF,
     small_first: bool = False,
     stats: list[dict[str, Any]] | None = None,
@@ -157,7 +168,11 @@ def walk(
     drops boxes of the next before they are split. ``bare``, if given and true of the
     boxes above the leaves (kernels only), says their leaves will be evaluated without
     tapes (the compiled tier): that level is then split by intervals alone and its leaf
-    boxes come with no tapes (no rows, ``lengths`` 0). ``small_first``: the levels' splits
+    boxes come with no tapes (no rows, ``lengths`` 0). ``merge`` (with ``keep``) joins
+    consecutive layers of leaf boxes that carry tapes into one call of ``leaves`` while
+    they hold at most :data:`MERGED_BOXES` boxes and :data:`MERGED_ROWS` rows before
+    ``keep`` (its boxes of several layers then kept by what was found before the first
+    of them). ``small_first``: the levels' splits
     smallest first (:func:`octree_splits`). ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
@@ -246,8 +261,10 @@ def walk(
         front, layers = _by_layer(front, layers)
         big = keep is not None and front.lengths.sum() > LAYERED_ROWS
         waves = layers if depth == len(schedule) or big else np.zeros_like(layers)
-        changes = np.r_[True, waves[1:] != waves[:-1], True]
-        for a, b in itertools.pairwise(np.flatnonzero(changes)):
+        changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
+        if depth == len(schedule) and merge and keep is not None and len(front.tapes):
+            changes = _merged(changes, front.lengths, MERGED_BOXES, MERGED_ROWS)
+        for a, b in itertools.pairwise(changes):
             part, tops = _slice(front, int(a), int(b)), layers[a:b]
             if keep is not None:
                 mask = keep(part, tops)
@@ -258,7 +275,7 @@ def walk(
                 visit(*split(part, tops, thick, depth))
                 continue
             started = time.perf_counter()
-            leaves(part, int(tops[0]))
+            leaves(part, tops)
             entry = tally[-1]
             entry["boxes"] += len(part.lengths)
             entry["rows"] += int(part.lengths.sum())
@@ -301,8 +318,9 @@ def first_inside(
         found = blocks[front.rows // front.side, :, front.cols // front.side, :]
         return np.asarray((found > layers[:, None, None]).any(axis=(1, 2)), bool)
 
-    def evaluate(part: Frontier, top: int) -> None:
-        started, depths = time.perf_counter(), zs[top : top + THICK]
+    def evaluate(part: Frontier, tops: np.ndarray) -> None:
+        started = time.perf_counter()
+        depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         if not len(part.tapes) or _compiles(program, part, target):  # no tapes: compiled
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
@@ -310,31 +328,42 @@ def first_inside(
             if len(program) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
                 shape = _shaped(program).key
                 _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
-        index = np.where(found < len(depths), found.astype(np.int64) + top, FAR)
+        index = np.where(found < THICK, found.astype(np.int64) + tops[:, None, None], FAR)
+        rows, cols = part.rows, part.cols
+        if len(np.unique(tops)) > 1:  # layers merged: a column's boxes, its least index
+            key = rows * first.shape[1] + cols
+            order = np.argsort(key, kind="stable")
+            once = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+            index = np.minimum.reduceat(index[order], once, axis=0)
+            rows, cols = rows[order[once]], cols[order[once]]
         blocks = as_tiles(first, part.side)
-        at = (part.rows // part.side, slice(None), part.cols // part.side, slice(None))
+        at = (rows // part.side, slice(None), cols // part.side, slice(None))
         blocks[at] = lowered = np.minimum(blocks[at], index)
-        _lower_coarse(coarse, leaf, part, lowered)
+        _lower_coarse(coarse, leaf, part.side, rows, cols, lowered)
         if progress is not None:
-            progress(top // THICK + 1, layers_total)
+            progress(int(tops.max()) // THICK + 1, layers_total)
 
     def compiled(front: Frontier) -> bool:  # the leaves below go to the compiled tier
         return _compiles(program, front, target)
 
     walk(
         program, xs, ys, zs, target, lower, evaluate,
-        keep=open_, bare=compiled, leaf=leaf, small_first=True, stats=stats,
+        keep=open_, bare=compiled, merge=True, leaf=leaf, small_first=True, stats=stats,
     )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
 
 
-def _lower_coarse(coarse: np.ndarray, leaf: int, part: Frontier, lowered: np.ndarray) -> None:
-    """``coarse`` (each ``leaf``-pixel square's largest ``first``) after ``part``'s boxes
-    lowered their squares to ``lowered`` (``(boxes, side, side)``)."""
+def _lower_coarse(
+    coarse: np.ndarray, leaf: int, side: int, rows: np.ndarray, cols: np.ndarray,
+    lowered: np.ndarray,
+) -> None:  # fmt: skip
+    """``coarse`` (each ``leaf``-pixel square's largest ``first``) after the ``side``-pixel
+    squares at ``(rows, cols)`` (each once) were lowered to ``lowered`` (``(squares, side,
+    side)``)."""
     squares = as_tiles(lowered, leaf).max(axis=(-3, -1))  # (boxes, side / leaf, side / leaf)
-    blocks = as_tiles(coarse, part.side // leaf)
-    blocks[part.rows // part.side, :, part.cols // part.side, :] = squares
+    blocks = as_tiles(coarse, side // leaf)
+    blocks[rows // side, :, cols // side, :] = squares
 
 
 def _compiles(program: Program, part: Frontier, target: Target) -> bool:
@@ -369,13 +398,14 @@ def _signs(program: Program) -> Callable[..., jax.Array]:
 def _compiled_signs(
     program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
 ) -> np.ndarray:
-    """Whether the value is < 0 at each point of ``part``'s boxes, at depths ``zs``:
-    ``(boxes, depths, side, side)``, by the program's compiled closure."""
+    """Whether the value is < 0 at each point of ``part``'s boxes, at depths ``zs`` (the
+    same for every box, or a row a box): ``(boxes, depths, side, side)``, by the program's
+    compiled closure."""
     side, pixel = part.side, np.arange(part.side)
-    shape = (len(part.lengths), len(zs), side, side)
+    shape = (len(part.lengths), zs.shape[-1], side, side)
     x = np.broadcast_to(xs[part.cols[:, None] + pixel][:, None, None, :], shape).ravel()
     y = np.broadcast_to(ys[part.rows[:, None] + pixel][:, None, :, None], shape).ravel()
-    z = np.broadcast_to(zs[None, :, None, None], shape).ravel()
+    z = np.broadcast_to(zs.reshape(-1, shape[1])[:, :, None, None], shape).ravel()
     kernel, out = _signs(program), np.empty(x.size, bool)
     numbers = tuple(constant_array(v, x.dtype) for v in _shaped(program).numbers)
     for start in range(0, x.size, POINTS):
@@ -384,6 +414,20 @@ def _compiled_signs(
         padded = (np.pad(v[chunk], (0, POINTS - n), mode="edge") for v in (x, y, z))
         out[chunk] = np.asarray(kernel(numbers, *padded))[:n]
     return out.reshape(shape)
+
+
+def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> np.ndarray:
+    """The boundaries ``bounds`` of consecutive runs of boxes (with tapes of ``lengths``
+    rows), fewer: runs joined, first to last, greedily, while a joined run holds at most
+    ``boxes`` boxes and ``rows`` rows."""
+    ends = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    out, last = [int(bounds[0])], int(bounds[0])
+    for before, bound in itertools.pairwise(bounds.tolist()):
+        if (bound - last > boxes or ends[bound] - ends[last] > rows) and before != last:
+            out.append(before)
+            last = before
+    out.append(int(bounds[-1]))
+    return np.array(out)
 
 
 def _box_sizes(
