@@ -544,6 +544,25 @@ def test_heightmap_normals_from_image_tiles_are_the_whole_programs(name: str, tu
     assert np.isnan(heightmap.normal[empty]).all()
 
 
+@pytest.mark.parametrize("scale", ["1e25", "1e-25", "1"])
+def test_normals_survive_gradients_whose_squares_leave_float32(scale: str) -> None:
+    # ∇f = k (1, 0, 2): for k = 1e25 the squared length overflows float32, for 1e-25 it
+    # underflows; the normal is (1, 0, 2) / √5 all the same, at every surface pixel.
+    program = pj.parse(
+        f"x var-x\nz var-z\nk const {scale}\nt const 2\nh const 0.1\n"
+        "a mul z t\nb add x a\nc sub b h\nd mul c k"
+    )
+    heightmap = pj.render_heightmap(program, 40, normals=True)
+    assert heightmap.normal is not None
+    surface = np.isfinite(heightmap.z)
+    assert surface.mean() > 0.5
+    expected = np.array([1.0, 0.0, 2.0]) / np.sqrt(5)
+    np.testing.assert_allclose(
+        heightmap.normal[surface], np.broadcast_to(expected, (surface.sum(), 3)), atol=1e-6
+    )
+    assert np.isnan(heightmap.normal[~surface]).all()
+
+
 def test_group_gradients_of_a_group_inside_by_intervals_are_the_whole_programs() -> None:
     # A group on the box's flat top, whose box the intervals prove inside, keeps a tape
     # pruned for the value (not the sign alone), padded by repeating a point.

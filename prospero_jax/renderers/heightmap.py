@@ -253,32 +253,35 @@ def _normals(
     for each view the viewer drew, ~0.3 s of a tanglecube view).
 
     On pruned tapes (:func:`~prospero_jax.renderers.gradients.prunes_gradients`) the
-    points are the image's tiles of :data:`NORMAL_TILE`² pixels, a group each, read and
-    written back by reshaping (no sort, no gather: colonnade's 1024² normals 126 → 85
-    ms, experiments/RESULTS.md); else the surface pixels, through the compiled field."""
+    points are the image's tiles of :data:`NORMAL_TILE`² pixels that hold surface pixels,
+    a group each (a tile's empty pixels padded with one of its surface points), read and
+    written back by reshaping (no sort, no gather: colonnade's 1024² normals ~115 → 85 ms,
+    experiments/RESULTS.md); else the surface pixels, through the compiled field (tiles
+    there cost more than they save: sphere 17 → 23 ms)."""
     rotation = None if turn is None else np.array(turn)
     size, t = z.shape[0], NORMAL_TILE
     if prunes_gradients(program, target):
         side = -(-size // t) * t
         across = side // t
+        normal = np.full((side, side, 3), np.nan)
         tiles = _tiled(np.pad(z, (0, side - size), constant_values=np.nan))
         found = np.isfinite(tiles)
         keep = np.flatnonzero(found.any(axis=1))
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
-        fill = np.max(np.where(found, tiles, -np.inf), axis=1)
+        fill = np.max(np.where(found, tiles, -np.inf), axis=1, initial=-np.inf)
         xs, ys = (np.pad(a, (0, side - size), mode="edge").reshape(across, t) for a in view.axes())
         rows, cols = np.divmod(keep, across)
-        points = np.empty((len(keep), 3, t, t))  # (tiles, [x, y, z], t, t)
+        # (tiles, [x, y, z], t, t), in float64 only if turned (then in the program's frame)
+        points = np.empty((len(keep), 3, t, t), np.float64 if turn is not None else target.dtype)
         points[:, 0] = xs[cols][:, None, :]
         points[:, 1] = ys[rows][:, :, None]
         points[:, 2] = np.where(found, tiles, fill[:, None]).reshape(-1, t, t)
-        points = _turned(points.reshape(-1, 3, t * t), rotation)  # the program's frame
-        gradient = group_gradients(program, points.astype(target.dtype), target)[:, 1:]
-        unit = _unit(_turned(gradient.astype(np.float64), rotation, back=True), found)
+        points = _turned(points.reshape(-1, 3, t * t), rotation).astype(target.dtype, copy=False)
+        gradient = group_gradients(program, points, target)[:, 1:].astype(np.float64)
+        unit = _unit(_turned(gradient, rotation, back=True), found)
         # Written through a view of the image as tiles: (across, across, 3, t, t).
-        normal = np.full((side, side, 3), np.nan)
         as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 4, 1, 3)
         as_tiles[rows, cols] = unit.reshape(-1, 3, t, t)
         return normal if side == size else normal[:size, :size].copy()
@@ -287,9 +290,14 @@ def _normals(
     if len(surface):
         rows, cols = np.divmod(surface, size)
         xs, ys = view.axes()
-        points = _turned(np.stack([xs[cols], ys[rows], z.reshape(-1)[surface]]), rotation)
-        _, gradient = gradients_at(program, points[0], points[1], points[2], target)
-        normal[surface] = _unit(_turned(gradient.T.astype(np.float64), rotation, back=True)).T
+        points = np.stack([xs[cols], ys[rows], z.reshape(-1)[surface]]).T  # (n, 3)
+        if rotation is not None:
+            points = points @ rotation.T  # the program's frame
+        _, gradient = gradients_at(program, points[:, 0], points[:, 1], points[:, 2], target)
+        gradient = gradient.astype(np.float64)
+        if rotation is not None:
+            gradient = gradient @ rotation  # back to the view's frame
+        normal[surface] = _unit(gradient.T, np.True_).T
     return normal.reshape(*z.shape, 3)
 
 
@@ -311,10 +319,10 @@ def _turned(vectors: np.ndarray, rotation: np.ndarray | None, back: bool = False
     return np.stack([turn[i, 0] * x + turn[i, 1] * y + turn[i, 2] * z for i in range(3)], axis=-2)
 
 
-def _unit(vectors: np.ndarray, where: np.ndarray | bool = True) -> np.ndarray:
-    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, float64) made unit
-    length, in place; NaN where a vector is 0 (or not finite) or ``where`` (``(..., n)``)
-    is False."""
+def _unit(vectors: np.ndarray, where: np.ndarray | np.bool_) -> np.ndarray:
+    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, float64: the float32
+    range squared stays finite) made unit length in place; NaN where a vector is 0 (or
+    not finite) or ``where`` (``(..., n)``) is False."""
     x, y, z = (vectors[..., i, :] for i in range(3))
     length = np.sqrt(x * x + y * y + z * z)
     with np.errstate(invalid="ignore", divide="ignore"):
