@@ -23,12 +23,11 @@ rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :da
 samples) are evaluated point by point a layer at a time (a heightmap's short-taped
 layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
 leaf kernel (which reads back each column's first inside sample, not the box's signs),
-or for a program whose
-pruned tapes stay long, by its compiled closure once interpreting has cost what compiling
-would (:data:`COMPILED_ROWS`; compiled once per program shape, never per box or tape; the
-level above such leaves is split by intervals alone, as nobody reads their tapes). So the
-upper levels run once for the whole depth (where a slab sweep ran them
-once per slab), and z is refined like x and y.
+or for a program whose pruned tapes stay long, by its compiled closure once interpreting
+has cost what compiling would (:data:`COMPILED_ROWS`; compiled once per program shape,
+never per box or tape; the level above such leaves is split by intervals alone, as
+nobody reads their tapes). So the upper levels run once for the whole depth (where a
+slab sweep ran them once per slab), and z is refined like x and y.
 
 Invariants: ``first`` only decreases, and only to a sample where the value is < 0 (an
 inside box's top sample, or a leaf sample found < 0), so the result equals the dense
