@@ -264,7 +264,7 @@ def _normals(
         side = -(-size // t) * t
         across = side // t
         normal = np.full((side, side, 3), np.nan)
-        tiles = _tiled(np.pad(z, (0, side - size), constant_values=np.nan))
+        tiles = _tiled(z if side == size else np.pad(z, (0, side - size), constant_values=np.nan))
         found = np.isfinite(tiles)
         keep = np.flatnonzero(found.any(axis=1))
         tiles, found = tiles[keep], found[keep]
@@ -323,8 +323,7 @@ def _unit(vectors: np.ndarray, where: np.ndarray | np.bool_) -> np.ndarray:
     """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, float64: the float32
     range squared stays finite) made unit length in place; NaN where a vector is 0 (or
     not finite) or ``where`` (``(..., n)``) is False."""
-    x, y, z = (vectors[..., i, :] for i in range(3))
-    length = np.sqrt(x * x + y * y + z * z)
+    length = np.sqrt(np.einsum("...cn,...cn->...n", vectors, vectors))  # one pass
     with np.errstate(invalid="ignore", divide="ignore"):
         vectors /= length[..., None, :]
     unusable = ~((length > 0) & where)
