@@ -491,10 +491,10 @@ BOX = (
 
 @pytest.mark.parametrize("name", [*SOLIDS, "box"])
 def test_normals_on_pruned_tiles_are_the_whole_programs(name: str) -> None:
-    # The CPU heightmap's normals come from pruned tapes (grouped_gradients, a group per
-    # 32-pixel tile's points nearest in z); they must be what the whole program gives
-    # (gradients_at). The box's flat top puts whole groups inside by intervals: their
-    # tapes are still pruned for the value.
+    # Gradients at any points on pruned tapes (grouped_gradients, as meshes' vertices
+    # take them: a group per cell's points nearest in z; here a 32-pixel tile's surface
+    # points) must be what the whole program gives (gradients_at). The box's flat top
+    # puts whole groups inside by intervals: their tapes are still pruned for the value.
     from prospero_jax.renderers.gradients import gradients_at, grouped_gradients
 
     if name == "box":
