@@ -145,16 +145,9 @@ class Watch:
         return self
 
     def stop(self) -> None:
-        """Stop watching, and the reading worker with it: terminated, not asked, so that
-        neither a read in flight nor the pool's shutdown keeps the process waiting (the
-        interpreter's exit joins the pool, and that join was seen to hang for minutes
-        after Ctrl-C on a loaded machine)."""
         self._stop.set()
         if self._worker is not None:
-            processes = list((getattr(self._worker, "_processes", None) or {}).values())
             self._worker.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
 
     def _run(self) -> None:
         self.check()
