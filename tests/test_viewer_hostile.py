@@ -279,6 +279,10 @@ def test_ctrl_c_stops_the_server_and_its_reader_without_a_traceback(tmp_path: Pa
     served = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group: Ctrl-C reaches the worker too
+        # As from a terminal: SIGINT handled, even where this suite runs in a background
+        # job (a shell's `cmd &` ignores SIGINT, children inherit that, and Python then
+        # leaves it ignored: the server would never see the Ctrl-C).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert served.stdout is not None
     url = served.stdout.readline().split(" at ")[1].split()[0]
