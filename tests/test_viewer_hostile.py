@@ -276,14 +276,18 @@ def test_ctrl_c_stops_the_server_and_its_reader_without_a_traceback(tmp_path: Pa
     ]
     path.write_text("\n".join(lines) + "\n")
     command = [sys.executable, "-m", "cli", "view", str(path), "--no-browser", "--no-cache"]
-    served = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group: Ctrl-C reaches the worker too
-        # As from a terminal: SIGINT handled, even where this suite runs in a background
-        # job (a shell's `cmd &` ignores SIGINT, children inherit that, and Python then
-        # leaves it ignored: the server would never see the Ctrl-C).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    # As from a terminal, SIGINT not ignored, even where this suite runs in a background
+    # job (a shell's `cmd &` ignores SIGINT, a child inherits that, and Python then leaves
+    # it ignored: the server would never see the Ctrl-C). A handler here, unlike SIG_IGN,
+    # becomes the default in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        served = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,  # its own process group: Ctrl-C reaches the worker too
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert served.stdout is not None
     url = served.stdout.readline().split(" at ")[1].split()[0]
     assert wait_for(lambda: get(url + "api/state")[0] == 200 and state(url)["version"] > 0, 60)
