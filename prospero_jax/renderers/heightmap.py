@@ -278,9 +278,14 @@ def _normals(
         points[:, 0] = xs[cols][:, None, :]
         points[:, 1] = ys[rows][:, :, None]
         points[:, 2] = np.where(found, tiles, fill[:, None]).reshape(-1, t, t)
-        points = _turned(points.reshape(-1, 3, t * t), rotation).astype(target.dtype, copy=False)
-        gradient = group_gradients(program, points, target)[:, 1:].astype(np.float64)
-        unit = _unit(_turned(gradient, rotation, back=True), found)
+        grouped: np.ndarray = points.reshape(-1, 3, t * t)
+        if rotation is not None:
+            grouped = rotation @ grouped  # the program's frame
+        gradient = group_gradients(program, grouped.astype(target.dtype, copy=False), target)
+        gradient = gradient[:, 1:].astype(np.float64)
+        if rotation is not None:
+            gradient = rotation.T @ gradient  # back to the view's frame
+        unit = _unit(gradient, found)
         # Written through a view of the image as tiles: (across, across, 3, t, t).
         as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 4, 1, 3)
         as_tiles[rows, cols] = unit.reshape(-1, 3, t, t)
@@ -307,16 +312,6 @@ def _tiled(image: np.ndarray) -> np.ndarray:
     t = NORMAL_TILE
     across = image.shape[0] // t
     return image.reshape(across, t, across, t).swapaxes(1, 2).reshape(-1, t * t)
-
-
-def _turned(vectors: np.ndarray, rotation: np.ndarray | None, back: bool = False) -> np.ndarray:
-    """``rotation @ v`` (or ``rotationᵀ @ v``, ``back``) for the vectors ``v`` along axis
-    ``-2`` of ``vectors`` (``(..., 3, n)``); ``vectors`` itself without a rotation."""
-    if rotation is None:
-        return vectors
-    turn = rotation.T if back else rotation
-    x, y, z = (vectors[..., i, :] for i in range(3))
-    return np.stack([turn[i, 0] * x + turn[i, 1] * y + turn[i, 2] * z for i in range(3)], axis=-2)
 
 
 def _unit(vectors: np.ndarray, where: np.ndarray | np.bool_) -> np.ndarray:
