@@ -274,6 +274,7 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     # The leaf kernel reduces a box's signs to each column's first inside depth; the same
     # as reducing the signs it returns: on pruned tapes of a random solid, with NaN values
     # (never inside) and columns inside at no depth, at the first, and at the last.
+    from prospero_jax.evaluators.cull import FIRSTS_CHUNK
     from prospero_jax.renderers import hierarchy as H
 
     program = pj.parse(
@@ -297,6 +298,18 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     np.testing.assert_array_equal(firsts, H.first_true(signs))
     assert {0, count}.issubset(np.unique(firsts))
     assert len(np.unique(firsts)) > 3
+    # With limits (a column needs only depths above its limit), a box's search stops once
+    # every column is found or past its limit: exact below the limit, else exact or none.
+    limits = rng.integers(0, count + 1, firsts.shape).astype(np.int32)
+    limited = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, limits)
+    below = firsts < limits
+    np.testing.assert_array_equal(limited[below], firsts[below])
+    assert ((limited[~below] == firsts[~below]) | (limited[~below] == count)).all()
+    chunk = np.full_like(limits, FIRSTS_CHUNK)  # every column done after the first chunk
+    first_chunk = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, chunk)
+    np.testing.assert_array_equal(first_chunk, np.where(firsts < FIRSTS_CHUNK, firsts, count))
+    nothing = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, np.zeros_like(limits))
+    assert (nothing == count).all()  # no column needs a depth: no depth is evaluated
 
 
 def test_octree_splits_refine_z_with_x_and_y() -> None:

@@ -318,20 +318,29 @@ def leaf_pixels(
 
 
 def leaf_firsts(
-    front: Frontier, xs: np.ndarray, ys: np.ndarray, depths: np.ndarray, target: Target
+    front: Frontier,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    depths: np.ndarray,
+    target: Target,
+    limits: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each leaf tile of ``front``'s first of ``depths`` (the same for every tile, or a
     row a tile: ``(tiles, count)``; in their order) at which the value is < 0, per pixel:
     ``(tiles, side, side)`` int32, ``count`` where there is none; what
     :func:`leaf_pixels`' signs say, reduced where they are computed (on the kernels, a
-    power of two of depths: the box's ``depths × side²`` signs never leave the call)."""
+    power of two of depths: the box's ``depths × side²`` signs never leave the call).
+    ``limits`` (``(tiles, side, side)``, if given): how many depths each column needs
+    searched; a column's result is exact below its limit, and at or above it may be
+    ``count`` (the kernels stop searching a box once every column is found or past its
+    limit: a heightmap's column lowered to an index in the box needs nothing below it)."""
     depths = np.asarray(depths)
     side, tiles, count = front.side, len(front.lengths), depths.shape[-1]
     if count > 1 and not count & (count - 1) and front.depth is None and tiles:
         zs = np.broadcast_to(depths.astype(target.dtype), (tiles, count))
         calls = _leaves(
             front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
-            side, target.devices, depth=count, firsts=True,
+            side, target.devices, depth=count, firsts=True, limits=limits,
         )  # fmt: skip
         return _joined([out for _, out in calls]).reshape(tiles, side, side)
     if depths.ndim == 1:
@@ -481,8 +490,11 @@ def _kernels(
     zs = S((tiles,) if depth == 1 else (tiles, depth), dtype)
     leaves = (tapes(LEAF_ROW_CAPACITY), *spans(tiles), pixels, pixels, zs)
     static = {"registers": register_capacity(1), "side": leaf}
-    deep = {"depth": depth, "firsts": True}  # boxes of samples: a heightmap's leaves
-    jobs.append((leaf_kernel, leaves, static if depth == 1 else {**static, **deep}))
+    if depth == 1:
+        jobs.append((leaf_kernel, leaves, static))
+    else:  # boxes of samples, each column's depths searched as far as it needs: heightmaps'
+        limits = S((tiles, leaf * leaf), np.int32)
+        jobs.append((leaf_kernel, (*leaves, limits), {**static, "depth": depth, "firsts": True}))
     return jobs
 
 
@@ -568,13 +580,15 @@ def _leaves(
     values: bool = False,
     depth: int = 1,
     firsts: bool = False,
+    limits: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile,
     or with ``depth`` a row of that many per tile), or with ``values`` the values
     themselves, or with ``firsts`` (and ``depth``) each column's first depth inside
-    (``depth`` if none): every kernel call dispatched now, then read back one by one as
-    the iterator is advanced, ``(first tile, (tiles, depth × side²))`` a call (``(tiles,
-    side²)`` with ``firsts``)."""
+    (``depth`` if none; searched as far as ``limits``, as :func:`leaf_firsts` takes them):
+    every kernel call dispatched now, then read back one by one as the iterator is
+    advanced, ``(first tile, (tiles, depth × side²))`` a call (``(tiles, side²)`` with
+    ``firsts``)."""
     pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, spans = [], []
@@ -590,8 +604,13 @@ def _leaves(
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         tz[: t1 - t0] = zs[t0:t1]
+        args: tuple[Any, ...] = (padded, spans_in, n_rows, np.int32(t1 - t0), tx, ty, tz)
+        if firsts:  # the depths each column needs searched (the padding: none)
+            limit = np.zeros((capacity, side * side), np.int32)
+            limit[: t1 - t0] = depth if limits is None else limits[t0:t1].reshape(-1, side * side)
+            args = (*args, limit)
         registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans_in, n_rows, np.int32(t1 - t0), tx, ty, tz), registers))
+        calls.append((args, registers))
         spans.append((t0, t1))
     static: dict[str, Any] = {"side": side, "values": True} if values else {"side": side}
     if depth > 1:
@@ -684,6 +703,16 @@ def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
     a view, so writes through it go to ``image``."""
     n = image.shape[-1] // tile
     return image.reshape(*image.shape[:-2], n, tile, n, tile)
+
+
+def read_tiles(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The ``tile × tile`` squares of ``image`` (2-D, C-contiguous) at ``(rows, cols)``
+    (pixel corners): ``(squares, tile, tile)``, a copy; a square's row of pixels read as
+    one element, as :func:`paint_tiles` writes them."""
+    run = np.dtype((np.void, tile * image.itemsize))  # one row of one square
+    runs = image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
+    out: np.ndarray = runs[rows // tile, :, cols // tile].view(image.dtype)
+    return out.reshape(len(rows), tile, tile)
 
 
 def paint_tiles(

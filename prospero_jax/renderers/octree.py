@@ -59,7 +59,9 @@ from prospero_jax.renderers.hierarchy import (
     host_depths,
     leaf_firsts,
     next_tapes,
+    paint_tiles,
     prune_level,
+    read_tiles,
     root_tape,
     splits,
     tier,
@@ -320,25 +322,25 @@ def first_inside(
     def evaluate(part: Frontier, tops: np.ndarray) -> None:
         started = time.perf_counter()
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
+        side, rows, cols = part.side, part.rows, part.cols
         if not len(part.tapes) or _compiles(program, part, target):  # no tapes: compiled
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
-            found = leaf_firsts(part, xs, ys, depths, target)  # [box, y, x]
+            # A column lowered to an index in the box needs no depth at or below it.
+            known = read_tiles(first, side, rows, cols) - tops[:, None, None]
+            limits = np.clip(known, 0, THICK).astype(np.int32)
+            found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
             if len(program) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
                 shape = _shaped(program).key
                 _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
         index = np.where(found < THICK, found.astype(np.int64) + tops[:, None, None], FAR)
-        rows, cols = part.rows, part.cols
-        if len(np.unique(tops)) > 1:  # layers merged: a column's boxes, its least index
-            key = rows * first.shape[1] + cols
-            order = np.argsort(key, kind="stable")
-            once = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
-            index = np.minimum.reduceat(index[order], once, axis=0)
-            rows, cols = rows[order[once]], cols[order[once]]
-        blocks = as_tiles(first, part.side)
-        at = (rows // part.side, slice(None), cols // part.side, slice(None))
-        blocks[at] = lowered = np.minimum(blocks[at], index)
-        _lower_coarse(coarse, leaf, part.side, rows, cols, lowered)
+        # A layer at a time (merged layers hold a column once each; what an upper layer
+        # lowered, a lower one reads): each square read, lowered and written back.
+        layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
+        for a, b in itertools.pairwise(layers.tolist()):
+            lowered = np.minimum(read_tiles(first, side, rows[a:b], cols[a:b]), index[a:b])
+            paint_tiles(first, side, rows[a:b], cols[a:b], lowered)
+            _lower_coarse(coarse, leaf, side, rows[a:b], cols[a:b], lowered)
         if progress is not None:
             progress(int(tops.max()) // THICK + 1, layers_total)
 
