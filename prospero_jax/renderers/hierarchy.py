@@ -706,9 +706,11 @@ def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
 
 
 def read_tiles(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The ``tile × tile`` squares of ``image`` (2-D, C-contiguous) at ``(rows, cols)``
+    """The ``tile × tile`` squares of ``image`` (2-D) at ``(rows, cols)``
     (pixel corners): ``(squares, tile, tile)``, a copy; a square's row of pixels read as
     one element, as :func:`paint_tiles` writes them."""
+    if image.ndim != 2 or not image.flags.c_contiguous:
+        return np.array(as_tiles(image, tile)[rows // tile, :, cols // tile, :])
     run = np.dtype((np.void, tile * image.itemsize))  # one row of one square
     runs = image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
     out: np.ndarray = runs[rows // tile, :, cols // tile].view(image.dtype)
