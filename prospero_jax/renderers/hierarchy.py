@@ -705,15 +705,20 @@ def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
     return image.reshape(*image.shape[:-2], n, tile, n, tile)
 
 
+def _runs(image: np.ndarray, tile: int) -> np.ndarray:
+    """``image`` (2-D, C-contiguous) as ``[tile row, row, tile col]``, each element one
+    row of one square (a void of ``tile`` pixels): a view."""
+    run = np.dtype((np.void, tile * image.itemsize))
+    return image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
+
+
 def read_tiles(image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """The ``tile × tile`` squares of ``image`` (2-D) at ``(rows, cols)``
     (pixel corners): ``(squares, tile, tile)``, a copy; a square's row of pixels read as
     one element, as :func:`paint_tiles` writes them."""
     if image.ndim != 2 or not image.flags.c_contiguous:
         return np.array(as_tiles(image, tile)[rows // tile, :, cols // tile, :])
-    run = np.dtype((np.void, tile * image.itemsize))  # one row of one square
-    runs = image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
-    out: np.ndarray = runs[rows // tile, :, cols // tile].view(image.dtype)
+    out: np.ndarray = _runs(image, tile)[rows // tile, :, cols // tile].view(image.dtype)
     return out.reshape(len(rows), tile, tile)
 
 
@@ -731,8 +736,8 @@ def paint_tiles(
     if image.ndim != 2 or not image.flags.c_contiguous:
         as_tiles(image, tile)[rows // tile, :, cols // tile, :] = value
         return
-    run = np.dtype((np.void, tile * image.itemsize))  # one row of one square
-    runs = image.view(run).reshape(image.shape[0] // tile, tile, image.shape[1] // tile)
+    runs = _runs(image, tile)
+    run = runs.dtype
     if np.ndim(value) == 0:
         source = np.full(tile, value, image.dtype).view(run)[0]
     else:
