@@ -576,6 +576,31 @@ def test_normals_survive_gradients_whose_squares_leave_float32(scale: str) -> No
     assert np.isnan(heightmap.normal[~surface]).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
+    # Normals are made unit length in the target's dtype in one fused pass: a zero, an
+    # infinite or a NaN gradient, or a pixel not asked for, gives NaN; the others (also
+    # one whose squares overflow float32) are the float64 unit vector, turned if asked.
+    from prospero_jax.renderers.heightmap import _unit
+
+    vectors = np.array(
+        [[0, 0, 0], [np.inf, 0, 1], [np.nan, 1, 1], [3e38, -3e38, 1e38], [1, 2, 3], [1, 2, 3]],
+        dtype,
+    ).T[None]  # (1, 3, 6)
+    where = np.array([[True] * 5 + [False]])
+    turn = pj.rotation(0.4, 1.1)
+    target = pj.Target(dtype=dtype)
+    for matrix in (None, np.array(turn)):
+        unit = _unit(vectors, where, matrix, target)
+        assert unit.dtype == dtype
+        assert np.isnan(unit[0, :, [0, 1, 2, 5]]).all()
+        expected = vectors[0, :, 3:5].astype(np.float64)
+        if matrix is not None:
+            expected = matrix @ expected
+        expected /= np.linalg.norm(expected, axis=0)
+        np.testing.assert_allclose(unit[0, :, 3:5], expected, atol=1e-6)
+
+
 def test_group_gradients_of_a_group_inside_by_intervals_are_the_whole_programs() -> None:
     # A group on the box's flat top, whose box the intervals prove inside, keeps a tape
     # pruned for the value (not the sign alone), padded by repeating a point.

@@ -92,7 +92,7 @@ def gradients_at(
     ``progress(done, total)`` counts chunks."""
     dtype = where.dtype
     size = CHUNK if where.platform == "cpu" else ACCELERATOR_CHUNK
-    px, py, pz = (np.asarray(v, np.float64).astype(dtype) for v in (x, y, z))
+    px, py, pz = (_as_dtype(v, dtype) for v in (x, y, z))
     value = np.empty(len(px), dtype)
     gradient = np.empty((len(px), 3), dtype)
     chunks = -(-len(px) // size)
@@ -114,6 +114,12 @@ def gradients_at(
             if progress is not None:
                 progress(i + 1, chunks)
     return value, gradient
+
+
+def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` in ``dtype``, rounded once from float64 (no copy if already there)."""
+    values = np.asarray(values)
+    return values if values.dtype == dtype else values.astype(np.float64).astype(dtype)
 
 
 def prunes_gradients(program: Program, where: Target) -> bool:

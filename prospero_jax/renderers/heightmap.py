@@ -259,14 +259,15 @@ def _normals(
     experiments/RESULTS.md); else the surface pixels, through the compiled field (tiles
     there cost more than they save: sphere 17 → 23 ms)."""
     rotation = None if turn is None else np.array(turn)
+    back = None if rotation is None else rotation.T  # the program's frame to the view's
     size, t = z.shape[0], NORMAL_TILE
     if prunes_gradients(program, target):
         side = -(-size // t) * t
         across = side // t
-        normal = np.full((side, side, 3), np.nan)
         tiles = _tiled(z if side == size else np.pad(z, (0, side - size), constant_values=np.nan))
         found = np.isfinite(tiles)
-        keep = np.flatnonzero(found.any(axis=1))
+        kept = found.any(axis=1)
+        keep = np.flatnonzero(kept)
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
@@ -282,27 +283,26 @@ def _normals(
         if rotation is not None:
             grouped = rotation @ grouped  # the program's frame
         gradient = group_gradients(program, grouped.astype(target.dtype, copy=False), target)
-        gradient = gradient[:, 1:].astype(np.float64)
-        if rotation is not None:
-            gradient = rotation.T @ gradient  # back to the view's frame
-        unit = _unit(gradient, found)
-        # Written through a view of the image as tiles: (across, across, 3, t, t).
+        unit = _unit(gradient[:, 1:], found, back, target)
+        # Written through a view of the image as tiles, (across, across, 3, t, t): the
+        # kept tiles whole, the others NaN (one pass over the image, not two).
+        normal = np.empty((side, side, 3))
         as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 4, 1, 3)
         as_tiles[rows, cols] = unit.reshape(-1, 3, t, t)
+        as_tiles[~kept.reshape(across, across)] = np.nan
         return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan)
     surface = np.flatnonzero(np.isfinite(z))  # flat indices: cheaper than a mask's passes
     if len(surface):
         rows, cols = np.divmod(surface, size)
         xs, ys = view.axes()
-        points = np.stack([xs[cols], ys[rows], z.reshape(-1)[surface]]).T  # (n, 3)
-        if rotation is not None:
-            points = points @ rotation.T  # the program's frame
-        _, gradient = gradients_at(program, points[:, 0], points[:, 1], points[:, 2], target)
-        gradient = gradient.astype(np.float64)
-        if rotation is not None:
-            gradient = gradient @ rotation  # back to the view's frame
-        normal[surface] = _unit(gradient.T, np.True_).T
+        if rotation is None:  # in the target's dtype from the start: fewer passes
+            d = target.dtype
+            x, y, w = xs.astype(d)[cols], ys.astype(d)[rows], z.ravel()[surface]
+        else:  # turned in float64, into the program's frame
+            x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
+        _, gradient = gradients_at(program, x, y, w, target)
+        normal[surface] = _unit(gradient.T, np.True_, back, target).T
     return normal.reshape(*z.shape, 3)
 
 
@@ -314,16 +314,34 @@ def _tiled(image: np.ndarray) -> np.ndarray:
     return image.reshape(across, t, across, t).swapaxes(1, 2).reshape(-1, t * t)
 
 
-def _unit(vectors: np.ndarray, where: np.ndarray | np.bool_) -> np.ndarray:
-    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, float64: the float32
-    range squared stays finite) made unit length in place; NaN where a vector is 0 (or
-    not finite) or ``where`` (``(..., n)``) is False."""
-    length = np.sqrt(np.einsum("...cn,...cn->...n", vectors, vectors))  # one pass
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vectors /= length[..., None, :]
-    unusable = ~((length > 0) & where)
-    vectors[np.broadcast_to(unusable[..., None, :], vectors.shape)] = np.nan
-    return vectors
+def _unit(
+    vectors: np.ndarray, where: np.ndarray | np.bool_, turn: np.ndarray | None, target: Target
+) -> np.ndarray:
+    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, in the target's
+    dtype), turned by ``turn`` (a 3 × 3 matrix, or None) and made unit length, in the
+    target's dtype; NaN where a vector is 0 or not finite or ``where`` (``(..., n)``) is
+    False. One fused pass (:func:`_unit_kernel`): the NumPy passes in float64 cost
+    colonnade's 1024² normals ~30 ms, mostly first touches of fresh memory."""
+    with target.precision():
+        unit = _unit_kernel(vectors, np.asarray(where), turn)
+        return np.asarray(unit)
+
+
+@jax.jit
+def _unit_kernel(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
+    """:func:`_unit`'s work, scaled by the largest component first (so float32's range
+    squared never overflows; the unit vector within an ulp or two of float64's)."""
+    x, y, z = (vectors[..., i, :] for i in range(3))  # elementwise: one fused loop
+    if turn is not None:  # written out: as a dot, XLA:CPU took 4× as long
+        m = turn.astype(vectors.dtype)
+        x, y, z = (m[i, 0] * x + m[i, 1] * y + m[i, 2] * z for i in range(3))
+    scale = jnp.maximum(jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.abs(z))
+    x, y, z = x / scale, y / scale, z / scale
+    length = jnp.sqrt(x * x + y * y + z * z)
+    usable = (scale > 0) & jnp.isfinite(scale) & where
+    scaled = jnp.stack([x, y, z], axis=-2)
+    length, usable = jnp.expand_dims(length, -2), jnp.expand_dims(usable, -2)
+    return jnp.where(usable, scaled / length, jnp.nan)
 
 
 def surface_depth(
