@@ -232,7 +232,7 @@ def _culled(
     ys = np.pad(ys, (0, side - size), mode="edge").astype(target.dtype)
     samples = root_side(len(zs), THICK)  # a power of two, the last depth repeated
     padded = np.pad(zs.astype(target.dtype), (0, samples - len(zs)), mode="edge")
-    first = np.full((side, side), FAR, np.int64)
+    first = np.full((side, side), FAR, np.int32)
     first[size:, :] = first[:, size:] = -1  # padding: never evaluated
     first_inside(program, xs, ys, padded, target, first, leaf=leaf, progress=progress)
     first = first[:size, :size]

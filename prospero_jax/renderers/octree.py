@@ -106,7 +106,7 @@ _shaped_signs: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
 MERGED_BOXES = 2048
 MERGED_ROWS = 8192
 #: ``first`` of a column with no inside sample found yet.
-FAR = np.iinfo(np.int64).max
+FAR = np.iinfo(np.int32).max
 
 
 def octree_splits(
@@ -301,7 +301,7 @@ def first_inside(
     progress: Progress | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Lower ``first`` (``(side, side)``, int64, in place) to each column's first sample
+    """Lower ``first`` (``(side, side)``, int32 (or int64), in place) to each column's first sample
     inside (module docstring), ``zs`` top first: :func:`walk`, each box proved inside
     lowering its columns to its top sample, boxes behind what is found dropped, leaves
     evaluated by the leaf kernel or the compiled closure. ``progress(done, total)`` counts
@@ -323,24 +323,28 @@ def first_inside(
         started = time.perf_counter()
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         side, rows, cols = part.side, part.rows, part.cols
+        tops = tops.astype(first.dtype)
         if not len(part.tapes) or _compiles(program, part, target):  # no tapes: compiled
             found = first_true(_compiled_signs(program, part, xs, ys, depths))
         else:
             # A column lowered to an index in the box needs no depth at or below it.
             known = read_tiles(first, side, rows, cols) - tops[:, None, None]
-            limits = np.clip(known, 0, THICK).astype(np.int32)
+            limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
             found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
             if len(program) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
                 shape = _shaped(program).key
                 _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
-        index = np.where(found < THICK, found.astype(np.int64) + tops[:, None, None], FAR)
         # A layer at a time (merged layers hold a column once each; what an upper layer
-        # lowered, a lower one reads): each square read, lowered and written back.
+        # lowered, a lower one reads): each square read, lowered and written back; in
+        # ``first``'s dtype (int32) and a layer's boxes at a time, so that the temporaries
+        # stay in cache (over the whole call: 6 of colonnade's 1024³ 15 ms lowering).
         layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
         for a, b in itertools.pairwise(layers.tolist()):
-            lowered = np.minimum(read_tiles(first, side, rows[a:b], cols[a:b]), index[a:b])
-            paint_tiles(first, side, rows[a:b], cols[a:b], lowered)
-            _lower_coarse(coarse, leaf, side, rows[a:b], cols[a:b], lowered)
+            got, r, c = found[a:b], rows[a:b], cols[a:b]
+            index = np.where(got < THICK, got.astype(first.dtype) + tops[a], FAR)
+            lowered = np.minimum(read_tiles(first, side, r, c), index, out=index)
+            paint_tiles(first, side, r, c, lowered)
+            _lower_coarse(coarse, leaf, side, r, c, lowered)
         if progress is not None:
             progress(int(tops.max()) // THICK + 1, layers_total)
 
