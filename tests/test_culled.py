@@ -217,3 +217,44 @@ def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
     as_tiles(expected, tile)[rows[:3] // tile, :, cols[:3] // tile, :] = 7
     np.testing.assert_array_equal(painted, expected)
     assert (painted != 0).any()
+
+
+def test_pending_tapes_taken_then_built_are_the_built_tapes_taken() -> None:
+    # A heightmap's leaf boxes keep their tapes pending (next_tapes' arguments) until a
+    # box is known to be evaluated; slicing and masking them first, then building, must
+    # give the rows building first would, and nothing may read them unbuilt.
+    from prospero_jax.evaluators.tape import Pruned, Tapes
+    from prospero_jax.renderers.hierarchy import (
+        Frontier,
+        PendingTapes,
+        built,
+        next_tapes,
+        tapes_of,
+    )
+
+    rng = np.random.default_rng(7)
+    rows, lanes, children = 40, 4, 90
+    source = Tapes(
+        rng.integers(0, 20, rows).astype(np.int32),
+        rng.integers(-1, rows, (rows, 2)).astype(np.int32),
+        rng.normal(size=rows).astype(np.float32),
+        np.zeros((1, 4), np.float32),
+    )
+    level = Pruned(
+        *(np.zeros(lanes) for _ in range(4)),
+        rng.integers(1, 3, rows * lanes).astype(np.int8),  # emit: kept, or to a constant
+        rng.integers(0, rows, rows * lanes).astype(np.int32),
+        rng.integers(0, rows, rows * lanes).astype(np.int32),
+    )
+    row = np.sort(rng.integers(0, rows, children))
+    at = row * lanes + rng.integers(0, lanes, children)
+    pending = PendingTapes(source, level, row, at)
+    eager = next_tapes(source, row, level, at)
+    for index in (slice(5, 60), rng.random(children) < 0.4, rng.permutation(children)):
+        got, expected = pending.take(index).built(), eager.take(index)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    front = Frontier(pending, np.array([children]), np.zeros(1), np.zeros(1), 8)
+    with pytest.raises(TypeError, match="built"):
+        tapes_of(front)
+    np.testing.assert_array_equal(tapes_of(built(front)).ops, eager.ops)

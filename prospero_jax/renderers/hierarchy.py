@@ -135,15 +135,37 @@ def root_tape(program: Program, dtype: str) -> Tapes:
     return Tapes.pack(_passes.simplify(program), dtype)
 
 
+class PendingTapes(NamedTuple):
+    """Child tapes not built yet: :func:`next_tapes` of these arguments, rows ``row`` of
+    ``source`` with their operands from ``level`` at ``at``. Taken like built tapes (their
+    index arrays, as many bytes a row), so boxes dropped before their leaves are evaluated
+    (a heightmap's, behind a surface found above) never cost a tape: 3 in 4 of the
+    tanglecube's 512³ leaf-level rows."""
+
+    source: Tapes
+    level: Pruned
+    row: np.ndarray
+    at: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def take(self, rows: np.ndarray | slice) -> PendingTapes:
+        return PendingTapes(self.source, self.level, self.row[rows], self.at[rows])
+
+    def built(self) -> Tapes:
+        return next_tapes(self.source, self.row, self.level, self.at)
+
+
 class Frontier(NamedTuple):
     """Tiles still ambiguous after some prune levels: their pruned ``tapes`` (concatenated,
-    ``lengths`` rows each) and their top-left pixel ``rows``/``cols`` (tiles of ``side``);
-    on the host tier, each row's ``depth`` (:func:`~prospero_jax.evaluators.host_cull.
-    row_depths`), else None. Leaf boxes whose level was split by intervals alone carry no
-    tapes (no rows, ``lengths`` 0: :func:`~prospero_jax.renderers.octree.walk`'s
-    ``bare``)."""
+    ``lengths`` rows each; :class:`PendingTapes` until :func:`built`) and their top-left
+    pixel ``rows``/``cols`` (tiles of ``side``); on the host tier, each row's ``depth``
+    (:func:`~prospero_jax.evaluators.host_cull.row_depths`), else None. Leaf boxes whose
+    level was split by intervals alone carry no tapes (no rows, ``lengths`` 0:
+    :func:`~prospero_jax.renderers.octree.walk`'s ``bare``)."""
 
-    tapes: Tapes
+    tapes: Tapes | PendingTapes
     lengths: np.ndarray
     rows: np.ndarray
     cols: np.ndarray
@@ -229,7 +251,8 @@ def descend(
         if not len(front.lengths):
             break
         started = time.perf_counter()
-        tapes, lengths, rows, cols, tile, _ = front
+        _, lengths, rows, cols, tile, _ = front
+        tapes = tapes_of(front)
         child, lanes = tile // k, k * k  # a k × k split
         lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
         child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
@@ -339,7 +362,7 @@ def leaf_firsts(
     if count > 1 and not count & (count - 1) and front.depth is None and tiles:
         zs = np.broadcast_to(depths.astype(target.dtype), (tiles, count))
         calls = _leaves(
-            front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
+            tapes_of(front), front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
             side, target.devices, depth=count, firsts=True, limits=limits,
         )  # fmt: skip
         return _joined([out for _, out in calls]).reshape(tiles, side, side)
@@ -380,14 +403,14 @@ def leaf_parts(
     if count > 1 and not count & (count - 1) and (front.depth is None or values):
         zs = np.broadcast_to(np.asarray(depths, target.dtype), (tiles, count))
         calls = _leaves(
-            front.tapes, front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
+            tapes_of(front), front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
             side, target.devices, values=values, depth=count,
         )  # fmt: skip
         for first, out in calls:
             yield first, out.reshape(-1, count, side, side)
         return
     order = np.repeat(np.arange(tiles), count)  # tile-major: a tile's depths together
-    lengths, tapes, depth = front.lengths[order], front.tapes, front.depth
+    lengths, tapes, depth = front.lengths[order], tapes_of(front), front.depth
     if count > 1:
         starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
         first_row = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
@@ -496,6 +519,20 @@ def _kernels(
         limits = S((tiles, leaf * leaf), np.int32)
         jobs.append((leaf_kernel, (*leaves, limits), {**static, "depth": depth, "firsts": True}))
     return jobs
+
+
+def built(front: Frontier) -> Frontier:
+    """``front`` with its tapes built (itself if they are)."""
+    if isinstance(front.tapes, PendingTapes):
+        return front._replace(tapes=front.tapes.built())
+    return front
+
+
+def tapes_of(front: Frontier) -> Tapes:
+    """``front``'s tapes, which must be built: the kernels read nothing else."""
+    if not isinstance(front.tapes, Tapes):
+        raise TypeError("a frontier's pending tapes must be built before they are read")
+    return front.tapes
 
 
 def next_tapes(tapes: Tapes, row: np.ndarray, level: Pruned, at: np.ndarray) -> Tapes:

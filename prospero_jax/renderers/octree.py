@@ -52,9 +52,11 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     SPLIT,
     Frontier,
+    PendingTapes,
     _kept_tiles,
     _kernels,
     as_tiles,
+    built,
     first_true,
     host_depths,
     leaf_firsts,
@@ -64,6 +66,7 @@ from prospero_jax.renderers.hierarchy import (
     read_tiles,
     root_tape,
     splits,
+    tapes_of,
     tier,
 )
 from prospero_jax.renderers.view import Progress, Target
@@ -221,11 +224,12 @@ def walk(
         tapeless = (
             depth == len(schedule) - 1 and front.depth is None and bare is not None and bare(front)
         )
+        parents = tapes_of(front)
         level = (
-            _host.prune_layers(front.tapes, front.lengths, front.depth, boxes)
+            _host.prune_layers(parents, front.lengths, front.depth, boxes)
             if front.depth is not None
             else prune_level(
-                front.tapes, front.lengths, boxes, device, len(tapes), devices, prune=not tapeless
+                parents, front.lengths, boxes, device, len(tapes), devices, prune=not tapeless
             )
         )
         proved = level.inside
@@ -233,13 +237,17 @@ def walk(
         order = level.kept.T > 0
         if tapeless:
             children = Frontier(
-                front.tapes.take(np.zeros(0, np.int64)), np.zeros(int(order.sum()), np.int64),
+                parents.take(np.zeros(0, np.int64)), np.zeros(int(order.sum()), np.int64),
                 rows.T[order], cols.T[order], child,
             )  # fmt: skip
         else:
             lane, row = np.nonzero(level.emit.reshape(-1, count).T)
+            # Leaf boxes' tapes are built once a box is known to be evaluated.
+            pending = keep is not None and front.depth is None and depth == len(schedule) - 1
             children = Frontier(
-                next_tapes(front.tapes, row, level, row * count + lane),
+                PendingTapes(parents, level, row, row * count + lane)
+                if pending
+                else next_tapes(parents, row, level, row * count + lane),
                 level.kept.T[order].astype(np.int64),
                 rows.T[order],
                 cols.T[order],
@@ -276,7 +284,7 @@ def walk(
                 visit(*split(part, tops, thick, depth))
                 continue
             started = time.perf_counter()
-            leaves(part, tops)
+            leaves(built(part), tops)
             entry = tally[-1]
             entry["boxes"] += len(part.lengths)
             entry["rows"] += int(part.lengths.sum())
