@@ -27,6 +27,10 @@ Invariants:
   loop; XLA:GPU does not (a kernel per instruction), so ``to_function(..., seal=False)``
   drops the seal, and a jit with XLA's algebraic simplifier off keeps the invariant
   without it (brute force off CPU, unless exact: ``renderers.brute.NO_REWRITES``);
+* each product (``mul``, ``square``) is rounded on its own, as the interpreters round it:
+  a −0.0 that depends on ``z`` is added to it (:func:`unseen_zero`), else XLA:CPU fuses
+  a product and the sum that uses it into one multiply-add (culled ≠ brute force within
+  an ulp of 0, exact or not); free where ``z`` is a constant;
 * :func:`to_function` simplifies the tape first (no value changes in float64; in
   float32 a folded constant is rounded once instead of per step); :func:`to_parametric`
   keeps every instruction, so its constants are exactly the program's.
@@ -136,7 +140,7 @@ def to_shaped(program: Program, *, seal: bool = True) -> Shaped:
         px, py, pz = jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in (x, y, z)))
         hide = sealed(px.shape) if seal else None
         constant, atom = (lambda k, _: consts[k]), (lambda k, _: params[k])
-        value = run(steps(), jnp, px, py, pz, constant, hide, atom)
+        value = run(steps(), jnp, px, py, pz, constant, hide, atom, unseen_zero(pz))
         return jnp.broadcast_to(value, px.shape)
 
     return Shaped(digest.hexdigest()[:32], field, (tape.constants, tape.params))
@@ -162,11 +166,13 @@ def _parametric_core(
 
     @jax.custom_jvp
     def core(constants: Array, x: Array, y: Array, z: Array) -> Array:
-        hide = sealed(x.shape) if seal else None
+        hide, zero = sealed(x.shape) if seal else None, unseen_zero(z)
         if baked:
-            value = run(values, jnp, x, y, z, lambda _, c: constant_array(c, x.dtype), hide)
+            value = run(
+                values, jnp, x, y, z, lambda _, c: constant_array(c, x.dtype), hide, None, zero
+            )
         else:
-            value = run(values, jnp, x, y, z, lambda k, _: constants[k], hide)
+            value = run(values, jnp, x, y, z, lambda k, _: constants[k], hide, None, zero)
         return jnp.broadcast_to(value, x.shape)
 
     @core.defjvp
@@ -227,6 +233,17 @@ def sealed(shape: tuple[int, ...]) -> Callable[[Any], Any]:
         return jax.tree.map(lambda v: _barrier(jnp.broadcast_to(v, shape)), value)
 
     return seal
+
+
+def unseen_zero(z: Array) -> Array:
+    """A −0.0 of ``z``'s shape that XLA and LLVM cannot prove is one while ``z`` is a
+    run-time value (``-(|z| · 0)``; −0.0 where ``z`` is not finite, which makes it NaN):
+    added to each product (:func:`~prospero_jax.evaluators.unroll.run`), it keeps XLA:CPU
+    from contracting the product and the sum that uses it into one fused multiply-add,
+    which rounds once where the interpreters round twice (culled ≠ brute force at ``x · y
+    + z`` within an ulp of 0; tests/test_ops.py). Free when ``z`` is a constant (XLA then
+    folds ``v + -0.0`` to ``v``); one add a product a point when it is not."""
+    return jnp.where(jnp.isfinite(z), -(jnp.abs(z) * 0), -0.0).astype(z.dtype)
 
 
 #: ``lax.optimization_barrier``, typed (JAX leaves it untyped).

@@ -45,6 +45,7 @@ class Step:
     frees: tuple[int, ...]
     atom: Callable[..., Any] | None = None  # an atom's rule: atom(xp, params, x, y, z)
     params: np.ndarray | None = None  # an atom's numbers
+    product: bool = False  # its value is a product (the op table's ``Op.product``)
 
 
 Rules = Literal["value", "interval", "dual"]
@@ -77,7 +78,8 @@ def plan(program: Program, rules: Rules = "value") -> tuple[Step, ...]:
             atom = functools.partial(_atom, source, rules == "interval")
             slot, params = int(ordinals[i]), program.params[ordinals[i]]
         row_args = tuple(row[: op.arity])
-        steps.append(Step(kind, rule, row_args, c, slot, tuple(frees[i]), atom, params))
+        step = Step(kind, rule, row_args, c, slot, tuple(frees[i]), atom, params, op.product)
+        steps.append(step)
     return tuple(steps)
 
 
@@ -139,6 +141,7 @@ def run(
     constant: Callable[[int, float], Any],
     seal: Callable[[Any], Any] | None = None,
     numbers: Callable[[int, np.ndarray], Any] | None = None,
+    zero: Any = None,
 ) -> Any:
     """Evaluate planned steps on inputs ``x, y, z`` with namespace ``xp``.
 
@@ -147,10 +150,14 @@ def run(
     is applied to every instruction's value (inputs and constants included) before it is
     used; it must return the same numbers. ``numbers(slot, params)``, if given, gives an
     atom's numbers (``slot``: its ordinal among the atoms; ``params``: the program's),
-    else they are the program's. The result is the last step's value, not broadcast
-    unless ``seal`` broadcasts: a constant program gives a scalar.
+    else they are the program's. ``zero``, if given, is added to every product's value
+    (``Op.product``): a −0.0 the compiler cannot see (:func:`~prospero_jax.evaluators.
+    lower.unseen_zero`), so XLA cannot fuse a product and the sum that uses it into one
+    multiply-add (``x + -0.0`` is ``x``, also for ±0, ±inf and NaN). The result is the
+    last step's value, not broadcast unless ``seal`` broadcasts: a constant program
+    gives a scalar.
     """
-    values = run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant, seal, numbers)
+    values = run_steps(steps, 0, len(steps), {}, xp, (x, y, z), constant, seal, numbers, zero)
     return values[len(steps) - 1]
 
 
@@ -164,6 +171,7 @@ def run_steps(
     constant: Callable[[int, float], Any],
     seal: Callable[[Any], Any] | None = None,
     numbers: Callable[[int, np.ndarray], Any] | None = None,
+    zero: Any = None,
 ) -> dict[int, Any]:
     """Steps ``start`` to ``stop - 1``, given the values alive before ``start`` (by index).
 
@@ -176,6 +184,8 @@ def run_steps(
         step = steps[i]
         if step.rule is not None:
             values[i] = step.rule(xp, *(values[a] for a in step.args))
+            if step.product and zero is not None:
+                values[i] = values[i] + zero
         elif step.atom is not None and step.params is not None:
             params = step.params if numbers is None else numbers(step.slot, step.params)
             values[i] = step.atom(xp, params, *inputs)

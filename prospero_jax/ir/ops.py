@@ -106,6 +106,10 @@ class Op:
     source: Rule | None = None
     source_interval: IntervalRule | None = None
     forms: tuple[int, ...] = ()
+    #: Its value is a product: in a fused loop XLA:CPU contracts it and a sum that uses
+    #: it into one fused multiply-add, rounding once where an interpreter rounds twice, so
+    #: fused closures keep it apart (:func:`~prospero_jax.evaluators.unroll.run`'s zero).
+    product: bool = False
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -717,7 +721,7 @@ OPS: tuple[Op, ...] = (
     # Unary.
     Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip", partials=_p_neg),
     Op("abs", 1, _unary("abs"), _i_abs, partials=_p_abs),
-    Op("square", 1, _unary("square"), _i_square, partials=_p_square),
+    Op("square", 1, _unary("square"), _i_square, partials=_p_square, product=True),
     Op("sqrt", 1, _unary("sqrt"), _i_sqrt, partials=_p_sqrt),
     Op("recip", 1, _unary("reciprocal"), _i_recip, partials=_p_recip),
     Op("floor", 1, _unary("floor"), _monotone("floor"), partials=_p_const(0)),
@@ -735,7 +739,7 @@ OPS: tuple[Op, ...] = (
     # Binary.
     Op("add", 2, _binary("add"), _i_add, commutative=True, partials=_p_const(1)),
     Op("sub", 2, _binary("subtract"), _i_sub, partials=_p_sub),
-    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True, partials=_p_mul),
+    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True, partials=_p_mul, product=True),
     Op("div", 2, _binary("divide"), _i_div, partials=_p_div),
     Op(
         "min",
