@@ -601,6 +601,23 @@ def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
         np.testing.assert_allclose(unit[0, :, 3:5], expected, atol=1e-6)
 
 
+def test_unit_normals_of_any_count_share_a_few_compilations() -> None:
+    # The viewer's views differ in their count of surface tiles: compiled per count, a
+    # bear view took 230 ms instead of 130. Counts within a power of two share one.
+    from prospero_jax.renderers.heightmap import _unit, _unit_kernel
+
+    rng = np.random.default_rng(5)
+    target = pj.Target()
+    _unit(rng.normal(size=(65, 3, 256)).astype(np.float32), np.True_, None, target)
+    compiled = _unit_kernel._cache_size()
+    for rows in (66, 100, 127, 128):
+        vectors = rng.normal(size=(rows, 3, 256)).astype(np.float32)
+        unit = _unit(vectors, np.ones((rows, 256), bool), None, target)
+        expected = vectors.astype(np.float64) / np.linalg.norm(vectors, axis=1, keepdims=True)
+        np.testing.assert_allclose(unit, expected, atol=1e-6)
+    assert _unit_kernel._cache_size() == compiled
+
+
 def test_group_gradients_of_a_group_inside_by_intervals_are_the_whole_programs() -> None:
     # A group on the box's flat top, whose box the intervals prove inside, keeps a tape
     # pruned for the value (not the sign alone), padded by repeating a point.

@@ -302,7 +302,7 @@ def _normals(
         else:  # turned in float64, into the program's frame
             x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
         _, gradient = gradients_at(program, x, y, w, target)
-        normal[surface] = _unit(gradient.T, np.True_, back, target).T
+        normal[surface] = _unit(gradient.T[None], np.True_, back, target)[0].T
     return normal.reshape(*z.shape, 3)
 
 
@@ -317,14 +317,26 @@ def _tiled(image: np.ndarray) -> np.ndarray:
 def _unit(
     vectors: np.ndarray, where: np.ndarray | np.bool_, turn: np.ndarray | None, target: Target
 ) -> np.ndarray:
-    """The vectors along axis ``-2`` of ``vectors`` (``(..., 3, n)``, in the target's
-    dtype), turned by ``turn`` (a 3 × 3 matrix, or None) and made unit length, in the
-    target's dtype; NaN where a vector is 0 or not finite or ``where`` (``(..., n)``) is
-    False. One fused pass (:func:`_unit_kernel`): the NumPy passes in float64 cost
-    colonnade's 1024² normals ~30 ms, mostly first touches of fresh memory."""
+    """The vectors along axis 1 of ``vectors`` (``(rows, 3, n)``, in the target's dtype),
+    turned by ``turn`` (a 3 × 3 matrix, or None) and made unit length, in the target's
+    dtype; NaN where a vector is 0 or not finite or ``where`` (``(rows, n)``) is False.
+
+    One fused pass (:func:`_unit_kernel`; the NumPy passes in float64 cost colonnade's
+    1024² normals ~30 ms, mostly first touches of fresh memory), on the vectors padded to
+    powers of two rows and lanes: a few compilations serve every image (the viewer's views
+    differ in their counts of surface tiles; compiled per count, a view took 230 ms
+    against 130), and the padded copy is the one XLA would make of a strided view."""
+    rows, _, lanes = vectors.shape
+    if not rows or not lanes:
+        return np.empty(vectors.shape, target.dtype)
+    size = (1 << (rows - 1).bit_length(), 3, 1 << (lanes - 1).bit_length())
+    padded = np.zeros(size, target.dtype)
+    padded[:rows, :, :lanes] = vectors
+    chosen = np.zeros((size[0], size[2]), bool)
+    chosen[:rows, :lanes] = where
     with target.precision():
-        unit = _unit_kernel(vectors, np.asarray(where), turn)
-        return np.asarray(unit)
+        unit = np.asarray(_unit_kernel(padded, chosen, turn))
+    return unit[:rows, :, :lanes]
 
 
 @jax.jit
