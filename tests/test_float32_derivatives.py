@@ -125,7 +125,11 @@ def test_the_bears_float32_normals_are_float64s(bear: pj.Program) -> None:
     assert both.sum() > 1000
     assert np.isfinite(double.normal[both]).all()
     assert np.isfinite(single.normal[both]).all()  # was NaN on 4.6 % of them
-    cosine = np.sum(single.normal[both] * double.normal[both], axis=1)
+    # Unit length to the target's precision (made so in float32), the direction float64's
+    # within 0.01°: the angle from the normalised dot product.
+    length = np.linalg.norm(single.normal[both], axis=1)
+    np.testing.assert_allclose(length, 1.0, atol=1e-6)
+    cosine = np.sum(single.normal[both] * double.normal[both], axis=1) / length
     assert cosine.min() > np.cos(np.radians(0.01))
 
 

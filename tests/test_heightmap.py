@@ -613,7 +613,8 @@ def test_unit_normals_of_any_count_share_a_few_compilations() -> None:
     for rows in (66, 100, 127, 128):
         vectors = rng.normal(size=(rows, 3, 256)).astype(np.float32)
         unit = _unit(vectors, np.ones((rows, 256), bool), None, target)
-        expected = vectors.astype(np.float64) / np.linalg.norm(vectors, axis=1, keepdims=True)
+        wide = vectors.astype(np.float64)
+        expected = wide / np.linalg.norm(wide, axis=1, keepdims=True)
         np.testing.assert_allclose(unit, expected, atol=1e-6)
     assert _unit_kernel._cache_size() == compiled
 

@@ -80,7 +80,8 @@ LIGHT = np.array([-0.4, 0.5, 0.77]) / np.linalg.norm([-0.4, 0.5, 0.77])
 
 class Heightmap(NamedTuple):
     """The first surface from the top: ``z`` (NaN where empty) and unit ``normal``
-    (``(N, N, 3)``, NaN where empty, None if not asked for), rows top to bottom."""
+    (``(N, N, 3)``, float64 holding vectors made unit length in the target's dtype; NaN
+    where empty, None if not asked for), rows top to bottom."""
 
     z: Float[np.ndarray, "n n"]
     normal: Float[np.ndarray, "n n 3"] | None
