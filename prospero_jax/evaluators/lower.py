@@ -237,7 +237,8 @@ def sealed(shape: tuple[int, ...]) -> Callable[[Any], Any]:
 
 def unseen_zero(z: Array) -> Array:
     """A −0.0 of ``z``'s shape that XLA and LLVM cannot prove is one while ``z`` is a
-    run-time value (``-(|z| · 0)``; −0.0 where ``z`` is not finite, which makes it NaN):
+    run-time value (``-(|z| · 0)``, or −0.0 outright where ``z`` is not finite and that
+    product would be NaN):
     added to each product (:func:`~prospero_jax.evaluators.unroll.run`), it keeps XLA:CPU
     from contracting the product and the sum that uses it into one fused multiply-add,
     which rounds once where the interpreters round twice (culled ≠ brute force at ``x · y
