@@ -52,12 +52,12 @@ def main() -> None:
         for i in range(args.views + 2):
             turn, tilt = 20.0 + 7.0 * i, -25.0 + 3.0 * i
             view = pj.View(args.size, (-half, half, -half, half), rotation=pj.rotation(turn, tilt))
-            compiled = octree._compiled_signs
+            compiled = octree._compiled_firsts
             calls: list[int] = []
-            octree._compiled_signs = lambda *a, c=compiled, n=calls: n.append(1) or c(*a)  # type: ignore[assignment]
+            octree._compiled_firsts = lambda *a, c=compiled, n=calls: n.append(1) or c(*a)  # type: ignore[assignment]
             started = time.perf_counter()
             pj.shade_heightmap(pj.render_heightmap(program, view), "lit")
-            octree._compiled_signs = compiled  # type: ignore[assignment]
+            octree._compiled_firsts = compiled  # type: ignore[assignment]
             if i >= 2:
                 times.append(1e3 * (time.perf_counter() - started))
                 tiers.append(bool(calls))

@@ -205,20 +205,23 @@ def test_the_octree_on_the_host_tier_finds_what_the_kernels_find() -> None:
     assert 0.05 < np.isfinite(maps[0]).mean() < 0.95
 
 
+@pytest.mark.parametrize(("model", "half"), [("bear", 1.5), ("tanglecube", 3.0)])
 def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, model: str, half: float
 ) -> None:
-    # The bear's leaf tapes keep most of its rows: once interpreting them has cost what
-    # compiling would, its leaves go to the jitted closure. Same heightmap either way.
+    # The bear's leaf tapes keep most of its rows, tanglecube's all of its 20 (nothing
+    # prunes it): once interpreting them has cost what compiling would, their leaves go
+    # to the jitted closure of the source program (the walk's is the sign program). Same
+    # heightmap either way.
     from prospero_jax.renderers import octree
 
-    program = pj.load(shared_path("models/bear.vm"))
-    region = (-1.5, 1.5, -1.5, 1.5)
+    program = pj.load(shared_path(f"models/{model}.vm"))
+    region = (-half, half, -half, half)
     interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
     monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)
     calls, pruned = [], []
-    compiled, prune_level = octree._compiled_signs, octree.prune_level
-    monkeypatch.setattr(octree, "_compiled_signs", lambda *a: calls.append(1) or compiled(*a))
+    compiled, prune_level = octree._compiled_firsts, octree.prune_level
+    monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))
 
     def level(*args: object, prune: bool = True) -> object:
         pruned.append(prune)
@@ -250,12 +253,21 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     short = pj.parse("z var-z\nh const 0.5\nr sub z h")
     cpu = pj.Target()
     octree._rent.pop(shape(bear), None)
-    assert not octree._compiles(bear, part(bear, 400), cpu)  # nothing spent yet
+    assert not octree._compiles(part(bear, 400), cpu, bear)  # nothing spent yet
     octree._rent[shape(bear)] = 10.0
-    assert octree._compiles(bear, part(bear, 400), cpu)
-    assert not octree._compiles(bear, part(bear, 20), cpu)  # pruned tapes are short
+    assert octree._compiles(part(bear, 400), cpu, bear)
+    assert not octree._compiles(part(bear, 20), cpu, bear)  # pruned tapes are short
     octree._rent[shape(short)] = 10.0
-    assert not octree._compiles(short, part(short, 3), cpu)  # too short to pay
+    assert octree._compiles(part(short, 3), cpu, short)  # short, but nothing pruned
+    # a sign program's one-row tapes (a sphere's quadric) beside its source's 8 rows
+    sphere = pj.parse(
+        "x var-x\ny var-y\nz var-z\na square x\nb square y\nc square z\n"
+        "s add a b\nt add s c\nr sqrt t\nh const 0.6\nv sub r h"
+    )
+    octree._rent[shape(sphere)] = 10.0
+    assert len(drawn(sphere, cpu, True)) == 1
+    assert not octree._compiles(part(sphere, 1), cpu, sphere)
+    octree._rent.pop(shape(sphere))
     octree._rent.pop(shape(bear))
     octree._rent.pop(shape(short))
     # Rent is per shape: what one turned view of the bear paid, the next one has paid.
@@ -265,7 +277,7 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     )
     assert one != other
     octree._rent[shape(one)] = 10.0
-    assert octree._compiles(other, part(other, 400), cpu)
+    assert octree._compiles(part(other, 400), cpu, other)
     octree._rent.pop(shape(one))
 
 

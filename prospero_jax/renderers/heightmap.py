@@ -153,7 +153,7 @@ def render_heightmap(
     sign = drawn(program, target, culled)  # inside or not: culled, the sign program
     with target.precision():
         if culled:
-            index = _culled(sign, view, zs, target, progress)
+            index = _culled(sign, view, zs, target, progress, program)
         else:
             index = _brute(sign, view, zs, target, progress)
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
@@ -223,9 +223,16 @@ def _column_search(program: Program, seal: bool = True) -> Callable[..., jax.Arr
 
 
 def _culled(
-    program: Program, view: View, zs: np.ndarray, target: Target, progress: Progress | None
+    program: Program,
+    view: View,
+    zs: np.ndarray,
+    target: Target,
+    progress: Progress | None,
+    points: Program | None = None,
 ) -> np.ndarray:
-    """First inside sample per pixel (-1: none), by the octree (front to back)."""
+    """First inside sample per pixel (-1: none), by the octree (front to back); ``points``:
+    the program the compiled leaf tier evaluates (:func:`~prospero_jax.renderers.octree.
+    first_inside`)."""
     size, leaf = view.size, LEAF
     side = root_side(size, leaf)
     xs, ys = view.axes()
@@ -235,7 +242,9 @@ def _culled(
     padded = np.pad(zs.astype(target.dtype), (0, samples - len(zs)), mode="edge")
     first = np.full((side, side), FAR, np.int32)
     first[size:, :] = first[:, size:] = -1  # padding: never evaluated
-    first_inside(program, xs, ys, padded, target, first, leaf=leaf, progress=progress)
+    first_inside(
+        program, xs, ys, padded, target, first, leaf=leaf, points=points, progress=progress
+    )
     first = first[:size, :size]
     return np.where(first < len(zs), first, -1)
 

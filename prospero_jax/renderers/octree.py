@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
@@ -82,24 +83,32 @@ THICK = 16
 #: 2.2 s against 2.5 s); fewer are split in one kernel call (sphere 512³ 25 ms against 53 ms
 #: a layer at a time: a call costs ~1 ms; experiments/RESULTS.md).
 LAYERED_ROWS = 1 << 16
-#: The compiled leaf tier: a program of ``COMPILED_ROWS`` rows whose leaf tapes keep
-#: more than ``1 / COMPILED_GAIN`` of its rows is evaluated at the leaves' points by its
-#: jitted closure (:func:`prospero_jax.to_function`: ~0.09 ns a point and row on this CPU,
-#: against the leaf kernel's ~0.33 on pruned tapes), once interpreting its leaves has cost
-#: the process what compiling it is estimated to (:data:`COMPILE_SECONDS_PER_ROW` a row):
-#: ski rental, as :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. Below
-#: 64 rows building the points costs what the closure saves (tanglecube 512³: 0.25 s
-#: either way; bear 512³: 1.38 s against 2.05 s; experiments/RESULTS.md). The closure
+#: The compiled leaf tier: leaf boxes whose tapes keep more than ``1 / COMPILED_GAIN`` of
+#: the rows of the program the closure evaluates (of ``COMPILED_ROWS`` rows: a heightmap's
+#: source program, not its sign program; :func:`first_inside`) are evaluated at their
+#: points by its jitted closure (:func:`prospero_jax.to_function`: ~0.09 ns a point and
+#: row on this CPU, against the leaf kernel's ~0.33 on pruned tapes), once interpreting
+#: leaves has cost the process what compiling is estimated to
+#: (:data:`COMPILE_SECONDS_PER_ROW` a row): ski rental, as
+#: :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. The points are
+#: built inside the closure (:func:`_firsts`), so short programs pay too (tanglecube's 20
+#: rows, which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md). The closure
 #: takes the program's numbers as an argument (:func:`~prospero_jax.evaluators.lower.
 #: to_shaped`), so rent and compilation are per shape: every turned view of a solid (the
 #: viewer's) shares one.
-COMPILED_ROWS = range(64, 2049)
+COMPILED_ROWS = range(1, 2049)
 COMPILED_GAIN = 4
 COMPILE_SECONDS_PER_ROW = 2e-3
-#: Points a call of the compiled closure takes (the last call padded).
-POINTS = 1 << 16
+#: Leaf boxes a call of the compiled closure takes (the last call padded): a bear 512³
+#: heightmap took 0.25 s in calls of 32 boxes, 0.28 in calls of 64 and 0.30 of 128 (a
+#: long program's intermediate arrays stay in cache); tanglecube's about as long in
+#: calls of 32 as of 1,024.
+BOXES = 32
+#: Programs of up to this many rows have their leaf boxes' depths reduced inside the
+#: compiled closure (:func:`_firsts`).
+REDUCED_ROWS = 512
 _rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
-_shaped_signs: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
+_shaped_firsts: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
 #: A heightmap's consecutive layers of interpreted leaf boxes are evaluated in one call
 #: while they hold at most this many boxes and rows (before the boxes behind what is
 #: found are dropped): a call costs ~0.4 ms, the work of ~200 short-taped boxes, and a
@@ -311,14 +320,20 @@ def first_inside(
     first: np.ndarray,
     *,
     leaf: int = LEAF,
+    points: Program | None = None,
     progress: Progress | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
     """Lower ``first`` (``(side, side)``, int32 (or int64), in place) to each column's first sample
     inside (module docstring), ``zs`` top first: :func:`walk`, each box proved inside
     lowering its columns to its top sample, boxes behind what is found dropped, leaves
-    evaluated by the leaf kernel or the compiled closure. ``progress(done, total)`` counts
-    leaf layers; ``stats`` as :func:`walk` takes it."""
+    evaluated by the leaf kernel or the compiled closure. ``points``: the program the
+    compiled closure evaluates (default ``program``), one whose sign is ``program``'s
+    (a sign program's source: its atoms, each a dense sum of products when its numbers are
+    arguments, cost compiled code what they save interpreters; colonnade's sign program
+    at 2,048 leaf boxes 425 against 28 ms for the source). ``progress(done, total)``
+    counts leaf layers; ``stats`` as :func:`walk` takes it."""
+    leaves = program if points is None else points
     layers_total = len(zs) // THICK
     # The largest ``first`` of each leaf × leaf square, kept with ``first``: whether a box
     # still has an open column reads its squares, not its pixels (64× fewer at 8 px).
@@ -337,15 +352,15 @@ def first_inside(
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         side, rows, cols = part.side, part.rows, part.cols
         tops = tops.astype(first.dtype)
-        if not len(part.tapes) or _compiles(program, part, target):  # no tapes: compiled
-            found = first_true(_compiled_signs(program, part, xs, ys, depths))
+        if not len(part.tapes) or _compiles(part, target, leaves):  # no tapes: compiled
+            found = _compiled_firsts(leaves, part, xs, ys, depths)
         else:
             # A column lowered to an index in the box needs no depth at or below it.
             known = read_tiles(first, side, rows, cols) - tops[:, None, None]
             limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
             found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
-            if len(program) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
-                shape = _shaped(program).key
+            if len(leaves) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
+                shape = _shaped(leaves).key
                 _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
         # A layer at a time (merged layers hold a column once each; what an upper layer
         # lowered, a lower one reads): each square read, lowered and written back; in
@@ -362,7 +377,7 @@ def first_inside(
             progress(int(tops.max()) // THICK + 1, layers_total)
 
     def compiled(front: Frontier) -> bool:  # the leaves below go to the compiled tier
-        return _compiles(program, front, target)
+        return _compiles(front, target, leaves)
 
     walk(
         program, xs, ys, zs, target, lower, evaluate,
@@ -384,13 +399,14 @@ def _lower_coarse(
     blocks[rows // side, :, cols // side, :] = squares
 
 
-def _compiles(program: Program, part: Frontier, target: Target) -> bool:
-    """Whether ``part``'s leaves go to the compiled closure (:data:`COMPILED_ROWS`)."""
-    if target.platform != "cpu" or len(target.devices) > 1 or len(program) not in COMPILED_ROWS:
+def _compiles(part: Frontier, target: Target, points: Program) -> bool:
+    """Whether ``part``'s leaves go to ``points``' compiled closure rather than the leaf
+    kernel on their tapes (:data:`COMPILED_ROWS`)."""
+    if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
         return False
-    if part.lengths.mean() * COMPILED_GAIN < len(program):
+    if part.lengths.mean() * COMPILED_GAIN < len(points):
         return False  # pruned tapes are short enough: the kernel interprets less
-    return _rent.get(_shaped(program).key, 0.0) >= COMPILE_SECONDS_PER_ROW * len(program)
+    return _rent.get(_shaped(points).key, 0.0) >= COMPILE_SECONDS_PER_ROW * len(points)
 
 
 @functools.lru_cache(maxsize=16)
@@ -399,39 +415,63 @@ def _shaped(program: Program) -> Shaped:
     return to_shaped(program)
 
 
-def _signs(program: Program) -> Callable[..., jax.Array]:
-    """The jitted ``(numbers, x, y, z) → value < 0`` of programs of ``program``'s shape, on
-    flat point arrays (compiled once per shape: the last 16 shapes kept)."""
+def _firsts(program: Program) -> Callable[..., jax.Array]:
+    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d]) → first[b, s, s]`` of programs of
+    ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth index where the
+    value is < 0 (``d`` where none is); for a program of over :data:`REDUCED_ROWS` rows,
+    ``inside[b, d, s, s]`` instead (value < 0), reduced on the host. The points are built
+    inside the compiled loop, so a call reads a box's corners, not its points; a short
+    program's depths are reduced there too (a call then writes a column's index, not its
+    signs: tanglecube, 262,144 points, 0.12 against 0.27 ms), a long one's not (in the
+    loop, the bear's took 8.2 against 5.1 ms). Compiled once per shape (the last 16)."""
     shaped = _shaped(program)
-    kernel = _shaped_signs.get(shaped.key)
+    kernel = _shaped_firsts.get(shaped.key)
     if kernel is None:
         field = shaped.field
-        kernel = jax.jit(lambda numbers, x, y, z: field(numbers, x, y, z) < 0)
-        while len(_shaped_signs) >= 16:
-            _shaped_signs.pop(next(iter(_shaped_signs)))  # the oldest
-        _shaped_signs[shaped.key] = kernel
+        reduced = len(program) <= REDUCED_ROWS
+
+        def firsts(numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
+            shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
+            at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
+            flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
+            inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
+            if not reduced:
+                return inside
+            index = jax.lax.broadcasted_iota(np.int32, shape, 1)
+            return jnp.min(jnp.where(inside, index, shape[1]), axis=1)
+
+        kernel = jax.jit(firsts)
+        while len(_shaped_firsts) >= 16:
+            _shaped_firsts.pop(next(iter(_shaped_firsts)))  # the oldest
+        _shaped_firsts[shaped.key] = kernel
     return kernel
 
 
-def _compiled_signs(
+def _compiled_firsts(
     program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
 ) -> np.ndarray:
-    """Whether the value is < 0 at each point of ``part``'s boxes, at depths ``zs`` (the
-    same for every box, or a row a box): ``(boxes, depths, side, side)``, by the program's
-    compiled closure."""
-    side, pixel = part.side, np.arange(part.side)
-    shape = (len(part.lengths), zs.shape[-1], side, side)
-    x = np.broadcast_to(xs[part.cols[:, None] + pixel][:, None, None, :], shape).ravel()
-    y = np.broadcast_to(ys[part.rows[:, None] + pixel][:, None, :, None], shape).ravel()
-    z = np.broadcast_to(zs.reshape(-1, shape[1])[:, :, None, None], shape).ravel()
-    kernel, out = _signs(program), np.empty(x.size, bool)
+    """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
+    the value is < 0 (the number of depths where none is): ``(boxes, side, side)`` int32,
+    by the program's compiled closure (:func:`_firsts`), :data:`BOXES` boxes a call (the
+    last call padded)."""
+    pixel, boxes = np.arange(part.side), len(part.lengths)
+    calls = -(-boxes // BOXES)
+    x = _padded(xs[part.cols[:, None] + pixel], calls * BOXES)
+    y = _padded(ys[part.rows[:, None] + pixel], calls * BOXES)
+    z = _padded(zs, calls * BOXES)
+    kernel = _firsts(program)
     numbers = tuple(constant_array(v, x.dtype) for v in _shaped(program).numbers)
-    for start in range(0, x.size, POINTS):
-        chunk = slice(start, start + POINTS)
-        n = len(x[chunk])
-        padded = (np.pad(v[chunk], (0, POINTS - n), mode="edge") for v in (x, y, z))
-        out[chunk] = np.asarray(kernel(numbers, *padded))[:n]
-    return out.reshape(shape)
+    outs = [
+        kernel(numbers, x[at], y[at], z[at])
+        for at in (slice(k * BOXES, (k + 1) * BOXES) for k in range(calls))
+    ]
+    found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
+    return found if found.dtype != bool else first_true(found)
+
+
+def _padded(rows: np.ndarray, count: int) -> np.ndarray:
+    """``rows`` with its last row repeated to ``count`` rows."""
+    return np.pad(rows, ((0, count - len(rows)), (0, 0)), mode="edge")
 
 
 def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> np.ndarray:
