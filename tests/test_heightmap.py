@@ -205,20 +205,29 @@ def test_the_octree_on_the_host_tier_finds_what_the_kernels_find() -> None:
     assert 0.05 < np.isfinite(maps[0]).mean() < 0.95
 
 
-@pytest.mark.parametrize(("model", "half"), [("bear", 1.5), ("tanglecube", 3.0)])
+SPHERE = (
+    "x var-x\ny var-y\nz var-z\na square x\nb square y\nc square z\n"
+    "s add a b\nt add s c\nr sqrt t\nh const 0.6\nv sub r h"
+)
+
+
+@pytest.mark.parametrize(("model", "half"), [("bear", 1.5), ("tanglecube", 3.0), ("sphere", 1)])
 def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
     monkeypatch: pytest.MonkeyPatch, model: str, half: float
 ) -> None:
     # The bear's leaf tapes keep most of its rows, tanglecube's all of its 20 (nothing
     # prunes it): once interpreting them has cost what compiling would, their leaves go
-    # to the jitted closure of the source program (the walk's is the sign program). Same
-    # heightmap either way.
+    # to the jitted closure of the source program (the walk's is the sign program), and
+    # tanglecube's levels to its compiled interval closure. The sphere's sign program is
+    # one row (a quadric): its leaves stay interpreted, its levels go to the closure too.
+    # Same heightmap either way.
     from prospero_jax.renderers import octree
 
-    program = pj.load(shared_path(f"models/{model}.vm"))
+    program = pj.parse(SPHERE) if model == "sphere" else pj.load(shared_path(f"models/{model}.vm"))
     region = (-half, half, -half, half)
+    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", np.inf)  # never bought
     interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
-    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)
+    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)  # bought at once
     calls, pruned = [], []
     compiled, prune_level = octree._compiled_firsts, octree.prune_level
     monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))
@@ -231,10 +240,12 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
     np.testing.assert_array_equal(
         pj.render_heightmap(program, 48, 40, region=region, normals=False).z, interpreted
     )
-    assert calls  # the compiled tier ran
-    # and the level above it proved its boxes by intervals alone, keeping no tapes
-    assert pruned[-1] is False
-    assert pruned[0] is True
+    assert bool(calls) == (model != "sphere")  # the compiled tier ran
+    if model != "bear":  # no kernel: every level bounded by the compiled intervals
+        assert pruned == []
+    else:  # the level above the leaves proved its boxes by intervals alone, no tapes kept
+        assert pruned[-1] is False
+        assert pruned[0] is True
 
 
 def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
@@ -260,10 +271,7 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     octree._rent[shape(short)] = 10.0
     assert octree._compiles(part(short, 3), cpu, short)  # short, but nothing pruned
     # a sign program's one-row tapes (a sphere's quadric) beside its source's 8 rows
-    sphere = pj.parse(
-        "x var-x\ny var-y\nz var-z\na square x\nb square y\nc square z\n"
-        "s add a b\nt add s c\nr sqrt t\nh const 0.6\nv sub r h"
-    )
+    sphere = pj.parse(SPHERE)
     octree._rent[shape(sphere)] = 10.0
     assert len(drawn(sphere, cpu, True)) == 1
     assert not octree._compiles(part(sphere, 1), cpu, sphere)

@@ -269,6 +269,22 @@ def interval_function(program: pj.Program, boxes: Boxes) -> Bounds:
         return Bounds(np.asarray(lo), np.asarray(hi))
 
 
+def shaped_intervals(program: pj.Program, boxes: Boxes) -> Bounds:
+    """``to_shaped_intervals`` (the solids' walk's interval closure, its numbers an
+    argument), jitted, on all the boxes at once (z = 0)."""
+    from prospero_jax.evaluators.interval import to_shaped_intervals
+    from prospero_jax.evaluators.lower import constant_array
+
+    dtype = boxes.xlo.dtype
+    with x64(dtype):
+        shaped = to_shaped_intervals(program)
+        numbers = tuple(constant_array(v, dtype) for v in shaped.numbers)
+        zero = np.zeros_like(boxes.xlo)
+        box = np.stack([boxes.xlo, boxes.xhi, boxes.ylo, boxes.yhi, zero, zero])
+        lo, hi = jax.jit(shaped.bounds)(numbers, box)
+        return Bounds(np.asarray(lo), np.asarray(hi))
+
+
 def prune(program: pj.Program, boxes: Boxes) -> Bounds:
     """``pj.prune`` (the culling renderer's prune kernel, and its pruned tape), a box a call."""
     target = pj.Target(dtype=boxes.xlo.dtype.name)
@@ -315,6 +331,8 @@ EVALUATORS: dict[str, Evaluator] = {
     "dual-unrolled": Evaluator("derivatives", dual("unrolled"), "float64", ulps=4),
     "interval-float64": Evaluator("intervals", interval_function, "float64"),
     "interval-float32": Evaluator("intervals", interval_function, "float32"),
+    "shaped-interval-float64": Evaluator("intervals", shaped_intervals, "float64"),
+    "shaped-interval-float32": Evaluator("intervals", shaped_intervals, "float32"),
     "prune-float64": Evaluator("intervals", prune, "float64"),
     "prune-float32": Evaluator("intervals", prune, "float32"),
 }

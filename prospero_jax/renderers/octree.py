@@ -48,7 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
+from prospero_jax.evaluators.interval import ShapedIntervals, to_shaped_intervals
 from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
+from prospero_jax.evaluators.tape import Pruned, Tapes
+from prospero_jax.ir.ops import OPS
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     SPLIT,
@@ -107,7 +110,10 @@ BOXES = 32
 #: Programs of up to this many rows have their leaf boxes' depths reduced inside the
 #: compiled closure (:func:`_firsts`).
 REDUCED_ROWS = 512
+#: Boxes a call of the compiled interval closure takes (:func:`_compiled_bounds`).
+BOUNDED_BOXES = 1 << 14
 _rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
+_bounds_kernels: dict[str, Callable[..., Any]] = {}  # compiled, per shape
 _shaped_firsts: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
 #: A heightmap's consecutive layers of interpreted leaf boxes are evaluated in one call
 #: while they hold at most this many boxes and rows (before the boxes behind what is
@@ -150,6 +156,9 @@ Inside = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], None]
 #: ``leaves(part, tops)``: leaf boxes and their first samples (one layer, unless
 #: :func:`walk` merges layers), to evaluate.
 Leaves = Callable[[Frontier, np.ndarray], None]
+#: ``bounds(boxes)``: lower and upper bounds of the value over boxes ``(parents, [xlo, xhi,
+#: ylo, yhi, zlo, zhi], lanes)``, each ``(parents, lanes)`` (NaN: unknown).
+Bounds = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: ``keep(side, rows, cols, layers)``: which of these boxes (of ``side`` pixels, at those
 #: corners and first samples) still need work (a mask).
 Keep = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -169,6 +178,7 @@ def walk(
     merge: bool = False,
     leaf: int = LEAF,
     small_first: bool = False,
+    bounds: Bounds | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
     """The octree over the pixel-centre columns ``xs × ys`` (a power-of-two square, at
@@ -186,7 +196,10 @@ def walk(
     they hold at most :data:`MERGED_BOXES` boxes and :data:`MERGED_ROWS` rows before
     ``keep`` (its boxes of several layers then kept by what was found before the first
     of them). ``small_first``: the levels' splits
-    smallest first (:func:`octree_splits`). ``stats``, if a list, gets a dict per
+    smallest first (:func:`octree_splits`). ``bounds``, if given, bounds the value over
+    each level's boxes in place of the kernels, for a program whose tapes
+    :func:`never_prune` (every box then carries the root's tape; :func:`first_inside`).
+    ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
     dtype, device, devices = target.dtype, target.device, target.devices
@@ -197,7 +210,7 @@ def walk(
     schedule = octree_splits(side // leaf, samples // THICK, small_first=small_first)
     lanes = [k * k * kz for k, kz in schedule]
     jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK, large=True)
-    host = tier(program, target, jobs, sweep=True) == "host"
+    host = bounds is None and tier(program, target, jobs, sweep=True) == "host"
     depths = host_depths(program, dtype) if host else None
     if not host and len(devices) < 2:
         _executables.prepare(jobs, device)
@@ -234,19 +247,26 @@ def walk(
             depth == len(schedule) - 1 and front.depth is None and bare is not None and bare(front)
         )
         parents = tapes_of(front)
-        level = (
-            _host.prune_layers(parents, front.lengths, front.depth, boxes)
-            if front.depth is not None
-            else prune_level(
+        if bounds is not None:
+            level = _classified(*bounds(boxes), len(tapes))
+        elif front.depth is not None:
+            level = _host.prune_layers(parents, front.lengths, front.depth, boxes)
+        else:
+            level = prune_level(
                 parents, front.lengths, boxes, device, len(tapes), devices, prune=not tapeless
             )
-        )
         proved = level.inside
         inside(child, rows[proved], cols[proved], tops[proved], child_thick)
         order = level.kept.T > 0
         if tapeless:
             children = Frontier(
                 parents.take(np.zeros(0, np.int64)), np.zeros(int(order.sum()), np.int64),
+                rows.T[order], cols.T[order], child,
+            )  # fmt: skip
+        elif bounds is not None:  # every box's tape is the root's
+            n = int(order.sum())
+            children = Frontier(
+                tapes.take(np.tile(np.arange(len(tapes)), n)), np.full(n, len(tapes)),
                 rows.T[order], cols.T[order], child,
             )  # fmt: skip
         else:
@@ -381,7 +401,8 @@ def first_inside(
 
     walk(
         program, xs, ys, zs, target, lower, evaluate,
-        keep=open_, bare=compiled, merge=True, leaf=leaf, small_first=True, stats=stats,
+        keep=open_, bare=compiled, merge=True, leaf=leaf, small_first=True,
+        bounds=_compiled_bounds(program, leaves, target), stats=stats,
     )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
@@ -397,6 +418,66 @@ def _lower_coarse(
     squares = as_tiles(lowered, leaf).max(axis=(-3, -1))  # (boxes, side / leaf, side / leaf)
     blocks = as_tiles(coarse, side // leaf)
     blocks[rows // side, :, cols // side, :] = squares
+
+
+def never_prune(tapes: Tapes) -> bool:
+    """Whether no row of ``tapes`` can be chosen away (no op with an interval or a sign
+    choice rule: tanglecube's sum of powers, a sphere): then every box's pruned tape is
+    the tape itself, and pruning is work for nothing."""
+    return not any(OPS[code].choose or OPS[code].sign_choose for code in np.unique(tapes.ops))
+
+
+def _compiled_bounds(program: Program, points: Program, target: Target) -> Bounds | None:
+    """The compiled interval closure of ``points`` (:func:`~prospero_jax.evaluators.
+    interval.to_shaped_intervals`, compiled per shape), as :func:`walk`'s ``bounds``: for
+    a ``program`` whose tapes :func:`never_prune`, on the compiled tier's terms (CPU, one
+    device, :data:`COMPILED_ROWS`, rented as the leaves rent it, by ``points``' shape).
+    The kernels' interval pass runs a row's rule per box at ~11 ns a lane (tanglecube's
+    atoms); the closure, all boxes at once (:data:`BOUNDED_BOXES` a call)."""
+    if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
+        return None
+    if not never_prune(root_tape(program, target.dtype)):
+        return None
+    if _rent.get(_shaped(points).key, 0.0) < COMPILE_SECONDS_PER_ROW * len(points):
+        return None
+    shaped = _shaped_intervals(points)
+    kernel = _bounds_kernels.get(shaped.key)
+    if kernel is None:
+        while len(_bounds_kernels) >= 16:
+            _bounds_kernels.pop(next(iter(_bounds_kernels)))  # the oldest
+        kernel = _bounds_kernels[shaped.key] = jax.jit(shaped.bounds)
+    numbers = tuple(constant_array(v, target.dtype) for v in shaped.numbers)
+
+    def bounds(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parents, _, lanes = boxes.shape
+        count = parents * lanes
+        calls = -(-count // BOUNDED_BOXES)
+        flat = np.empty((6, calls * BOUNDED_BOXES), boxes.dtype)
+        flat[:, :count] = boxes.transpose(1, 0, 2).reshape(6, count)  # box p·lanes + k
+        flat[:, count:] = flat[:, count - 1 : count]  # padded with the last box
+        outs = [
+            kernel(numbers, flat[:, k * BOUNDED_BOXES : (k + 1) * BOUNDED_BOXES])
+            for k in range(calls)
+        ]
+        lo, hi = (np.concatenate([np.asarray(out[i]) for out in outs]) for i in (0, 1))
+        return lo[:count].reshape(parents, lanes), hi[:count].reshape(parents, lanes)
+
+    return bounds
+
+
+def _classified(lo: np.ndarray, hi: np.ndarray, rows: int) -> Pruned:
+    """Boxes of bounds ``lo``, ``hi`` as a prune level with ``prune=False`` classes them
+    (inside where ``hi < 0``, ambiguous unless inside or ``lo >= 0``: NaN is ambiguous),
+    each ambiguous box keeping all ``rows`` rows of its tape."""
+    inside = hi < 0
+    kept = np.where(~inside & ~(lo >= 0), rows, 0).astype(np.int32)
+    return Pruned(lo, hi, inside, kept, np.zeros(0, np.int8), *[np.zeros(0, np.int32)] * 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _shaped_intervals(program: Program) -> ShapedIntervals:
+    """``program``'s interval code apart from its numbers (cached per program)."""
+    return to_shaped_intervals(program)
 
 
 def _compiles(part: Frontier, target: Target, points: Program) -> bool:
