@@ -20,7 +20,7 @@ Values and derivatives are the program's as given (never a sign program).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -90,30 +90,94 @@ def gradients_at(
     by forward mode through the op table's partials, in chunks of :data:`CHUNK` points
     (:data:`ACCELERATOR_CHUNK` off CPU; one compilation per program and platform);
     ``progress(done, total)`` counts chunks."""
-    dtype = where.dtype
+    value = np.empty(len(x), where.dtype)
+    gradient = np.empty((len(x), 3), where.dtype)
+    with where.precision():
+        for part, n, (v, g) in _chunked(gradient_kernel(program), (x, y, z), where, progress):
+            value[part] = np.asarray(v)[:n]
+            gradient[part] = np.asarray(g)[:, :n].T
+    return value, gradient
+
+
+def normals_at(
+    program: Program,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    where: Target,
+    turn: np.ndarray | None = None,
+) -> Float[np.ndarray, "3 n"]:
+    """The gradients :func:`gradients_at` gives at the points, turned by ``turn`` (a 3 × 3
+    matrix, or None) and made unit length (:func:`unit_vectors`: NaN where the gradient is
+    0 or not finite), in the target's dtype: ``(3, n)``. One compiled loop a chunk
+    computes the gradient and its unit vector (a sphere's 1024² heightmap normals 19 →
+    16 ms, against a second pass over the gradients, padded)."""
+    normal = np.empty((3, len(x)), where.dtype)
+    with where.precision():
+        kernel, args = normal_kernel(program), () if turn is None else (turn,)
+        for part, n, unit in _chunked(kernel, (x, y, z), where, None, *args):
+            normal[:, part] = np.asarray(unit)[:, :n]
+    return normal
+
+
+@functools.lru_cache(maxsize=16)
+def normal_kernel(program: Program) -> Callable[..., Any]:
+    """Jitted ``(x, y, z[, turn]) → unit normal[3, ...]``: :func:`gradient_kernel`'s
+    gradient, turned and made unit length (:func:`unit_vectors`), in one compiled loop."""
+    gradient = gradient_kernel(program)
+
+    @jax.jit
+    def kernel(x: jax.Array, y: jax.Array, z: jax.Array, turn: jax.Array | None = None) -> Any:
+        return unit_vectors(gradient(x, y, z)[1], jnp.bool_(True), turn)
+
+    return kernel
+
+
+def unit_vectors(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
+    """The vectors along axis -2 of ``vectors`` (``(..., 3, n)``) turned by ``turn`` (a 3 ×
+    3 matrix, or None) and made unit length, traced (to be jitted); NaN where a vector is
+    0 or not finite or ``where`` (broadcast against ``(..., n)``) is False. Scaled by the
+    largest component first, so float32's range squared never overflows (the unit vector
+    within an ulp or two of float64's)."""
+    x, y, z = (vectors[..., i, :] for i in range(3))  # elementwise: one fused loop
+    if turn is not None:  # written out: as a dot, XLA:CPU took 4× as long
+        m = turn.astype(vectors.dtype)
+        x, y, z = (m[i, 0] * x + m[i, 1] * y + m[i, 2] * z for i in range(3))
+    scale = jnp.maximum(jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.abs(z))
+    x, y, z = x / scale, y / scale, z / scale
+    length = jnp.sqrt(x * x + y * y + z * z)
+    usable = (scale > 0) & jnp.isfinite(scale) & where
+    scaled = jnp.stack([x, y, z], axis=-2)
+    length, usable = jnp.expand_dims(length, -2), jnp.expand_dims(usable, -2)
+    return jnp.where(usable, scaled / length, jnp.nan)
+
+
+def _chunked(
+    kernel: Callable[..., Any],
+    points: tuple[np.ndarray, np.ndarray, np.ndarray],
+    where: Target,
+    progress: Progress | None = None,
+    *args: Any,
+) -> Iterator[tuple[slice, int, Any]]:
+    """``kernel(x, y, z, *args)`` over the points in chunks of :data:`CHUNK` points
+    (:data:`ACCELERATOR_CHUNK` off CPU), the last one padded, so one compilation serves
+    any number of points: per chunk its slice of the points, how many are real and the
+    kernel's outputs (on the target's device); ``progress(done, total)`` counts chunks."""
     size = CHUNK if where.platform == "cpu" else ACCELERATOR_CHUNK
-    px, py, pz = (_as_dtype(v, dtype) for v in (x, y, z))
-    value = np.empty(len(px), dtype)
-    gradient = np.empty((len(px), 3), dtype)
+    px, py, pz = (_as_dtype(v, where.dtype) for v in points)
     chunks = -(-len(px) // size)
     # Padded once (a call per chunk cost more than the chunk's work on small programs);
     # on the default device the kernel takes host arrays (JAX's C++ path moves them).
     padded = [np.pad(v, (0, chunks * size - len(v)), mode="edge") for v in (px, py, pz)]
     place = where.device != jax.local_devices()[0]
-    with where.precision():
-        kernel = gradient_kernel(program)
-        for i in range(chunks):
-            part = slice(i * size, (i + 1) * size)
-            n = len(px[part])
-            x_, y_, z_ = (v[part] for v in padded)
-            if place:
-                x_, y_, z_ = jax.device_put((x_, y_, z_), where.device)
-            v, g = kernel(x_, y_, z_)
-            value[part] = np.asarray(v)[:n]
-            gradient[part] = np.asarray(g)[:, :n].T
-            if progress is not None:
-                progress(i + 1, chunks)
-    return value, gradient
+    for i in range(chunks):
+        part = slice(i * size, (i + 1) * size)
+        xyz = tuple(v[part] for v in padded)
+        if place:
+            xyz = jax.device_put(xyz, where.device)
+        yield part, len(px[part]), kernel(*xyz, *args)
+        if progress is not None:
+            progress(i + 1, chunks)
 
 
 def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:

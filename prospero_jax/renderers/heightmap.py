@@ -46,9 +46,10 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted, jitted_kernel, render_tiles
 from prospero_jax.renderers.gradients import (
     GROUP,
-    gradients_at,
     group_gradients,
+    normals_at,
     prunes_gradients,
+    unit_vectors,
 )
 from prospero_jax.renderers.hierarchy import root_side
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
@@ -311,8 +312,7 @@ def _normals(
             x, y, w = xs.astype(d)[cols], ys.astype(d)[rows], z.ravel()[surface]
         else:  # turned in float64, into the program's frame
             x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
-        _, gradient = gradients_at(program, x, y, w, target)
-        normal[surface] = _unit(gradient.T[None], np.True_, back, target)[0].T
+        normal[surface] = normals_at(program, x, y, w, target, back).T
     return normal.reshape(*z.shape, 3)
 
 
@@ -351,19 +351,8 @@ def _unit(
 
 @jax.jit
 def _unit_kernel(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """:func:`_unit`'s work, scaled by the largest component first (so float32's range
-    squared never overflows; the unit vector within an ulp or two of float64's)."""
-    x, y, z = (vectors[..., i, :] for i in range(3))  # elementwise: one fused loop
-    if turn is not None:  # written out: as a dot, XLA:CPU took 4× as long
-        m = turn.astype(vectors.dtype)
-        x, y, z = (m[i, 0] * x + m[i, 1] * y + m[i, 2] * z for i in range(3))
-    scale = jnp.maximum(jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.abs(z))
-    x, y, z = x / scale, y / scale, z / scale
-    length = jnp.sqrt(x * x + y * y + z * z)
-    usable = (scale > 0) & jnp.isfinite(scale) & where
-    scaled = jnp.stack([x, y, z], axis=-2)
-    length, usable = jnp.expand_dims(length, -2), jnp.expand_dims(usable, -2)
-    return jnp.where(usable, scaled / length, jnp.nan)
+    """:func:`_unit`'s work (:func:`~prospero_jax.renderers.gradients.unit_vectors`)."""
+    return unit_vectors(vectors, where, turn)
 
 
 def surface_depth(
