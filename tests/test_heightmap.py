@@ -225,9 +225,9 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
 
     program = pj.parse(SPHERE) if model == "sphere" else pj.load(shared_path(f"models/{model}.vm"))
     region = (-half, half, -half, half)
-    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", np.inf)  # never bought
+    monkeypatch.setattr(octree, "_price", lambda _: np.inf)  # never bought
     interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
-    monkeypatch.setattr(octree, "COMPILE_SECONDS_PER_ROW", 0.0)  # bought at once
+    monkeypatch.setattr(octree, "_price", lambda _: 0.0)  # bought at once
     calls, pruned = [], []
     compiled, prune_level = octree._compiled_firsts, octree.prune_level
     monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))

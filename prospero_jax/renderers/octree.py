@@ -91,8 +91,8 @@ LAYERED_ROWS = 1 << 16
 #: source program, not its sign program; :func:`first_inside`) are evaluated at their
 #: points by its jitted closure (:func:`prospero_jax.to_function`: ~0.09 ns a point and
 #: row on this CPU, against the leaf kernel's ~0.33 on pruned tapes), once interpreting
-#: leaves has cost the process what compiling is estimated to
-#: (:data:`COMPILE_SECONDS_PER_ROW` a row): ski rental, as
+#: leaves has cost the process what compiling is estimated to (:func:`_price`): ski
+#: rental, as
 #: :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. The points are
 #: built inside the closure (:func:`_firsts`), so short programs pay too (tanglecube's 20
 #: rows, which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md). The closure
@@ -101,7 +101,11 @@ LAYERED_ROWS = 1 << 16
 #: viewer's) shares one.
 COMPILED_ROWS = range(1, 2049)
 COMPILED_GAIN = 4
-COMPILE_SECONDS_PER_ROW = 2e-3
+#: What compiling the closure is estimated to cost, :func:`_price`: ``COMPILE_SECONDS +
+#: COMPILE_SECONDS_PER_ROW`` a row (measured, compilation cache off: tanglecube's 20 rows
+#: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
+COMPILE_SECONDS = 0.03
+COMPILE_SECONDS_PER_ROW = 4.5e-4
 #: Leaf boxes a call of the compiled closure takes (the last call padded): a bear 512³
 #: heightmap took 0.25 s in calls of 32 boxes, 0.28 in calls of 64 and 0.30 of 128 (a
 #: long program's intermediate arrays stay in cache); tanglecube's about as long in
@@ -438,7 +442,7 @@ def _compiled_bounds(program: Program, points: Program, target: Target) -> Bound
         return None
     if not never_prune(root_tape(program, target.dtype)):
         return None
-    if _rent.get(_shaped(points).key, 0.0) < COMPILE_SECONDS_PER_ROW * len(points):
+    if _rent.get(_shaped(points).key, 0.0) < _price(points):
         return None
     shaped = _shaped_intervals(points)
     kernel = _bounds_kernels.get(shaped.key)
@@ -487,7 +491,12 @@ def _compiles(part: Frontier, target: Target, points: Program) -> bool:
         return False
     if part.lengths.mean() * COMPILED_GAIN < len(points):
         return False  # pruned tapes are short enough: the kernel interprets less
-    return _rent.get(_shaped(points).key, 0.0) >= COMPILE_SECONDS_PER_ROW * len(points)
+    return _rent.get(_shaped(points).key, 0.0) >= _price(points)
+
+
+def _price(points: Program) -> float:
+    """The seconds compiling ``points``' closure is estimated to cost."""
+    return COMPILE_SECONDS + COMPILE_SECONDS_PER_ROW * len(points)
 
 
 @functools.lru_cache(maxsize=16)
