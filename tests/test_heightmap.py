@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import prospero_jax as pj
@@ -64,6 +65,23 @@ def test_culled_equals_brute_and_the_oracle_on_the_shared_solids(model: str) -> 
 def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
     culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False)
     brute = pj.render_heightmap(program, 24, 20, mode="brute", normals=False)
+    np.testing.assert_array_equal(culled.z, brute.z)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(programs(max_size=25, solid=True), st.booleans())
+def test_culled_equals_brute_on_random_solids_with_the_compiled_tiers_bought(
+    program: pj.Program, exact: bool
+) -> None:
+    # The compiled leaves (the source program's closure) and, where no row can be chosen
+    # away, the compiled interval closure bounding every level: brute force's image,
+    # exactly so (float32, op by op) and by default.
+    from prospero_jax.renderers import octree
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(octree, "_price", lambda _: 0.0)
+        culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False, exact=exact)
+    brute = pj.render_heightmap(program, 24, 20, mode="brute", normals=False, exact=exact)
     np.testing.assert_array_equal(culled.z, brute.z)
 
 
