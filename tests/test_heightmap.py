@@ -616,45 +616,65 @@ def test_normals_survive_gradients_whose_squares_leave_float32(scale: str) -> No
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
-    # Normals are made unit length in the target's dtype in one fused pass: a zero, an
+    # Normals are made unit length in the target's dtype on the device: a zero, an
     # infinite or a NaN gradient, or a pixel not asked for, gives NaN; the others (also
     # one whose squares overflow float32) are the float64 unit vector, turned if asked.
-    from prospero_jax.renderers.heightmap import _unit
+    from prospero_jax.renderers.heightmap import _unit_kernel
 
     vectors = np.array(
         [[0, 0, 0], [np.inf, 0, 1], [np.nan, 1, 1], [3e38, -3e38, 1e38], [1, 2, 3], [1, 2, 3]],
         dtype,
     ).T[None]  # (1, 3, 6)
+    duals = np.concatenate([np.zeros((1, 1, 6), dtype), vectors], axis=1)  # value first
     where = np.array([[True] * 5 + [False]])
     turn = pj.rotation(0.4, 1.1)
     target = pj.Target(dtype=dtype)
-    for matrix in (None, np.array(turn)):
-        unit = _unit(vectors, where, matrix, target)
+    for matrix in (None, np.array(turn, dtype)):
+        with target.precision():
+            unit = np.asarray(_unit_kernel(duals, where, matrix))
         assert unit.dtype == dtype
         assert np.isnan(unit[0, :, [0, 1, 2, 5]]).all()
         expected = vectors[0, :, 3:5].astype(np.float64)
         if matrix is not None:
-            expected = matrix @ expected
+            expected = matrix.astype(np.float64) @ expected
         expected /= np.linalg.norm(expected, axis=0)
         np.testing.assert_allclose(unit[0, :, 3:5], expected, atol=1e-6)
 
 
-def test_unit_normals_of_any_count_share_a_few_compilations() -> None:
-    # The viewer's views differ in their count of surface tiles: compiled per count, a
-    # bear view took 230 ms instead of 130. Counts within a power of two share one.
-    from prospero_jax.renderers.heightmap import _unit, _unit_kernel
+@pytest.mark.parametrize("model", ["bear", "colonnade", "tanglecube"])
+def test_a_heightmap_with_no_surface_has_no_normals(model: str) -> None:
+    # A view beside the model: every pixel empty, every normal NaN (the pruned normals'
+    # path once raised on its empty list of tiles).
+    program = pj.load(shared_path(f"models/{model}.vm"))
+    got = pj.render_heightmap(program, 32, 16, region=(5, 6, 5, 6))
+    assert np.isnan(got.z).all()
+    assert got.normal is not None and got.normal.shape == (32, 32, 3)
+    assert np.isnan(got.normal).all()
 
-    rng = np.random.default_rng(5)
-    target = pj.Target()
-    _unit(rng.normal(size=(65, 3, 256)).astype(np.float32), np.True_, None, target)
-    compiled = _unit_kernel._cache_size()
-    for rows in (66, 100, 127, 128):
-        vectors = rng.normal(size=(rows, 3, 256)).astype(np.float32)
-        unit = _unit(vectors, np.ones((rows, 256), bool), None, target)
-        wide = vectors.astype(np.float64)
-        expected = wide / np.linalg.norm(wide, axis=1, keepdims=True)
-        np.testing.assert_allclose(unit, expected, atol=1e-6)
-    assert _unit_kernel._cache_size() == compiled
+
+@pytest.mark.parametrize("size", [96, 112, 128])
+def test_heightmap_normals_of_any_count_of_tiles_share_one_compilation(size: int) -> None:
+    # The viewer's views differ in their count of surface tiles: the unit normals are
+    # made call by call of the dual kernel (whose shape is fixed), so no count compiles
+    # anew (compiled per count, a bear view took 230 ms instead of 130); and they are
+    # what the gradients give, made unit.
+    from prospero_jax.renderers import heightmap
+    from prospero_jax.renderers.gradients import gradients_at
+
+    bear = pj.load(shared_path("models/bear.vm"))
+    region = (-1.5, 1.5, -1.5, 1.5)
+    pj.render_heightmap(bear, 80, region=region)  # compiled here, if not before
+    compiled = heightmap._unit_kernel._cache_size()
+    got = pj.render_heightmap(bear, size, region=region)
+    assert heightmap._unit_kernel._cache_size() == compiled
+    surface = np.isfinite(got.z)
+    xs, ys = pj.View(size, region=region).axes()
+    rows, cols = np.nonzero(surface)
+    _, gradient = gradients_at(bear, xs[cols], ys[rows], got.z[surface], pj.Target())
+    wide = gradient.astype(np.float64)
+    expected = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+    close = np.einsum("ij,ij->i", got.normal[surface], expected) > np.cos(np.radians(0.1))
+    assert close.mean() > 0.999, close.mean()
 
 
 def test_group_gradients_of_a_group_inside_by_intervals_are_the_whole_programs() -> None:

@@ -254,7 +254,10 @@ def grouped_gradients(
 
 
 def group_gradients(
-    program: Program, grouped: Float[np.ndarray, "groups 3 n"], where: Target
+    program: Program,
+    grouped: Float[np.ndarray, "groups 3 n"],
+    where: Target,
+    finish: Callable[[jax.Array, int], jax.Array] | None = None,
 ) -> Float[np.ndarray, "groups 4 n"]:
     """The value and gradient at each group's points ``grouped[g] = [x, y, z] × n`` (in
     the target's dtype): ``(groups, 4, n)``, the value then ∂f/∂x, ∂f/∂y, ∂f/∂z, what
@@ -264,7 +267,8 @@ def group_gradients(
     so the tape's value and partials are the program's at every point of the box (the
     root's need is its value, never its sign alone). In two levels: the whole tape over
     the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
-    leaf kernel evaluates the pruned tapes."""
+    leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
+    hierarchy.tile_duals` takes it (then what it gives, ``(groups, m, n)``)."""
     groups = grouped.shape[0]
     dtype = where.dtype
     with where.precision():
@@ -309,7 +313,7 @@ def group_gradients(
         source = Tapes(ops, args, consts, whole.params)
         begin = np.where(own, starts, len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        return tile_duals(source.take(index), lengths, grouped, where)
+        return tile_duals(source.take(index), lengths, grouped, where, finish)
 
 
 def _pruned_over(

@@ -279,6 +279,8 @@ def _normals(
         found = np.isfinite(tiles)
         kept = found.any(axis=1)
         keep = np.flatnonzero(kept)
+        if not len(keep):  # no surface: nothing to evaluate
+            return np.full((size, size, 3), np.nan)
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
@@ -293,8 +295,17 @@ def _normals(
         grouped: np.ndarray = points.reshape(-1, 3, t * t)
         if rotation is not None:
             grouped = rotation @ grouped  # the program's frame
-        gradient = group_gradients(program, grouped.astype(target.dtype, copy=False), target)
-        unit = _unit(gradient[:, 1:], found, back, target)
+        turn_back = None if back is None else back.astype(target.dtype)
+
+        def finish(duals: jax.Array, first: int) -> jax.Array:  # a call's, on the device
+            mask = np.zeros(duals.shape[::2], bool)
+            chosen = found[first : first + len(mask)]
+            mask[: len(chosen)] = chosen
+            unit: jax.Array = _unit_kernel(duals, mask, turn_back)
+            return unit
+
+        grouped = grouped.astype(target.dtype, copy=False)
+        unit = group_gradients(program, grouped, target, finish)  # (tiles, 3, t²)
         # Written through a view of the image as tiles, (across, across, 3, t, t): the
         # kept tiles whole, the others NaN (one pass over the image, not two).
         normal = np.empty((side, side, 3))
@@ -324,35 +335,14 @@ def _tiled(image: np.ndarray) -> np.ndarray:
     return image.reshape(across, t, across, t).swapaxes(1, 2).reshape(-1, t * t)
 
 
-def _unit(
-    vectors: np.ndarray, where: np.ndarray | np.bool_, turn: np.ndarray | None, target: Target
-) -> np.ndarray:
-    """The vectors along axis 1 of ``vectors`` (``(rows, 3, n)``, in the target's dtype),
-    turned by ``turn`` (a 3 × 3 matrix, or None) and made unit length, in the target's
-    dtype; NaN where a vector is 0 or not finite or ``where`` (``(rows, n)``) is False.
-
-    One fused pass (:func:`_unit_kernel`; the NumPy passes in float64 cost colonnade's
-    1024² normals ~30 ms, mostly first touches of fresh memory), on the vectors padded to
-    powers of two rows and lanes: a few compilations serve every image (the viewer's views
-    differ in their counts of surface tiles; compiled per count, a view took 230 ms
-    against 130), and the padded copy is the one XLA would make of a strided view."""
-    rows, _, lanes = vectors.shape
-    if not rows or not lanes:
-        return np.empty(vectors.shape, target.dtype)
-    size = (1 << (rows - 1).bit_length(), 3, 1 << (lanes - 1).bit_length())
-    padded = np.zeros(size, target.dtype)
-    padded[:rows, :, :lanes] = vectors
-    chosen = np.zeros((size[0], size[2]), bool)
-    chosen[:rows, :lanes] = where
-    with target.precision():
-        unit = np.asarray(_unit_kernel(padded, chosen, turn))
-    return unit[:rows, :, :lanes]
-
-
 @jax.jit
-def _unit_kernel(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """:func:`_unit`'s work (:func:`~prospero_jax.renderers.gradients.unit_vectors`)."""
-    return unit_vectors(vectors, where, turn)
+def _unit_kernel(duals: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
+    """The unit normals of a call's duals ``(tiles, 4, n)`` (value, then gradient) where
+    ``where`` (``(tiles, n)``), turned by ``turn``; NaN elsewhere (:func:`~prospero_jax.
+    renderers.gradients.unit_vectors`). On the device, each dual kernel call's output as
+    it comes (one compiled shape for any count of tiles; padded to a power of two and
+    made unit in a pass of its own, colonnade's 1024² normals took 10 ms more)."""
+    return unit_vectors(duals[:, 1:], where, turn)
 
 
 def surface_depth(

@@ -446,27 +446,44 @@ def leaf_parts(
         yield 0, _joined([out for _, out in calls]).reshape(tiles, count, side, side)
 
 
-def tile_duals(tapes: Tapes, lengths: np.ndarray, points: np.ndarray, target: Target) -> np.ndarray:
+def tile_duals(
+    tapes: Tapes,
+    lengths: np.ndarray,
+    points: np.ndarray,
+    target: Target,
+    finish: Callable[[jax.Array, int], jax.Array] | None = None,
+) -> np.ndarray:
     """Value and gradient of each tape ``t`` of ``tapes`` (``lengths`` rows each) at its
     points ``points[t] = [x, y, z] × n``: ``(tapes, 4, n)``, the value then its partial
     derivatives in x, y and z (:func:`~prospero_jax.evaluators.cull.dual_leaf_kernel`, on
-    the target's device)."""
+    the target's device). ``finish(duals, first)``, if given, maps each call's duals on the
+    device (``(capacity, 4, n)``, tapes ``first`` on, the last padded) to what is read back
+    instead, ``(capacity, m, n)``: then ``(tapes, m, n)``."""
     n = points.shape[2]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     capacity = max(1, LEAF_PIXEL_CAPACITY // (4 * n))
-    calls, counts = [], []
+    calls, spans = [], []
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, capacity):
-        padded, spans, n_rows, _ = _call_args(
+        padded, spans_, n_rows, _ = _call_args(
             tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
         )
         at = np.zeros((capacity, 3, n), points.dtype)
         at[: t1 - t0] = points[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans, n_rows, np.int32(t1 - t0), at), registers))
-        counts.append(t1 - t0)
+        calls.append(((padded, spans_, n_rows, np.int32(t1 - t0), at), registers))
+        spans.append((t0, t1))
     outs = _dispatch(dual_leaf_kernel, calls, target.device, ())  # as the leaf pass does
-    parts = [np.asarray(out)[: k * 4 * n] for k, out in zip(counts, outs, strict=True)]
-    return np.concatenate(parts).reshape(-1, 4, n)
+    if finish is None:
+        parts = [
+            np.asarray(out)[: (t1 - t0) * 4 * n] for (t0, t1), out in zip(spans, outs, strict=True)
+        ]
+        return np.concatenate(parts).reshape(-1, 4, n)
+    finished = [
+        finish(out.reshape(capacity, 4, n), t0) for (t0, _), out in zip(spans, outs, strict=True)
+    ]
+    return np.concatenate(
+        [np.asarray(out)[: t1 - t0] for (t0, t1), out in zip(spans, finished, strict=True)]
+    )
 
 
 def _kernels(
