@@ -23,16 +23,19 @@ rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :da
 samples) are evaluated point by point a layer at a time (a heightmap's short-taped
 layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
 leaf kernel (which reads back each column's first inside sample, not the box's signs),
-or for a program whose pruned tapes stay long, by its compiled closure once interpreting
-has cost what compiling would (:data:`COMPILED_ROWS`; compiled once per program shape,
-never per box or tape; the level above such leaves is split by intervals alone, as
-nobody reads their tapes). So the upper levels run once for the whole depth (where a
-slab sweep ran them once per slab), and z is refined like x and y.
+or where the pruned tapes stay long, by the source program's compiled closure once
+interpreting has cost what compiling would (:data:`COMPILED_ROWS`; the level above such
+leaves is split by intervals alone, as nobody reads their tapes). A program whose tapes
+nothing can prune (:func:`never_prune`) has its levels bounded by its compiled interval
+closure on the same terms (:func:`_compiled_bounds`). So the upper levels run once for
+the whole depth (where a slab sweep ran them once per slab), and z is refined like x
+and y.
 
 Invariants: ``first`` only decreases, and only to a sample where the value is < 0 (an
 inside box's top sample, or a leaf sample found < 0), so the result equals the dense
 search's first inside sample; children are lane-ordered ``(z, row, column)`` within
-their parent; the kernels compile per box shape, never per program, box or tape.
+their parent; the kernels compile per box shape, the closures per program shape (its
+numbers are arguments), never per box or tape.
 """
 
 from __future__ import annotations
@@ -106,11 +109,14 @@ COMPILED_GAIN = 4
 #: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
 COMPILE_SECONDS = 0.03
 COMPILE_SECONDS_PER_ROW = 4.5e-4
-#: Leaf boxes a call of the compiled closure takes (the last call padded): a bear 512³
-#: heightmap took 0.25 s in calls of 32 boxes, 0.28 in calls of 64 and 0.30 of 128 (a
-#: long program's intermediate arrays stay in cache); tanglecube's about as long in
-#: calls of 32 as of 1,024.
-BOXES = 32
+#: A call of the compiled closure takes as many leaf boxes as hold about this many
+#: point-rows (a power of two, :data:`BOXES` of them at most, 32 at least; the last call
+#: padded): a long program's intermediate arrays then stay in cache (a bear 512³
+#: heightmap took 0.25 s in calls of 32 boxes, 0.28 of 64, 0.30 of 128) and a short one's
+#: calls cost less than their dispatch (tanglecube 1024³: 113 ms in calls of 32, 100 of
+#: 256, 102 of 1,024).
+CALL_POINT_ROWS = 1 << 23
+BOXES = 1024
 #: Programs of up to this many rows have their leaf boxes' depths reduced inside the
 #: compiled closure (:func:`_firsts`).
 REDUCED_ROWS = 512
@@ -542,18 +548,20 @@ def _compiled_firsts(
 ) -> np.ndarray:
     """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
     the value is < 0 (the number of depths where none is): ``(boxes, side, side)`` int32,
-    by the program's compiled closure (:func:`_firsts`), :data:`BOXES` boxes a call (the
-    last call padded)."""
+    by the program's compiled closure (:func:`_firsts`), in calls of
+    :data:`CALL_POINT_ROWS` point-rows (the last call padded)."""
     pixel, boxes = np.arange(part.side), len(part.lengths)
-    calls = -(-boxes // BOXES)
-    x = _padded(xs[part.cols[:, None] + pixel], calls * BOXES)
-    y = _padded(ys[part.rows[:, None] + pixel], calls * BOXES)
-    z = _padded(zs, calls * BOXES)
+    fit = CALL_POINT_ROWS // (len(program) * part.side**2 * zs.shape[-1])
+    per_call = min(BOXES, 1 << max(5, fit.bit_length() - 1))
+    calls = -(-boxes // per_call)
+    x = _padded(xs[part.cols[:, None] + pixel], calls * per_call)
+    y = _padded(ys[part.rows[:, None] + pixel], calls * per_call)
+    z = _padded(zs, calls * per_call)
     kernel = _firsts(program)
     numbers = tuple(constant_array(v, x.dtype) for v in _shaped(program).numbers)
     outs = [
         kernel(numbers, x[at], y[at], z[at])
-        for at in (slice(k * BOXES, (k + 1) * BOXES) for k in range(calls))
+        for at in (slice(k * per_call, (k + 1) * per_call) for k in range(calls))
     ]
     found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
     return found if found.dtype != bool else first_true(found)
