@@ -648,7 +648,8 @@ def test_a_heightmap_with_no_surface_has_no_normals(model: str) -> None:
     program = pj.load(shared_path(f"models/{model}.vm"))
     got = pj.render_heightmap(program, 32, 16, region=(5, 6, 5, 6))
     assert np.isnan(got.z).all()
-    assert got.normal is not None and got.normal.shape == (32, 32, 3)
+    assert got.normal is not None
+    assert got.normal.shape == (32, 32, 3)
     assert np.isnan(got.normal).all()
 
 
