@@ -266,6 +266,26 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
         assert pruned[0] is True
 
 
+def test_the_compiled_tier_buys_the_closures_at_the_first_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Target(tier="compiled") (the viewer's, for solids): nothing rented first, the same
+    # heightmap as the default tier's.
+    from prospero_jax.renderers import octree
+
+    program = pj.load(shared_path("models/tanglecube.vm"))
+    view = pj.View(32, (-3, 3, -3, 3), depth=32)
+    monkeypatch.setattr(octree, "_rent", {})
+    calls: list[int] = []
+    compiled = octree._compiled_firsts
+    monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))
+    rented = pj.render_heightmap(program, view, normals=False).z
+    assert not calls  # the default tier rents first
+    bought = pj.render_heightmap(program, view, target=pj.Target(tier="compiled"), normals=False)
+    assert calls
+    np.testing.assert_array_equal(bought.z, rented)
+
+
 def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     from prospero_jax.renderers import octree
     from prospero_jax.renderers.hierarchy import Frontier, root_tape

@@ -136,6 +136,20 @@ def test_a_solid_is_drawn_lit_and_turned(tmp_path: Path) -> None:
         running.close()
 
 
+def test_solids_are_drawn_on_the_compiled_tier_unless_a_tier_is_named(tmp_path: Path) -> None:
+    # A solid is turned view after view: its compiled closures are bought at its first
+    # view (pj.Target(tier="compiled")); 2-D views keep the target as given.
+    program = tmp_path / "hi.vm"
+    shutil.copy(shared_path("models/hi.vm"), program)
+    plain, named = _viewer.Viewer(program), _viewer.Viewer(program, pj.Target(tier="host"))
+    try:
+        assert (plain.target.tier, plain.solids.tier) == ("auto", "compiled")
+        assert (named.target.tier, named.solids.tier) == ("host", "host")
+    finally:
+        plain.close()
+        named.close()
+
+
 def test_a_request_its_client_has_overtaken_is_dropped(
     served: tuple[_viewer.Viewer, Path],
 ) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import ipaddress
 import json
@@ -212,6 +213,10 @@ class Viewer:
     ) -> None:
         self.path = Path(path)
         self.target = target or pj.Target()
+        # A solid is turned view after view: its compiled closures are bought at its
+        # first view, not rented (unless the target names its tier).
+        tier = "compiled" if self.target.tier == "auto" else self.target.tier
+        self.solids = dataclasses.replace(self.target, tier=tier)
         self.timeout = timeout
         self.watch = Watch(self.path, self._changed, poll)
         self.last: dict[str, Any] = {}
@@ -404,7 +409,7 @@ class Viewer:
         try:
             if version.solid:
                 turned = pj.View(ask.size, ask.region, rotation=pj.rotation(ask.yaw, ask.pitch))
-                heightmap = pj.render_heightmap(program, turned, target=self.target)
+                heightmap = pj.render_heightmap(program, turned, target=self.solids)
                 pixels = pj.shade_heightmap(heightmap, "lit")
             else:
                 view = pj.View(ask.size, ask.region)

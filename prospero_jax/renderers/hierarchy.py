@@ -199,7 +199,8 @@ def tier(
     repay the kernels at once) goes to the kernels under ``"auto"``. (A host frame of
     prospero costs ~6.5× a kernel frame at 1024² and ~3.6× at 4096², mostly NumPy's
     per-call overhead: experiments/RESULTS.md.)"""
-    if target.tier == "kernels" or target.platform != "cpu" or len(target.devices) > 1:
+    kernels = target.tier in ("kernels", "compiled")  # "compiled": kernels, closures bought
+    if kernels or target.platform != "cpu" or len(target.devices) > 1:
         return "kernels"
     if host_depths(program, target.dtype) is None:
         return "kernels"

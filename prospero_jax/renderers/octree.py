@@ -446,9 +446,7 @@ def _compiled_bounds(program: Program, points: Program, target: Target) -> Bound
     atoms); the closure, all boxes at once (:data:`BOUNDED_BOXES` a call)."""
     if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
         return None
-    if not never_prune(root_tape(program, target.dtype)):
-        return None
-    if _rent.get(_shaped(points).key, 0.0) < _price(points):
+    if not never_prune(root_tape(program, target.dtype)) or not _bought(points, target):
         return None
     shaped = _shaped_intervals(points)
     kernel = _bounds_kernels.get(shaped.key)
@@ -497,7 +495,13 @@ def _compiles(part: Frontier, target: Target, points: Program) -> bool:
         return False
     if part.lengths.mean() * COMPILED_GAIN < len(points):
         return False  # pruned tapes are short enough: the kernel interprets less
-    return _rent.get(_shaped(points).key, 0.0) >= _price(points)
+    return _bought(points, target)
+
+
+def _bought(points: Program, target: Target) -> bool:
+    """Whether ``points``' closures are bought: at once on the ``"compiled"`` tier, else
+    once interpreting its leaves has cost what compiling is estimated to (:func:`_price`)."""
+    return target.tier == "compiled" or _rent.get(_shaped(points).key, 0.0) >= _price(points)
 
 
 def _price(points: Program) -> float:

@@ -53,7 +53,7 @@ MEMORY_LIMIT = 16384**2
 DTYPES = ("float32", "float64")
 MODES = ("auto", "brute", "culled")
 #: Who culls on a CPU (:class:`Target`).
-TIERS = ("auto", "host", "kernels")
+TIERS = ("auto", "host", "kernels", "compiled")
 
 
 def whole(value: Any, what: str) -> int:
@@ -354,7 +354,10 @@ class Target:
     ``"auto"`` (the host tier, NumPy with nothing to compile or load, until it has cost the
     process what readying the kernels would; then the XLA kernels: see
     :func:`prospero_jax.renderers.hierarchy.tier`), ``"host"`` (the host tier wherever it
-    can draw the program) or ``"kernels"``; images are the same bit for bit. Build it with
+    can draw the program), ``"kernels"``, or ``"compiled"``: the kernels, and a solid's
+    compiled closures (:mod:`~prospero_jax.renderers.octree`) bought at its first frame
+    instead of rented, for a process that will draw many frames of one program (the
+    viewer); images are the same bit for bit. Build it with
     :meth:`resolve`, which takes names (``"cpu"``, ``"all"``) as well as devices."""
 
     dtype: str = "float32"
