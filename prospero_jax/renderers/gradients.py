@@ -114,7 +114,7 @@ def normals_at(
     over all of them, padded (tanglecube's 1024² normals 19 → 14.5 ms)."""
     normal = np.empty((3, len(x)), where.dtype)
     with where.precision():
-        kernel, args = normal_kernel(program), () if turn is None else (turn,)
+        kernel, args = normal_kernel(program), () if turn is None else (turn.astype(where.dtype),)
         for part, n, unit in _chunked(kernel, (x, y, z), where, None, *args):
             normal[:, part] = np.asarray(unit)[:, :n]
     return normal
@@ -136,6 +136,7 @@ def normal_kernel(program: Program) -> Callable[..., Any]:
 
 @jax.jit
 def _unit_kernel(vectors: jax.Array, turn: jax.Array | None) -> jax.Array:
+    """:func:`unit_vectors` of every vector of ``vectors``."""
     return unit_vectors(vectors, jnp.bool_(True), turn)
 
 

@@ -92,10 +92,9 @@ LAYERED_ROWS = 1 << 16
 #: The compiled leaf tier: leaf boxes whose tapes keep more than ``1 / COMPILED_GAIN`` of
 #: the rows of the program the closure evaluates (of ``COMPILED_ROWS`` rows: a heightmap's
 #: source program, not its sign program; :func:`first_inside`) are evaluated at their
-#: points by its jitted closure (:func:`prospero_jax.to_function`: ~0.09 ns a point and
-#: row on this CPU, against the leaf kernel's ~0.33 on pruned tapes), once interpreting
-#: leaves has cost the process what compiling is estimated to (:func:`_price`): ski
-#: rental, as
+#: points by its jitted closure (:func:`prospero_jax.to_function`: ~0.05–0.09 ns a point
+#: and row, against the leaf kernel's ~0.33 on pruned tapes), once interpreting leaves has
+#: cost the process what compiling is estimated to (:func:`_bought`): ski rental, as
 #: :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. The points are
 #: built inside the closure (:func:`_firsts`), so short programs pay too (tanglecube's 20
 #: rows, which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md). The closure
@@ -441,7 +440,7 @@ def _compiled_bounds(program: Program, points: Program, target: Target) -> Bound
     """The compiled interval closure of ``points`` (:func:`~prospero_jax.evaluators.
     interval.to_shaped_intervals`, compiled per shape), as :func:`walk`'s ``bounds``: for
     a ``program`` whose tapes :func:`never_prune`, on the compiled tier's terms (CPU, one
-    device, :data:`COMPILED_ROWS`, rented as the leaves rent it, by ``points``' shape).
+    device, :data:`COMPILED_ROWS`, bought as the leaves' closure is: :func:`_bought`).
     The kernels' interval pass runs a row's rule per box at ~11 ns a lane (tanglecube's
     atoms); the closure, all boxes at once (:data:`BOUNDED_BOXES` a call)."""
     if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
