@@ -357,7 +357,9 @@ class Target:
     can draw the program), ``"kernels"``, or ``"compiled"``: the kernels, and a solid's
     compiled closures (:mod:`~prospero_jax.renderers.octree`) bought at its first frame
     instead of rented, for a process that will draw many frames of one program (the
-    viewer); images are the same bit for bit. Build it with
+    viewer). Images are the same bit for bit on every tier; a solid's heightmap too, but
+    by default where its compiled leaves (which evaluate the program as written, not its
+    sign program) decide a sample within rounding of 0. Build it with
     :meth:`resolve`, which takes names (``"cpu"``, ``"all"``) as well as devices."""
 
     dtype: str = "float32"
