@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import prospero_jax as pj
-from prospero_jax.renderers import octree
+from prospero_jax.renderers import compiled_tier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from libfive_peer import HALF, MODELS
@@ -58,12 +58,12 @@ def main() -> None:
         for i in range(args.views + 2):
             turn, tilt = 20.0 + 7.0 * i, -25.0 + 3.0 * i
             view = pj.View(args.size, (-half, half, -half, half), rotation=pj.rotation(turn, tilt))
-            compiled = octree._compiled_firsts
+            compiled = compiled_tier.firsts
             calls: list[int] = []
-            octree._compiled_firsts = lambda *a, c=compiled, n=calls: n.append(1) or c(*a)  # type: ignore[assignment]
+            compiled_tier.firsts = lambda *a, c=compiled, n=calls: n.append(1) or c(*a)  # type: ignore[assignment]
             started = time.perf_counter()
             pj.shade_heightmap(pj.render_heightmap(program, view, target=target), "lit")
-            octree._compiled_firsts = compiled  # type: ignore[assignment]
+            compiled_tier.firsts = compiled  # type: ignore[assignment]
             if i < 2:
                 first.append(f"{1e3 * (time.perf_counter() - started):.0f}")
             else:

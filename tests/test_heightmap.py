@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import prospero_jax as pj
 from cli.main import app
 from prospero_jax.ir.passes import transform_inputs
+from prospero_jax.renderers import compiled_tier
 from prospero_jax.renderers.heightmap import depths
 from prospero_jax.renderers.octree import THICK as SLAB
 from prospero_jax.renderers.render import drawn
@@ -76,10 +77,9 @@ def test_culled_equals_brute_on_random_solids_with_the_compiled_tiers_bought(
     # The compiled leaves (the source program's closure) and, where no row can be chosen
     # away, the compiled interval closure bounding every level: brute force's image,
     # exactly so (float32, op by op) and by default.
-    from prospero_jax.renderers import octree
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(octree, "_price", lambda _: 0.0)
+        patch.setattr(compiled_tier, "price", lambda _: 0.0)
         culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False, exact=exact)
     brute = pj.render_heightmap(program, 24, 20, mode="brute", normals=False, exact=exact)
     np.testing.assert_array_equal(culled.z, brute.z)
@@ -243,12 +243,12 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
 
     program = pj.parse(SPHERE) if model == "sphere" else pj.load(shared_path(f"models/{model}.vm"))
     region = (-half, half, -half, half)
-    monkeypatch.setattr(octree, "_price", lambda _: np.inf)  # never bought
+    monkeypatch.setattr(compiled_tier, "price", lambda _: np.inf)  # never bought
     interpreted = pj.render_heightmap(program, 48, 40, region=region, normals=False).z
-    monkeypatch.setattr(octree, "_price", lambda _: 0.0)  # bought at once
+    monkeypatch.setattr(compiled_tier, "price", lambda _: 0.0)  # bought at once
     calls, pruned = [], []
-    compiled, prune_level = octree._compiled_firsts, octree.prune_level
-    monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))
+    compiled, prune_level = compiled_tier.firsts, octree.prune_level
+    monkeypatch.setattr(compiled_tier, "firsts", lambda *a: calls.append(1) or compiled(*a))
 
     def level(*args: object, prune: bool = True) -> object:
         pruned.append(prune)
@@ -271,14 +271,13 @@ def test_the_compiled_tier_buys_the_closures_at_the_first_frame(
 ) -> None:
     # Target(tier="compiled") (the viewer's, for solids): nothing rented first, the same
     # heightmap as the default tier's.
-    from prospero_jax.renderers import octree
 
     program = pj.load(shared_path("models/tanglecube.vm"))
     view = pj.View(32, (-3, 3, -3, 3), depth=32)
-    monkeypatch.setattr(octree, "_rent", {})
+    monkeypatch.setattr(compiled_tier, "_rent", {})
     calls: list[int] = []
-    compiled = octree._compiled_firsts
-    monkeypatch.setattr(octree, "_compiled_firsts", lambda *a: calls.append(1) or compiled(*a))
+    compiled = compiled_tier.firsts
+    monkeypatch.setattr(compiled_tier, "firsts", lambda *a: calls.append(1) or compiled(*a))
     rented = pj.render_heightmap(program, view, normals=False).z
     assert not calls  # the default tier rents first
     bought = pj.render_heightmap(program, view, target=pj.Target(tier="compiled"), normals=False)
@@ -287,7 +286,6 @@ def test_the_compiled_tier_buys_the_closures_at_the_first_frame(
 
 
 def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
-    from prospero_jax.renderers import octree
     from prospero_jax.renderers.hierarchy import Frontier, root_tape
 
     def part(program: pj.Program, rows: int) -> Frontier:
@@ -296,35 +294,35 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
         return Frontier(tapes, np.array([rows]), one, one, 8)
 
     def shape(program: pj.Program) -> str:
-        return octree._shaped(program).key
+        return compiled_tier.shaped(program).key
 
     bear = pj.load(shared_path("models/bear.vm"))
     short = pj.parse("z var-z\nh const 0.5\nr sub z h")
     cpu = pj.Target()
-    octree._rent.pop(shape(bear), None)
-    assert not octree._compiles(part(bear, 400), cpu, bear)  # nothing spent yet
-    octree._rent[shape(bear)] = 10.0
-    assert octree._compiles(part(bear, 400), cpu, bear)
-    assert not octree._compiles(part(bear, 20), cpu, bear)  # pruned tapes are short
-    octree._rent[shape(short)] = 10.0
-    assert octree._compiles(part(short, 3), cpu, short)  # short, but nothing pruned
+    compiled_tier._rent.pop(shape(bear), None)
+    assert not compiled_tier.compiles(part(bear, 400), cpu, bear)  # nothing spent yet
+    compiled_tier._rent[shape(bear)] = 10.0
+    assert compiled_tier.compiles(part(bear, 400), cpu, bear)
+    assert not compiled_tier.compiles(part(bear, 20), cpu, bear)  # pruned tapes are short
+    compiled_tier._rent[shape(short)] = 10.0
+    assert compiled_tier.compiles(part(short, 3), cpu, short)  # short, but nothing pruned
     # a sign program's one-row tapes (a sphere's quadric) beside its source's 8 rows
     sphere = pj.parse(SPHERE)
-    octree._rent[shape(sphere)] = 10.0
+    compiled_tier._rent[shape(sphere)] = 10.0
     assert len(drawn(sphere, cpu, True)) == 1
-    assert not octree._compiles(part(sphere, 1), cpu, sphere)
-    octree._rent.pop(shape(sphere))
-    octree._rent.pop(shape(bear))
-    octree._rent.pop(shape(short))
+    assert not compiled_tier.compiles(part(sphere, 1), cpu, sphere)
+    compiled_tier._rent.pop(shape(sphere))
+    compiled_tier._rent.pop(shape(bear))
+    compiled_tier._rent.pop(shape(short))
     # Rent is per shape: what one turned view of the bear paid, the next one has paid.
     one, other = (
         drawn(pj.View(8, rotation=pj.rotation(a, b)).pose(bear)[0], cpu, True)
         for a, b in ((20, -25), (27, -22))
     )
     assert one != other
-    octree._rent[shape(one)] = 10.0
-    assert octree._compiles(part(other, 400), cpu, other)
-    octree._rent.pop(shape(one))
+    compiled_tier._rent[shape(one)] = 10.0
+    assert compiled_tier.compiles(part(other, 400), cpu, other)
+    compiled_tier._rent.pop(shape(one))
 
 
 @pytest.mark.parametrize("count", [16, 32])

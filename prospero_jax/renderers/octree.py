@@ -24,10 +24,11 @@ samples) are evaluated point by point a layer at a time (a heightmap's short-tap
 layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
 leaf kernel (which reads back each column's first inside sample, not the box's signs),
 or where the pruned tapes stay long, by the source program's compiled closure once
-interpreting has cost what compiling would (:data:`COMPILED_ROWS`; the level above such
-leaves is split by intervals alone, as nobody reads their tapes). A program whose tapes
-nothing can prune (:func:`never_prune`) has its levels bounded by its compiled interval
-closure on the same terms (:func:`_compiled_bounds`). So the upper levels run once for
+interpreting has cost what compiling would (:mod:`~prospero_jax.renderers.
+compiled_tier`; the level above such leaves is split by intervals alone, as nobody
+reads their tapes). A program whose tapes
+nothing can prune has its levels bounded by its compiled interval closure on the same
+terms. So the upper levels run once for
 the whole depth (where a slab sweep ran them once per slab), and z is refined like x
 and y.
 
@@ -40,22 +41,18 @@ numbers are arguments), never per box or tape.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
-from prospero_jax.evaluators.interval import ShapedIntervals, to_shaped_intervals
-from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
-from prospero_jax.evaluators.tape import Pruned, Tapes
-from prospero_jax.ir.ops import OPS
+from prospero_jax.evaluators.tape import Pruned
 from prospero_jax.ir.program import Program
+from prospero_jax.renderers import compiled_tier as _compiled
+from prospero_jax.renderers.compiled_tier import Bounds
 from prospero_jax.renderers.hierarchy import (
     SPLIT,
     Frontier,
@@ -63,7 +60,6 @@ from prospero_jax.renderers.hierarchy import (
     _kernels,
     as_tiles,
     built,
-    first_true,
     host_depths,
     leaf_firsts,
     next_tapes,
@@ -89,41 +85,6 @@ THICK = 16
 #: 2.2 s against 2.5 s); fewer are split in one kernel call (sphere 512³ 25 ms against 53 ms
 #: a layer at a time: a call costs ~1 ms; experiments/RESULTS.md).
 LAYERED_ROWS = 1 << 16
-#: The compiled leaf tier: leaf boxes whose tapes keep more than ``1 / COMPILED_GAIN`` of
-#: the rows of the program the closure evaluates (of ``COMPILED_ROWS`` rows: a heightmap's
-#: source program, not its sign program; :func:`first_inside`) are evaluated at their
-#: points by its jitted closure (:func:`prospero_jax.to_function`: ~0.05–0.09 ns a point
-#: and row, against the leaf kernel's ~0.33 on pruned tapes), once interpreting leaves has
-#: cost the process what compiling is estimated to (:func:`_bought`): ski rental, as
-#: :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier. The points are
-#: built inside the closure (:func:`_firsts`), so short programs pay too (tanglecube's 20
-#: rows, which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md). The closure
-#: takes the program's numbers as an argument (:func:`~prospero_jax.evaluators.lower.
-#: to_shaped`), so rent and compilation are per shape: every turned view of a solid (the
-#: viewer's) shares one.
-COMPILED_ROWS = range(1, 2049)
-COMPILED_GAIN = 4
-#: What compiling the closure is estimated to cost, :func:`_price`: ``COMPILE_SECONDS +
-#: COMPILE_SECONDS_PER_ROW`` a row (measured, compilation cache off: tanglecube's 20 rows
-#: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
-COMPILE_SECONDS = 0.03
-COMPILE_SECONDS_PER_ROW = 4.5e-4
-#: A call of the compiled closure takes as many leaf boxes as hold about this many
-#: point-rows (a power of two, :data:`BOXES` of them at most, 32 at least; the last call
-#: padded): a long program's intermediate arrays then stay in cache (a bear 512³
-#: heightmap took 0.25 s in calls of 32 boxes, 0.28 of 64, 0.30 of 128) and a short one's
-#: calls cost less than their dispatch (tanglecube 1024³: 113 ms in calls of 32, 100 of
-#: 256, 102 of 1,024).
-CALL_POINT_ROWS = 1 << 23
-BOXES = 1024
-#: Programs of up to this many rows have their leaf boxes' depths reduced inside the
-#: compiled closure (:func:`_firsts`).
-REDUCED_ROWS = 512
-#: Boxes a call of the compiled interval closure takes (:func:`_compiled_bounds`).
-BOUNDED_BOXES = 1 << 14
-_rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
-_bounds_kernels: dict[str, Callable[..., Any]] = {}  # compiled, per shape
-_shaped_firsts: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
 #: A heightmap's consecutive layers of interpreted leaf boxes are evaluated in one call
 #: while they hold at most this many boxes and rows (before the boxes behind what is
 #: found are dropped): a call costs ~0.4 ms, the work of ~200 short-taped boxes, and a
@@ -165,9 +126,6 @@ Inside = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], None]
 #: ``leaves(part, tops)``: leaf boxes and their first samples (one layer, unless
 #: :func:`walk` merges layers), to evaluate.
 Leaves = Callable[[Frontier, np.ndarray], None]
-#: ``bounds(boxes)``: lower and upper bounds of the value over boxes ``(parents, [xlo, xhi,
-#: ylo, yhi, zlo, zhi], lanes)``, each ``(parents, lanes)`` (NaN: unknown).
-Bounds = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: ``keep(side, rows, cols, layers)``: which of these boxes (of ``side`` pixels, at those
 #: corners and first samples) still need work (a mask).
 Keep = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -207,7 +165,8 @@ def walk(
     of them). ``small_first``: the levels' splits
     smallest first (:func:`octree_splits`). ``bounds``, if given, bounds the value over
     each level's boxes in place of the kernels, for a program whose tapes
-    :func:`never_prune` (every box then carries the root's tape; :func:`first_inside`).
+    :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
+    root's tape; :func:`first_inside`).
     ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
@@ -381,16 +340,14 @@ def first_inside(
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         side, rows, cols = part.side, part.rows, part.cols
         tops = tops.astype(first.dtype)
-        if not len(part.tapes) or _compiles(part, target, leaves):  # no tapes: compiled
-            found = _compiled_firsts(leaves, part, xs, ys, depths)
+        if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
+            found = _compiled.firsts(leaves, part, xs, ys, depths)
         else:
             # A column lowered to an index in the box needs no depth at or below it.
             known = read_tiles(first, side, rows, cols) - tops[:, None, None]
             limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
             found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
-            if len(leaves) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
-                shape = _shaped(leaves).key
-                _rent[shape] = _rent.get(shape, 0.0) + time.perf_counter() - started
+            _compiled.pay(leaves, time.perf_counter() - started)
         # A layer at a time (merged layers hold a column once each; what an upper layer
         # lowered, a lower one reads): each square read, lowered and written back; in
         # ``first``'s dtype (int32) and a layer's boxes at a time, so that the temporaries
@@ -406,12 +363,12 @@ def first_inside(
             progress(int(tops.max()) // THICK + 1, layers_total)
 
     def compiled(front: Frontier) -> bool:  # the leaves below go to the compiled tier
-        return _compiles(front, target, leaves)
+        return _compiled.compiles(front, target, leaves)
 
     walk(
         program, xs, ys, zs, target, lower, evaluate,
         keep=open_, bare=compiled, merge=True, leaf=leaf, small_first=True,
-        bounds=_compiled_bounds(program, leaves, target), stats=stats,
+        bounds=_compiled.bounds_of(program, leaves, target), stats=stats,
     )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
@@ -429,49 +386,6 @@ def _lower_coarse(
     blocks[rows // side, :, cols // side, :] = squares
 
 
-def never_prune(tapes: Tapes) -> bool:
-    """Whether no row of ``tapes`` can be chosen away (no op with an interval or a sign
-    choice rule: tanglecube's sum of powers, a sphere): then every box's pruned tape is
-    the tape itself, and pruning is work for nothing."""
-    return not any(OPS[code].choose or OPS[code].sign_choose for code in np.unique(tapes.ops))
-
-
-def _compiled_bounds(program: Program, points: Program, target: Target) -> Bounds | None:
-    """The compiled interval closure of ``points`` (:func:`~prospero_jax.evaluators.
-    interval.to_shaped_intervals`, compiled per shape), as :func:`walk`'s ``bounds``: for
-    a ``program`` whose tapes :func:`never_prune`, on the compiled tier's terms (CPU, one
-    device, :data:`COMPILED_ROWS`, bought as the leaves' closure is: :func:`_bought`).
-    The kernels' interval pass runs a row's rule per box at ~11 ns a lane (tanglecube's
-    atoms); the closure, all boxes at once (:data:`BOUNDED_BOXES` a call)."""
-    if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
-        return None
-    if not never_prune(root_tape(program, target.dtype)) or not _bought(points, target):
-        return None
-    shaped = _shaped_intervals(points)
-    kernel = _bounds_kernels.get(shaped.key)
-    if kernel is None:
-        while len(_bounds_kernels) >= 16:
-            _bounds_kernels.pop(next(iter(_bounds_kernels)))  # the oldest
-        kernel = _bounds_kernels[shaped.key] = jax.jit(shaped.bounds)
-    numbers = tuple(constant_array(v, target.dtype) for v in shaped.numbers)
-
-    def bounds(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parents, _, lanes = boxes.shape
-        count = parents * lanes
-        calls = -(-count // BOUNDED_BOXES)
-        flat = np.empty((6, calls * BOUNDED_BOXES), boxes.dtype)
-        flat[:, :count] = boxes.transpose(1, 0, 2).reshape(6, count)  # box p·lanes + k
-        flat[:, count:] = flat[:, count - 1 : count]  # padded with the last box
-        outs = [
-            kernel(numbers, flat[:, k * BOUNDED_BOXES : (k + 1) * BOUNDED_BOXES])
-            for k in range(calls)
-        ]
-        lo, hi = (np.concatenate([np.asarray(out[i]) for out in outs]) for i in (0, 1))
-        return lo[:count].reshape(parents, lanes), hi[:count].reshape(parents, lanes)
-
-    return bounds
-
-
 def _classified(lo: np.ndarray, hi: np.ndarray, rows: int) -> Pruned:
     """Boxes of bounds ``lo``, ``hi`` as a prune level with ``prune=False`` classes them
     (inside where ``hi < 0``, ambiguous unless inside or ``lo >= 0``: NaN is ambiguous),
@@ -479,100 +393,6 @@ def _classified(lo: np.ndarray, hi: np.ndarray, rows: int) -> Pruned:
     inside = hi < 0
     kept = np.where(~inside & ~(lo >= 0), rows, 0).astype(np.int32)
     return Pruned(lo, hi, inside, kept, np.zeros(0, np.int8), *[np.zeros(0, np.int32)] * 2)
-
-
-@functools.lru_cache(maxsize=16)
-def _shaped_intervals(program: Program) -> ShapedIntervals:
-    """``program``'s interval code apart from its numbers (cached per program)."""
-    return to_shaped_intervals(program)
-
-
-def _compiles(part: Frontier, target: Target, points: Program) -> bool:
-    """Whether ``part``'s leaves go to ``points``' compiled closure rather than the leaf
-    kernel on their tapes (:data:`COMPILED_ROWS`)."""
-    if target.platform != "cpu" or len(target.devices) > 1 or len(points) not in COMPILED_ROWS:
-        return False
-    if part.lengths.mean() * COMPILED_GAIN < len(points):
-        return False  # pruned tapes are short enough: the kernel interprets less
-    return _bought(points, target)
-
-
-def _bought(points: Program, target: Target) -> bool:
-    """Whether ``points``' closures are bought: at once on the ``"compiled"`` tier, else
-    once interpreting its leaves has cost what compiling is estimated to (:func:`_price`)."""
-    return target.tier == "compiled" or _rent.get(_shaped(points).key, 0.0) >= _price(points)
-
-
-def _price(points: Program) -> float:
-    """The seconds compiling ``points``' closure is estimated to cost."""
-    return COMPILE_SECONDS + COMPILE_SECONDS_PER_ROW * len(points)
-
-
-@functools.lru_cache(maxsize=16)
-def _shaped(program: Program) -> Shaped:
-    """``program``'s code apart from its numbers (cached per program: a plan and a digest)."""
-    return to_shaped(program)
-
-
-def _firsts(program: Program) -> Callable[..., jax.Array]:
-    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d]) → first[b, s, s]`` of programs of
-    ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth index where the
-    value is < 0 (``d`` where none is); for a program of over :data:`REDUCED_ROWS` rows,
-    ``inside[b, d, s, s]`` instead (value < 0), reduced on the host. The points are built
-    inside the compiled loop, so a call reads a box's corners, not its points; a short
-    program's depths are reduced there too (a call then writes a column's index, not its
-    signs: tanglecube, 262,144 points, 0.12 against 0.27 ms), a long one's not (in the
-    loop, the bear's took 8.2 against 5.1 ms). Compiled once per shape (the last 16)."""
-    shaped = _shaped(program)
-    kernel = _shaped_firsts.get(shaped.key)
-    if kernel is None:
-        field = shaped.field
-        reduced = len(program) <= REDUCED_ROWS
-
-        def firsts(numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
-            shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
-            at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
-            flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
-            inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
-            if not reduced:
-                return inside
-            index = jax.lax.broadcasted_iota(np.int32, shape, 1)
-            return jnp.min(jnp.where(inside, index, shape[1]), axis=1)
-
-        kernel = jax.jit(firsts)
-        while len(_shaped_firsts) >= 16:
-            _shaped_firsts.pop(next(iter(_shaped_firsts)))  # the oldest
-        _shaped_firsts[shaped.key] = kernel
-    return kernel
-
-
-def _compiled_firsts(
-    program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
-) -> np.ndarray:
-    """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
-    the value is < 0 (the number of depths where none is): ``(boxes, side, side)`` int32,
-    by the program's compiled closure (:func:`_firsts`), in calls of
-    :data:`CALL_POINT_ROWS` point-rows (the last call padded)."""
-    pixel, boxes = np.arange(part.side), len(part.lengths)
-    fit = CALL_POINT_ROWS // (len(program) * part.side**2 * zs.shape[-1])
-    per_call = min(BOXES, 1 << max(5, fit.bit_length() - 1))
-    calls = -(-boxes // per_call)
-    x = _padded(xs[part.cols[:, None] + pixel], calls * per_call)
-    y = _padded(ys[part.rows[:, None] + pixel], calls * per_call)
-    z = _padded(zs, calls * per_call)
-    kernel = _firsts(program)
-    numbers = tuple(constant_array(v, x.dtype) for v in _shaped(program).numbers)
-    outs = [
-        kernel(numbers, x[at], y[at], z[at])
-        for at in (slice(k * per_call, (k + 1) * per_call) for k in range(calls))
-    ]
-    found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
-    return found if found.dtype != bool else first_true(found)
-
-
-def _padded(rows: np.ndarray, count: int) -> np.ndarray:
-    """``rows`` with its last row repeated to ``count`` rows."""
-    return np.pad(rows, ((0, count - len(rows)), (0, 0)), mode="edge")
 
 
 def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> np.ndarray:

@@ -1,0 +1,230 @@
+"""The solids' compiled tier: a program's own compiled closures where they beat the kernels.
+
+Input: a heightmap's walked program (its sign program by default), the program the
+closures evaluate (``points``: its source, whose sign is the walked one's), leaf boxes
+(:class:`~prospero_jax.renderers.hierarchy.Frontier`) and a
+:class:`~prospero_jax.renderers.view.Target`.
+Output: whether a part's leaves go to the compiled closure (:func:`compiles`) and each
+leaf column's first inside depth by it (:func:`firsts`); for a program whose tapes
+nothing can prune (:func:`never_prune`), a level's bounds by its compiled interval
+closure (:func:`bounds_of`), which :func:`~prospero_jax.renderers.octree.walk` takes in
+place of the prune kernels.
+
+How: ski rental, as :func:`~prospero_jax.renderers.hierarchy.tier` rents the host tier:
+the octree pays (:func:`pay`) what interpreting leaves costs, and once that is what
+compiling is estimated to cost (:func:`price`) the closures are bought (:func:`bought`;
+at once on the ``"compiled"`` tier: the viewer's).
+
+Invariants: the closures take the program's numbers as an argument
+(:func:`~prospero_jax.evaluators.lower.to_shaped`,
+:func:`~prospero_jax.evaluators.interval.to_shaped_intervals`), so they compile per
+program shape (every turned view of a solid shares one), never per box, tape or view;
+what they decide is the program's (values < 0 at the points; intervals that hold every
+point's value), as the kernels decide it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prospero_jax.evaluators.interval import ShapedIntervals, to_shaped_intervals
+from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
+from prospero_jax.evaluators.tape import Tapes
+from prospero_jax.ir.ops import OPS
+from prospero_jax.ir.program import Program
+from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape
+from prospero_jax.renderers.view import Target
+
+#: The compiled leaf tier: leaf boxes whose tapes keep more than ``1 / COMPILED_GAIN`` of
+#: the rows of the program the closure evaluates (of ``COMPILED_ROWS`` rows: a heightmap's
+#: source program, not its sign program) are evaluated at their points by its jitted
+#: closure (:func:`prospero_jax.to_function`: ~0.05–0.09 ns a point and row, against the
+#: leaf kernel's ~0.33 on pruned tapes), once :func:`bought`. The points are built inside
+#: the closure (:func:`_firsts_kernel`), so short programs pay too (tanglecube's 20 rows,
+#: which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md).
+COMPILED_ROWS = range(1, 2049)
+COMPILED_GAIN = 4
+#: What compiling the closure is estimated to cost, :func:`price`: ``COMPILE_SECONDS +
+#: COMPILE_SECONDS_PER_ROW`` a row (measured, compilation cache off: tanglecube's 20 rows
+#: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
+COMPILE_SECONDS = 0.03
+COMPILE_SECONDS_PER_ROW = 4.5e-4
+#: A call of the compiled closure takes as many leaf boxes as hold about this many
+#: point-rows (a power of two, :data:`BOXES` of them at most, 32 at least; the last call
+#: padded): a long program's intermediate arrays then stay in cache (a bear 512³
+#: heightmap took 0.25 s in calls of 32 boxes, 0.28 of 64, 0.30 of 128) and a short one's
+#: calls cost less than their dispatch (tanglecube 1024³: 113 ms in calls of 32, 100 of
+#: 256, 102 of 1,024).
+CALL_POINT_ROWS = 1 << 23
+BOXES = 1024
+#: Programs of up to this many rows have their leaf boxes' depths reduced inside the
+#: compiled closure (:func:`_firsts_kernel`).
+REDUCED_ROWS = 512
+#: Boxes a call of the compiled interval closure takes (:func:`bounds_of`).
+BOUNDED_BOXES = 1 << 14
+#: Compiled closures kept per cache (the oldest dropped beyond it).
+KEPT = 16
+_rent: dict[str, float] = {}  # seconds of interpreted leaves, per shape
+_bounds_kernels: dict[str, Callable[..., Any]] = {}  # compiled, per shape
+_firsts_kernels: dict[str, Callable[..., jax.Array]] = {}  # compiled, per shape
+#: ``bounds(boxes)``: lower and upper bounds of the value over boxes ``(parents, [xlo, xhi,
+#: ylo, yhi, zlo, zhi], lanes)``, each ``(parents, lanes)`` (NaN: unknown).
+Bounds = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def never_prune(tapes: Tapes) -> bool:
+    """Whether no row of ``tapes`` can be chosen away (no op with an interval or a sign
+    choice rule: tanglecube's sum of powers, a sphere): then every box's pruned tape is
+    the tape itself, and pruning is work for nothing."""
+    return not any(OPS[code].choose or OPS[code].sign_choose for code in np.unique(tapes.ops))
+
+
+def bounds_of(program: Program, points: Program, target: Target) -> Bounds | None:
+    """The compiled interval closure of ``points`` (:func:`~prospero_jax.evaluators.
+    interval.to_shaped_intervals`, compiled per shape), as :func:`~prospero_jax.renderers.
+    octree.walk`'s ``bounds``, or None: for a ``program`` whose tapes :func:`never_prune`,
+    once :func:`bought`. The kernels' interval pass runs a row's rule per box at ~11 ns a
+    lane (tanglecube's atoms); the closure, all boxes at once (:data:`BOUNDED_BOXES` a
+    call)."""
+    if not _eligible(points, target) or not bought(points, target):
+        return None
+    if not never_prune(root_tape(program, target.dtype)):
+        return None
+    intervals = _shaped_intervals(points)
+    kernel = _kept(_bounds_kernels, intervals.key, lambda: jax.jit(intervals.bounds))
+    numbers = tuple(constant_array(v, target.dtype) for v in intervals.numbers)
+
+    def bounds(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parents, _, lanes = boxes.shape
+        count = parents * lanes
+        calls = -(-count // BOUNDED_BOXES)
+        flat = np.empty((6, calls * BOUNDED_BOXES), boxes.dtype)
+        flat[:, :count] = boxes.transpose(1, 0, 2).reshape(6, count)  # box p·lanes + k
+        flat[:, count:] = flat[:, count - 1 : count]  # padded with the last box
+        outs = [
+            kernel(numbers, flat[:, k * BOUNDED_BOXES : (k + 1) * BOUNDED_BOXES])
+            for k in range(calls)
+        ]
+        lo, hi = (np.concatenate([np.asarray(out[i]) for out in outs]) for i in (0, 1))
+        return lo[:count].reshape(parents, lanes), hi[:count].reshape(parents, lanes)
+
+    return bounds
+
+
+@functools.lru_cache(maxsize=16)
+def _shaped_intervals(program: Program) -> ShapedIntervals:
+    """``program``'s interval code apart from its numbers (cached per program)."""
+    return to_shaped_intervals(program)
+
+
+def compiles(part: Frontier, target: Target, points: Program) -> bool:
+    """Whether ``part``'s leaves go to ``points``' compiled closure (:func:`firsts`)
+    rather than the leaf kernel on their tapes."""
+    if not _eligible(points, target):
+        return False
+    if part.lengths.mean() * COMPILED_GAIN < len(points):
+        return False  # pruned tapes are short enough: the kernel interprets less
+    return bought(points, target)
+
+
+def pay(points: Program, seconds: float) -> None:
+    """Count ``seconds`` of leaves interpreted where ``points``' closure could serve."""
+    if len(points) in COMPILED_ROWS:  # what it may buy: rent is kept per shape
+        key = shaped(points).key
+        _rent[key] = _rent.get(key, 0.0) + seconds
+
+
+def bought(points: Program, target: Target) -> bool:
+    """Whether ``points``' closures are bought: at once on the ``"compiled"`` tier, else
+    once interpreting its leaves has cost what compiling is estimated to (:func:`price`)."""
+    return target.tier == "compiled" or _rent.get(shaped(points).key, 0.0) >= price(points)
+
+
+def price(points: Program) -> float:
+    """The seconds compiling ``points``' closure is estimated to cost."""
+    return COMPILE_SECONDS + COMPILE_SECONDS_PER_ROW * len(points)
+
+
+def _eligible(points: Program, target: Target) -> bool:
+    """Whether ``points`` may have closures for ``target``: one CPU device (elsewhere the
+    kernels serve), :data:`COMPILED_ROWS` rows."""
+    return target.platform == "cpu" and len(target.devices) < 2 and len(points) in COMPILED_ROWS
+
+
+def _kept(cache: dict[str, Any], key: str, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make`` if missing (the oldest dropped beyond :data:`KEPT`)."""
+    if key not in cache:
+        while len(cache) >= KEPT:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+@functools.lru_cache(maxsize=16)
+def shaped(program: Program) -> Shaped:
+    """``program``'s code apart from its numbers (cached per program: a plan and a digest)."""
+    return to_shaped(program)
+
+
+def _firsts_kernel(program: Program) -> Callable[..., jax.Array]:
+    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d]) → first[b, s, s]`` of programs of
+    ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth index where the
+    value is < 0 (``d`` where none is); for a program of over :data:`REDUCED_ROWS` rows,
+    ``inside[b, d, s, s]`` instead (value < 0), reduced on the host. The points are built
+    inside the compiled loop, so a call reads a box's corners, not its points; a short
+    program's depths are reduced there too (a call then writes a column's index, not its
+    signs: tanglecube, 262,144 points, 0.12 against 0.27 ms), a long one's not (in the
+    loop, the bear's took 8.2 against 5.1 ms). Compiled once per shape (the last 16)."""
+    field = shaped(program).field
+    reduced = len(program) <= REDUCED_ROWS
+
+    def make() -> Callable[..., jax.Array]:
+        def firsts(numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
+            shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
+            at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
+            flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
+            inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
+            if not reduced:
+                return inside
+            index = jax.lax.broadcasted_iota(np.int32, shape, 1)
+            return jnp.min(jnp.where(inside, index, shape[1]), axis=1)
+
+        return jax.jit(firsts)
+
+    kernel: Callable[..., jax.Array] = _kept(_firsts_kernels, shaped(program).key, make)
+    return kernel
+
+
+def firsts(
+    program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
+) -> np.ndarray:
+    """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
+    the value is < 0 (the number of depths where none is): ``(boxes, side, side)`` int32,
+    by the program's compiled closure (:func:`_firsts_kernel`), in calls of
+    :data:`CALL_POINT_ROWS` point-rows (the last call padded)."""
+    pixel, boxes = np.arange(part.side), len(part.lengths)
+    fit = CALL_POINT_ROWS // (len(program) * part.side**2 * zs.shape[-1])
+    per_call = min(BOXES, 1 << max(5, fit.bit_length() - 1))
+    calls = -(-boxes // per_call)
+    x = _padded(xs[part.cols[:, None] + pixel], calls * per_call)
+    y = _padded(ys[part.rows[:, None] + pixel], calls * per_call)
+    z = _padded(zs, calls * per_call)
+    kernel = _firsts_kernel(program)
+    numbers = tuple(constant_array(v, x.dtype) for v in shaped(program).numbers)
+    outs = [
+        kernel(numbers, x[at], y[at], z[at])
+        for at in (slice(k * per_call, (k + 1) * per_call) for k in range(calls))
+    ]
+    found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
+    return found if found.dtype != bool else first_true(found)
+
+
+def _padded(rows: np.ndarray, count: int) -> np.ndarray:
+    """``rows`` with its last row repeated to ``count`` rows."""
+    return np.pad(rows, ((0, count - len(rows)), (0, 0)), mode="edge")
