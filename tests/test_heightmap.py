@@ -651,6 +651,8 @@ def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
         with target.precision():
             unit = np.asarray(_unit_kernel(duals, where, matrix))
         assert unit.dtype == dtype
+        assert unit.shape == (1, 6, 3)  # a pixel's normal together
+        unit = unit.swapaxes(1, 2)
         assert np.isnan(unit[0, :, [0, 1, 2, 5]]).all()
         expected = vectors[0, :, 3:5].astype(np.float64)
         if matrix is not None:

@@ -101,6 +101,16 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
     return lax.dynamic_update_slice(buffer, value.astype(buffer.dtype), (row * lanes,))
 
 
+def _row(registers: jax.Array, row: jax.Array) -> jax.Array:
+    """Row ``row`` of a 2-D register file ``(rows, ...)``."""
+    return lax.dynamic_index_in_dim(registers, row, keepdims=False)
+
+
+def _set_row(registers: jax.Array, row: jax.Array, value: jax.Array) -> jax.Array:
+    """``registers`` with row ``row`` set to ``value``, in place."""
+    return lax.dynamic_update_index_in_dim(registers, value.astype(registers.dtype), row, 0)
+
+
 def _interval_branches(lanes: int, params: Any) -> list[Callable[..., Any]]:
     """One branch per opcode: ``(a, b, const, box) → (lo, hi, choice)``, one lane a box
     (``box``: ``[xlo, xhi, ylo, yhi, zlo, zhi] × lanes``; an atom's ``const``: its row of
@@ -498,9 +508,7 @@ def leaf_kernel(
     column = side * side
     chunk = FIRSTS_CHUNK if firsts and depth % FIRSTS_CHUNK == 0 else depth
     px = column * (chunk if firsts else depth)
-    value_rules = _reading(
-        value_branches(params), lambda regs, i: _read(regs, i, px), lambda c: jnp.full(px, c)
-    )
+    value_rules = _reading(value_branches(params), _row, lambda c: jnp.full(px, c))
     tiles = starts.shape[0]
 
     def evaluated(
@@ -513,10 +521,10 @@ def leaf_kernel(
             op, c = ops[start + i], consts[start + i]
             a, b, imm_a, imm_b = _operands(args[start + i])
             v = lax.switch(_kind(op, imm_a, imm_b), value_rules, regs, a, b, c, x, y, z)
-            return _write(regs, i, v, px)
+            return _set_row(regs, i, v)
 
         regs = lax.fori_loop(0, n, step, regs)
-        return regs, _read(regs, n - 1, px)
+        return regs, _row(regs, n - 1)
 
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         regs, out = state  # registers carried across tiles, never cleared (see above)
@@ -554,7 +562,7 @@ def leaf_kernel(
 
     kind = jnp.int32 if firsts else consts.dtype if values else bool
     out = jnp.zeros(tiles * (column if firsts else px), kind)
-    state = (jnp.zeros(registers * px, consts.dtype), out)
+    state = (jnp.zeros((registers, px), consts.dtype), out)
     inside: jax.Array = lax.fori_loop(0, count, tile, state)[1]
     return inside
 
@@ -575,18 +583,19 @@ def dual_leaf_kernel(
 
     Returns ``out[t * 4n + k * n + i]``: point ``i``'s value (``k = 0``) and its partial
     derivatives in x, y and z (``k = 1, 2, 3``). Tapes must hold no atoms (their rows have
-    no partials; they give NaN). A row's registers hold its value and tangents together,
-    ``4n`` lanes, so one update writes them.
+    no partials; they give NaN). A row's register holds its value and tangents together,
+    ``(4, n)``, so one update writes them; the register file is ``(registers, 4, n)``:
+    read from a flat file as a slice split in two, XLA:CPU's loops ran ~4× slower per
+    lane (colonnade's 1024² normals' duals 40 → 24 ms, experiments/RESULTS.md).
     """
     ops, args, consts, _ = tapes
     dtype = consts.dtype
     n = points.shape[2]
-    width = 4 * n
     zero = jnp.zeros((3, n), dtype)
 
     def read(regs: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
-        row = _read(regs, i, width)
-        return row[:n], row[n:].reshape(3, n)
+        row = _row(regs, i)
+        return row[0], row[1:]
 
     def constant(c: Any) -> tuple[jax.Array, jax.Array]:  # c: (constant, its tangent)
         return jnp.full(n, c[0]), zero
@@ -605,11 +614,11 @@ def dual_leaf_kernel(
             a, b, imm_a, imm_b = _operands(args[start + i])
             kind = _kind(op, imm_a, imm_b)
             v, d = lax.switch(kind, rules, regs, a, b, (c, jnp.zeros((), dtype)), *inputs)
-            return _write(regs, i, jnp.concatenate([v[None], d]).reshape(width), width)
+            return _set_row(regs, i, jnp.concatenate([v[None], d]))
 
         regs = lax.fori_loop(0, length, step, regs)
-        return regs, _write(out, t, _read(regs, length - 1, width), width)
+        return regs, _set_row(out, t, _row(regs, length - 1))
 
-    state = (jnp.zeros(registers * width, dtype), jnp.zeros(tiles * width, dtype))
+    state = (jnp.zeros((registers, 4, n), dtype), jnp.zeros((tiles, 4, n), dtype))
     out: jax.Array = lax.fori_loop(0, count, tile, state)[1]
-    return out
+    return out.reshape(-1)

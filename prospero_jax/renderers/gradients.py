@@ -269,7 +269,7 @@ def group_gradients(
     root's need is its value, never its sign alone). In two levels: the whole tape over
     the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
     leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
-    hierarchy.tile_duals` takes it (then what it gives, ``(groups, m, n)``)."""
+    hierarchy.tile_duals` takes it (then what it gives, ``(groups, ...)``)."""
     groups = grouped.shape[0]
     dtype = where.dtype
     with where.precision():

@@ -305,12 +305,13 @@ def _normals(
             return unit
 
         grouped = grouped.astype(target.dtype, copy=False)
-        unit = group_gradients(program, grouped, target, finish)  # (tiles, 3, t²)
-        # Written through a view of the image as tiles, (across, across, 3, t, t): the
-        # kept tiles whole, the others NaN (one pass over the image, not two).
+        unit = group_gradients(program, grouped, target, finish)  # (tiles, t², 3)
+        # Written through a view of the image as tiles, (across, across, t, t, 3): the
+        # kept tiles whole, a tile's row of pixels one run of memory, the others NaN (one
+        # pass over the image, not two).
         normal = np.empty((side, side, 3))
-        as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 4, 1, 3)
-        as_tiles[rows, cols] = unit.reshape(-1, 3, t, t)
+        as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 1, 3, 4)
+        as_tiles[rows, cols] = unit.reshape(-1, t, t, 3)
         as_tiles[~kept.reshape(across, across)] = np.nan
         return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan)
@@ -339,10 +340,11 @@ def _tiled(image: np.ndarray) -> np.ndarray:
 def _unit_kernel(duals: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
     """The unit normals of a call's duals ``(tiles, 4, n)`` (value, then gradient) where
     ``where`` (``(tiles, n)``), turned by ``turn``; NaN elsewhere (:func:`~prospero_jax.
-    renderers.gradients.unit_vectors`). On the device, each dual kernel call's output as
-    it comes (one compiled shape for any count of tiles; padded to a power of two and
-    made unit in a pass of its own, colonnade's 1024² normals took 10 ms more)."""
-    return unit_vectors(duals[:, 1:], where, turn)
+    renderers.gradients.unit_vectors`): ``(tiles, n, 3)``, a pixel's normal together (as
+    the image holds them). On the device, each dual kernel call's output as it comes
+    (one compiled shape for any count of tiles; padded to a power of two and made unit
+    in a pass of its own, colonnade's 1024² normals took 10 ms more)."""
+    return jnp.swapaxes(unit_vectors(duals[:, 1:], where, turn), 1, 2)
 
 
 def surface_depth(

@@ -459,7 +459,7 @@ def tile_duals(
     derivatives in x, y and z (:func:`~prospero_jax.evaluators.cull.dual_leaf_kernel`, on
     the target's device). ``finish(duals, first)``, if given, maps each call's duals on the
     device (``(capacity, 4, n)``, tapes ``first`` on, the last padded) to what is read back
-    instead, ``(capacity, m, n)``: then ``(tapes, m, n)``."""
+    instead, ``(capacity, ...)``: then ``(tapes, ...)``."""
     n = points.shape[2]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     capacity = max(1, LEAF_PIXEL_CAPACITY // (4 * n))
