@@ -38,9 +38,12 @@ it is < 0, whether it is > 0, or its value; sign choices), forward (each row's i
 the child tape, or the index of the row standing for it) and forward (kept rows'
 operands).
 
-Registers are flat 1-D buffers indexed ``row * lanes + lane``, carried from tape to tape
-without clearing (a row only reads registers written earlier in its own tape), and
-updated with ``dynamic_update_slice``, which XLA:CPU does in place inside a loop, on one
+Registers are carried from tape to tape without clearing (a row only reads registers
+written earlier in its own tape): the prune kernel's are flat 1-D buffers indexed ``row *
+lanes + lane``; the leaf kernels' a 2-D file, one row a register (``(rows, lanes)``, the
+dual kernel's ``(rows, 4, lanes)``), read whole (a flat file's row read as a slice and
+split, value from tangents, ran the dual kernel ~4× slower per lane). Both are updated
+with ``dynamic_update_slice``, which XLA:CPU does in place inside a loop, on one
 condition found in the compiled HLO: no fusion other than a buffer's own update may read
 it in the same step. Otherwise XLA copies the whole buffer every step (a 5-50× slowdown).
 So every pass reads its registers into a ``lax.switch`` (whose operands are materialized)
