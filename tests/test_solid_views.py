@@ -190,3 +190,19 @@ def test_a_target_takes_a_count_of_devices() -> None:
         pj.Target.resolve("float32", "cpu", 2)
     with pytest.raises(ValueError, match="devices 0"):
         pj.Target.resolve("float32", "cpu", 0)
+
+
+def test_every_turned_view_of_a_solid_shares_its_compiled_shape() -> None:
+    # The compiled tier compiles per shape; a view turned by a multiple of 90° has matrix
+    # entries 0 and ±1 equal to constants of the program, which must not merge into a
+    # shape of its own (a compile in the middle of turning the viewer).
+    from prospero_jax.evaluators.interval import to_shaped_intervals
+    from prospero_jax.evaluators.lower import to_shaped
+
+    program = pj.load(shared_path("models/bear.vm"))
+    posed = [
+        pj.View(64, rotation=pj.rotation(turn, tilt)).pose(program)[0]
+        for turn, tilt in [(20.0, -25.0), (90.0, 5.0), (180.0, 0.0), (0.0, 90.0)]
+    ]
+    assert len({to_shaped(p).key for p in posed}) == 1
+    assert len({to_shaped_intervals(p).key for p in posed}) == 1

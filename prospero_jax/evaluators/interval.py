@@ -79,7 +79,7 @@ def to_shaped_intervals(program: Program) -> ShapedIntervals:
     soundness contract), each bound sealed (:func:`~prospero_jax.evaluators.lower.sealed`:
     no algebraic rewrites), and one compilation serves every program of the same key (its
     simplified tape's opcodes and operands)."""
-    tape = _passes.simplify(program)
+    tape = _passes.simplify(program, by_value=False)  # a key of the structure alone
     steps = functools.cache(lambda: plan(tape, rules="interval"))  # planned when traced
     digest = hashlib.sha256(b"intervals" + tape.opcodes.tobytes() + tape.args.tobytes())
     digest.update(str(tape.params.shape).encode())

@@ -11,7 +11,9 @@ Rewrites (each returns a valid Program and keeps the surviving instructions' IDs
 * :func:`deduplicate`: identical constants (same bits) and identical instructions (same
   opcode and arguments, commutative ones in either order) are merged;
 * :func:`eliminate_dead_code`: instructions the last one does not depend on are dropped;
-* :func:`simplify`: all three, in that order;
+* :func:`simplify`: all three, in that order; ``by_value=False`` merges no two numbers
+  (constants, atoms) of equal value, so the result's structure is its input's
+  structure's alone (the compiled closures of a solid's turned views, one per shape);
 * :func:`balance_extrema`: each chain of ``min`` (or ``max``) rows, as a union of many
   shapes is written, becomes a balanced tree over the same arguments (exact: ``min`` and
   ``max`` are exact, associative and commutative, NaN included; only which of ``-0`` and
@@ -92,8 +94,10 @@ def fold_constants(program: Program) -> Program:
     return Program(opcodes, args, consts, program.ids, program.source, program.params)
 
 
-def deduplicate(program: Program) -> Program:
-    """Merge identical constants and instructions (common-subexpression elimination)."""
+def deduplicate(program: Program, *, by_value: bool = True) -> Program:
+    """Merge identical constants and instructions (common-subexpression elimination).
+    ``by_value=False``: constants and atoms are never merged (only instructions with the
+    same operands are), so which rows merge does not depend on the numbers."""
     n = len(program)
     target = np.arange(n)
     seen: dict[tuple[Any, ...], int] = {}
@@ -108,9 +112,10 @@ def deduplicate(program: Program) -> Program:
         if OPS[code].commutative and a > b:
             a, b = b, a
         if code == CONST:
-            key: tuple[Any, ...] = (code, const_bits[i])
+            key: tuple[Any, ...] = (code, const_bits[i] if by_value else i)
         elif OPS[code].params:
-            key = (code, next(atom_params).tobytes())
+            numbers = next(atom_params)
+            key = (code, numbers.tobytes() if by_value else i)
         else:
             key = (code, a, b)
         target[i] = seen.setdefault(key, i)
@@ -204,9 +209,10 @@ def _transformed(params: np.ndarray, opcodes: np.ndarray, matrix: np.ndarray) ->
     return out
 
 
-def simplify(program: Program) -> Program:
-    """Constant folding, then deduplication, then dead-code elimination."""
-    return eliminate_dead_code(deduplicate(fold_constants(program)))
+def simplify(program: Program, *, by_value: bool = True) -> Program:
+    """Constant folding, then deduplication (``by_value`` as :func:`deduplicate` takes
+    it), then dead-code elimination."""
+    return eliminate_dead_code(deduplicate(fold_constants(program), by_value=by_value))
 
 
 _EXTREMA = (OPCODE["min"], OPCODE["max"])
