@@ -221,3 +221,25 @@ def test_the_url_names_the_port_bound(tmp_path: Path) -> None:
         assert get(f"http://127.0.0.1:{port}/api/state")[0] == 200
     finally:
         running.close()
+
+
+def test_a_new_programs_first_view_is_drawn_unseen_before_the_browser_asks(
+    tmp_path: Path,
+) -> None:
+    # As each new program is read, the server draws the page's first view in its render
+    # thread and throws it away: the kernels load and a solid's compiled closures (one
+    # per shape: every turned view's) compile before the first request, which then
+    # costs what any view does. No render's figures are reported for it.
+    from prospero_jax.renderers import compiled_tier
+
+    bear = tmp_path / "bear.vm"
+    shutil.copy(shared_path("models/bear.vm"), bear)
+    turned = pj.View(8, rotation=pj.rotation(30.0, 10.0)).pose(pj.load(bear))[0]
+    compiled_tier._firsts_kernels.pop(compiled_tier.shaped(turned).key, None)
+    running = _viewer.serve(bear)
+    try:
+        assert running.prepared.wait(120)
+        assert state(running.url)["last"] == {}
+        assert compiled_tier.shaped(turned).key in compiled_tier._firsts_kernels
+    finally:
+        running.close()

@@ -16,9 +16,11 @@ Output: a running :class:`Viewer` (``.url``). Endpoints (GET and HEAD):
   requests it no longer wants (dropped, 409, unless already drawn).
 
 Invariants: requests never wait on the file: it is read in the watcher's thread
-(:mod:`viewer.watch`: regular files only, never blocking) while the old version
-is served. Renders run one at a time in their own thread, the event loop never blocks;
-at most :data:`MAX_WAITING` wait (more get 503). Connections must send a request head
+(:mod:`viewer.watch`: regular files only, never blocking) while the old version is
+served. Renders run one at a time in their own thread, the event loop never blocks; each
+new program's first view is drawn there unseen as soon as it is read (:data:`FIRST_VIEW`:
+kernels loaded and closures compiled before the browser asks); at most
+:data:`MAX_WAITING` wait (more get 503). Connections must send a request head
 within ``timeout`` seconds of opening or of their last response (idle and half-sent
 ones are closed), the listen backlog is :data:`BACKLOG`, a client that half-closes its
 side after its request still gets the answer. Every bad request gets a 4xx with a
@@ -71,6 +73,10 @@ MAX_LIVE = 256
 REMEMBERED = 4096
 #: Seconds a render request waits for the file's first version before it is refused.
 FIRST_READ = 120.0
+#: The page's first view (``static/viewer.html``) and a solid's turn there: drawn, unseen,
+#: as each new program is read, so the kernels it loads and the closures it compiles (~1 s
+#: of the bear's) are ready when the browser asks.
+FIRST_VIEW, FIRST_TURN = pj.View(256, (-1.0, 1.0, -1.0, 1.0)), (0.0, 0.0)  # yaw, pitch (°)
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _WHOLE = re.compile(r"[0-9]{1,9}")
@@ -229,6 +235,8 @@ class Viewer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first: asyncio.Event | None = None
         self._read = threading.Event()  # the file's first read is done
+        self._prepared: Any = None  # the last program whose first view was drawn unseen
+        self.prepared = threading.Event()  # set when that draw ends (for tests, benchmarks)
         self._thread: threading.Thread | None = None
         self._routes: dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = {
             "/": self._page,
@@ -253,9 +261,11 @@ class Viewer:
         }
 
     def _changed(self) -> None:
-        """From the watcher's thread: wake the requests waiting for a first version, push."""
+        """From the watcher's thread: wake the requests waiting for a first version, push;
+        a new program's first view drawn, unseen (:data:`FIRST_VIEW`)."""
         if self.watch.current.number > 0:
             self._read.set()
+            self._prepare(self.watch.current)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
@@ -266,6 +276,33 @@ class Viewer:
             self._first.set()
         for wake in self._live:
             wake.set()
+
+    def _prepare(self, version: Version) -> None:
+        """Queue, in the render thread, the page's first view of ``version``'s program if it
+        is new (a failed read keeps the last good program: nothing to do)."""
+        program = version.program
+        if program is None or program is self._prepared:
+            return
+        self._prepared = program
+        self.prepared.clear()
+        with contextlib.suppress(RuntimeError):  # the server closed meanwhile
+            self._renders.submit(self._first_view, version)
+
+    def _first_view(self, version: Version) -> None:
+        """In the render thread: :data:`FIRST_VIEW` of ``version``, drawn as a request would
+        draw it and thrown away (skipped if a newer version came; a failure is a request's
+        to report, not this one's)."""
+        try:
+            if self.watch.current is not version or version.program is None:
+                return
+            with contextlib.suppress(Exception):
+                if version.solid:
+                    turned = dataclasses.replace(FIRST_VIEW, rotation=pj.rotation(*FIRST_TURN))
+                    pj.render_heightmap(version.program, turned, target=self.solids)
+                else:
+                    pj.render(version.program, FIRST_VIEW, target=self.target)
+        finally:
+            self.prepared.set()
 
     # --- serving -------------------------------------------------------------------------
 

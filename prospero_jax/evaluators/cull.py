@@ -106,12 +106,16 @@ def _write(buffer: jax.Array, row: jax.Array, value: jax.Array, lanes: int) -> j
 
 def _row(registers: jax.Array, row: jax.Array) -> jax.Array:
     """Row ``row`` of a 2-D register file ``(rows, ...)``."""
-    return lax.dynamic_index_in_dim(registers, row, keepdims=False)
+    value: jax.Array = lax.dynamic_index_in_dim(registers, row, keepdims=False)
+    return value
 
 
 def _set_row(registers: jax.Array, row: jax.Array, value: jax.Array) -> jax.Array:
     """``registers`` with row ``row`` set to ``value``, in place."""
-    return lax.dynamic_update_index_in_dim(registers, value.astype(registers.dtype), row, 0)
+    updated: jax.Array = lax.dynamic_update_index_in_dim(
+        registers, value.astype(registers.dtype), row, 0
+    )
+    return updated
 
 
 def _interval_branches(lanes: int, params: Any) -> list[Callable[..., Any]]:
