@@ -235,7 +235,7 @@ class Viewer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first: asyncio.Event | None = None
         self._read = threading.Event()  # the file's first read is done
-        self._prepared: Any = None  # the last program whose first view was drawn unseen
+        self._prepared: pj.Program | None = None  # the last program whose first view was queued
         self.prepared = threading.Event()  # set when that draw ends (for tests, benchmarks)
         self._thread: threading.Thread | None = None
         self._routes: dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = {
@@ -289,11 +289,11 @@ class Viewer:
             self._renders.submit(self._first_view, version)
 
     def _first_view(self, version: Version) -> None:
-        """In the render thread: :data:`FIRST_VIEW` of ``version``, drawn as a request would
-        draw it and thrown away (skipped if a newer version came; a failure is a request's
-        to report, not this one's)."""
+        """In the render thread: :data:`FIRST_VIEW` of ``version``'s program, drawn as a
+        request would draw it and thrown away (skipped if a newer program came meanwhile; a
+        failure is a request's to report, not this one's)."""
         try:
-            if self.watch.current is not version or version.program is None:
+            if version.program is None or self.watch.current.program is not version.program:
                 return
             with contextlib.suppress(Exception):
                 if version.solid:
