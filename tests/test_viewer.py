@@ -243,3 +243,13 @@ def test_a_new_programs_first_view_is_drawn_unseen_before_the_browser_asks(
         assert compiled_tier.shaped(turned).key in compiled_tier._firsts_kernels
     finally:
         running.close()
+
+
+def test_the_prepared_first_view_is_the_one_the_page_asks_for_first() -> None:
+    page = _viewer.PAGE.read_text()
+    x0, x1, y0, y1 = _viewer.FIRST_VIEW.region
+    assert (x1 - x0) / 2 == (y1 - y0) / 2 == 1
+    assert x0 + x1 == y0 + y1 == 0
+    assert "let view = { cx: 0, cy: 0, half: 1, yaw: 0, pitch: 0 };" in page
+    assert f"Math.min({_viewer.FIRST_VIEW.size}, screen())" in page
+    assert _viewer.FIRST_TURN == (0.0, 0.0)
