@@ -229,16 +229,19 @@ SPHERE = (
 )
 
 
-@pytest.mark.parametrize(("model", "half"), [("bear", 1.5), ("tanglecube", 3.0), ("sphere", 1)])
+@pytest.mark.parametrize(
+    ("model", "half"), [("bear", 1.5), ("tanglecube", 3.0), ("sphere", 1), ("colonnade", 1)]
+)
 def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
     monkeypatch: pytest.MonkeyPatch, model: str, half: float
 ) -> None:
     # The bear's leaf tapes keep most of its rows, tanglecube's all of its 20 (nothing
-    # prunes it): once interpreting them has cost what compiling would, their leaves go
-    # to the jitted closure of the source program (the walk's is the sign program), and
-    # tanglecube's levels to its compiled interval closure. The sphere's sign program is
-    # one row (a quadric): its leaves stay interpreted, its levels go to the closure too.
-    # Same heightmap either way.
+    # prunes it), the sphere's one row (a quadric) is worth its closure's 11 rows with the
+    # leaf kernel's cost before any row counted (FIXED_ROWS): once interpreting them has
+    # cost what compiling would, their leaves go to the jitted closure of the source
+    # program (the walk's is the sign program), and tanglecube's and the sphere's levels
+    # to their compiled interval closures. The colonnade's tapes of a few rows stay
+    # interpreted (its 808-row closure would cost more). Same heightmap either way.
     from prospero_jax.renderers import octree
 
     program = pj.parse(SPHERE) if model == "sphere" else pj.load(shared_path(f"models/{model}.vm"))
@@ -258,12 +261,15 @@ def test_the_compiled_leaf_tier_finds_what_the_leaf_kernel_finds(
     np.testing.assert_array_equal(
         pj.render_heightmap(program, 48, 40, region=region, normals=False).z, interpreted
     )
-    assert bool(calls) == (model != "sphere")  # the compiled tier ran
-    if model != "bear":  # no kernel: every level bounded by the compiled intervals
+    assert 0.02 < np.isfinite(interpreted).mean() < 0.98
+    assert bool(calls) == (model != "colonnade")  # the compiled tier ran
+    if model in ("tanglecube", "sphere"):  # no kernel: every level bounded by intervals
         assert pruned == []
-    else:  # the level above the leaves proved its boxes by intervals alone, no tapes kept
+    elif model == "bear":  # the level above the leaves proved its boxes by intervals alone
         assert pruned[-1] is False
         assert pruned[0] is True
+    else:  # the kernels prune every level and keep the leaves' tapes
+        assert all(pruned)
 
 
 def test_the_compiled_tier_buys_the_closures_at_the_first_frame(
@@ -306,11 +312,14 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     assert not compiled_tier.compiles(part(bear, 20), cpu, bear)  # pruned tapes are short
     compiled_tier._rent[shape(short)] = 10.0
     assert compiled_tier.compiles(part(short, 3), cpu, short)  # short, but nothing pruned
-    # a sign program's one-row tapes (a sphere's quadric) beside its source's 8 rows
+    # a sign program's one-row tapes (a sphere's quadric) beside its source's 10 rows:
+    # the leaf kernel's cost before any row (FIXED_ROWS) makes the closure worth it; a
+    # source of more rows than COMPILED_GAIN × (1 + FIXED_ROWS) is not
     sphere = pj.parse(SPHERE)
     compiled_tier._rent[shape(sphere)] = 10.0
     assert len(drawn(sphere, cpu, True)) == 1
-    assert not compiled_tier.compiles(part(sphere, 1), cpu, sphere)
+    assert compiled_tier.compiles(part(sphere, 1), cpu, sphere)
+    assert not compiled_tier.compiles(part(bear, 1), cpu, bear)
     compiled_tier._rent.pop(shape(sphere))
     compiled_tier._rent.pop(shape(bear))
     compiled_tier._rent.pop(shape(short))

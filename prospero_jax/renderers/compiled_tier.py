@@ -41,15 +41,21 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape
 from prospero_jax.renderers.view import Target
 
-#: The compiled leaf tier: leaf boxes whose tapes keep more than ``1 / COMPILED_GAIN`` of
-#: the rows of the program the closure evaluates (of ``COMPILED_ROWS`` rows: a heightmap's
-#: source program, not its sign program) are evaluated at their points by its jitted
-#: closure (:func:`prospero_jax.to_function`: ~0.05–0.09 ns a point and row, against the
-#: leaf kernel's ~0.33 on pruned tapes), once :func:`bought`. The points are built inside
-#: the closure (:func:`_firsts_kernel`), so short programs pay too (tanglecube's 20 rows,
-#: which nothing prunes: 1024³ 0.20 → 0.13 s; experiments/RESULTS.md).
+#: The compiled leaf tier: leaf boxes whose tapes keep (with :data:`FIXED_ROWS` added)
+#: more than ``1 / COMPILED_GAIN`` of the rows of the program the closure evaluates (of
+#: ``COMPILED_ROWS`` rows: a heightmap's source program, not its sign program) are
+#: evaluated at their points by its jitted closure (:func:`prospero_jax.to_function`:
+#: ~0.05–0.09 ns a point and row, against the leaf kernel's ~0.33 on pruned tapes), once
+#: :func:`bought`. The points are built inside the closure (:func:`_firsts_kernel`), so
+#: short programs pay too (tanglecube's 20 rows, which nothing prunes: 1024³ 0.20 → 0.13
+#: s; experiments/RESULTS.md).
 COMPILED_ROWS = range(1, 2049)
 COMPILED_GAIN = 4
+#: The leaf kernel's cost a voxel before any row, in rows (~0.45 ns a voxel, ~0.1 a row:
+#: experiments/RESULTS.md): a closure of up to ``COMPILED_GAIN × (rows + FIXED_ROWS)``
+#: rows beats tapes of ``rows`` rows (the sphere's one-row tapes against its 11-row
+#: closure).
+FIXED_ROWS = 4
 #: What compiling the closure is estimated to cost, :func:`price`: ``COMPILE_SECONDS +
 #: COMPILE_SECONDS_PER_ROW`` a row (measured, compilation cache off: tanglecube's 20 rows
 #: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
@@ -128,9 +134,18 @@ def compiles(part: Frontier, target: Target, points: Program) -> bool:
     rather than the leaf kernel on their tapes."""
     if not _eligible(points, target):
         return False
-    if part.lengths.mean() * COMPILED_GAIN < len(points):
+    if (part.lengths.mean() + FIXED_ROWS) * COMPILED_GAIN < len(points):
         return False  # pruned tapes are short enough: the kernel interprets less
     return bought(points, target)
+
+
+def merges(points: Program) -> bool:
+    """Whether layers of compiled leaf boxes are joined into calls (octree.walk's
+    ``merge_bare``): for a short program (:data:`REDUCED_ROWS`), whose boxes cost a call
+    more than their work (the sphere's 1024³, ~60 layers of ~150 boxes: 9.2 → 5.2 ms),
+    not for a long one (whose calls hold 32 boxes anyway, and boxes behind a surface
+    found in the same call are work lost)."""
+    return len(points) <= REDUCED_ROWS
 
 
 def pay(points: Program, seconds: float) -> None:
@@ -226,5 +241,9 @@ def firsts(
 
 
 def _padded(rows: np.ndarray, count: int) -> np.ndarray:
-    """``rows`` with its last row repeated to ``count`` rows."""
-    return np.pad(rows, ((0, count - len(rows)), (0, 0)), mode="edge")
+    """``rows`` with its last row repeated to ``count`` rows (not ``np.pad``: its
+    overhead, ~50 µs a call, was a third of the sphere's compiled leaves)."""
+    out = np.empty((count, *rows.shape[1:]), rows.dtype)
+    out[: len(rows)] = rows
+    out[len(rows) :] = rows[-1]
+    return out

@@ -143,6 +143,7 @@ def walk(
     keep: Keep | None = None,
     bare: Callable[[Frontier], bool] | None = None,
     merge: bool = False,
+    merge_bare: bool = False,
     leaf: int = LEAF,
     small_first: bool = False,
     bounds: Bounds | None = None,
@@ -162,7 +163,8 @@ def walk(
     consecutive layers of leaf boxes that carry tapes into one call of ``leaves`` while
     they hold at most :data:`MERGED_BOXES` boxes and :data:`MERGED_ROWS` rows before
     ``keep`` (its boxes of several layers then kept by what was found before the first
-    of them). ``small_first``: the levels' splits
+    of them); ``merge_bare``: those without tapes too (the compiled leaves of a short
+    program, whose calls cost more than their work). ``small_first``: the levels' splits
     smallest first (:func:`octree_splits`). ``bounds``, if given, bounds the value over
     each level's boxes in place of the kernels, for a program whose tapes
     :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
@@ -272,7 +274,8 @@ def walk(
         big = keep is not None and front.lengths.sum() > LAYERED_ROWS
         waves = layers if depth == len(schedule) or big else np.zeros_like(layers)
         changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
-        if depth == len(schedule) and merge and keep is not None and len(front.tapes):
+        joins = len(front.tapes) or merge_bare
+        if depth == len(schedule) and merge and keep is not None and joins:
             changes = _merged(changes, front.lengths[order], MERGED_BOXES, MERGED_ROWS)
         for a, b in itertools.pairwise(changes):
             boxes, tops = order[a:b], layers[a:b]
@@ -367,7 +370,8 @@ def first_inside(
 
     walk(
         program, xs, ys, zs, target, lower, evaluate,
-        keep=open_, bare=compiled, merge=True, leaf=leaf, small_first=True,
+        keep=open_, bare=compiled, merge=True, merge_bare=_compiled.merges(leaves),
+        leaf=leaf, small_first=True,
         bounds=_compiled.bounds_of(program, leaves, target), stats=stats,
     )  # fmt: skip
     if progress is not None:
