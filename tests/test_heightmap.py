@@ -753,3 +753,22 @@ def test_points_sort_by_cell_then_z_as_lexsort_does(spread: int) -> None:
     z = rng.choice(rng.uniform(-3, 3, 900).astype(np.float32), 5000)  # with repeats
     z[:7] = [np.inf, -np.inf, 1e-40, -1e-40, 3e38, -3e38, 0.5]
     assert np.array_equal(_by_cell_then_z(cells, z), np.lexsort((z, cells)))
+
+
+def test_gradients_and_normals_do_not_depend_on_where_the_chunks_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The compiled gradient runs in chunks of CHUNK points, the last one padded: cut
+    # anywhere, the same values, gradients and unit normals.
+    from prospero_jax.renderers import gradients
+
+    program = pj.parse(SPHERE)
+    points = np.random.default_rng(7).uniform(-1, 1, (3, 2500)).astype(np.float32)
+    target = pj.Target()
+    whole = gradients.gradients_at(program, *points, target)
+    normals = gradients.normals_at(program, *points, target)
+    monkeypatch.setattr(gradients, "CHUNK", 1024)  # three chunks, the last one padded
+    cut = gradients.gradients_at(program, *points, target)
+    np.testing.assert_array_equal(cut[0], whole[0])
+    np.testing.assert_array_equal(cut[1], whole[1])
+    np.testing.assert_array_equal(gradients.normals_at(program, *points, target), normals)
