@@ -42,10 +42,10 @@ from prospero_jax.renderers.hierarchy import (
 )
 from prospero_jax.renderers.view import Progress, Target
 
-#: Points per call of the gradient kernel, on CPU and on accelerators (where a call of
-#: 16,384 points costs what its kernel launches cost: the bear's 417,000 normals at 1024²
-#: took 1.5 s on an H200 in chunks of 16,384; experiments/RESULTS.md). On CPU 65,536:
-#: the sphere's 1024² normals 11.9 → 10.0 ms against 16,384 (its 256³ mesh the same).
+#: Points per call of the gradient kernel on CPU (the sphere's 1024² normals took 11.9 ms
+#: in calls of 16,384, 10.0 in calls of 65,536; its 256³ mesh the same) and on
+#: accelerators (where a call of 16,384 points cost what its kernel launches cost: the
+#: bear's 417,000 normals at 1024² took 1.5 s on an H200; experiments/RESULTS.md).
 CHUNK = 1 << 16
 ACCELERATOR_CHUNK = 1 << 20
 #: Points of one cell evaluated on one pruned tape by :func:`grouped_gradients`.
