@@ -302,7 +302,8 @@ class Viewer:
                 else:
                     pj.render(version.program, FIRST_VIEW, target=self.target)
         finally:
-            self.prepared.set()
+            if version.program is self._prepared:  # not while a newer one's is queued
+                self.prepared.set()
 
     # --- serving -------------------------------------------------------------------------
 
