@@ -167,6 +167,77 @@ def test_columns_resolved_above_are_not_evaluated_below() -> None:
     assert (first == surface * SLAB + np.argmax(zs[surface * SLAB :] < 0.5)).all()
 
 
+CAPPED_CYLINDER = """x var-x
+y var-y
+z var-z
+xx square x
+yy square y
+s add xx yy
+q sqrt s
+r const 0.5
+wall sub q r
+h const 0.25
+cap sub z h
+out max wall cap
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "free"),
+    [
+        ("x var-x\nh const 0.5\na sub x h\nn neg x\nb sub n h\nr max a b", (True, True)),
+        (CAPPED_CYLINDER.replace("out max wall cap", "out sub q r"), (True, True)),
+        ("x var-x\ny var-y\nz var-z\nh const 0.25\na add x h\nr add a z", (False, False)),
+        # The sign program's form 2x - y is 2x - y + (0·z + 0), 0·z a zero whose sign is
+        # z's; op by op, the tape reads x and y only.
+        ("x var-x\ny var-y\nt const 2\na mul x t\nr sub a y", (False, True)),
+        (CAPPED_CYLINDER, (False, False)),
+    ],
+)
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_tape_reads_z_where_a_row_does(source: str, free: tuple[bool, bool], exact: bool) -> None:
+    # Per tape of a concatenation (the sign program's atoms by default, the program op by
+    # op when exact), empty tapes between and after them.
+    from prospero_jax.renderers.hierarchy import root_tape
+
+    target = pj.Target(exact=exact)
+    tape = root_tape(drawn(pj.parse(source), target, True), target.dtype)
+    twice = tape.take(np.r_[np.arange(len(tape)), np.arange(len(tape))])
+    lengths = np.array([0, len(tape), 0, len(tape), 0])
+    assert twice.z_free(lengths).tolist() == [False, free[exact], False, free[exact], False]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_boxes_whose_tapes_read_no_z_search_their_first_depths_only(
+    exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cylinder capped at z = 0.25: below the cap, the boxes across its wall keep their
+    # columns outside it open down to the floor, on the cylinder's tape alone, which
+    # reads no z. Each such box is searched down to its first depth only, and finds what
+    # every depth would.
+    from prospero_jax.renderers import octree
+
+    program = pj.parse(CAPPED_CYLINDER)
+    searched: list[tuple[np.ndarray, np.ndarray]] = []
+    original = octree.leaf_firsts
+
+    def leaf_firsts(front, xs, ys, depths, target, limits=None):  # type: ignore[no-untyped-def]
+        free = octree.tapes_of(front).z_free(front.lengths)
+        searched.append((free, limits))
+        return original(front, xs, ys, depths, target, limits)
+
+    monkeypatch.setattr(octree, "leaf_firsts", leaf_firsts)
+    culled = pj.render_heightmap(program, 64, mode="culled", normals=False, exact=exact)
+    monkeypatch.undo()
+    brute = pj.render_heightmap(program, 64, mode="brute", normals=False, exact=exact)
+    np.testing.assert_array_equal(culled.z, brute.z)
+    free = np.concatenate([f for f, _ in searched])
+    limits = np.concatenate([lim for _, lim in searched])
+    assert free.sum() >= 8  # boxes across the wall, in several layers
+    assert (limits[free] <= 1).all()
+    assert (limits[~free] > 1).any()
+
+
 @pytest.mark.parametrize("model", ["colonnade", "sphere"])
 def test_leaf_layers_merged_into_one_call_find_what_a_call_a_layer_finds(
     model: str, monkeypatch: pytest.MonkeyPatch

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Int32
 
-from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, VAR_X, VAR_Y, VAR_Z, Op
+from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, QUADRIC, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.passes import allocate_registers
 from prospero_jax.ir.program import Program
 
@@ -72,6 +72,23 @@ def register_capacity(longest: int) -> int:
     return bucket(longest, 1024, growth=4)
 
 
+def _z_numbers(offset: int, squared: bool) -> np.ndarray:
+    """Per opcode, which of a row's numbers are its affine forms' ``offset``-th ones (z's
+    coefficient: 2; the constant: 3), of every atom (``squared``) or only of those whose
+    forms are not squared."""
+    mask = np.zeros((len(OPS), PARAMS), bool)
+    for code, op in enumerate(OPS):
+        if squared or code != QUADRIC:
+            mask[code, [start + offset for start in op.forms]] = True
+    return mask
+
+
+#: Per opcode, which of a row's numbers (``params``) multiply z: its forms' third ones.
+Z_NUMBERS = _z_numbers(2, squared=True)
+#: Per opcode, the constant terms of forms whose zeros' signs reach the row's value.
+SIGNED_CONSTANTS = _z_numbers(3, squared=False)
+
+
 class Tapes(NamedTuple):
     """Concatenated tapes: row ``i`` is ``ops[i] (args[i, 0], args[i, 1])`` or ``consts[i]``.
 
@@ -106,6 +123,21 @@ class Tapes(NamedTuple):
 
     def take(self, rows: np.ndarray | slice) -> Tapes:
         return Tapes(self.ops[rows], self.args[rows], self.consts[rows], self.params)
+
+    def z_free(self, lengths: np.ndarray) -> np.ndarray:
+        """Per tape (``lengths`` rows each, in order), whether its value is the same at
+        every z, bit for bit: no ``var-z`` row, and every atom's forms with a z
+        coefficient of 0 (``0·z`` is a zero whose sign follows z's, so an affine form's
+        constant must not be 0 either, unless the form is squared: a quadric's)."""
+        code = self.ops
+        numbers = self.params[np.where(Z_NUMBERS[code].any(axis=1), self.consts, 0).astype(int)]
+        reads = (Z_NUMBERS[code] & ~(numbers == 0)).any(axis=1)  # NaN reads z too
+        reads |= (SIGNED_CONSTANTS[code] & (numbers == 0)).any(axis=1) | (code == VAR_Z)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        free, rows = np.zeros(len(lengths), bool), lengths > 0  # no rows: no value at all
+        if rows.any():
+            free[rows] = np.add.reduceat(reads, starts[rows]) == 0
+        return free
 
     def padded(self, capacity: int) -> Tapes:
         """A copy with zero rows appended up to ``capacity`` rows."""

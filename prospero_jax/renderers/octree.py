@@ -346,9 +346,14 @@ def first_inside(
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
             found = _compiled.firsts(leaves, part, xs, ys, depths)
         else:
-            # A column lowered to an index in the box needs no depth at or below it.
+            # A column lowered to an index in the box needs no depth at or below it; a
+            # box whose tape reads no z, none below its first (each column's value is
+            # the same at every depth: colonnade 1024³, walls below what is found, a
+            # quarter of its leaf boxes, leaves 36 → 30 ms).
             known = read_tiles(first, side, rows, cols) - tops[:, None, None]
             limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
+            flat = tapes_of(part).z_free(part.lengths)
+            limits[flat] = np.minimum(limits[flat], 1)
             found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
             _compiled.pay(leaves, time.perf_counter() - started)
         # A layer at a time (merged layers hold a column once each; what an upper layer
