@@ -275,8 +275,14 @@ def _normals(
     if prunes_gradients(program, target):
         side = -(-size // t) * t
         across = side // t
-        tiles = _tiled(z if side == size else np.pad(z, (0, side - size), constant_values=np.nan))
-        found = np.isfinite(tiles)
+        # In float64 only if turned (then into the program's frame), else in the target's
+        # dtype from the start (z holds depths in it): half the bytes to move.
+        dtype = np.float64 if turn is not None else target.dtype
+        depth = z.astype(dtype, copy=False)
+        tiles = _tiled(
+            depth if side == size else np.pad(depth, (0, side - size), constant_values=np.nan)
+        )
+        found = ~np.isnan(tiles)
         kept = found.any(axis=1)
         keep = np.flatnonzero(kept)
         if not len(keep):  # no surface: nothing to evaluate
@@ -284,14 +290,13 @@ def _normals(
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
-        fill = np.max(np.where(found, tiles, -np.inf), axis=1, initial=-np.inf)
+        np.copyto(tiles, np.fmax.reduce(tiles, axis=1)[:, None], where=~found)
         xs, ys = (np.pad(a, (0, side - size), mode="edge").reshape(across, t) for a in view.axes())
         rows, cols = np.divmod(keep, across)
-        # (tiles, [x, y, z], t, t), in float64 only if turned (then in the program's frame)
-        points = np.empty((len(keep), 3, t, t), np.float64 if turn is not None else target.dtype)
+        points = np.empty((len(keep), 3, t, t), dtype)  # (tiles, [x, y, z], t, t)
         points[:, 0] = xs[cols][:, None, :]
         points[:, 1] = ys[rows][:, :, None]
-        points[:, 2] = np.where(found, tiles, fill[:, None]).reshape(-1, t, t)
+        points[:, 2] = tiles.reshape(-1, t, t)
         grouped: np.ndarray = points.reshape(-1, 3, t * t)
         if rotation is not None:
             grouped = rotation @ grouped  # the program's frame
