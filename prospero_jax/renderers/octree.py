@@ -348,8 +348,9 @@ def first_inside(
         else:
             # A column lowered to an index in the box needs no depth at or below it; a
             # box whose tape reads no z, none below its first (each column's value is
-            # the same at every depth: colonnade 1024³, walls below what is found, a
-            # quarter of its leaf boxes, leaves 36 → 30 ms).
+            # the same at every depth: colonnade 1024³'s walls below what is found, a
+            # quarter of its leaf boxes; its leaf calls 35 → 30 ms, its frame within
+            # noise, experiments/RESULTS.md).
             known = read_tiles(first, side, rows, cols) - tops[:, None, None]
             limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
             flat = tapes_of(part).z_free(part.lengths)
