@@ -60,6 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
+    if unknown := set(args.allocators.split(",")) - {"cli", "default"}:
+        parser.error(f"--allocators: {', '.join(sorted(unknown))}: not cli or default")
     models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
     trees = {"ours": None} | ({"before": args.before} if args.before else {})
     columns = [

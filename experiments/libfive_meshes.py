@@ -60,6 +60,8 @@ def main() -> None:
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
     models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
+    if unknown := set(args.allocators.split(",")) - {"cli", "default"}:
+        parser.error(f"--allocators: {', '.join(sorted(unknown))}: not cli or default")
     methods, allocators = args.methods.split(","), args.allocators.split(",")
     columns = [m if a == "cli" else f"{m}/{a}" for a in allocators for m in methods]
     times: dict[tuple[str, int, str], list[float]] = {}
