@@ -127,9 +127,11 @@ def test_the_bears_float32_normals_are_float64s(bear: pj.Program) -> None:
     assert np.isfinite(single.normal[both]).all()  # was NaN on 4.6 % of them
     # Unit length to the target's precision (made so in float32), the direction float64's
     # within 0.01°: the angle from the normalised dot product.
-    length = np.linalg.norm(single.normal[both], axis=1)
+    assert single.normal.dtype == np.float32  # held in the target's dtype
+    unit = single.normal[both].astype(np.float64)  # measured in float64
+    length = np.linalg.norm(unit, axis=1)
     np.testing.assert_allclose(length, 1.0, atol=1e-6)
-    cosine = np.sum(single.normal[both] * double.normal[both], axis=1) / length
+    cosine = np.sum(unit * double.normal[both], axis=1) / length
     assert cosine.min() > np.cos(np.radians(0.01))
 
 

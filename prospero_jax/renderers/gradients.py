@@ -110,20 +110,21 @@ def normals_at(
 ) -> Float[np.ndarray, "3 n"]:
     """The gradients :func:`gradients_at` gives at the points, turned by ``turn`` (a 3 × 3
     matrix, or None) and made unit length (:func:`unit_vectors`: NaN where the gradient is
-    0 or not finite), in the target's dtype: ``(3, n)``. A chunk's unit vectors are made
-    on the device from its gradients (:func:`normal_kernel`), not in a pass of their own
-    over all of them, padded (tanglecube's 1024² normals 19 → 14.5 ms)."""
-    normal = np.empty((3, len(x)), where.dtype)
+    0 or not finite), in the target's dtype: ``(n, 3)``, a point's vector together (as
+    images hold them). A chunk's unit vectors are made on the device from its gradients
+    (:func:`normal_kernel`), not in a pass of their own over all of them, padded
+    (tanglecube's 1024² normals 19 → 14.5 ms)."""
+    normal = np.empty((len(x), 3), where.dtype)
     with where.precision():
         kernel, args = normal_kernel(program), () if turn is None else (turn.astype(where.dtype),)
         for part, n, unit in _chunked(kernel, (x, y, z), where, None, *args):
-            normal[:, part] = np.asarray(unit)[:, :n]
+            normal[part] = np.asarray(unit)[:n]
     return normal
 
 
 @functools.lru_cache(maxsize=16)
 def normal_kernel(program: Program) -> Callable[..., Any]:
-    """``(x, y, z[, turn]) → unit normal[3, ...]``: :func:`gradient_kernel`'s gradient,
+    """``(x, y, z[, turn]) → unit normal[n, 3]``: :func:`gradient_kernel`'s gradient,
     then, on the device, turned and made unit length (:func:`unit_vectors`). Two compiled
     calls: fused into one loop, XLA recomputed the gradient for each use of it
     (tanglecube's 1024² normals 24 → 74 ms)."""
@@ -137,8 +138,8 @@ def normal_kernel(program: Program) -> Callable[..., Any]:
 
 @jax.jit
 def _unit_kernel(vectors: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """:func:`unit_vectors` of every vector of ``vectors``."""
-    return unit_vectors(vectors, jnp.bool_(True), turn)
+    """:func:`unit_vectors` of every vector of ``vectors`` (``(3, n)``), as ``(n, 3)``."""
+    return unit_vectors(vectors, jnp.bool_(True), turn).T
 
 
 def unit_vectors(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:

@@ -80,9 +80,10 @@ LIGHT = np.array([-0.4, 0.5, 0.77]) / np.linalg.norm([-0.4, 0.5, 0.77])
 
 
 class Heightmap(NamedTuple):
-    """The first surface from the top: ``z`` (NaN where empty) and unit ``normal``
-    (``(N, N, 3)``, float64 holding vectors made unit length in the target's dtype; NaN
-    where empty, None if not asked for), rows top to bottom."""
+    """The first surface from the top: ``z`` (float64, NaN where empty) and unit
+    ``normal`` (``(N, N, 3)``, made unit length in the target's dtype and held in it: a
+    float32 image's normals, 12 bytes a pixel; NaN where empty, None if not asked for),
+    rows top to bottom."""
 
     z: Float[np.ndarray, "n n"]
     normal: Float[np.ndarray, "n n 3"] | None
@@ -286,7 +287,7 @@ def _normals(
         kept = found.any(axis=1)
         keep = np.flatnonzero(kept)
         if not len(keep):  # no surface: nothing to evaluate
-            return np.full((size, size, 3), np.nan)
+            return np.full((size, size, 3), np.nan, target.dtype)
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
@@ -314,12 +315,12 @@ def _normals(
         # Written through a view of the image as tiles, (across, across, t, t, 3): the
         # kept tiles whole, a tile's row of pixels one run of memory, the others NaN (one
         # pass over the image, not two).
-        normal = np.empty((side, side, 3))
+        normal = np.empty((side, side, 3), target.dtype)
         as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 1, 3, 4)
         as_tiles[rows, cols] = unit.reshape(-1, t, t, 3)
         as_tiles[~kept.reshape(across, across)] = np.nan
         return normal if side == size else normal[:size, :size].copy()
-    normal = np.full((z.size, 3), np.nan)
+    normal = np.full((z.size, 3), np.nan, target.dtype)
     surface = np.flatnonzero(np.isfinite(z))  # flat indices: cheaper than a mask's passes
     if len(surface):
         rows, cols = np.divmod(surface, size)
@@ -329,7 +330,7 @@ def _normals(
             x, y, w = xs.astype(d)[cols], ys.astype(d)[rows], z.ravel()[surface]
         else:  # turned in float64, into the program's frame
             x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
-        normal[surface] = normals_at(program, x, y, w, target, back).T
+        normal[surface] = normals_at(program, x, y, w, target, back)
     return normal.reshape(*z.shape, 3)
 
 
@@ -470,7 +471,7 @@ def shade_heightmap(heightmap: Heightmap, kind: str = "lit") -> UInt8[np.ndarray
         return np.where(empty, 0, np.round(level)).astype(np.uint8)
     if heightmap.normal is None:
         raise ValueError(f"a {kind!r} image needs the heightmap's normals")
-    normal = np.nan_to_num(heightmap.normal)
+    normal = np.nan_to_num(heightmap.normal.astype(np.float64))  # shaded as in float64
     if kind == "normals":
         colour = np.round((normal + 1) / 2 * 255)
         return np.where(empty[..., None], 0, colour).astype(np.uint8)

@@ -760,6 +760,19 @@ def as_tiles(image: np.ndarray, tile: int) -> np.ndarray:
     return image.reshape(*image.shape[:-2], n, tile, n, tile)
 
 
+def tile_max(image: np.ndarray, tile: int) -> np.ndarray:
+    """The largest value of each ``tile × tile`` square of ``image`` (``(..., side,
+    side)``): ``(..., side / tile, side / tile)``. Rows are reduced first, across whole
+    rows of memory, then the ``tile`` pixels of each square's row (reducing both axes at
+    once, NumPy ran a loop of ``tile`` elements per square row: 1024² int32, 2.5 against
+    0.5 ms)."""
+    n, lead = image.shape[-1] // tile, image.shape[:-2]
+    if n == 1:  # one square: its pixels are one run of memory
+        return image.reshape(*lead, 1, tile * tile).max(axis=-1)[..., None]
+    rows = image.reshape(*lead, n, tile, image.shape[-1]).max(axis=-2)
+    return rows.reshape(*lead, n, n, tile).max(axis=-1)
+
+
 def _runs(image: np.ndarray, tile: int) -> np.ndarray:
     """``image`` (2-D, C-contiguous) as ``[tile row, row, tile col]``, each element one
     row of one square (a void of ``tile`` pixels): a view."""

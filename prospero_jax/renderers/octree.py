@@ -70,6 +70,7 @@ from prospero_jax.renderers.hierarchy import (
     splits,
     tapes_of,
     tier,
+    tile_max,
 )
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
@@ -328,15 +329,14 @@ def first_inside(
     layers_total = len(zs) // THICK
     # The largest ``first`` of each leaf × leaf square, kept with ``first``: whether a box
     # still has an open column reads its squares, not its pixels (64× fewer at 8 px).
-    coarse = as_tiles(first, leaf).max(axis=(1, 3))
+    coarse = tile_max(first, leaf)
 
     def lower(side: int, rows: np.ndarray, cols: np.ndarray, tops: np.ndarray, _: int) -> None:
         _lower(first, side, rows, cols, tops, coarse, leaf)
 
     def open_(side: int, rows: np.ndarray, cols: np.ndarray, layers: np.ndarray) -> np.ndarray:
-        blocks = as_tiles(coarse, side // leaf)
-        found = blocks[rows // side, :, cols // side, :]
-        return np.asarray((found > layers[:, None, None]).any(axis=(1, 2)), bool)
+        found = tile_max(read_tiles(coarse, side // leaf, rows // leaf, cols // leaf), side // leaf)
+        return np.asarray(found[:, 0, 0] > layers, bool)
 
     def evaluate(part: Frontier, tops: np.ndarray) -> None:
         started = time.perf_counter()
@@ -391,7 +391,7 @@ def _lower_coarse(
     """``coarse`` (each ``leaf``-pixel square's largest ``first``) after the ``side``-pixel
     squares at ``(rows, cols)`` (each once) were lowered to ``lowered`` (``(squares, side,
     side)``)."""
-    squares = as_tiles(lowered, leaf).max(axis=(-3, -1))  # (boxes, side / leaf, side / leaf)
+    squares = tile_max(lowered, leaf)  # (boxes, side / leaf, side / leaf)
     blocks = as_tiles(coarse, side // leaf)
     blocks[rows // side, :, cols // side, :] = squares
 
@@ -467,8 +467,8 @@ def _lower(
     order = np.lexsort((tops, cols, rows))
     key = rows[order] * first.shape[1] + cols[order]
     once = order[np.r_[True, key[1:] != key[:-1]]]  # each square's smallest top
-    at = (rows[once] // side, slice(None), cols[once] // side, slice(None))
+    rows, cols, tops = rows[once], cols[once], tops[once][:, None, None]
     for grid, scale in ((first, 1), (coarse, leaf)):
-        if grid is not None:
-            blocks = as_tiles(grid, side // scale)
-            blocks[at] = np.minimum(blocks[at], tops[once][:, None, None])
+        if grid is not None:  # squares' rows moved whole (read_tiles, paint_tiles)
+            r, c, s = rows // scale, cols // scale, side // scale
+            paint_tiles(grid, s, r, c, np.minimum(read_tiles(grid, s, r, c), tops))
