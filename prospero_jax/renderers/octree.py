@@ -169,7 +169,8 @@ def walk(
     smallest first (:func:`octree_splits`). ``bounds``, if given, bounds the value over
     each level's boxes in place of the kernels, for a program whose tapes
     :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
-    root's tape; :func:`first_inside`).
+    root's tape; :func:`first_inside`; the prune kernels are then not readied, and a leaf
+    kernel, if the compiled tier leaves any box to one, compiles when first called).
     ``stats``, if a list, gets a dict per
     level and one for the leaves: box side and samples, boxes in, their rows, children
     proved inside, children left, wall seconds."""
@@ -180,11 +181,13 @@ def walk(
     tapes = root_tape(program, dtype)
     schedule = octree_splits(side // leaf, samples // THICK, small_first=small_first)
     lanes = [k * k * kz for k, kz in schedule]
-    jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK, large=True)
-    host = bounds is None and tier(program, target, jobs, sweep=True) == "host"
+    host = False
+    if bounds is None:  # the kernels prune the levels (readied at once) or the host does
+        jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK, large=True)
+        host = tier(program, target, jobs, sweep=True) == "host"
+        if not host and len(devices) < 2:
+            _executables.prepare(jobs, device)
     depths = host_depths(program, dtype) if host else None
-    if not host and len(devices) < 2:
-        _executables.prepare(jobs, device)
     tally: list[dict[str, Any]] = [
         {"box": f"{b} px × {t}", "boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
         for b, t in _box_sizes(side, samples, schedule)
