@@ -159,7 +159,7 @@ def render_heightmap(
         else:
             index = _brute(sign, view, zs, target, progress)
     evaluated = zs.astype(target.dtype).astype(np.float64)  # the depths the program saw
-    z = np.append(evaluated, np.nan)[index]  # index -1 (none): the NaN at the end
+    z = np.append(evaluated, np.nan)[index]  # none (-1 or len(zs)): the NaN at the end
     normal = _normals(original, turn, view, z, target) if normals else None
     return Heightmap(z, normal, view.samples)
 
@@ -232,9 +232,9 @@ def _culled(
     progress: Progress | None,
     points: Program | None = None,
 ) -> np.ndarray:
-    """First inside sample per pixel (-1: none), by the octree (front to back); ``points``:
-    the program the compiled leaf tier evaluates (:func:`~prospero_jax.renderers.octree.
-    first_inside`)."""
+    """First inside sample per pixel (``len(zs)``: none), by the octree (front to back);
+    ``points``: the program the compiled leaf tier evaluates
+    (:func:`~prospero_jax.renderers.octree.first_inside`)."""
     size, leaf = view.size, LEAF
     side = root_side(size, leaf)
     xs, ys = view.axes()
@@ -247,8 +247,9 @@ def _culled(
     first_inside(
         program, xs, ys, padded, target, first, leaf=leaf, points=points, progress=progress
     )
-    first = first[:size, :size]
-    return np.where(first < len(zs), first, -1)
+    # Beyond the depths (none found, or a padding sample): len(zs), where render_heightmap
+    # reads NaN (one pass, not a mask's two: sphere 1024² 5.3 → 2.4 ms with the lookup).
+    return np.minimum(first[:size, :size], len(zs))
 
 
 def _normals(
