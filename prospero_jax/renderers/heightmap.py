@@ -51,7 +51,7 @@ from prospero_jax.renderers.gradients import (
     prunes_gradients,
     unit_vectors,
 )
-from prospero_jax.renderers.hierarchy import root_side
+from prospero_jax.renderers.hierarchy import paint_tiles, root_side
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
 from prospero_jax.renderers.render import drawn
 from prospero_jax.renderers.view import (
@@ -313,13 +313,17 @@ def _normals(
 
         grouped = grouped.astype(target.dtype, copy=False)
         unit = group_gradients(program, grouped, target, finish)  # (tiles, t², 3)
-        # Written through a view of the image as tiles, (across, across, t, t, 3): the
-        # kept tiles whole, a tile's row of pixels one run of memory, the others NaN (one
-        # pass over the image, not two).
+        # Written as tiles of an image whose pixels are their three numbers, a tile's row
+        # of pixels one run of memory (paint_tiles): the kept tiles whole, the others NaN
+        # (one pass over the image, not two; colonnade 1024² 3.5 → 1 ms).
         normal = np.empty((side, side, 3), target.dtype)
-        as_tiles = normal.reshape(across, t, across, t, 3).transpose(0, 2, 1, 3, 4)
-        as_tiles[rows, cols] = unit.reshape(-1, t, t, 3)
-        as_tiles[~kept.reshape(across, across)] = np.nan
+        pixel = np.dtype((np.void, 3 * normal.itemsize))
+        image = normal.view(pixel).reshape(side, side)
+        unit = np.ascontiguousarray(unit, target.dtype)
+        paint_tiles(image, t, rows * t, cols * t, unit.view(pixel).reshape(-1, t, t))
+        empty = np.divmod(np.flatnonzero(~kept), across)
+        nan = np.full(3, np.nan, target.dtype).view(pixel)[0]
+        paint_tiles(image, t, empty[0] * t, empty[1] * t, nan)
         return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan, target.dtype)
     surface = np.flatnonzero(np.isfinite(z))  # flat indices: cheaper than a mask's passes
