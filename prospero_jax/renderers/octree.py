@@ -275,6 +275,7 @@ def walk(
         # do: tanglecube 512³'s leaf level reordered 483 k rows to evaluate 127 k).
         order = np.argsort(layers, kind="stable")
         layers = layers[order]
+        starts = np.concatenate([[0], np.cumsum(front.lengths)])  # each box's first row
         big = keep is not None and front.lengths.sum() > LAYERED_ROWS
         waves = layers if depth == len(schedule) or big else np.zeros_like(layers)
         changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
@@ -288,7 +289,7 @@ def walk(
                 boxes, tops = boxes[mask], tops[mask]
             if not len(boxes):
                 continue
-            part = _boxes(front, boxes)
+            part = _boxes(front, boxes, starts)
             if depth < len(schedule):
                 visit(*split(part, tops, thick, depth))
                 continue
@@ -433,15 +434,15 @@ def _box_sizes(
     return out[1:] + out[-1:]
 
 
-def _boxes(front: Frontier, index: np.ndarray) -> Frontier:
+def _boxes(front: Frontier, index: np.ndarray, starts: np.ndarray) -> Frontier:
     """Boxes ``index`` of ``front`` (in that order), their tapes gathered (sliced where
-    they are consecutive)."""
+    they are consecutive); ``starts``: each box's first row, then the rows' count
+    (``front``'s, computed once for all its waves: colonnade 1024³'s leaf level, 68 k
+    boxes, recounted them 23 times a frame, 3.5 ms)."""
     if len(index) and (np.diff(index) == 1).all():
         a, b = int(index[0]), int(index[-1]) + 1
-        starts = np.concatenate([[0], np.cumsum(front.lengths)])
         rows: np.ndarray | slice = slice(int(starts[a]), int(starts[b]))
     else:
-        starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
         lengths = front.lengths[index]
         rows = np.repeat(starts[index] - np.cumsum(lengths) + lengths, lengths)
         rows += np.arange(len(rows))
