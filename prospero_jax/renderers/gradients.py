@@ -107,7 +107,7 @@ def normals_at(
     z: np.ndarray,
     where: Target,
     turn: np.ndarray | None = None,
-) -> Float[np.ndarray, "3 n"]:
+) -> Float[np.ndarray, "n 3"]:
     """The gradients :func:`gradients_at` gives at the points, turned by ``turn`` (a 3 × 3
     matrix, or None) and made unit length (:func:`unit_vectors`: NaN where the gradient is
     0 or not finite), in the target's dtype: ``(n, 3)``, a point's vector together (as
@@ -118,13 +118,13 @@ def normals_at(
     with where.precision():
         kernel, args = normal_kernel(program), () if turn is None else (turn.astype(where.dtype),)
         for part, n, unit in _chunked(kernel, (x, y, z), where, None, *args):
-            normal[part] = np.asarray(unit)[:n]
+            normal[part] = np.asarray(unit)[:, :n].T  # (XLA:CPU's transpose cost more)
     return normal
 
 
 @functools.lru_cache(maxsize=16)
 def normal_kernel(program: Program) -> Callable[..., Any]:
-    """``(x, y, z[, turn]) → unit normal[n, 3]``: :func:`gradient_kernel`'s gradient,
+    """``(x, y, z[, turn]) → unit normal[3, ...]``: :func:`gradient_kernel`'s gradient,
     then, on the device, turned and made unit length (:func:`unit_vectors`). Two compiled
     calls: fused into one loop, XLA recomputed the gradient for each use of it
     (tanglecube's 1024² normals 24 → 74 ms)."""
@@ -138,8 +138,8 @@ def normal_kernel(program: Program) -> Callable[..., Any]:
 
 @jax.jit
 def _unit_kernel(vectors: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """:func:`unit_vectors` of every vector of ``vectors`` (``(3, n)``), as ``(n, 3)``."""
-    return unit_vectors(vectors, jnp.bool_(True), turn).T
+    """:func:`unit_vectors` of every vector of ``vectors``."""
+    return unit_vectors(vectors, jnp.bool_(True), turn)
 
 
 def unit_vectors(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
