@@ -35,6 +35,7 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SPLIT,
+    emitted,
     next_tapes,
     prune_level,
     root_tape,
@@ -329,8 +330,8 @@ def _pruned_over(
     ``root``: the rows of the tape the parents were pruned from (the kernel's registers)."""
     parents, lanes = boxes.shape[:2]
     level = prune_level(tapes, lengths, boxes.transpose(0, 2, 1), where.device, root)
-    lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
-    pruned = next_tapes(tapes, row, level, row * lanes + lane)  # lane-major: (lane, parent)
+    row, at = emitted(level, lanes)
+    pruned = next_tapes(tapes, row, level, at)  # lane-major: (lane, parent)
     kept = level.kept.T.ravel()
     starts = np.concatenate([[0], np.cumsum(kept)[:-1]])
     child = np.arange(parents * lanes)

@@ -278,10 +278,10 @@ def descend(
         paint(child, child_rows[inside], child_cols[inside])
 
         # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
+        row, at = emitted(level, lanes)
         order = kept.T > 0
         front = Frontier(
-            next_tapes(tapes, row, level, row * lanes + lane),
+            next_tapes(tapes, row, level, at),
             kept.T[order].astype(np.int64),
             child_rows.T[order],
             child_cols.T[order],
@@ -553,6 +553,17 @@ def tapes_of(front: Frontier) -> Tapes:
     return front.tapes
 
 
+def emitted(level: Pruned, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``level``'s children keep, lane-major (child by child, each in its parent's
+    row order): each one's row of the parents' tapes and its place in ``level``'s per-row
+    arrays (``row · lanes + lane``), as :func:`next_tapes` takes them. One pass over a
+    contiguous copy of the lanes' rows, not a two-index ``nonzero`` over a transposed view
+    (colonnade 1024³'s level of 17 k rows × 32 lanes: 3.0 → 2.3 ms)."""
+    per_lane = np.ascontiguousarray(level.emit.reshape(-1, lanes).T)
+    lane, row = np.divmod(np.flatnonzero(per_lane), per_lane.shape[1])
+    return row, row * lanes + lane
+
+
 def next_tapes(tapes: Tapes, row: np.ndarray, level: Pruned, at: np.ndarray) -> Tapes:
     """The kept rows ``row`` of ``tapes`` with their new operands (``at``: their
     ``(row, lane)`` entries in the level's outputs); a row replaced by its immediate (emit
@@ -767,10 +778,13 @@ def tile_max(image: np.ndarray, tile: int) -> np.ndarray:
     once, NumPy ran a loop of ``tile`` elements per square row: 1024² int32, 2.5 against
     0.5 ms)."""
     n, lead = image.shape[-1] // tile, image.shape[:-2]
+    out: np.ndarray
     if n == 1:  # one square: its pixels are one run of memory
-        return image.reshape(*lead, 1, tile * tile).max(axis=-1)[..., None]
-    rows = image.reshape(*lead, n, tile, image.shape[-1]).max(axis=-2)
-    return rows.reshape(*lead, n, n, tile).max(axis=-1)
+        out = image.reshape(*lead, 1, tile * tile).max(axis=-1)[..., None]
+    else:
+        rows = image.reshape(*lead, n, tile, image.shape[-1]).max(axis=-2)
+        out = rows.reshape(*lead, n, n, tile).max(axis=-1)
+    return out
 
 
 def _runs(image: np.ndarray, tile: int) -> np.ndarray:

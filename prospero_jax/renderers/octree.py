@@ -60,6 +60,7 @@ from prospero_jax.renderers.hierarchy import (
     _kernels,
     as_tiles,
     built,
+    emitted,
     host_depths,
     leaf_firsts,
     next_tapes,
@@ -244,13 +245,13 @@ def walk(
                 rows.T[order], cols.T[order], child,
             )  # fmt: skip
         else:
-            lane, row = np.nonzero(level.emit.reshape(-1, count).T)
+            row, at = emitted(level, count)
             # Leaf boxes' tapes are built once a box is known to be evaluated.
             pending = keep is not None and front.depth is None and depth == len(schedule) - 1
             children = Frontier(
-                PendingTapes(parents, level, row, row * count + lane)
+                PendingTapes(parents, level, row, at)
                 if pending
-                else next_tapes(parents, row, level, row * count + lane),
+                else next_tapes(parents, row, level, at),
                 level.kept.T[order].astype(np.int64),
                 rows.T[order],
                 cols.T[order],
