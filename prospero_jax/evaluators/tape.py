@@ -92,6 +92,7 @@ SIGNED_CONSTANTS = _z_numbers(3, squared=False)
 FORM_OPS = np.flatnonzero(Z_NUMBERS.any(axis=1))
 FORM_PLACE = np.zeros(len(OPS), np.intp)
 FORM_PLACE[FORM_OPS] = np.arange(1, len(FORM_OPS) + 1)
+_FORM_Z, _FORM_SIGNED = (m[FORM_OPS].astype(np.int32) for m in (Z_NUMBERS, SIGNED_CONSTANTS))
 
 
 class Tapes(NamedTuple):
@@ -136,10 +137,9 @@ class Tapes(NamedTuple):
         constant must not be 0 either, unless the form is squared: a quadric's)."""
         # The rule per opcode with forms and atom of the table (its few rows, not the
         # tapes' many: colonnade's 1024³ leaves 6 → 0.5 ms a frame), then looked up per row.
-        zero = self.params == 0
+        zero = (self.params == 0).astype(np.int32)  # NaN is not 0: it reads z
         per_atom = np.zeros((len(FORM_OPS) + 1, len(self.params)), bool)
-        per_atom[1:] = (Z_NUMBERS[FORM_OPS, None] & ~zero).any(axis=2)  # NaN reads z too
-        per_atom[1:] |= (SIGNED_CONSTANTS[FORM_OPS, None] & zero).any(axis=2)
+        per_atom[1:] = _FORM_Z @ (1 - zero).T + _FORM_SIGNED @ zero.T > 0  # (forms, atoms)
         code = self.ops
         place = FORM_PLACE[code]
         atom = np.where(place > 0, self.consts, 0).astype(np.intp)

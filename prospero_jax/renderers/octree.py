@@ -206,18 +206,16 @@ def walk(
         rows = front.rows[:, None] + child * lane_row  # (parents, lanes)
         cols = front.cols[:, None] + child * lane_col
         tops = layers[:, None] + child_thick * lane_z
-        ends = tops + child_thick - 1
-        boxes = np.stack(
-            [
-                xs[cols],
-                xs[cols + child - 1],
-                ys[rows + child - 1],
-                ys[rows],
-                np.minimum(zs[tops], zs[ends]),
-                np.maximum(zs[tops], zs[ends]),
-            ],
-            axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
+        # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes): each bound read per parent and
+        # column, row or layer of children, then broadcast (not read once per child).
+        steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
+        col, row = front.cols[:, None] + steps, front.rows[:, None] + steps
+        top, end = zs[layer], zs[layer + child_thick - 1]
+        boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
+        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (col, col + child - 1))
+        boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (row + child - 1, row))
+        boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
+        boxes = boxes.reshape(len(layers), 6, count)
         tapeless = (
             depth == len(schedule) - 1 and front.depth is None and bare is not None and bare(front)
         )
