@@ -219,6 +219,57 @@ def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
     assert (painted != 0).any()
 
 
+def test_painting_tiles_of_pixels_that_hold_several_numbers() -> None:
+    # A heightmap's normal image is painted as an image whose pixels are its three numbers
+    # (a void of three floats): the same image as assigning through a tiled view.
+    from prospero_jax.renderers.hierarchy import paint_tiles
+
+    rng = np.random.default_rng(3)
+    side, tile, across = 48, 16, 3
+    normal, expected = np.zeros((side, side, 3), np.float32), np.zeros((side, side, 3), np.float32)
+    pixel = np.dtype((np.void, 3 * normal.itemsize))
+    image = normal.view(pixel).reshape(side, side)
+    cells = np.array([0, 4, 5, 8])
+    rows, cols = np.divmod(cells, across)
+    unit = rng.normal(size=(len(cells), tile * tile, 3)).astype(np.float32)
+    paint_tiles(image, tile, rows * tile, cols * tile, unit.view(pixel).reshape(-1, tile, tile))
+    nan = np.full(3, np.nan, np.float32).view(pixel)[0]
+    paint_tiles(image, tile, np.array([1, 2]) * tile, np.array([0, 1]) * tile, nan)
+    tiles = expected.reshape(across, tile, across, tile, 3).transpose(0, 2, 1, 3, 4)
+    tiles[rows, cols] = unit.reshape(-1, tile, tile, 3)
+    tiles[[1, 2], [0, 1]] = np.nan
+    np.testing.assert_array_equal(normal, expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile"), [((64, 64), 8), ((5, 32, 32), 8), ((7, 8, 8), 8), ((16, 16), 1)]
+)
+def test_each_squares_largest_value_is_numpys(shape: tuple[int, ...], tile: int) -> None:
+    from prospero_jax.renderers.hierarchy import as_tiles, tile_max
+
+    values = np.random.default_rng(len(shape)).integers(-9, 99, shape).astype(np.int32)
+    got = tile_max(values, tile)
+    expected = as_tiles(values, tile).max(axis=(-3, -1))
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_kept_rows_come_lane_by_lane_each_in_its_parents_order() -> None:
+    from prospero_jax.evaluators.tape import Pruned
+    from prospero_jax.renderers.hierarchy import emitted
+
+    rng = np.random.default_rng(11)
+    rows, lanes = 37, 4
+    emit = rng.integers(0, 3, rows * lanes).astype(np.int8)  # 0: dropped, 1: kept, 2: constant
+    level = Pruned(*(np.zeros(lanes) for _ in range(4)), emit, *(np.zeros(0, np.int32),) * 2)
+    row, at = emitted(level, lanes)
+    lane, expected_row = np.nonzero(emit.reshape(rows, lanes).T)
+    np.testing.assert_array_equal(row, expected_row)
+    np.testing.assert_array_equal(at, expected_row * lanes + lane)
+    assert (np.diff(at % lanes) >= 0).all()  # lane by lane
+    assert len(row) == np.count_nonzero(emit)
+
+
 def test_pending_tapes_taken_then_built_are_the_built_tapes_taken() -> None:
     # A heightmap's leaf boxes keep their tapes pending (next_tapes' arguments) until a
     # box is known to be evaluated; slicing and masking them first, then building, must
