@@ -128,6 +128,7 @@ def test_the_bears_float32_normals_are_float64s(bear: pj.Program) -> None:
     # Unit length to the target's precision (made so in float32), the direction float64's
     # within 0.01°: the angle from the normalised dot product.
     assert single.normal.dtype == np.float32  # held in the target's dtype
+    assert double.normal.dtype == np.float64
     unit = single.normal[both].astype(np.float64)  # measured in float64
     length = np.linalg.norm(unit, axis=1)
     np.testing.assert_allclose(length, 1.0, atol=1e-6)
