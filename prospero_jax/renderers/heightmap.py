@@ -317,12 +317,10 @@ def _normals(
         # of pixels one run of memory (paint_tiles): the kept tiles whole, the others NaN
         # (one pass over the image, not two; colonnade 1024² 3.5 → 1 ms).
         normal = np.empty((side, side, 3), target.dtype)
-        pixel = np.dtype((np.void, 3 * normal.itemsize))
-        image = normal.view(pixel).reshape(side, side)
-        unit = np.ascontiguousarray(unit, target.dtype)
-        paint_tiles(image, t, rows * t, cols * t, unit.view(pixel).reshape(-1, t, t))
+        image, nan = _pixels(normal), _pixels(np.full(3, np.nan, target.dtype))
+        unit = _pixels(np.ascontiguousarray(unit, target.dtype)).reshape(-1, t, t)
+        paint_tiles(image, t, rows * t, cols * t, unit)
         empty = np.divmod(np.flatnonzero(~kept), across)
-        nan = np.full(3, np.nan, target.dtype).view(pixel)[0]
         paint_tiles(image, t, empty[0] * t, empty[1] * t, nan)
         return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan, target.dtype)
@@ -335,8 +333,17 @@ def _normals(
             x, y, w = xs.astype(d)[cols], ys.astype(d)[rows], z.ravel()[surface]
         else:  # turned in float64, into the program's frame
             x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
-        normal[surface] = normals_at(program, x, y, w, target, back)
+        _pixels(normal)[surface] = _pixels(normals_at(program, x, y, w, target, back))
     return normal.reshape(*z.shape, 3)
+
+
+def _pixels(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` (``(..., 3)``, C-contiguous) as an array of them, each vector's three
+    numbers one element (a void), written through: indexed assignment then moves a
+    vector at a time, not a number at a time (the sphere's 512² normals scattered in 0.64
+    → 0.32 ms)."""
+    pixels: np.ndarray = vectors.view(np.dtype((np.void, 3 * vectors.itemsize)))[..., 0]
+    return pixels
 
 
 def _tiled(image: np.ndarray) -> np.ndarray:
