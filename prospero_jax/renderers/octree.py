@@ -209,11 +209,11 @@ def walk(
         # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes): each bound read per parent and
         # column, row or layer of children, then broadcast (not read once per child).
         steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
-        col, row = front.cols[:, None] + steps, front.rows[:, None] + steps
+        left, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # first pixels
         top, end = zs[layer], zs[layer + child_thick - 1]
         boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
-        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (col, col + child - 1))
-        boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (row + child - 1, row))
+        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (left, left + child - 1))
+        boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
         boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
         boxes = boxes.reshape(len(layers), 6, count)
         tapeless = (
