@@ -843,3 +843,77 @@ def test_gradients_and_normals_do_not_depend_on_where_the_chunks_cut(
     np.testing.assert_array_equal(cut[0], whole[0])
     np.testing.assert_array_equal(cut[1], whole[1])
     np.testing.assert_array_equal(gradients.normals_at(program, *points, target), normals)
+
+
+@pytest.mark.parametrize(
+    ("source", "constant"),
+    [
+        ("z var-z\nk const 10\na mul z k\nc const 3.1\nr sub a c", True),  # a floor: 10z - 3.1
+        ("x var-x\ny var-y\nk const 2\na mul k x\nb add a y\nn neg b\nr min n n", True),
+        ("x var-x\nk const 4\nr div x k", True),
+        ("x var-x\ny var-y\nr mul x y", False),  # partials are the other side's value
+        ("x var-x\nk const 1e-35\nr div x k", False),  # 1 / k overflows float32
+        ("x var-x\nk const 1e20\na mul x k\nr mul a k", False),  # x · 1e40: not finite
+        ("x var-x\ny var-y\nr min x y", False),  # the partials follow which is smaller
+        ("x var-x\nr sqrt x", False),
+    ],
+)
+def test_tapes_with_the_same_gradient_everywhere(source: str, constant: bool) -> None:
+    from prospero_jax.renderers.gradients import constant_gradients
+    from prospero_jax.renderers.hierarchy import root_tape
+
+    tape = root_tape(pj.parse(source), "float32")
+    lengths = np.array([0, len(tape)])  # an empty tape first: never constant
+    got = constant_gradients(tape, lengths, np.array([1.0, 1.0]))
+    assert got.tolist() == [False, constant]
+
+
+def _planes_and_balls() -> str:
+    """A floor, a slanted wall and six balls (over 64 rows: normals on pruned tapes)."""
+    lines = ["x var-x", "y var-y", "z var-z", "k const 10", "a mul z k", "c const 3.1"]
+    lines += ["floor sub a c", "d const 2", "e mul x d", "f sub e y", "wall sub f z"]
+    lines += ["out0 min floor wall"]
+    for i, (bx, by, bz) in enumerate(
+        [
+            (-0.5, -0.5, 0.0),
+            (0.5, -0.5, 0.1),
+            (-0.5, 0.5, 0.2),
+            (0.5, 0.5, -0.1),
+            (0, 0, 0.3),
+            (0.2, -0.7, 0),
+        ]
+    ):
+        lines += [f"cx{i} const {bx}", f"dx{i} sub x cx{i}", f"xx{i} square dx{i}"]
+        lines += [f"cy{i} const {by}", f"dy{i} sub y cy{i}", f"yy{i} square dy{i}"]
+        lines += [f"cz{i} const {bz}", f"dz{i} sub z cz{i}", f"zz{i} square dz{i}"]
+        lines += [f"s{i} add xx{i} yy{i}", f"t{i} add s{i} zz{i}", f"r{i} sqrt t{i}"]
+        lines += [f"h{i} const 0.2", f"ball{i} sub r{i} h{i}", f"out{i + 1} min out{i} ball{i}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("model", ["colonnade", "planes and balls"])
+@pytest.mark.parametrize("turn", [None, (30.0, -50.0)])
+def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
+    model: str, turn: tuple[float, float] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiles whose pruned tapes are one plane are evaluated once: their normals must be
+    # what evaluating every tile gives (the colonnade's floors and walls; balls beside
+    # planes, turned and not).
+    from prospero_jax.renderers import heightmap
+    from prospero_jax.renderers.gradients import prunes_gradients
+
+    program = (
+        pj.load(shared_path("models/colonnade.vm"))
+        if model == "colonnade"
+        else pj.parse(_planes_and_balls())
+    )
+    rotation = None if turn is None else pj.rotation(*turn)
+    assert prunes_gradients(program, pj.Target())  # the tiles' path
+    monkeypatch.setattr(heightmap, "dual_call_groups", lambda n: 1)  # shared at any size
+    shared = pj.render_heightmap(program, 128, rotation=rotation)
+    monkeypatch.setattr(heightmap, "constant_gradients", lambda t, lengths, r: lengths < 0)
+    each = pj.render_heightmap(program, 128, rotation=rotation)
+    assert shared.normal is not None
+    assert each.normal is not None
+    assert np.isfinite(shared.normal).any()
+    np.testing.assert_array_equal(shared.normal, each.normal)

@@ -110,6 +110,13 @@ class Op:
     #: it into one fused multiply-add, rounding once where an interpreter rounds twice, so
     #: fused closures keep it apart (:func:`~prospero_jax.evaluators.unroll.run`'s zero).
     product: bool = False
+    #: When its partial derivatives are constants, whatever its arguments' values (where
+    #: they are finite): ``"always"``; ``"scaled"`` where an operand is an immediate (of
+    #: ``mul`` either, of ``div`` the divisor); ``"equal"`` where both operands are one
+    #: row (``min``, ``max``: one half each); ``""`` never. A tape of such rows has the
+    #: same gradient at every point (:func:`~prospero_jax.renderers.gradients.
+    #: constant_gradients`).
+    linear: str = ""
 
 
 def _round(xp: Namespace, a: Array) -> Array:
@@ -719,7 +726,7 @@ OPS: tuple[Op, ...] = (
     Op("var-z", 0, None),
     Op("const", 0, None),
     # Unary.
-    Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip", partials=_p_neg),
+    Op("neg", 1, _unary("negative"), _i_neg, sign_pass="flip", partials=_p_neg, linear="always"),
     Op("abs", 1, _unary("abs"), _i_abs, partials=_p_abs),
     Op("square", 1, _unary("square"), _i_square, partials=_p_square, product=True),
     Op("sqrt", 1, _unary("sqrt"), _i_sqrt, partials=_p_sqrt),
@@ -737,10 +744,19 @@ OPS: tuple[Op, ...] = (
     Op("ln", 1, _unary("log"), _i_ln, partials=_p_ln),
     Op("not", 1, _not, _i_not, partials=_p_const(0)),
     # Binary.
-    Op("add", 2, _binary("add"), _i_add, commutative=True, partials=_p_const(1)),
-    Op("sub", 2, _binary("subtract"), _i_sub, partials=_p_sub),
-    Op("mul", 2, _binary("multiply"), _i_mul, commutative=True, partials=_p_mul, product=True),
-    Op("div", 2, _binary("divide"), _i_div, partials=_p_div),
+    Op("add", 2, _binary("add"), _i_add, commutative=True, partials=_p_const(1), linear="always"),
+    Op("sub", 2, _binary("subtract"), _i_sub, partials=_p_sub, linear="always"),
+    Op(
+        "mul",
+        2,
+        _binary("multiply"),
+        _i_mul,
+        commutative=True,
+        partials=_p_mul,
+        product=True,
+        linear="scaled",
+    ),
+    Op("div", 2, _binary("divide"), _i_div, partials=_p_div, linear="scaled"),
     Op(
         "min",
         2,
@@ -751,6 +767,7 @@ OPS: tuple[Op, ...] = (
         sign_pass="same",
         sign_choose=_sign_choose_min,
         partials=_p_min,
+        linear="equal",
     ),
     Op(
         "max",
@@ -762,6 +779,7 @@ OPS: tuple[Op, ...] = (
         sign_pass="same",
         sign_choose=_sign_choose_max,
         partials=_p_max,
+        linear="equal",
     ),
     Op("atan2", 2, _atan2, _i_atan2, partials=_p_atan2),
     Op("mod", 2, _mod, _i_mod, partials=_p_mod),

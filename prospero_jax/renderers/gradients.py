@@ -30,7 +30,7 @@ from jaxtyping import Float
 
 from prospero_jax.evaluators.lower import to_function
 from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
-from prospero_jax.ir.ops import OPCODE
+from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
@@ -60,6 +60,14 @@ TILE_GRADIENT_ROWS = 8192
 #: compiled field costs less than pruning saves (tanglecube's 19 rows: a 128³ mesh's
 #: projection 0.38 s against 0.52 s; experiments/RESULTS.md).
 GROUPED_ROWS = range(64, TILE_GRADIENT_ROWS + 1)
+#: The longest tape :func:`constant_gradients` looks at, and the bound it keeps a tape's
+#: values and tangents under (float32's largest is ~3.4e38).
+CONSTANT_ROWS = 16
+FAR_BELOW_OVERFLOW = 1e30
+_ALWAYS, _SCALED, _EQUAL = 1, 2, 3
+_LINEAR_KIND = np.array([{"": 0, "always": 1, "scaled": 2, "equal": 3}[op.linear] for op in OPS])
+_INPUT = np.isin(np.arange(len(OPS)), INPUTS)
+MUL, DIV = OPCODE["mul"], OPCODE["div"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -273,6 +281,15 @@ def group_gradients(
     the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
     leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
     hierarchy.tile_duals` takes it (then what it gives, ``(groups, ...)``)."""
+    tapes, lengths = group_tapes(program, grouped, where)
+    return tile_duals(tapes, lengths, grouped, where, finish)
+
+
+def group_tapes(
+    program: Program, grouped: Float[np.ndarray, "groups 3 n"], where: Target
+) -> tuple[Tapes, np.ndarray]:
+    """Each group's tape for :func:`group_gradients` (concatenated, in group order) and
+    their lengths."""
     groups = grouped.shape[0]
     dtype = where.dtype
     with where.precision():
@@ -317,7 +334,59 @@ def group_gradients(
         source = Tapes(ops, args, consts, whole.params)
         begin = np.where(own, starts, len(pruned))  # the whole tape follows ``pruned``
         index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        return tile_duals(source.take(index), lengths, grouped, where, finish)
+        return source.take(index), lengths
+
+
+def constant_gradients(tapes: Tapes, lengths: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Per tape (``lengths`` rows each, in order), whether its dual evaluation gives the
+    same gradient at every point within ``reach`` of the origin (per tape, the largest
+    ``|x|``, ``|y|``, ``|z|``): a tape of at most :data:`CONSTANT_ROWS` rows of inputs,
+    constants and rows whose partials are constants (the op table's ``linear``), whose
+    values and tangents, bounded row by row, stay below :data:`FAR_BELOW_OVERFLOW` (so no
+    row's value or partial is infinite or NaN anywhere, and the dual rule selects the same
+    terms at every point: the same gradient, up to the sign of a zero component, ``a · 0``
+    of an immediate's side). A plane's tape, ``10·z − 3.1``: the colonnade's floors."""
+    out = np.zeros(len(lengths), bool)
+    short = np.flatnonzero((lengths > 0) & (lengths <= CONSTANT_ROWS))
+    if not len(short):
+        return out
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[short]
+    width = int(lengths[short].max())
+    live = np.arange(width) < lengths[short, None]  # (tapes, rows)
+    at = np.where(live, starts[:, None] + np.arange(width), 0)
+    code, args = tapes.ops[at], tapes.args[at]
+    number = np.abs(tapes.consts[at].astype(np.float64))  # an immediate's size (NaN: not)
+    kind = _LINEAR_KIND[code]
+    value = np.zeros((len(short), width))  # bounds on each row's |value| and |tangent|
+    slope = np.zeros((len(short), width))
+    fine = np.ones(len(short), bool)
+    tape = np.arange(len(short))
+    with np.errstate(all="ignore"):
+        for i in range(width):
+            a, b, c = args[:, i, 0], args[:, i, 1], number[:, i]
+            va, vb = (np.where(r == IMMEDIATE, c, value[tape, np.maximum(r, 0)]) for r in (a, b))
+            ta, tb = (np.where(r == IMMEDIATE, 0.0, slope[tape, np.maximum(r, 0)]) for r in (a, b))
+            op, k = code[:, i], kind[:, i]
+            scaled = (k == _SCALED) & ((b == IMMEDIATE) | ((a == IMMEDIATE) & (op == MUL)))
+            quotient = scaled & (op == DIV)
+            ok = _INPUT[op] | (op == CONST) | (k == _ALWAYS) | scaled
+            ok |= (k == _EQUAL) & (a == b) & (a != IMMEDIATE)
+            v = np.select(
+                [_INPUT[op], op == CONST, quotient, scaled, k == _EQUAL],
+                [reach[short], c, va / vb, va * vb, va],
+                va + vb,
+            )
+            t = np.select(
+                [_INPUT[op], op == CONST, quotient, scaled, k == _EQUAL],
+                [1.0, 0.0, ta / vb, ta * vb + tb * va, ta],
+                ta + tb,
+            )
+            bound = np.maximum(v, t)
+            bound = np.where(quotient, np.maximum(bound, np.maximum(1 / vb, va / vb**2)), bound)
+            fine &= ~live[:, i] | (ok & (bound < FAR_BELOW_OVERFLOW))
+            value[:, i], slope[:, i] = v, t
+    out[short] = fine
+    return out
 
 
 def _pruned_over(

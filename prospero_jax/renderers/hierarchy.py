@@ -447,6 +447,12 @@ def leaf_parts(
         yield 0, _joined([out for _, out in calls]).reshape(tiles, count, side, side)
 
 
+def dual_call_groups(n: int) -> int:
+    """How many groups of ``n`` points one call of :func:`tile_duals` holds (a call costs
+    ~1 ms whatever it holds: colonnade's 1024² normals, experiments/RESULTS.md)."""
+    return max(1, LEAF_PIXEL_CAPACITY // (4 * n))
+
+
 def tile_duals(
     tapes: Tapes,
     lengths: np.ndarray,
@@ -462,7 +468,7 @@ def tile_duals(
     instead, ``(capacity, ...)``: then ``(tapes, ...)``."""
     n = points.shape[2]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    capacity = max(1, LEAF_PIXEL_CAPACITY // (4 * n))
+    capacity = dual_call_groups(n)
     calls, spans = [], []
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, capacity):
         padded, spans_, n_rows, _ = _call_args(
