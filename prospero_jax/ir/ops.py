@@ -29,7 +29,10 @@ Each op is described once, by rules written generic over an array namespace ``xp
   reverse mode ``ct_a += ∂a · ct``. Where a derivative does not exist the rules pick a
   finite one (see "Derivative conventions" below), and each partial is computed so that
   it is finite wherever the textbook derivative is (no ``where`` over an infinite branch,
-  which would turn reverse-mode cotangents into NaN).
+  which would turn reverse-mode cotangents into NaN);
+* ``linear``: when those partials are constants whatever the (finite) argument values
+  (``"always"``, ``"scaled"`` by an immediate, ``"equal"`` operands, or ``""``): a tape of
+  such rows has one gradient everywhere, which heightmap normals evaluate once.
 
 Interval bounds are computed in the working dtype with the same round-to-nearest
 operations as point values, so monotone, correctly rounded ops (everything except the
