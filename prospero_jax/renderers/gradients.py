@@ -282,7 +282,8 @@ def group_gradients(
     leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
     hierarchy.tile_duals` takes it (then what it gives, ``(groups, ...)``)."""
     tapes, lengths = group_tapes(program, grouped, where)
-    return tile_duals(tapes, lengths, grouped, where, finish)
+    with where.precision():  # float64 targets' kernels trace in float64
+        return tile_duals(tapes, lengths, grouped, where, finish)
 
 
 def group_tapes(

@@ -371,13 +371,15 @@ def _tile_normals(
         return unit
 
     if len(evaluated) == len(source):  # nothing shared
-        every: np.ndarray = tile_duals(tapes, lengths, grouped, target, finish)
+        with target.precision():  # float64 targets' kernels trace in float64
+            every: np.ndarray = tile_duals(tapes, lengths, grouped, target, finish)
         return every
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     sizes = lengths[evaluated]
     rows = np.repeat(starts[evaluated] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
     unit = np.empty((len(grouped), grouped.shape[2], 3), target.dtype)
-    unit[evaluated] = tile_duals(tapes.take(rows), sizes, grouped[evaluated], target, finish)
+    with target.precision():
+        unit[evaluated] = tile_duals(tapes.take(rows), sizes, grouped[evaluated], target, finish)
     copies = np.flatnonzero(source != np.arange(len(source)))
     origin = source[copies]  # the tape's one vector, read at a surface pixel of the first
     unit[copies] = unit[origin, found[origin].argmax(axis=1)][:, None]
