@@ -254,6 +254,14 @@ def test_each_squares_largest_value_is_numpys(shape: tuple[int, ...], tile: int)
     np.testing.assert_array_equal(got, expected)
 
 
+def test_runs_of_rows_are_gathered_in_order_with_repeats() -> None:
+    from prospero_jax.evaluators.tape import run_rows
+
+    starts, lengths = np.array([5, 0, 5, 9]), np.array([2, 3, 0, 1])
+    assert run_rows(starts, lengths).tolist() == [5, 6, 0, 1, 2, 9]
+    assert run_rows(starts[:0], lengths[:0]).tolist() == []
+
+
 def test_the_kept_rows_come_lane_by_lane_each_in_its_parents_order() -> None:
     from prospero_jax.evaluators.tape import Pruned
     from prospero_jax.renderers.hierarchy import emitted

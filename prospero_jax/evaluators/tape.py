@@ -95,6 +95,14 @@ FORM_PLACE[FORM_OPS] = np.arange(1, len(FORM_OPS) + 1)
 _FORM_Z, _FORM_SIGNED = (m[FORM_OPS].astype(np.int32) for m in (Z_NUMBERS, SIGNED_CONSTANTS))
 
 
+def run_rows(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The rows of the runs ``starts[i] : starts[i] + lengths[i]``, one after another: how
+    tapes (each a run of rows) are gathered, in any order and with repeats."""
+    ends = np.cumsum(lengths)
+    rows: np.ndarray = np.repeat(starts - ends + lengths, lengths)
+    return rows + np.arange(len(rows))
+
+
 class Tapes(NamedTuple):
     """Concatenated tapes: row ``i`` is ``ops[i] (args[i, 0], args[i, 1])`` or ``consts[i]``.
 

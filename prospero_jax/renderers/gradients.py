@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Float
 
 from prospero_jax.evaluators.lower import to_function
-from prospero_jax.evaluators.tape import IMMEDIATE, Tapes
+from prospero_jax.evaluators.tape import IMMEDIATE, Tapes, run_rows
 from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
@@ -334,8 +334,7 @@ def group_tapes(
         ops, args, consts = (np.concatenate([p, w]) for p, w in pairs)
         source = Tapes(ops, args, consts, whole.params)
         begin = np.where(own, starts, len(pruned))  # the whole tape follows ``pruned``
-        index = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        return source.take(index), lengths
+        return source.take(run_rows(begin, lengths)), lengths
 
 
 def constant_gradients(tapes: Tapes, lengths: np.ndarray, reach: np.ndarray) -> np.ndarray:
@@ -407,8 +406,7 @@ def _pruned_over(
     child = np.arange(parents * lanes)
     order = (child % lanes) * parents + child // lanes  # parent-major child → lane-major
     sizes = kept[order]
-    index = np.repeat(starts[order] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
-    return pruned.take(index), sizes.astype(np.int64)
+    return pruned.take(run_rows(starts[order], sizes)), sizes.astype(np.int64)
 
 
 def _by_cell_then_z(cells: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from jaxtyping import Float, UInt8
 from numpy.typing import DTypeLike
 
 from prospero_jax.evaluators.lower import to_function, to_parametric
-from prospero_jax.evaluators.tape import Tapes
+from prospero_jax.evaluators.tape import Tapes, run_rows
 from prospero_jax.ir.passes import dimensions
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.brute import jitted, jitted_kernel, render_tiles
@@ -376,7 +376,7 @@ def _tile_normals(
         return every
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     sizes = lengths[evaluated]
-    rows = np.repeat(starts[evaluated] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+    rows = run_rows(starts[evaluated], sizes)
     unit = np.empty((len(grouped), grouped.shape[2], 3), target.dtype)
     with target.precision():
         unit[evaluated] = tile_duals(tapes.take(rows), sizes, grouped[evaluated], target, finish)
@@ -414,9 +414,8 @@ def _alike(
     same = (key == key[alike]).all(axis=1)
     heads = np.unique(alike[same])  # one tape of each kind, asked once
     sizes = lengths[which][heads]
-    rows = np.repeat(starts[heads] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
     ok = np.zeros(len(which), bool)
-    ok[heads] = shareable(tapes.take(rows), sizes)
+    ok[heads] = shareable(tapes.take(run_rows(starts[heads], sizes)), sizes)
     shared = same & ok[alike]
     source[which[shared]] = which[alike[shared]]
     return source

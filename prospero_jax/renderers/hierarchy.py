@@ -49,7 +49,7 @@ from prospero_jax.evaluators.cull import (
     leaf_kernel,
     prune_kernel,
 )
-from prospero_jax.evaluators.tape import Pruned, Tapes, register_capacity
+from prospero_jax.evaluators.tape import Pruned, Tapes, register_capacity, run_rows
 from prospero_jax.ir import passes as _passes
 from prospero_jax.ir.ops import CONST, PARAMS
 from prospero_jax.ir.program import Program
@@ -414,8 +414,7 @@ def leaf_parts(
     lengths, tapes, depth = front.lengths[order], tapes_of(front), front.depth
     if count > 1:
         starts = np.concatenate([[0], np.cumsum(front.lengths)[:-1]])
-        first_row = np.repeat(starts[order] - np.cumsum(lengths) + lengths, lengths)
-        repeated = first_row + np.arange(lengths.sum())
+        repeated = run_rows(starts[order], lengths)
         tapes = tapes.take(repeated)  # each tape, repeated
         depth = None if depth is None else depth[repeated]
     zs = np.tile(np.asarray(depths, target.dtype), tiles)

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
-from prospero_jax.evaluators.tape import Pruned
+from prospero_jax.evaluators.tape import Pruned, run_rows
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers import compiled_tier as _compiled
 from prospero_jax.renderers.compiled_tier import Bounds
@@ -442,9 +442,7 @@ def _boxes(front: Frontier, index: np.ndarray, starts: np.ndarray) -> Frontier:
         a, b = int(index[0]), int(index[-1]) + 1
         rows: np.ndarray | slice = slice(int(starts[a]), int(starts[b]))
     else:
-        lengths = front.lengths[index]
-        rows = np.repeat(starts[index] - np.cumsum(lengths) + lengths, lengths)
-        rows += np.arange(len(rows))
+        rows = run_rows(starts[index], front.lengths[index])
     depth = None if front.depth is None else front.depth[rows]
     return Frontier(
         front.tapes.take(rows), front.lengths[index], front.rows[index], front.cols[index],
