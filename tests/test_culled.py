@@ -215,6 +215,11 @@ def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
     as_tiles(expected, tile)[rows // tile, :, cols // tile, :] = blocks
     paint_tiles(painted, tile, rows[:3], cols[:3], 7)
     as_tiles(expected, tile)[rows[:3] // tile, :, cols[:3] // tile, :] = 7
+    # One row per square, repeated down it (a plane's normals).
+    last = slice(-min(2, len(rows)), None)
+    line = (rng.random((len(rows[last]), 1, tile)) * 100).astype(dtype)
+    paint_tiles(painted, tile, rows[last], cols[last], line)
+    as_tiles(expected, tile)[rows[last] // tile, :, cols[last] // tile, :] = line
     np.testing.assert_array_equal(painted, expected)
     assert (painted != 0).any()
 

@@ -868,11 +868,17 @@ def test_tapes_with_the_same_gradient_everywhere(source: str, constant: bool) ->
     assert got.tolist() == [False, constant]
 
 
-def _planes_and_balls() -> str:
-    """A floor, a slanted wall and six balls (over 64 rows: normals on pruned tapes)."""
-    lines = ["x var-x", "y var-y", "z var-z", "k const 10", "a mul z k", "c const 3.1"]
-    lines += ["floor sub a c", "d const 2", "e mul x d", "f sub e y", "wall sub f z"]
-    lines += ["out0 min floor wall"]
+def _planes_and_balls(steep: bool = False) -> str:
+    """A floor, a slanted wall and six balls (over 64 rows: normals on pruned tapes); or,
+    ``steep``, instead of the floor and the wall one plane, ``10 x + z``, that leaves
+    the view's depths halfway across a column of tiles (tiles of one plane with empty
+    pixels), the balls moved far off (there for their rows)."""
+    lines = ["x var-x", "y var-y", "z var-z", "k const 10"]
+    if steep:
+        lines += ["a mul x k", "out0 add a z"]
+    else:
+        lines += ["a mul z k", "c const 3.1", "floor sub a c", "d const 2", "e mul x d"]
+        lines += ["f sub e y", "wall sub f z", "out0 min floor wall"]
     for i, (bx, by, bz) in enumerate(
         [
             (-0.5, -0.5, 0.0),
@@ -883,7 +889,7 @@ def _planes_and_balls() -> str:
             (0.2, -0.7, 0),
         ]
     ):
-        lines += [f"cx{i} const {bx}", f"dx{i} sub x cx{i}", f"xx{i} square dx{i}"]
+        lines += [f"cx{i} const {bx - 5 * steep}", f"dx{i} sub x cx{i}", f"xx{i} square dx{i}"]
         lines += [f"cy{i} const {by}", f"dy{i} sub y cy{i}", f"yy{i} square dy{i}"]
         lines += [f"cz{i} const {bz}", f"dz{i} sub z cz{i}", f"zz{i} square dz{i}"]
         lines += [f"s{i} add xx{i} yy{i}", f"t{i} add s{i} zz{i}", f"r{i} sqrt t{i}"]
@@ -891,7 +897,7 @@ def _planes_and_balls() -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("model", ["colonnade", "planes and balls"])
+@pytest.mark.parametrize("model", ["colonnade", "planes and balls", "a steep plane and balls"])
 @pytest.mark.parametrize("turn", [None, (30.0, -50.0)])
 def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
     model: str, turn: tuple[float, float] | None, monkeypatch: pytest.MonkeyPatch
@@ -905,7 +911,7 @@ def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
     program = (
         pj.load(shared_path("models/colonnade.vm"))
         if model == "colonnade"
-        else pj.parse(_planes_and_balls())
+        else pj.parse(_planes_and_balls(steep=model.startswith("a steep")))
     )
     rotation = None if turn is None else pj.rotation(*turn)
     assert prunes_gradients(program, pj.Target())  # the tiles' path
@@ -917,3 +923,7 @@ def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
     assert each.normal is not None
     assert np.isfinite(shared.normal).any()
     np.testing.assert_array_equal(shared.normal, each.normal)
+    if model.startswith("a steep"):  # tiles of the plane half empty: NaN there, not its vector
+        empty = np.isnan(shared.z)
+        assert empty.any()
+        assert (np.isnan(shared.normal) == empty[..., None]).all()

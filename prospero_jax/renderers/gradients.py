@@ -11,7 +11,8 @@ How, two ways (:func:`field_gradients` picks one): :func:`gradients_at`, forward
 through :func:`prospero_jax.to_function`'s custom derivatives (the op table's partials,
 the dual step's rules: finite wherever the value is), three tangent directions at once,
 points in chunks of :data:`CHUNK` (:data:`ACCELERATOR_CHUNK` on accelerators), the last
-one padded, so one compilation serves a program at any number of points; or
+one padded to a power of two (at least a chunk's :data:`TAIL_SHARE`-th), so a few
+compilations serve a program at any number of points; or
 :func:`grouped_gradients`, nearby points in groups, each group's tape pruned over its box
 and evaluated by the dual leaf kernel (the same rules, nothing compiled per program).
 Values and derivatives are the program's as given (never a sign program).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,11 @@ from prospero_jax.renderers.view import Progress, Target
 #: bear's 417,000 normals at 1024² took 1.5 s on an H200; experiments/RESULTS.md).
 CHUNK = 1 << 16
 ACCELERATOR_CHUNK = 1 << 20
+#: The last chunk holds the rest of the points padded to a power of two, at least this
+#: share of a chunk: at most five shapes compile per program, and a few points past a
+#: chunk no longer cost a whole one (the sphere's 512² normals, 73,816 points: 65,536 +
+#: 16,384, not 2 × 65,536; experiments/RESULTS.md).
+TAIL_SHARE = 16
 #: Points of one cell evaluated on one pruned tape by :func:`grouped_gradients`.
 GROUP = 256
 #: Newton steps that move a mesh vertex onto the surface (:func:`onto_surface`).
@@ -98,7 +104,7 @@ def gradients_at(
 ) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n 3"]]:
     """The value and gradient (∂f/∂x, ∂f/∂y, ∂f/∂z) at the points ``(x[i], y[i], z[i])``,
     by forward mode through the op table's partials, in chunks of :data:`CHUNK` points
-    (:data:`ACCELERATOR_CHUNK` off CPU; one compilation per program and platform);
+    (:data:`ACCELERATOR_CHUNK` off CPU; a few compilations per program and platform);
     ``progress(done, total)`` counts chunks."""
     value = np.empty(len(x), where.dtype)
     gradient = np.empty((len(x), 3), where.dtype)
@@ -178,18 +184,22 @@ def _chunked(
     *args: Any,
 ) -> Iterator[tuple[slice, int, Any]]:
     """``kernel(x, y, z, *args)`` over the points in chunks of :data:`CHUNK` points
-    (:data:`ACCELERATOR_CHUNK` off CPU), the last one padded, so one compilation serves
-    any number of points: per chunk its slice of the points, how many are real and the
-    kernel's outputs (on the target's device); ``progress(done, total)`` counts chunks."""
+    (:data:`ACCELERATOR_CHUNK` off CPU), the last one padded to a power of two, at least
+    a :data:`TAIL_SHARE`-th of a chunk, so a few compilations serve any number of
+    points: per chunk its slice of the points, how many are real and the kernel's
+    outputs (on the target's device); ``progress(done, total)`` counts chunks."""
     size = CHUNK if where.platform == "cpu" else ACCELERATOR_CHUNK
     px, py, pz = (_as_dtype(v, where.dtype) for v in points)
-    chunks = -(-len(px) // size)
+    whole, rest = divmod(len(px), size)
+    last = max(size // TAIL_SHARE, 1 << (rest - 1).bit_length()) if rest else 0
+    sizes = [size] * whole + ([last] if rest else [])
     # Padded once (a call per chunk cost more than the chunk's work on small programs);
     # on the default device the kernel takes host arrays (JAX's C++ path moves them).
-    padded = [np.pad(v, (0, chunks * size - len(v)), mode="edge") for v in (px, py, pz)]
+    padded = [np.pad(v, (0, sum(sizes) - len(v)), mode="edge") for v in (px, py, pz)]
     place = where.device != jax.local_devices()[0]
-    for i in range(chunks):
-        part = slice(i * size, (i + 1) * size)
+    chunks = len(sizes)
+    for i, n in enumerate(sizes):
+        part = slice(i * size, i * size + n)
         xyz = tuple(v[part] for v in padded)
         if place:
             xyz = jax.device_put(xyz, where.device)
@@ -287,10 +297,15 @@ def group_gradients(
 
 
 def group_tapes(
-    program: Program, grouped: Float[np.ndarray, "groups 3 n"], where: Target
+    program: Program,
+    grouped: Float[np.ndarray, "groups 3 n"],
+    where: Target,
+    hulls: Float[np.ndarray, "groups 6"] | None = None,
 ) -> tuple[Tapes, np.ndarray]:
     """Each group's tape for :func:`group_gradients` (concatenated, in group order) and
-    their lengths."""
+    their lengths; ``hulls``, if given, each group's points' hull ``[xlo, xhi, ylo, yhi,
+    zlo, zhi]`` (else found from them: a heightmap's tiles know theirs from the axes, and
+    three reductions over every point cost 2.3 ms of colonnade's 1024² normals)."""
     groups = grouped.shape[0]
     dtype = where.dtype
     with where.precision():
@@ -305,7 +320,9 @@ def group_tapes(
             whole.params,
         )
         lanes = SPLIT[0] ** 2  # the root level's kernel, as a frame compiles it
-        box = np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(groups, 6)
+        box = hulls
+        if box is None:
+            box = np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(groups, 6)
         # Two levels: the whole tape over the hulls of ``lanes`` groups, then each hull's
         # tape over its groups (colonnade's 1024² normals: 0.2 M rows pruned, not 2.7 M).
         hulls = -(-groups // lanes)
@@ -348,45 +365,76 @@ def constant_gradients(tapes: Tapes, lengths: np.ndarray, reach: np.ndarray) -> 
     of an immediate's side). A plane's tape, ``10·z − 3.1``: the colonnade's floors."""
     out = np.zeros(len(lengths), bool)
     short = np.flatnonzero((lengths > 0) & (lengths <= CONSTANT_ROWS))
+    # By their ops first (a row of another kind rules its tape out), then by bounds, row
+    # by row, over the tapes left (colonnade 1024²: 2.2 → 0.6 ms).
+    short = short[_LinearRows.of(tapes, lengths, short).linear.all(axis=1)]
     if not len(short):
         return out
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[short]
-    width = int(lengths[short].max())
-    live = np.arange(width) < lengths[short, None]  # (tapes, rows)
-    at = np.where(live, starts[:, None] + np.arange(width), 0)
-    code, args = tapes.ops[at], tapes.args[at]
-    number = np.abs(tapes.consts[at].astype(np.float64))  # an immediate's size (NaN: not)
-    kind = _LINEAR_KIND[code]
+    rows = _LinearRows.of(tapes, lengths, short)
+    live, code, kind, a, b, scaled = rows.live, rows.code, rows.kind, rows.a, rows.b, rows.scaled
+    width = live.shape[1]
+    number = np.abs(tapes.consts[rows.at].astype(np.float64))  # an immediate's size (NaN: not)
     value = np.zeros((len(short), width))  # bounds on each row's |value| and |tangent|
     slope = np.zeros((len(short), width))
     fine = np.ones(len(short), bool)
     tape = np.arange(len(short))
     with np.errstate(all="ignore"):
-        for i in range(width):
-            a, b, c = args[:, i, 0], args[:, i, 1], number[:, i]
-            va, vb = (np.where(r == IMMEDIATE, c, value[tape, np.maximum(r, 0)]) for r in (a, b))
-            ta, tb = (np.where(r == IMMEDIATE, 0.0, slope[tape, np.maximum(r, 0)]) for r in (a, b))
-            op, k = code[:, i], kind[:, i]
-            scaled = (k == _SCALED) & ((b == IMMEDIATE) | ((a == IMMEDIATE) & (op == MUL)))
-            quotient = scaled & (op == DIV)
-            ok = _INPUT[op] | (op == CONST) | (k == _ALWAYS) | scaled
-            ok |= (k == _EQUAL) & (a == b) & (a != IMMEDIATE)
+        for i in range(width):  # every live row is of an allowed kind (above)
+            ra, rb, c, op, k = a[:, i], b[:, i], number[:, i], code[:, i], kind[:, i]
+            at_a, at_b = np.maximum(ra, 0), np.maximum(rb, 0)  # an immediate's: unread
+            va, vb = (
+                np.where(r == IMMEDIATE, c, value[tape, j]) for r, j in ((ra, at_a), (rb, at_b))
+            )
+            ta, tb = (
+                np.where(r == IMMEDIATE, 0.0, slope[tape, j]) for r, j in ((ra, at_a), (rb, at_b))
+            )
+            quotient = scaled[:, i] & (op == DIV)
             v = np.select(
-                [_INPUT[op], op == CONST, quotient, scaled, k == _EQUAL],
+                [_INPUT[op], op == CONST, quotient, scaled[:, i], k == _EQUAL],
                 [reach[short], c, va / vb, va * vb, va],
                 va + vb,
             )
             t = np.select(
-                [_INPUT[op], op == CONST, quotient, scaled, k == _EQUAL],
+                [_INPUT[op], op == CONST, quotient, scaled[:, i], k == _EQUAL],
                 [1.0, 0.0, ta / vb, ta * vb + tb * va, ta],
                 ta + tb,
             )
             bound = np.maximum(v, t)
             bound = np.where(quotient, np.maximum(bound, np.maximum(1 / vb, va / vb**2)), bound)
-            fine &= ~live[:, i] | (ok & (bound < FAR_BELOW_OVERFLOW))
+            fine &= ~live[:, i] | (bound < FAR_BELOW_OVERFLOW)
             value[:, i], slope[:, i] = v, t
     out[short] = fine
     return out
+
+
+class _LinearRows(NamedTuple):
+    """Tapes' rows side by side, ``(tapes, rows)`` (padded with row 0, not ``live``), for
+    :func:`constant_gradients`: where they are, their ops and ``linear`` kinds, operands,
+    whether a row is scaled by an immediate, and whether its partials are constants
+    (or it is padding)."""
+
+    live: np.ndarray
+    at: np.ndarray
+    code: np.ndarray
+    kind: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    scaled: np.ndarray
+    linear: np.ndarray
+
+    @classmethod
+    def of(cls, tapes: Tapes, lengths: np.ndarray, which: np.ndarray) -> _LinearRows:
+        """The rows of tapes ``which`` (of ``tapes``, ``lengths`` rows each, in order)."""
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[which]
+        width = int(lengths[which].max(initial=0))
+        live = np.arange(width) < lengths[which, None]
+        at = np.where(live, starts[:, None] + np.arange(width), 0)
+        code, args = tapes.ops[at], tapes.args[at]
+        kind, a, b = _LINEAR_KIND[code], args[..., 0], args[..., 1]
+        scaled = (kind == _SCALED) & ((b == IMMEDIATE) | ((a == IMMEDIATE) & (code == MUL)))
+        linear = _INPUT[code] | (code == CONST) | (kind == _ALWAYS) | scaled | ~live
+        linear |= (kind == _EQUAL) & (a == b) & (a != IMMEDIATE)
+        return cls(live, at, code, kind, a, b, scaled, linear)
 
 
 def _pruned_over(

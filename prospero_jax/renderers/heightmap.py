@@ -309,16 +309,32 @@ def _normals(
         grouped = grouped.astype(target.dtype, copy=False)
         # No point is farther from the origin than the view's corners (turned or not).
         reach = float(np.hypot.reduce([np.abs(a).max() for a in (xs, ys, view.zs())]))
-        unit = _tile_normals(program, grouped, found, target, turn_back, reach)  # (tiles, t², 3)
+        hulls = None
+        if rotation is None:  # each tile's hull from its axes and depths, not every point
+            x, y = (a.astype(dtype)[at] for a, at in ((xs, cols), (ys, rows)))
+            hulls = np.stack(
+                [f(v, axis=1) for v in (x, y, tiles) for f in (np.min, np.max)], axis=1
+            )
+        shared = _tile_normals(program, grouped, found, target, turn_back, reach, hulls)
         # Written as tiles of an image whose pixels are their three numbers, a tile's row
-        # of pixels one run of memory (paint_tiles): the kept tiles whole, the others NaN
-        # (one pass over the image, not two; colonnade 1024² ~4 → 2.5 ms).
+        # of pixels one run of memory (paint_tiles): the evaluated tiles whole, a plane's
+        # tiles its one vector (a row of it, repeated), the others NaN (one pass over the
+        # image, not two; colonnade 1024² ~4 → 2.5 ms), then a plane's tiles' empty
+        # pixels NaN.
         normal = np.empty((side, side, 3), target.dtype)
         image, nan = _pixels(normal), _pixels(np.full(3, np.nan, target.dtype))
-        unit = _pixels(np.ascontiguousarray(unit, target.dtype)).reshape(-1, t, t)
-        paint_tiles(image, t, rows * t, cols * t, unit)
+        done = shared.evaluated
+        unit = _pixels(np.ascontiguousarray(shared.unit, target.dtype)).reshape(-1, t, t)
+        paint_tiles(image, t, rows[done] * t, cols[done] * t, unit)
+        plane = shared.copies
+        vector = _pixels(np.ascontiguousarray(shared.vector, target.dtype))
+        paint_tiles(image, t, rows[plane] * t, cols[plane] * t, np.repeat(vector, t)[:, None])
         empty = np.divmod(np.flatnonzero(~kept), across)
         paint_tiles(image, t, empty[0] * t, empty[1] * t, nan)
+        gaps = plane[~found[plane].all(axis=1)]  # few: a plane's tiles are mostly whole
+        tile, pixel = np.nonzero(~found[gaps])
+        y, x = np.divmod(pixel, t)
+        image[rows[gaps[tile]] * t + y, cols[gaps[tile]] * t + x] = nan
         return normal if side == size else normal[:size, :size].copy()
     normal = np.full((z.size, 3), np.nan, target.dtype)
     surface = np.flatnonzero(np.isfinite(z))  # flat indices: cheaper than a mask's passes
@@ -334,6 +350,17 @@ def _normals(
     return normal.reshape(*z.shape, 3)
 
 
+class _TileNormals(NamedTuple):
+    """Unit normals of tiles: ``unit[i]`` (``(n, 3)``) tile ``evaluated[i]``'s at each of
+    its points (NaN where it has no surface point); tile ``copies[j]``, one a plane's
+    tape, has ``vector[j]`` (``(3,)``) at each of its surface points."""
+
+    evaluated: np.ndarray
+    unit: np.ndarray
+    copies: np.ndarray
+    vector: np.ndarray
+
+
 def _tile_normals(
     program: Program,
     grouped: np.ndarray,
@@ -341,21 +368,24 @@ def _tile_normals(
     target: Target,
     turn: np.ndarray | None,
     reach: float,
-) -> np.ndarray:
+    hulls: np.ndarray | None = None,
+) -> _TileNormals:
     """The unit normals of each tile's points (``grouped``, ``(tiles, 3, n)`` in the
     target's dtype; no coordinate beyond ``reach``, but for rounding) where ``found``
-    (``(tiles, n)``), turned by ``turn``; NaN elsewhere: ``(tiles, n, 3)``.
+    (``(tiles, n)``), turned by ``turn``; NaN elsewhere; ``hulls``: each tile's, if known
+    (:func:`~prospero_jax.renderers.gradients.group_tapes`).
 
     Each tile's tape is pruned over its points (:func:`~prospero_jax.renderers.gradients.
     group_tapes`). Tiles whose tapes are one tape with the same gradient at every point
     (:func:`~prospero_jax.renderers.gradients.constant_gradients`: a plane) share one
-    evaluation, the first of them evaluated and the others given its vector, when there
-    are more tiles than one call of the dual kernel holds: what sharing saves is mostly
-    calls (~1 ms each, whatever they hold), and below that looking for planes cost more
-    than it saved (colonnade 512², 1,024 tiles: normals 12.5 → 15.7 ms). At 1024², 2,559
-    of the colonnade's 3,306 tiles share (its floors and walls): frame ~130 → ~122 ms
+    evaluation, the first of them evaluated and the others given its vector (not
+    written out per pixel: the image's tiles are painted with it), when there are more
+    tiles than one call of the dual kernel holds: what sharing saves is mostly calls
+    (~1 ms each, whatever they hold), and below that looking for planes cost more than
+    it saved (colonnade 512², 1,024 tiles: normals 12.5 → 15.7 ms). At 1024², 2,559 of
+    the colonnade's 3,306 tiles share (its floors and walls): frame ~130 → ~122 ms
     (experiments/RESULTS.md)."""
-    tapes, lengths = group_tapes(program, grouped, target)
+    tapes, lengths = group_tapes(program, grouped, target, hulls)
     source = np.arange(len(lengths))
     if len(lengths) > dual_call_groups(grouped.shape[2]):  # sharing can save calls
         source = _alike(
@@ -370,22 +400,20 @@ def _tile_normals(
         unit: jax.Array = _unit_kernel(duals, mask, turn)
         return unit
 
-    if len(evaluated) == len(source):  # nothing shared
-        with target.precision():  # float64 targets' kernels trace in float64
-            every: np.ndarray = tile_duals(tapes, lengths, grouped, target, finish)
-        return every
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    sizes = lengths[evaluated]
-    rows = run_rows(starts[evaluated], sizes)
-    unit = np.empty((len(grouped), grouped.shape[2], 3), target.dtype)
-    with target.precision():
-        unit[evaluated] = tile_duals(tapes.take(rows), sizes, grouped[evaluated], target, finish)
     copies = np.flatnonzero(source != np.arange(len(source)))
-    origin = source[copies]  # the tape's one vector, read at a surface pixel of the first
-    unit[copies] = unit[origin, found[origin].argmax(axis=1)][:, None]
-    tile, pixel = np.nonzero(~found[copies])  # few: a plane's tiles are mostly whole
-    unit[copies[tile], pixel] = np.nan
-    return unit
+    if not len(copies):  # nothing shared
+        tapes_evaluated, sizes, points = tapes, lengths, grouped
+    else:
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        sizes = lengths[evaluated]
+        tapes_evaluated = tapes.take(run_rows(starts[evaluated], sizes))
+        points = grouped[evaluated]
+    with target.precision():  # float64 targets' kernels trace in float64
+        unit: np.ndarray = tile_duals(tapes_evaluated, sizes, points, target, finish)
+    # A copy's vector: its tape's one, read at a surface pixel of the tile evaluated.
+    at = np.searchsorted(evaluated, source[copies])
+    vector = unit[at, found[source[copies]].argmax(axis=1)]
+    return _TileNormals(evaluated, unit, copies, vector)
 
 
 def _alike(

@@ -813,7 +813,8 @@ def paint_tiles(
     image: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray, value: Any
 ) -> None:
     """Set the ``tile × tile`` squares at ``(rows, cols)`` (pixel corners) to ``value`` (a
-    scalar, or one ``tile × tile`` block per square).
+    scalar; or per square a ``tile × tile`` block, or one row of ``tile`` pixels that
+    every row of the square repeats: ``(squares, 1, tile)``).
 
     A square's row of pixels moves as one element (a void of ``tile`` pixels): NumPy's
     indexed assignment pays per element, and this is 3.4× quicker than pixel by pixel for
@@ -829,5 +830,5 @@ def paint_tiles(
         source = np.full(tile, value, image.dtype).view(run)[0]
     else:
         blocks = np.ascontiguousarray(value, image.dtype)
-        source = blocks.reshape(len(rows), tile, tile).view(run)[..., 0]
+        source = blocks.reshape(len(rows), -1, tile).view(run)[..., 0]  # rows: tile or 1
     runs[rows // tile, :, cols // tile] = source
