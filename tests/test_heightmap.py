@@ -221,10 +221,10 @@ def test_boxes_whose_tapes_read_no_z_search_their_first_depths_only(
     searched: list[tuple[np.ndarray, np.ndarray]] = []
     original = octree.leaf_firsts
 
-    def leaf_firsts(front, xs, ys, depths, target, limits=None):  # type: ignore[no-untyped-def]
+    def leaf_firsts(front, xs, ys, depths, target, limits=None, **kw):  # type: ignore[no-untyped-def]
         free = octree.tapes_of(front).z_free(front.lengths)
         searched.append((free, limits))
-        return original(front, xs, ys, depths, target, limits)
+        return original(front, xs, ys, depths, target, limits, **kw)
 
     monkeypatch.setattr(octree, "leaf_firsts", leaf_firsts)
     culled = pj.render_heightmap(program, 64, mode="culled", normals=False, exact=exact)
@@ -256,9 +256,9 @@ def test_leaf_layers_merged_into_one_call_find_what_a_call_a_layer_finds(
     calls: list[int] = []
     leaf_firsts = octree.leaf_firsts
 
-    def counted(front: object, *args: object) -> np.ndarray:
+    def counted(front: object, *args: object, **kw: object) -> np.ndarray:
         calls.append(len(np.unique(args[2], axis=0)))  # its layers
-        return leaf_firsts(front, *args)  # type: ignore[arg-type]
+        return leaf_firsts(front, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(octree, "leaf_firsts", counted)
     merged = pj.render_heightmap(program, 128, mode="culled", normals=False).z

@@ -88,6 +88,9 @@ LEAF_PIXEL_CAPACITY = 1 << 20
 #: (colonnade 1024³'s leaves 8, 4, 2: 36, 34, 32 ms against 52 ms all 16 at once;
 #: experiments/RESULTS.md).
 FIRSTS_CHUNK = 4
+#: What :func:`leaf_kernel`'s ``firsts`` with ``offsets`` gives a column with no sample
+#: found: int32's largest (a heightmap's "none found yet").
+NOT_FOUND = int(np.iinfo(np.int32).max)
 #: The kernels' XLA options: LLVM's level-1 optimizations compile them about a quarter
 #: faster than level 3 and run them as fast (experiments/RESULTS.md).
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
@@ -487,6 +490,8 @@ def leaf_kernel(
     ys: jax.Array,
     zs: jax.Array,
     limits: jax.Array | None = None,
+    offsets: jax.Array | None = None,
+    none: jax.Array | None = None,
     *,
     registers: int,
     side: int,
@@ -506,10 +511,13 @@ def leaf_kernel(
     one index a column, not ``depth`` signs). ``firsts`` boxes are searched
     :data:`FIRSTS_CHUNK` depths at a time, top down, and a box's search stops once each
     of its columns has found its sample or searched its ``limits[t, side * row + col]``
-    first depths (default: all): a column's result is exact below its limit, and at or
-    above it either exact or ``depth`` (a heightmap's column already lowered to an index
-    in the box needs nothing at or below it: colonnade 1024³'s leaves 52 → 34 ms,
-    experiments/RESULTS.md).
+    first depths (default: all; any int32, unclipped): a column's result is exact below
+    its limit, and at or above it either exact or ``depth`` (a heightmap's column already
+    lowered to an index in the box needs nothing at or below it: colonnade 1024³'s leaves
+    52 → 34 ms, experiments/RESULTS.md). With ``offsets`` (``(tiles,)`` int32) and
+    ``none``, a found ``k`` comes back as ``k + offsets[t]`` and ``depth`` as ``none``:
+    a heightmap's sample index, or :data:`NOT_FOUND` (on the host, a pass over every
+    column: colonnade 1024³'s 1.4 M, ~2 ms).
     """
     ops, args, consts, params = tapes
     column = side * side
@@ -565,6 +573,8 @@ def leaf_kernel(
 
         begin = (jnp.int32(0), regs, jnp.full(column, depth, jnp.int32))
         _, regs, first = lax.while_loop(unfinished, search, begin)
+        if offsets is not None and none is not None:
+            first = jnp.where(first < depth, first + offsets[t], none)
         return regs, _write(out, t, first, column)
 
     kind = jnp.int32 if firsts else consts.dtype if values else bool

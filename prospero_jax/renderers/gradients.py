@@ -291,22 +291,24 @@ def group_gradients(
     the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
     leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
     hierarchy.tile_duals` takes it (then what it gives, ``(groups, ...)``)."""
-    tapes, lengths = group_tapes(program, grouped, where)
+    tapes, lengths = group_tapes(program, hulls_of(grouped), where)
     with where.precision():  # float64 targets' kernels trace in float64
         return tile_duals(tapes, lengths, grouped, where, finish)
 
 
+def hulls_of(grouped: Float[np.ndarray, "groups 3 n"]) -> Float[np.ndarray, "groups 6"]:
+    """Each group's points' hull, ``[xlo, xhi, ylo, yhi, zlo, zhi]`` (in their dtype)."""
+    return np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(-1, 6)
+
+
 def group_tapes(
-    program: Program,
-    grouped: Float[np.ndarray, "groups 3 n"],
-    where: Target,
-    hulls: Float[np.ndarray, "groups 6"] | None = None,
+    program: Program, hulls: Float[np.ndarray, "groups 6"], where: Target
 ) -> tuple[Tapes, np.ndarray]:
     """Each group's tape for :func:`group_gradients` (concatenated, in group order) and
-    their lengths; ``hulls``, if given, each group's points' hull ``[xlo, xhi, ylo, yhi,
-    zlo, zhi]`` (else found from them: a heightmap's tiles know theirs from the axes, and
-    three reductions over every point cost 2.3 ms of colonnade's 1024² normals)."""
-    groups = grouped.shape[0]
+    their lengths, from each group's points' hull (:func:`hulls_of`; a heightmap's tiles
+    know theirs from the axes: three reductions over every point cost 2.3 ms of
+    colonnade's 1024² normals)."""
+    groups = len(hulls)
     dtype = where.dtype
     with where.precision():
         whole = root_tape(program, dtype)
@@ -320,27 +322,24 @@ def group_tapes(
             whole.params,
         )
         lanes = SPLIT[0] ** 2  # the root level's kernel, as a frame compiles it
-        box = hulls
-        if box is None:
-            box = np.stack([grouped.min(axis=2), grouped.max(axis=2)], axis=2).reshape(groups, 6)
         # Two levels: the whole tape over the hulls of ``lanes`` groups, then each hull's
         # tape over its groups (colonnade's 1024² normals: 0.2 M rows pruned, not 2.7 M).
-        hulls = -(-groups // lanes)
-        boxes = np.repeat(box[-1:], hulls * lanes, axis=0)  # padded with the last group
-        boxes[:groups] = box
-        boxes = boxes.reshape(hulls, lanes, 6)
+        middles = -(-groups // lanes)
+        boxes = np.repeat(hulls[-1:], middles * lanes, axis=0)  # padded with the last group
+        boxes[:groups] = hulls
+        boxes = boxes.reshape(middles, lanes, 6)
         hull = np.concatenate(
             [boxes[:, :, 0::2].min(axis=1), boxes[:, :, 1::2].max(axis=1)], axis=1
-        )[:, [0, 3, 1, 4, 2, 5]]  # (hulls, [xlo, xhi, ylo, yhi, zlo, zhi])
-        tops = -(-hulls // lanes)
+        )[:, [0, 3, 1, 4, 2, 5]]  # (middles, [xlo, xhi, ylo, yhi, zlo, zhi])
+        tops = -(-middles // lanes)
         outer = np.repeat(hull[-1:], tops * lanes, axis=0)
-        outer[:hulls] = hull
+        outer[:middles] = hull
         length = len(wrapped)
         repeated = wrapped.take(np.tile(np.arange(length), tops))
         middle, sizes = _pruned_over(
             repeated, np.full(tops, length), outer.reshape(tops, lanes, 6), length, where
         )
-        sizes = sizes[:hulls]  # all > 0: the wrapper leaves every box ambiguous
+        sizes = sizes[:middles]  # all > 0: the wrapper leaves every box ambiguous
         middle = middle.take(np.arange(sizes.sum()))
         pruned, kept = _pruned_over(middle, sizes, boxes, length, where)
         kept = kept[:groups]

@@ -51,6 +51,7 @@ from prospero_jax.renderers.gradients import (
     GROUP,
     constant_gradients,
     group_tapes,
+    hulls_of,
     normals_at,
     prunes_gradients,
     unit_vectors,
@@ -298,24 +299,28 @@ def _normals(
         np.copyto(tiles, np.fmax.reduce(tiles, axis=1)[:, None], where=~found)
         xs, ys = (np.pad(a, (0, side - size), mode="edge").reshape(across, t) for a in view.axes())
         rows, cols = np.divmod(keep, across)
-        points = np.empty((len(keep), 3, t, t), dtype)  # (tiles, [x, y, z], t, t)
-        points[:, 0] = xs[cols][:, None, :]
-        points[:, 1] = ys[rows][:, :, None]
-        points[:, 2] = tiles.reshape(-1, t, t)
-        grouped: np.ndarray = points.reshape(-1, 3, t * t)
-        if rotation is not None:
-            grouped = rotation @ grouped  # the program's frame
+
+        def points_of(index: np.ndarray) -> np.ndarray:  # (tiles, [x, y, z], t²), in dtype
+            points = np.empty((len(index), 3, t, t), dtype)
+            points[:, 0] = xs[cols[index]][:, None, :]
+            points[:, 1] = ys[rows[index]][:, :, None]
+            points[:, 2] = tiles[index].reshape(-1, t, t)
+            return points.reshape(-1, 3, t * t)
+
+        grouped: Callable[[np.ndarray], np.ndarray] = points_of
+        if rotation is None:  # the tiles' hulls from their axes and depths; a tile's
+            # points built only if it is evaluated (not a plane's copy: colonnade 1024²,
+            # 747 tiles of 3,306)
+            x, y = (a.astype(dtype)[at] for a, at in ((xs, cols), (ys, rows)))
+            hulls = np.stack([f(v, axis=1) for v in (x, y, tiles) for f in (np.min, np.max)], 1)
+        else:  # the points turned into the program's frame, and their hulls
+            turned = (rotation @ points_of(np.arange(len(keep)))).astype(target.dtype)
+            hulls = hulls_of(turned)
+            grouped = lambda index: turned[index]  # noqa: E731
         turn_back = None if back is None else back.astype(target.dtype)
-        grouped = grouped.astype(target.dtype, copy=False)
         # No point is farther from the origin than the view's corners (turned or not).
         reach = float(np.hypot.reduce([np.abs(a).max() for a in (xs, ys, view.zs())]))
-        hulls = None
-        if rotation is None:  # each tile's hull from its axes and depths, not every point
-            x, y = (a.astype(dtype)[at] for a, at in ((xs, cols), (ys, rows)))
-            hulls = np.stack(
-                [f(v, axis=1) for v in (x, y, tiles) for f in (np.min, np.max)], axis=1
-            )
-        shared = _tile_normals(program, grouped, found, target, turn_back, reach, hulls)
+        shared = _tile_normals(program, hulls, grouped, found, target, turn_back, reach)
         # Written as tiles of an image whose pixels are their three numbers, a tile's row
         # of pixels one run of memory (paint_tiles): the evaluated tiles whole, a plane's
         # tiles its one vector (a row of it, repeated), the others NaN (one pass over the
@@ -363,17 +368,17 @@ class _TileNormals(NamedTuple):
 
 def _tile_normals(
     program: Program,
-    grouped: np.ndarray,
+    hulls: np.ndarray,
+    points: Callable[[np.ndarray], np.ndarray],
     found: np.ndarray,
     target: Target,
     turn: np.ndarray | None,
     reach: float,
-    hulls: np.ndarray | None = None,
 ) -> _TileNormals:
-    """The unit normals of each tile's points (``grouped``, ``(tiles, 3, n)`` in the
-    target's dtype; no coordinate beyond ``reach``, but for rounding) where ``found``
-    (``(tiles, n)``), turned by ``turn``; NaN elsewhere; ``hulls``: each tile's, if known
-    (:func:`~prospero_jax.renderers.gradients.group_tapes`).
+    """The unit normals of each tile's points (tiles ``index``'s are ``points(index)``,
+    ``(tiles, 3, n)`` in the target's dtype, their hulls ``hulls`` (``(tiles, 6)``); no
+    coordinate beyond ``reach``, but for rounding) where ``found`` (``(tiles, n)``),
+    turned by ``turn``; NaN elsewhere.
 
     Each tile's tape is pruned over its points (:func:`~prospero_jax.renderers.gradients.
     group_tapes`). Tiles whose tapes are one tape with the same gradient at every point
@@ -385,9 +390,9 @@ def _tile_normals(
     it saved (colonnade 512², 1,024 tiles: normals 12.5 → 15.7 ms). At 1024², 2,559 of
     the colonnade's 3,306 tiles share (its floors and walls): frame ~130 → ~122 ms
     (experiments/RESULTS.md)."""
-    tapes, lengths = group_tapes(program, grouped, target, hulls)
+    tapes, lengths = group_tapes(program, hulls, target)
     source = np.arange(len(lengths))
-    if len(lengths) > dual_call_groups(grouped.shape[2]):  # sharing can save calls
+    if len(lengths) > dual_call_groups(found.shape[1]):  # sharing can save calls
         source = _alike(
             tapes, lengths, lambda t, n: constant_gradients(t, n, np.full(len(n), reach))
         )
@@ -402,17 +407,17 @@ def _tile_normals(
 
     copies = np.flatnonzero(source != np.arange(len(source)))
     if not len(copies):  # nothing shared
-        tapes_evaluated, sizes, points = tapes, lengths, grouped
+        tapes_evaluated, sizes = tapes, lengths
     else:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         sizes = lengths[evaluated]
         tapes_evaluated = tapes.take(run_rows(starts[evaluated], sizes))
-        points = grouped[evaluated]
     with target.precision():  # float64 targets' kernels trace in float64
-        unit: np.ndarray = tile_duals(tapes_evaluated, sizes, points, target, finish)
+        at = points(evaluated)
+        unit: np.ndarray = tile_duals(tapes_evaluated, sizes, at, target, finish)
     # A copy's vector: its tape's one, read at a surface pixel of the tile evaluated.
-    at = np.searchsorted(evaluated, source[copies])
-    vector = unit[at, found[source[copies]].argmax(axis=1)]
+    origin = np.searchsorted(evaluated, source[copies])
+    vector = unit[origin, found[source[copies]].argmax(axis=1)]
     return _TileNormals(evaluated, unit, copies, vector)
 
 

@@ -43,6 +43,7 @@ from prospero_jax.evaluators.cull import (
     COMPILER_OPTIONS,
     GROUP_CAPACITY,
     LEAF_PIXEL_CAPACITY,
+    NOT_FOUND,
     ROW_CAPACITY,
     SMALL_ROW_CAPACITY,
     dual_leaf_kernel,
@@ -348,33 +349,40 @@ def leaf_firsts(
     depths: np.ndarray,
     target: Target,
     limits: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each leaf tile of ``front``'s first of ``depths`` (the same for every tile, or a
     row a tile: ``(tiles, count)``; in their order) at which the value is < 0, per pixel:
     ``(tiles, side, side)`` int32, ``count`` where there is none; what
     :func:`leaf_pixels`' signs say, reduced where they are computed (on the kernels, a
     power of two of depths: the box's ``depths × side²`` signs never leave the call).
-    ``limits`` (``(tiles, side, side)``, if given): how many depths each column needs
-    searched; a column's result is exact below its limit, and at or above it may be
-    ``count`` (the kernels stop searching a box once every column is found or past its
-    limit: a heightmap's column lowered to an index in the box needs nothing below it)."""
+    ``limits`` (``(tiles, side, side)`` int32, if given, any values): how many depths
+    each column needs searched; a column's result is exact below its limit, and at or
+    above it may be ``count`` (the kernels stop searching a box once every column is
+    found or past its limit: a heightmap's column lowered to an index in the box needs
+    nothing below it). ``offsets`` (``(tiles,)`` int32, if given): each tile's found
+    index comes back plus its offset, and ``count`` as
+    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` (a heightmap's sample indices)."""
     depths = np.asarray(depths)
     side, tiles, count = front.side, len(front.lengths), depths.shape[-1]
     if count > 1 and not count & (count - 1) and front.depth is None and tiles:
         zs = np.broadcast_to(depths.astype(target.dtype), (tiles, count))
         calls = _leaves(
             tapes_of(front), front.lengths, front.rows, front.cols, xs, ys, zs, target.device,
-            side, target.devices, depth=count, firsts=True, limits=limits,
+            side, target.devices, depth=count, firsts=True, limits=limits, offsets=offsets,
         )  # fmt: skip
         return _joined([out for _, out in calls]).reshape(tiles, side, side)
     if depths.ndim == 1:
-        return first_true(leaf_pixels(front, xs, ys, depths, target))
-    first = np.empty((tiles, side, side), np.int32)  # the tiles of each row of depths
-    rows, which = np.unique(depths, axis=0, return_inverse=True)
-    for k, row in enumerate(rows):
-        mask = which.reshape(-1) == k
-        first[mask] = first_true(leaf_pixels(_kept_tiles(front, mask), xs, ys, row, target))
-    return first
+        first = first_true(leaf_pixels(front, xs, ys, depths, target))
+    else:
+        first = np.empty((tiles, side, side), np.int32)  # the tiles of each row of depths
+        rows, which = np.unique(depths, axis=0, return_inverse=True)
+        for k, row in enumerate(rows):
+            mask = which.reshape(-1) == k
+            first[mask] = first_true(leaf_pixels(_kept_tiles(front, mask), xs, ys, row, target))
+    if offsets is None:
+        return first
+    return np.where(first < count, first + offsets[:, None, None], NOT_FOUND).astype(np.int32)
 
 
 def first_true(inside: np.ndarray) -> np.ndarray:
@@ -539,8 +547,9 @@ def _kernels(
     if depth == 1:
         jobs.append((leaf_kernel, leaves, static))
     else:  # boxes of samples, each column's depths searched as far as it needs: heightmaps'
-        limits = S((tiles, leaf * leaf), np.int32)
-        jobs.append((leaf_kernel, (*leaves, limits), {**static, "depth": depth, "firsts": True}))
+        limits, offsets = S((tiles, leaf * leaf), np.int32), S((tiles,), np.int32)
+        search = (*leaves, limits, offsets, S((), np.int32))
+        jobs.append((leaf_kernel, search, {**static, "depth": depth, "firsts": True}))
     return jobs
 
 
@@ -652,11 +661,14 @@ def _leaves(
     depth: int = 1,
     firsts: bool = False,
     limits: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Inside-masks of the ambiguous ``side × side`` tiles at depths ``zs`` (one per tile,
     or with ``depth`` a row of that many per tile), or with ``values`` the values
     themselves, or with ``firsts`` (and ``depth``) each column's first depth inside
-    (``depth`` if none; searched as far as ``limits``, as :func:`leaf_firsts` takes them):
+    (``depth`` if none; searched as far as ``limits``; plus ``offsets``, or
+    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` if none: as :func:`leaf_firsts`
+    takes them):
     every kernel call dispatched now, then read back one by one as the iterator is
     advanced, ``(first tile, (tiles, depth × side²))`` a call (``(tiles, side²)`` with
     ``firsts``)."""
@@ -679,7 +691,11 @@ def _leaves(
         if firsts:  # the depths each column needs searched (the padding: none)
             limit = np.zeros((capacity, side * side), np.int32)
             limit[: t1 - t0] = depth if limits is None else limits[t0:t1].reshape(-1, side * side)
-            args = (*args, limit)
+            offset = np.zeros(capacity, np.int32)
+            if offsets is not None:
+                offset[: t1 - t0] = offsets[t0:t1]
+            none = np.int32(depth if offsets is None else NOT_FOUND)
+            args = (*args, limit, offset, none)
         registers = register_capacity(int(lengths[t0:t1].max()))
         calls.append((args, registers))
         spans.append((t0, t1))

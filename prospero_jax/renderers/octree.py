@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
+from prospero_jax.evaluators.cull import NOT_FOUND
 from prospero_jax.evaluators.tape import Pruned, run_rows
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers import compiled_tier as _compiled
@@ -94,8 +95,9 @@ LAYERED_ROWS = 1 << 16
 #: box evaluated for nothing costs more than a call saves (experiments/RESULTS.md).
 MERGED_BOXES = 2048
 MERGED_ROWS = 8192
-#: ``first`` of a column with no inside sample found yet.
-FAR = np.iinfo(np.int32).max
+#: ``first`` of a column with no inside sample found yet (what the leaf kernel gives
+#: such a column).
+FAR = NOT_FOUND
 
 
 def octree_splits(
@@ -345,20 +347,21 @@ def first_inside(
         started = time.perf_counter()
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         side, rows, cols = part.side, part.rows, part.cols
-        tops = tops.astype(first.dtype)
+        tops = tops.astype(np.int32)
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
             found = _compiled.firsts(leaves, part, xs, ys, depths)
+            index = np.where(found < THICK, found + tops[:, None, None], FAR)  # [box, y, x]
         else:
             # A column lowered to an index in the box needs no depth at or below it; a
             # box whose tape reads no z, none below its first (each column's value is
             # the same at every depth: colonnade 1024³'s walls below what is found, a
             # quarter of its leaf boxes; its leaf calls 35 → 30 ms, its frame within
-            # noise, experiments/RESULTS.md).
-            known = read_tiles(first, side, rows, cols) - tops[:, None, None]
-            limits = np.clip(known, 0, THICK, out=known).astype(np.int32, copy=False)
+            # noise, experiments/RESULTS.md). The kernel turns what it finds into
+            # sample indices (the box's top added), FAR where nothing.
+            limits = read_tiles(first, side, rows, cols) - tops[:, None, None]
             flat = tapes_of(part).z_free(part.lengths)
             limits[flat] = np.minimum(limits[flat], 1)
-            found = leaf_firsts(part, xs, ys, depths, target, limits)  # [box, y, x]
+            index = leaf_firsts(part, xs, ys, depths, target, limits, offsets=tops)
             _compiled.pay(leaves, time.perf_counter() - started)
         # A layer at a time (merged layers hold a column once each; what an upper layer
         # lowered, a lower one reads): each square read, lowered and written back; in
@@ -366,9 +369,9 @@ def first_inside(
         # stay in cache (over the whole call: 6 of colonnade's 1024³ 15 ms lowering).
         layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
         for a, b in itertools.pairwise(layers.tolist()):
-            got, r, c = found[a:b], rows[a:b], cols[a:b]
-            index = np.where(got < THICK, got.astype(first.dtype) + tops[a], FAR)
-            lowered = np.minimum(read_tiles(first, side, r, c), index, out=index)
+            r, c = rows[a:b], cols[a:b]
+            lowered = read_tiles(first, side, r, c)
+            np.minimum(lowered, index[a:b], out=lowered)
             paint_tiles(first, side, r, c, lowered)
             _lower_coarse(coarse, leaf, side, r, c, lowered)
         if progress is not None:
