@@ -622,6 +622,23 @@ def test_zero_ties(op: pj.Op, name: str) -> None:
     assert np.array_equal(np.signbit(value), np.signbit(expected)), (value, expected)
 
 
+@pytest.mark.parametrize(
+    "name", [name for name, e in EVALUATORS.items() if e.kind in ("values", "signs")]
+)
+def test_exp_of_a_constant_nan_is_nan_in_every_evaluator(name: str) -> None:
+    # XLA:CPU computed exp of a NaN it knew when compiling (a constant subexpression, in
+    # a fused loop that reads no input) as whatever its registers held: a program of a
+    # constant NaN, never inside, drew pixels (the op table's exp passes NaN through).
+    evaluator = EVALUATORS[name]
+    x, y = grid(evaluator.dtype)
+    program = pj.parse("x var-x\ny var-y\nm const -1\nl ln m\nr exp l\n")
+    got = np.asarray(evaluator.run(program, x, y))
+    if evaluator.kind == "signs":
+        assert not got.any()
+    else:
+        assert np.isnan(got).all(), got[~np.isnan(got)][:6]
+
+
 def test_every_kind_has_a_check_and_an_evaluator() -> None:
     assert {e.kind for e in EVALUATORS.values()} == set(CHECKS)
 

@@ -236,11 +236,20 @@ def _monotone(fn: str, exact: bool = True) -> IntervalRule:
     return interval
 
 
+def _exp(xp: Namespace, a: Array) -> Array:
+    """``exp(a)``, a NaN passed through by a select: XLA:CPU computed ``exp`` of a NaN it
+    knew when compiling (a constant subexpression, ``exp(ln(-1))``, in a fused loop that
+    reads no input) as whatever its registers held (LLVM folds the approximation's
+    integer conversion of NaN, which is undefined), so a program of a constant NaN,
+    never inside, drew pixels."""
+    return xp.where(xp.isnan(a), a, xp.exp(a))
+
+
 def _i_exp(xp: Namespace, a: Bounds) -> Bounds:
     # Widened as libm results are, but never below 0: exp is never negative, and a lower
     # bound below 0 where exp underflows would make a blend's ``ln(exp(u) + exp(v))``
     # unknown (NaN) wherever both sides underflow: the bear's whole far field.
-    lo, hi = _widen(xp, xp.exp(a[0]), xp.exp(a[1]))
+    lo, hi = _widen(xp, _exp(xp, a[0]), _exp(xp, a[1]))
     return xp.maximum(lo, 0), hi
 
 
@@ -743,7 +752,7 @@ OPS: tuple[Op, ...] = (
     Op("asin", 1, _unary("arcsin"), _i_arc("arcsin", increasing=True), partials=_p_asin),
     Op("acos", 1, _unary("arccos"), _i_arc("arccos", increasing=False), partials=_p_acos),
     Op("atan", 1, _unary("arctan"), _monotone("arctan", exact=False), partials=_p_atan),
-    Op("exp", 1, _unary("exp"), _i_exp, partials=_p_exp),
+    Op("exp", 1, _exp, _i_exp, partials=_p_exp),
     Op("ln", 1, _unary("log"), _i_ln, partials=_p_ln),
     Op("not", 1, _not, _i_not, partials=_p_const(0)),
     # Binary.
