@@ -333,7 +333,8 @@ def _normals(
         paint_tiles(image, t, rows[done] * t, cols[done] * t, unit)
         plane = shared.copies
         vector = _pixels(np.ascontiguousarray(shared.vector, target.dtype))
-        paint_tiles(image, t, rows[plane] * t, cols[plane] * t, np.repeat(vector, t)[:, None])
+        line = np.repeat(vector, t).reshape(-1, 1, t)  # a tile's row of its vector
+        paint_tiles(image, t, rows[plane] * t, cols[plane] * t, line)
         empty = np.divmod(np.flatnonzero(~kept), across)
         paint_tiles(image, t, empty[0] * t, empty[1] * t, nan)
         gaps = plane[~found[plane].all(axis=1)]  # few: a plane's tiles are mostly whole
