@@ -380,9 +380,15 @@ def leaf_firsts(
         for k, row in enumerate(rows):
             mask = which.reshape(-1) == k
             first[mask] = first_true(leaf_pixels(_kept_tiles(front, mask), xs, ys, row, target))
-    if offsets is None:
-        return first
-    return np.where(first < count, first + offsets[:, None, None], NOT_FOUND).astype(np.int32)
+    return first if offsets is None else sample_indices(first, count, offsets)
+
+
+def sample_indices(first: np.ndarray, count: int, offsets: np.ndarray) -> np.ndarray:
+    """Boxes' first depths ``first`` (``(boxes, ...)``, ``count`` where none) as sample
+    indices: plus each box's offset, :data:`~prospero_jax.evaluators.cull.NOT_FOUND`
+    where none (on the host what the leaf kernel does with ``offsets``), int32."""
+    index = first + offsets.reshape(-1, *[1] * (first.ndim - 1))
+    return np.where(first < count, index, NOT_FOUND).astype(np.int32)
 
 
 def first_true(inside: np.ndarray) -> np.ndarray:

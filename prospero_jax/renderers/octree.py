@@ -69,6 +69,7 @@ from prospero_jax.renderers.hierarchy import (
     prune_level,
     read_tiles,
     root_tape,
+    sample_indices,
     splits,
     tapes_of,
     tier,
@@ -350,7 +351,7 @@ def first_inside(
         tops = tops.astype(np.int32)
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
             found = _compiled.firsts(leaves, part, xs, ys, depths)
-            index = np.where(found < THICK, found + tops[:, None, None], FAR)  # [box, y, x]
+            index = sample_indices(found, THICK, tops)  # [box, y, x]
         else:
             # A column lowered to an index in the box needs no depth at or below it; a
             # box whose tape reads no z, none below its first (each column's value is
