@@ -459,6 +459,9 @@ def test_octree_splits_refine_z_with_x_and_y() -> None:
     assert octree_splits(128, 64) == ((4, 4), (4, 4), (4, 4), (2, 1))
     assert octree_splits(128, 64, small_first=True) == ((2, 2), (4, 4), (4, 4), (4, 2))
     assert octree_splits(64, 32, small_first=True) == octree_splits(64, 32)
+    # Short tapes below the root: z split twice as much as x and y while layers are left.
+    assert octree_splits(64, 32, z_first=True) == ((4, 8), (4, 4), (4, 1))
+    assert octree_splits(16, 8, z_first=True) == ((4, 8), (4, 1))
 
 
 def test_a_heightmap_is_the_same_whichever_split_comes_first(
@@ -473,9 +476,55 @@ def test_a_heightmap_is_the_same_whichever_split_comes_first(
     # 2 × 2 × 2 then 4 × 4 × 2, against 4 × 4 × 4 then 2 × 2 × 1:
     assert real(8, 4, small_first=True) != real(8, 4)
     ours = pj.render_heightmap(program, view, normals=False)
-    monkeypatch.setattr(octree, "octree_splits", lambda *a, small_first=False: real(*a))
+    monkeypatch.setattr(octree, "octree_splits", lambda *a, small_first=False, **k: real(*a, **k))
     largest_first = pj.render_heightmap(program, view, normals=False)
     np.testing.assert_array_equal(ours.z, largest_first.z)
+
+
+def test_normals_group_tiles_in_square_blocks() -> None:
+    from prospero_jax.renderers.heightmap import _z_order
+
+    rows, cols = np.divmod(np.arange(64), 8)  # an 8 × 8 grid of tiles, row-major
+    order = _z_order(rows, cols)
+    assert sorted(order.tolist()) == list(range(64))
+    for block in order.reshape(-1, 4):  # each 4 consecutive: a 2 × 2 square
+        assert (np.ptp(rows[block]), np.ptp(cols[block])) == (1, 1)
+    for block in order.reshape(-1, 16):  # each 16: a 4 × 4 square
+        assert (np.ptp(rows[block]), np.ptp(cols[block])) == (3, 3)
+    gaps = order[order % 3 != 0]  # with tiles missing, still in the curve's order
+    kept = np.flatnonzero(np.arange(64) % 3 != 0)
+    np.testing.assert_array_equal(kept[_z_order(rows[kept], cols[kept])], gaps)
+
+
+def test_short_tapes_are_refined_in_z_first_to_the_same_heightmap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The colonnade's boxes below the root hold short tapes: the walk splits them z first
+    (boxes half as thick a level above the leaves), and finds the same first samples as
+    when it splits them as the bear's."""
+    from prospero_jax.renderers import octree
+
+    program = pj.load(shared_path("models/colonnade.vm"))
+    n = 256  # (2, 2) at the root, then (4, 8), (4, 1) rather than (4, 4), (4, 2)
+    target = pj.Target()
+    xs, ys = (a.astype(np.float32) for a in pj.View(n).axes())
+    zs = depths(n).astype(np.float32)
+    sign = drawn(program, target, True)
+
+    def walked(thin_rows: int) -> tuple[np.ndarray, list[str]]:
+        monkeypatch.setattr(octree, "THIN_ROWS", thin_rows)
+        first, stats = np.full((n, n), octree.FAR, np.int64), []
+        with target.precision():
+            octree.first_inside(sign, xs, ys, zs, target, first, stats=stats)
+        return first, [level["box"] for level in stats if level["boxes"]]
+
+    thin, thin_boxes = walked(octree.THIN_ROWS)
+    thick, thick_boxes = walked(-1)  # no tape that short
+    assert "32 px × 16" in thin_boxes, thin_boxes
+    assert "32 px × 32" not in thin_boxes, thin_boxes
+    assert "32 px × 32" in thick_boxes, thick_boxes
+    np.testing.assert_array_equal(thin, thick)
+    assert (thin < octree.FAR).mean() > 0.5  # a picture: most columns meet the colonnade
 
 
 def test_the_octree_refuses_grids_it_cannot_split() -> None:

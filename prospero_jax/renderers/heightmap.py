@@ -293,6 +293,7 @@ def _normals(
         keep = np.flatnonzero(kept)
         if not len(keep):  # no surface: nothing to evaluate
             return np.full((size, size, 3), np.nan, target.dtype)
+        keep = keep[_z_order(*np.divmod(keep, across))]
         tiles, found = tiles[keep], found[keep]
         # A tile's empty pixels take one of its surface points' z (their x and y are the
         # tile's): the group's hull is its surface points'.
@@ -453,6 +454,18 @@ def _alike(
     shared = same & ok[alike]
     source[which[shared]] = which[alike[shared]]
     return source
+
+
+def _z_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The order of the tiles at ``rows``, ``cols`` along the Z curve (their bits
+    interleaved): consecutive tiles are square blocks, 4 × 4, then 16 × 16 where all are
+    kept, so the groups :func:`~prospero_jax.renderers.gradients.group_tapes` prunes over
+    are compact (row-major runs of 16 tiles were strips: colonnade 1024²'s middle tapes
+    129 → 65 rows a box, its tiles' tapes 11.1 → 7.6 ms, the same tapes)."""
+    code = np.zeros(len(rows), np.int64)
+    for bit in range(int(max(rows.max(), cols.max())).bit_length()):
+        code |= ((rows >> bit) & 1) << (2 * bit + 1) | ((cols >> bit) & 1) << (2 * bit)
+    return np.argsort(code, kind="stable")
 
 
 def _pixels(vectors: np.ndarray) -> np.ndarray:

@@ -96,13 +96,25 @@ LAYERED_ROWS = 1 << 16
 #: box evaluated for nothing costs more than a call saves (experiments/RESULTS.md).
 MERGED_BOXES = 2048
 MERGED_ROWS = 8192
+#: With ``thin`` (a heightmap's walk), the root's children whose pruned tapes hold at most
+#: this many rows are refined in z first (:func:`octree_splits`' ``z_first``): boxes half
+#: as thick are proved inside more often, and they hide the boxes behind them before
+#: those are split (colonnade 1024³: 1,554 boxes proved inside a level above the leaves
+#: against 498). Longer tapes are split as before, the extra lanes costing more than they
+#: save (bear ~370 rows a box there; experiments/RESULTS.md).
+THIN_ROWS = 256
 #: ``first`` of a column with no inside sample found yet (what the leaf kernel gives
 #: such a column).
 FAR = NOT_FOUND
 
 
 def octree_splits(
-    tiles: int, layers: int, pattern: Sequence[int] = SPLIT, *, small_first: bool = False
+    tiles: int,
+    layers: int,
+    pattern: Sequence[int] = SPLIT,
+    *,
+    small_first: bool = False,
+    z_first: bool = False,
 ) -> tuple[tuple[int, int], ...]:
     """How each level splits its boxes, ``(k, kz)``: ``k × k`` in x and y, ``kz`` in z, from
     ``tiles × tiles`` leaf columns and ``layers`` leaf layers (powers of two) at the root:
@@ -111,11 +123,12 @@ def octree_splits(
     rather than above the leaves, where a heightmap's are many and 4 lanes a row waste the
     kernel: with normals, bear 1024³ 0.91×, tanglecube 0.76×; a mesh's walk gains nothing
     and compiles one kernel shape more: experiments/RESULTS.md), z by as much as x and y
-    while layers are left, then by up to the pattern's largest split alone."""
+    (with ``z_first``, twice as much: :data:`THIN_ROWS`) while layers are left, then by up
+    to the pattern's largest split alone."""
     out, left = [], layers
     factors = splits(tiles, pattern)
     for k in sorted(factors) if small_first else factors:
-        kz = min(k, left)
+        kz = min(2 * k if z_first else k, left)
         out.append((k, kz))
         left //= kz
     while left > 1:
@@ -151,6 +164,7 @@ def walk(
     merge_bare: bool = False,
     leaf: int = LEAF,
     small_first: bool = False,
+    thin: bool = False,
     bounds: Bounds | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
@@ -170,40 +184,59 @@ def walk(
     ``keep`` (its boxes of several layers then kept by what was found before the first
     of them); ``merge_bare``: those without tapes too (the compiled leaves of a short
     program, whose calls cost more than their work). ``small_first``: the levels' splits
-    smallest first (:func:`octree_splits`). ``bounds``, if given, bounds the value over
-    each level's boxes in place of the kernels, for a program whose tapes
+    smallest first (:func:`octree_splits`); ``thin`` (kernels only): the root's children
+    with short tapes (:data:`THIN_ROWS`) refined in z first. ``bounds``, if given, bounds
+    the value over each level's boxes in place of the kernels, for a program whose tapes
     :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
     root's tape; :func:`first_inside`; the prune kernels are then not readied, and a leaf
     kernel, if the compiled tier leaves any box to one, compiles when first called).
-    ``stats``, if a list, gets a dict per
-    level and one for the leaves: box side and samples, boxes in, their rows, children
-    proved inside, children left, wall seconds."""
+    ``stats``, if a list, gets a dict per level and box shape (top down) and one for the
+    leaves: box side and samples, boxes in, their rows, children proved inside, children
+    left, wall seconds."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side, samples = len(xs), len(zs)
     if samples % THICK or samples & (samples - 1) or side & (side - 1) or side < leaf:
         raise ValueError(f"{side}² columns × {samples} samples: not powers of two")
     tapes = root_tape(program, dtype)
-    schedule = octree_splits(side // leaf, samples // THICK, small_first=small_first)
-    lanes = [k * k * kz for k, kz in schedule]
+    tiles, layers_total = side // leaf, samples // THICK
+    schedule = octree_splits(tiles, layers_total, small_first=small_first)
+    thin_plan = schedule
+    if thin and bounds is None and len(schedule) > 1:  # the same root split, then z first
+        (k, kz), *_ = schedule
+        thin_plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
     host = False
     if bounds is None:  # the kernels prune the levels (readied at once) or the host does
-        jobs = _kernels(lanes, len(tapes), dtype, leaf, len(tapes.params), THICK, large=True)
+        jobs = [
+            job
+            for plan in dict.fromkeys([schedule, thin_plan])
+            for job in _kernels(
+                [k * k * kz for k, kz in plan], len(tapes), dtype, leaf, len(tapes.params),
+                THICK, large=True,
+            )
+        ]  # fmt: skip
         host = tier(program, target, jobs, sweep=True) == "host"
         if not host and len(devices) < 2:
             _executables.prepare(jobs, device)
     depths = host_depths(program, dtype) if host else None
-    tally: list[dict[str, Any]] = [
-        {"box": f"{b} px × {t}", "boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
-        for b, t in _box_sizes(side, samples, schedule)
-    ]
+    tally: dict[tuple[int, int, int], dict[str, Any]] = {}  # (depth, side, thick): counts
+
+    def tallied(side: int, thick: int, depth: int = -1) -> dict[str, Any]:
+        """The counts of the boxes of ``side`` pixels and ``thick`` samples made at
+        ``depth`` (-1: the leaves evaluated)."""
+        key = (depth, side, thick)
+        if key not in tally:
+            zeros = {"boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
+            tally[key] = {"box": f"{side} px × {thick}", **zeros}
+        return tally[key]
 
     def split(
-        front: Frontier, layers: np.ndarray, thick: int, depth: int
-    ) -> tuple[Frontier, np.ndarray, int, int]:
-        """One prune call: ``front``'s children, those proved inside passed on; the
-        ambiguous ones returned with their layers and thickness."""
+        front: Frontier, layers: np.ndarray, thick: int, depth: int, plan: Sequence[tuple[int, int]]
+    ) -> tuple[Frontier, np.ndarray, int, int, Sequence[tuple[int, int]]]:
+        """One prune call: ``front``'s children by ``plan``'s first split, those proved
+        inside passed on; the ambiguous ones returned with their layers, thickness, depth
+        and the rest of the plan."""
         started = time.perf_counter()
-        k, kz = schedule[depth]
+        (k, kz), *rest = plan
         child, child_thick, count = front.side // k, thick // kz, k * k * kz
         lane_z, lane_row, lane_col = np.unravel_index(np.arange(count), (kz, k, k))
         rows = front.rows[:, None] + child * lane_row  # (parents, lanes)
@@ -219,9 +252,7 @@ def walk(
         boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
         boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
         boxes = boxes.reshape(len(layers), 6, count)
-        tapeless = (
-            depth == len(schedule) - 1 and front.depth is None and bare is not None and bare(front)
-        )
+        tapeless = not rest and front.depth is None and bare is not None and bare(front)
         parents = tapes_of(front)
         if bounds is not None:
             level = _classified(*bounds(boxes), len(tapes))
@@ -248,7 +279,7 @@ def walk(
         else:
             row, at = emitted(level, count)
             # Leaf boxes' tapes are built once a box is known to be evaluated.
-            pending = keep is not None and front.depth is None and depth == len(schedule) - 1
+            pending = keep is not None and front.depth is None and not rest
             children = Frontier(
                 PendingTapes(parents, level, row, at)
                 if pending
@@ -259,17 +290,19 @@ def walk(
                 child,
                 None if front.depth is None else front.depth[row],
             )
-        entry = tally[depth]
+        entry = tallied(child, child_thick, depth)
         entry["boxes"] += len(front.lengths)
         entry["rows"] += int(front.lengths.sum())
         entry["inside"] += int(proved.sum())
         entry["ambiguous"] += len(children.lengths)
         entry["seconds"] += time.perf_counter() - started
-        return children, tops.T[order], child_thick, depth + 1
+        return children, tops.T[order], child_thick, depth + 1, rest
 
-    def visit(front: Frontier, layers: np.ndarray, thick: int, depth: int) -> None:
-        """``front``'s boxes in the order of their layers: split further (depth first),
-        or at the leaves evaluated."""
+    def visit(
+        front: Frontier, layers: np.ndarray, thick: int, depth: int, plan: Sequence[tuple[int, int]]
+    ) -> None:
+        """``front``'s boxes in the order of their layers: split further by ``plan``
+        (depth first), or, past its end, evaluated."""
         if not len(front.lengths):
             return
         # Boxes are sorted by layer, sliced into waves and kept by index; only the boxes
@@ -279,10 +312,10 @@ def walk(
         layers = layers[order]
         starts = np.concatenate([[0], np.cumsum(front.lengths)])  # each box's first row
         big = keep is not None and front.lengths.sum() > LAYERED_ROWS
-        waves = layers if depth == len(schedule) or big else np.zeros_like(layers)
+        waves = layers if not plan or big else np.zeros_like(layers)
         changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
         joins = len(front.tapes) or merge_bare
-        if depth == len(schedule) and merge and keep is not None and joins:
+        if not plan and merge and keep is not None and joins:
             changes = _merged(changes, front.lengths[order], MERGED_BOXES, MERGED_ROWS)
         for a, b in itertools.pairwise(changes):
             boxes, tops = order[a:b], layers[a:b]
@@ -292,21 +325,23 @@ def walk(
             if not len(boxes):
                 continue
             part = _boxes(front, boxes, starts)
-            if depth < len(schedule):
-                visit(*split(part, tops, thick, depth))
+            if plan:
+                short = depth == 1 and part.lengths.mean() <= THIN_ROWS
+                visit(*split(part, tops, thick, depth, thin_plan[1:] if short else plan))
                 continue
             started = time.perf_counter()
             leaves(built(part), tops)
-            entry = tally[-1]
+            entry = tallied(front.side, thick)
             entry["boxes"] += len(part.lengths)
             entry["rows"] += int(part.lengths.sum())
             entry["seconds"] += time.perf_counter() - started
 
     zero = np.zeros(1, np.int64)
     root = Frontier(tapes, np.array([len(tapes)], np.int64), zero, zero, side, depths)
-    visit(root, zero, samples, 0)
+    visit(root, zero, samples, 0, schedule)
     if stats is not None:
-        stats.extend(tally)
+        levels = sorted(key for key in tally if key[0] >= 0)
+        stats.extend(tally[key] for key in [*levels, *(key for key in tally if key[0] < 0)])
 
 
 def first_inside(
@@ -384,7 +419,7 @@ def first_inside(
     walk(
         program, xs, ys, zs, target, lower, evaluate,
         keep=open_, bare=compiled, merge=True, merge_bare=_compiled.merges(leaves),
-        leaf=leaf, small_first=True,
+        leaf=leaf, small_first=True, thin=True,
         bounds=_compiled.bounds_of(program, leaves, target), stats=stats,
     )  # fmt: skip
     if progress is not None:
@@ -424,17 +459,6 @@ def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> n
             last = before
     out.append(int(bounds[-1]))
     return np.array(out)
-
-
-def _box_sizes(
-    side: int, samples: int, schedule: Sequence[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """Each level's child boxes (pixels, samples), then the leaves' (the last level's)."""
-    out = [(side, samples)]
-    for k, kz in schedule:
-        side, samples = side // k, samples // kz
-        out.append((side, samples))
-    return out[1:] + out[-1:]
 
 
 def _boxes(front: Frontier, index: np.ndarray, starts: np.ndarray) -> Frontier:
