@@ -96,12 +96,14 @@ LAYERED_ROWS = 1 << 16
 #: box evaluated for nothing costs more than a call saves (experiments/RESULTS.md).
 MERGED_BOXES = 2048
 MERGED_ROWS = 8192
-#: With ``thin`` (a heightmap's walk), the root's children whose pruned tapes hold at most
-#: this many rows are refined in z first (:func:`octree_splits`' ``z_first``): boxes half
-#: as thick are proved inside more often, and they hide the boxes behind them before
-#: those are split (colonnade 1024³: 1,554 boxes proved inside a level above the leaves
-#: against 498). Longer tapes are split as before, the extra lanes costing more than they
-#: save (bear ~370 rows a box there; experiments/RESULTS.md).
+#: With ``thin`` (a heightmap's walk), the root's children are refined in z first
+#: (:func:`octree_splits`' ``z_first``) when their pruned tapes hold at most this many rows
+#: on average (a call's boxes all one way: splitting them both ways cost more calls than
+#: it saved): boxes half as thick are proved inside more often and hide the boxes behind
+#: them before those are split, and the last level splits 16 lanes, not 32 (colonnade
+#: 1024³, 19 to 191 rows: 1,554 boxes proved inside a level above the leaves against 498,
+#: frame 118 → 102 ms). Longer tapes are split as before: their extra lanes cost more
+#: than they save (bear, 363 to 457 rows: 3-5 % slower z first; experiments/RESULTS.md).
 THIN_ROWS = 256
 #: ``first`` of a column with no inside sample found yet (what the leaf kernel gives
 #: such a column).
