@@ -40,8 +40,12 @@ def main() -> None:
     parser.add_argument(
         "--layered-rows", type=int, default=octree.LAYERED_ROWS, help="see octree.LAYERED_ROWS"
     )
+    parser.add_argument(
+        "--thin-rows", type=int, default=octree.THIN_ROWS, help="see octree.THIN_ROWS (-1: never)"
+    )
     args = parser.parse_args()
     octree.LEAF, octree.THICK, octree.LAYERED_ROWS = args.leaf, args.thick, args.layered_rows
+    octree.THIN_ROWS = args.thin_rows
     n, target = args.size, pj.Target()
     for name in args.models.split(","):
         program = pj.parse(SPHERE) if name == "sphere" else pj.load(MODELS / f"{name}.vm")

@@ -459,9 +459,11 @@ def test_octree_splits_refine_z_with_x_and_y() -> None:
     assert octree_splits(128, 64) == ((4, 4), (4, 4), (4, 4), (2, 1))
     assert octree_splits(128, 64, small_first=True) == ((2, 2), (4, 4), (4, 4), (4, 2))
     assert octree_splits(64, 32, small_first=True) == octree_splits(64, 32)
-    # Short tapes below the root: z split twice as much as x and y while layers are left.
-    assert octree_splits(64, 32, z_first=True) == ((4, 8), (4, 4), (4, 1))
-    assert octree_splits(16, 8, z_first=True) == ((4, 8), (4, 1))
+    # Short tapes below the root: the leaves' parents thin (8 leaves a side, one thick).
+    assert octree_splits(64, 32, z_first=True) == ((4, 4), (2, 8), (8, 1))
+    assert octree_splits(16, 8, z_first=True) == ((2, 8), (8, 1))
+    with pytest.raises(ValueError, match="too few"):
+        octree_splits(8, 8, z_first=True)
 
 
 def test_a_heightmap_is_the_same_whichever_split_comes_first(
@@ -500,12 +502,12 @@ def test_short_tapes_are_refined_in_z_first_to_the_same_heightmap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The colonnade's boxes below the root hold short tapes: the walk splits them z first
-    (boxes half as thick a level above the leaves), and finds the same first samples as
-    when it splits them as the bear's."""
+    (the leaves' parents one leaf thick), and finds the same first samples as when it
+    splits them as the bear's."""
     from prospero_jax.renderers import octree
 
     program = pj.load(shared_path("models/colonnade.vm"))
-    n = 256  # (2, 2) at the root, then (4, 8), (4, 1) rather than (4, 4), (4, 2)
+    n = 256  # (2, 2) at the root, then (2, 8), (8, 1) rather than (4, 4), (4, 2)
     target = pj.Target()
     xs, ys = (a.astype(np.float32) for a in pj.View(n).axes())
     zs = depths(n).astype(np.float32)
@@ -520,7 +522,7 @@ def test_short_tapes_are_refined_in_z_first_to_the_same_heightmap(
 
     thin, thin_boxes = walked(octree.THIN_ROWS)
     thick, thick_boxes = walked(-1)  # no tape that short
-    assert "32 px × 16" in thin_boxes, thin_boxes
+    assert "64 px × 16" in thin_boxes, thin_boxes
     assert "32 px × 32" not in thin_boxes, thin_boxes
     assert "32 px × 32" in thick_boxes, thick_boxes
     np.testing.assert_array_equal(thin, thick)

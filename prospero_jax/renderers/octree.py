@@ -99,11 +99,12 @@ MERGED_ROWS = 8192
 #: With ``thin`` (a heightmap's walk), the root's children are refined in z first
 #: (:func:`octree_splits`' ``z_first``) when their pruned tapes hold at most this many rows
 #: on average (a call's boxes all one way: splitting them both ways cost more calls than
-#: it saved): boxes half as thick are proved inside more often and hide the boxes behind
-#: them before those are split, and the last level splits 16 lanes, not 32 (colonnade
-#: 1024³, 19 to 191 rows: 1,554 boxes proved inside a level above the leaves against 498,
-#: frame 118 → 102 ms). Longer tapes are split as before: their extra lanes cost more
-#: than they save (bear, 363 to 457 rows: 3-5 % slower z first; experiments/RESULTS.md).
+#: it saved). The leaves' parents are then one leaf thick: a box proved inside there
+#: hides the boxes behind it before they are split, and fewer parents hold fewer rows
+#: (colonnade 1024³, 19 to 191 rows a box: the leaves' parents 4,966 boxes of 17,396
+#: rows → 1,936 of 7,821, their level 23.7 → 14.6 ms, the frame ~110 → ~94 ms). Longer
+#: tapes are split as before: their extra boxes cost more than they save (bear, 363 to 457
+#: rows: 3-5 % slower z first; experiments/RESULTS.md).
 THIN_ROWS = 256
 #: ``first`` of a column with no inside sample found yet (what the leaf kernel gives
 #: such a column).
@@ -125,14 +126,20 @@ def octree_splits(
     rather than above the leaves, where a heightmap's are many and 4 lanes a row waste the
     kernel: with normals, bear 1024³ 0.91×, tanglecube 0.76×; a mesh's walk gains nothing
     and compiles one kernel shape more: experiments/RESULTS.md), z by as much as x and y
-    (with ``z_first``, twice as much: :data:`THIN_ROWS`) while layers are left, then by up
-    to the pattern's largest split alone."""
+    while layers are left, then by up to the pattern's largest split alone. With
+    ``z_first`` (``tiles`` at least 16), the leaves' parents are thin: 8 leaves a side and
+    one thick, split 8 × 8 × 1, from a 2 × 2 split that takes z the rest of the way
+    (:data:`THIN_ROWS`)."""
     out, left = [], layers
-    factors = splits(tiles, pattern)
+    if z_first and tiles < 16:
+        raise ValueError(f"{tiles} leaf columns a side: too few to split z first")
+    factors = splits(tiles // 16 if z_first else tiles, pattern)
     for k in sorted(factors) if small_first else factors:
-        kz = min(2 * k if z_first else k, left)
+        kz = min(k, left)
         out.append((k, kz))
         left //= kz
+    if z_first:
+        return (*out, (2, left), (8, 1))
     while left > 1:
         kz = min(max(pattern), left)
         out.append((1, kz))
@@ -187,8 +194,10 @@ def walk(
     of them); ``merge_bare``: those without tapes too (the compiled leaves of a short
     program, whose calls cost more than their work). ``small_first``: the levels' splits
     smallest first (:func:`octree_splits`); ``thin`` (kernels only): the root's children
-    with short tapes (:data:`THIN_ROWS`) refined in z first. ``bounds``, if given, bounds
-    the value over each level's boxes in place of the kernels, for a program whose tapes
+    with short tapes (:data:`THIN_ROWS`) refined in z first, where that splits boxes into
+    no count of children the schedule does not (each count compiles its kernels).
+    ``bounds``, if given, bounds the value over each level's boxes in place of the
+    kernels, for a program whose tapes
     :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
     root's tape; :func:`first_inside`; the prune kernels are then not readied, and a leaf
     kernel, if the compiled tier leaves any box to one, compiles when first called).
@@ -202,20 +211,19 @@ def walk(
     tapes = root_tape(program, dtype)
     tiles, layers_total = side // leaf, samples // THICK
     schedule = octree_splits(tiles, layers_total, small_first=small_first)
+    lanes = {k * k * kz for k, kz in schedule}
     thin_plan = schedule
-    if thin and bounds is None and len(schedule) > 1:  # the same root split, then z first
-        (k, kz), *_ = schedule
-        thin_plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
+    if thin and bounds is None and len(schedule) > 1 and tiles // schedule[0][0] >= 16:
+        (k, kz), *_ = schedule  # the same root split, then z first, if that needs no
+        # kernel lanes the schedule does not (a shape costs an uncached first frame ~1 s)
+        plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
+        thin_plan = plan if {k * k * kz for k, kz in plan} <= lanes else schedule
     host = False
     if bounds is None:  # the kernels prune the levels (readied at once) or the host does
-        jobs = [
-            job
-            for plan in dict.fromkeys([schedule, thin_plan])
-            for job in _kernels(
-                [k * k * kz for k, kz in plan], len(tapes), dtype, leaf, len(tapes.params),
-                THICK, large=True,
-            )
-        ]  # fmt: skip
+        jobs = _kernels(
+            [k * k * kz for k, kz in schedule], len(tapes), dtype, leaf, len(tapes.params),
+            THICK, large=True,
+        )  # fmt: skip
         host = tier(program, target, jobs, sweep=True) == "host"
         if not host and len(devices) < 2:
             _executables.prepare(jobs, device)
