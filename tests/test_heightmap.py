@@ -520,13 +520,20 @@ def test_short_tapes_are_refined_in_z_first_to_the_same_heightmap(
             octree.first_inside(sign, xs, ys, zs, target, first, stats=stats)
         return first, [level["box"] for level in stats if level["boxes"]]
 
-    thin, thin_boxes = walked(octree.THIN_ROWS)
+    rows = octree.THIN_ROWS
+    thin, thin_boxes = walked(rows)
     thick, thick_boxes = walked(-1)  # no tape that short
     assert "64 px × 16" in thin_boxes, thin_boxes
     assert "32 px × 32" not in thin_boxes, thin_boxes
     assert "32 px × 32" in thick_boxes, thick_boxes
     np.testing.assert_array_equal(thin, thick)
     assert (thin < octree.FAR).mean() > 0.5  # a picture: most columns meet the colonnade
+    # A program whose tapes nothing prunes keeps the schedule (its levels are soon bounded
+    # by its compiled closure: kernels compiled for z first would serve one frame).
+    sign = drawn(pj.parse(SPHERE), target, True)  # short tapes too
+    _, boxes = walked(rows)
+    assert "64 px × 16" not in boxes, boxes
+    assert "32 px × 32" in boxes, boxes
 
 
 def test_the_octree_refuses_grids_it_cannot_split() -> None:

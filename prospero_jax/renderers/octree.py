@@ -213,7 +213,11 @@ def walk(
     schedule = octree_splits(tiles, layers_total, small_first=small_first)
     lanes = {k * k * kz for k, kz in schedule}
     thin_plan = schedule
-    if thin and bounds is None and len(schedule) > 1 and tiles // schedule[0][0] >= 16:
+    # Not for a program whose tapes nothing prunes: its levels are bounded by its compiled
+    # closure once bought, where z first gains nothing (sphere, tanglecube 512³), and its
+    # first frames would compile kernel shapes for nothing (tanglecube 512³: +1.2 s).
+    prunes = bounds is None and not _compiled.never_prune(tapes)
+    if thin and prunes and len(schedule) > 1 and tiles // schedule[0][0] >= 16:
         (k, kz), *_ = schedule  # the same root split, then z first, if that needs no
         # kernel lanes the schedule does not (a shape costs an uncached first frame ~1 s)
         plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
