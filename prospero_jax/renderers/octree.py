@@ -211,23 +211,22 @@ def walk(
     tapes = root_tape(program, dtype)
     tiles, layers_total = side // leaf, samples // THICK
     schedule = octree_splits(tiles, layers_total, small_first=small_first)
-    lanes = {k * k * kz for k, kz in schedule}
     thin_plan = schedule
-    # Not for a program whose tapes nothing prunes: its levels are bounded by its compiled
-    # closure once bought, where z first gains nothing (sphere, tanglecube 512³), and its
-    # first frames would compile kernel shapes for nothing (tanglecube 512³: +1.2 s).
+    # The same root split, then z first, if that needs no kernel lanes the schedule does
+    # not (a shape costs an uncached first frame ~1 s). Not for a program whose tapes
+    # nothing prunes: its levels are bounded by its compiled closure once bought, where z
+    # first gains nothing (sphere, tanglecube 512³), and its first frames would compile
+    # kernels for nothing (tanglecube 512³: +1.2 s).
     prunes = bounds is None and not _compiled.never_prune(tapes)
     if thin and prunes and len(schedule) > 1 and tiles // schedule[0][0] >= 16:
-        (k, kz), *_ = schedule  # the same root split, then z first, if that needs no
-        # kernel lanes the schedule does not (a shape costs an uncached first frame ~1 s)
+        (k, kz), *_ = schedule
         plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
-        thin_plan = plan if {k * k * kz for k, kz in plan} <= lanes else schedule
+        thin_plan = plan if set(_lanes(plan)) <= set(_lanes(schedule)) else schedule
     host = False
     if bounds is None:  # the kernels prune the levels (readied at once) or the host does
         jobs = _kernels(
-            [k * k * kz for k, kz in schedule], len(tapes), dtype, leaf, len(tapes.params),
-            THICK, large=True,
-        )  # fmt: skip
+            _lanes(schedule), len(tapes), dtype, leaf, len(tapes.params), THICK, large=True
+        )
         host = tier(program, target, jobs, sweep=True) == "host"
         if not host and len(devices) < 2:
             _executables.prepare(jobs, device)
@@ -473,6 +472,11 @@ def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> n
             last = before
     out.append(int(bounds[-1]))
     return np.array(out)
+
+
+def _lanes(plan: Sequence[tuple[int, int]]) -> list[int]:
+    """Each level's children per parent (its kernels' lanes)."""
+    return [k * k * kz for k, kz in plan]
 
 
 def _boxes(front: Frontier, index: np.ndarray, starts: np.ndarray) -> Frontier:
