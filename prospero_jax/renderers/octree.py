@@ -104,7 +104,7 @@ MERGED_ROWS = 8192
 #: (colonnade 1024³, 19 to 191 rows a box: the leaves' parents 4,966 boxes of 17,396
 #: rows → 1,936 of 7,821, their level 23.7 → 14.6 ms, the frame ~110 → ~94 ms). Longer
 #: tapes are split as before: their extra boxes cost more than they save (bear, 363 to 457
-#: rows: 3-5 % slower z first; experiments/RESULTS.md).
+#: rows: 3-5 % slower with session 18's z-first schedule; experiments/RESULTS.md).
 THIN_ROWS = 256
 #: ``first`` of a column with no inside sample found yet (what the leaf kernel gives
 #: such a column).
