@@ -33,12 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prospero_jax.evaluators.cull import NOT_FOUND
 from prospero_jax.evaluators.interval import ShapedIntervals, to_shaped_intervals
 from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
 from prospero_jax.evaluators.tape import Tapes
 from prospero_jax.ir.ops import OPS
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape
+from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape, sample_indices
 from prospero_jax.renderers.view import Target
 
 #: The compiled leaf tier: leaf boxes whose tapes keep (with :data:`FIXED_ROWS` added)
@@ -188,27 +189,32 @@ def shaped(program: Program) -> Shaped:
 
 
 def _firsts_kernel(program: Program) -> Callable[..., jax.Array]:
-    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d]) → first[b, s, s]`` of programs of
-    ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth index where the
-    value is < 0 (``d`` where none is); for a program of over :data:`REDUCED_ROWS` rows,
-    ``inside[b, d, s, s]`` instead (value < 0), reduced on the host. The points are built
-    inside the compiled loop, so a call reads a box's corners, not its points; a short
-    program's depths are reduced there too (a call then writes a column's index, not its
-    signs: tanglecube, 262,144 points, 0.12 against 0.27 ms), a long one's not (in the
-    loop, the bear's took 8.2 against 5.1 ms). Compiled once per shape (the last 16)."""
+    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d], offsets[b]) → index[b, s, s]`` of
+    programs of ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth
+    index where the value is < 0 plus the box's offset (its first sample), or
+    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` where none is (a heightmap's sample
+    index, as the leaf kernel gives it: on the host a pass over every column); for a
+    program of over :data:`REDUCED_ROWS` rows, ``inside[b, d, s, s]`` instead (value
+    < 0), reduced on the host. The points are built inside the compiled loop, so a call
+    reads a box's corners, not its points; a short program's depths are reduced there
+    too (a call then writes a column's index, not its signs: tanglecube, 262,144 points,
+    0.12 against 0.27 ms), a long one's not (in the loop, the bear's took 8.2 against
+    5.1 ms). Compiled once per shape (the last 16)."""
     field = shaped(program).field
     reduced = len(program) <= REDUCED_ROWS
 
     def make() -> Callable[..., jax.Array]:
-        def firsts(numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
+        def firsts(
+            numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array, offsets: jax.Array
+        ) -> jax.Array:
             shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
             at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
             flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
             inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
             if not reduced:
                 return inside
-            index = jax.lax.broadcasted_iota(np.int32, shape, 1)
-            return jnp.min(jnp.where(inside, index, shape[1]), axis=1)
+            index = jax.lax.broadcasted_iota(np.int32, shape, 1) + offsets[:, None, None, None]
+            return jnp.min(jnp.where(inside, index, np.int32(NOT_FOUND)), axis=1)
 
         return jax.jit(firsts)
 
@@ -217,12 +223,20 @@ def _firsts_kernel(program: Program) -> Callable[..., jax.Array]:
 
 
 def firsts(
-    program: Program, part: Frontier, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray
+    program: Program,
+    part: Frontier,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    zs: np.ndarray,
+    offsets: np.ndarray,
 ) -> np.ndarray:
     """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
-    the value is < 0 (the number of depths where none is): ``(boxes, side, side)`` int32,
-    by the program's compiled closure (:func:`_firsts_kernel`), in calls of
-    :data:`CALL_POINT_ROWS` point-rows (the last call padded)."""
+    the value is < 0 as a sample index: plus the box's ``offsets`` entry (int32), or
+    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` where none is (as
+    :func:`~prospero_jax.renderers.hierarchy.sample_indices` makes them):
+    ``(boxes, side, side)`` int32, by the program's compiled closure
+    (:func:`_firsts_kernel`), in calls of :data:`CALL_POINT_ROWS` point-rows (the last
+    call padded)."""
     pixel, boxes = np.arange(part.side), len(part.lengths)
     fit = CALL_POINT_ROWS // (len(program) * part.side**2 * zs.shape[-1])
     per_call = min(BOXES, 1 << max(5, fit.bit_length() - 1))
@@ -230,14 +244,17 @@ def firsts(
     x = _padded(xs[part.cols[:, None] + pixel], calls * per_call)
     y = _padded(ys[part.rows[:, None] + pixel], calls * per_call)
     z = _padded(zs, calls * per_call)
+    shift = _padded(offsets.astype(np.int32), calls * per_call)
     kernel = _firsts_kernel(program)
     numbers = tuple(constant_array(v, x.dtype) for v in shaped(program).numbers)
     outs = [
-        kernel(numbers, x[at], y[at], z[at])
+        kernel(numbers, x[at], y[at], z[at], shift[at])
         for at in (slice(k * per_call, (k + 1) * per_call) for k in range(calls))
     ]
     found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
-    return found if found.dtype != bool else first_true(found)
+    if found.dtype != bool:
+        return found
+    return sample_indices(first_true(found), zs.shape[-1], offsets)
 
 
 def _padded(rows: np.ndarray, count: int) -> np.ndarray:

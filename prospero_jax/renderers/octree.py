@@ -69,7 +69,6 @@ from prospero_jax.renderers.hierarchy import (
     prune_level,
     read_tiles,
     root_tape,
-    sample_indices,
     splits,
     tapes_of,
     tier,
@@ -398,8 +397,7 @@ def first_inside(
         side, rows, cols = part.side, part.rows, part.cols
         tops = tops.astype(np.int32)
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
-            found = _compiled.firsts(leaves, part, xs, ys, depths)
-            index = sample_indices(found, THICK, tops)  # [box, y, x]
+            index = _compiled.firsts(leaves, part, xs, ys, depths, tops)  # [box, y, x]
         else:
             # A column lowered to an index in the box needs no depth at or below it; a
             # box whose tape reads no z, none below its first (each column's value is
