@@ -52,8 +52,8 @@ from prospero_jax.renderers.gradients import (
     constant_gradients,
     group_tapes,
     hulls_of,
-    normals_at,
     prunes_gradients,
+    unit_chunks,
     unit_vectors,
 )
 from prospero_jax.renderers.hierarchy import dual_call_groups, paint_tiles, root_side, tile_duals
@@ -353,7 +353,9 @@ def _normals(
             x, y, w = xs.astype(d)[cols], ys.astype(d)[rows], z.ravel()[surface]
         else:  # turned in float64, into the program's frame
             x, y, w = rotation @ np.stack([xs[cols], ys[rows], z.ravel()[surface]])
-        _pixels(normal)[surface] = _pixels(normals_at(program, x, y, w, target, back))
+        for part, unit in unit_chunks(program, x, y, w, target, back):
+            for k in range(3):  # a component at a time (unit_chunks)
+                normal[surface[part], k] = unit[k]
     return normal.reshape(*z.shape, 3)
 
 
