@@ -65,3 +65,27 @@ def test_freed_arrays_are_reused_when_asked_and_by_the_cli() -> None:
     assert _refaults("default") >= 32
     assert _refaults("reuse") < 8
     assert _refaults("cli") < 8
+
+
+@pytest.mark.parametrize("shape", [1, 7, (3, 5), (1024, 2)])
+@pytest.mark.parametrize("dtype", ["int32", "float32", "float64", "bool"])
+def test_kernel_arguments_are_aligned_for_xla(shape: int | tuple[int, ...], dtype: str) -> None:
+    # Kernel arguments start at a 64-byte boundary, so JAX hands them to XLA:CPU as they
+    # are (a NumPy array is 16-byte aligned: copied at each call); the padded tapes of a
+    # call are built that way.
+    import numpy as np
+
+    from prospero_jax.evaluators.tape import Tapes
+    from prospero_jax.ir.parse import parse
+    from prospero_jax.runtime.memory import ALIGNMENT, aligned_empty, aligned_zeros
+
+    for make in (aligned_zeros, aligned_empty):
+        out = make(shape, dtype)
+        assert out.shape == np.zeros(shape).shape
+        assert out.dtype == np.dtype(dtype)
+        assert out.ctypes.data % ALIGNMENT == 0
+        assert out.flags.c_contiguous
+    assert not aligned_zeros(shape, dtype).any()
+    tapes = Tapes.pack(parse("_0 var-x\n_1 const 2.5\n_2 mul _0 _1\n"), dtype="float32")
+    for array in (*tapes.padded(100)[:3], tapes.params):
+        assert array.ctypes.data % ALIGNMENT == 0

@@ -34,6 +34,7 @@ from jaxtyping import Int32
 from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, QUADRIC, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.passes import allocate_registers
 from prospero_jax.ir.program import Program
+from prospero_jax.runtime.memory import aligned_zeros
 
 #: Operands per opcode, as an array kernels can index.
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
@@ -127,10 +128,10 @@ class Tapes(NamedTuple):
         become ±inf), and as many rows as the program has, less its folded ``const`` rows.
         """
         ops, args, consts = _immediates(program)
-        params = np.zeros((bucket(len(program.params), 256), PARAMS))
-        params[: len(program.params)] = program.params
+        params = aligned_zeros((bucket(len(program.params), 256), PARAMS), dtype)
         with np.errstate(over="ignore"):
-            return Tapes(ops, args, consts.astype(dtype), params.astype(dtype))
+            params[: len(program.params)] = program.params
+            return Tapes(ops, args, consts.astype(dtype), params)
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -160,10 +161,10 @@ class Tapes(NamedTuple):
 
     def padded(self, capacity: int) -> Tapes:
         """A copy with zero rows appended up to ``capacity`` rows."""
-        out = Tapes(
-            np.zeros(capacity, np.int32),
-            np.zeros((capacity, 2), np.int32),
-            np.zeros(capacity, self.consts.dtype),
+        out = Tapes(  # aligned: kernels take them as they are (runtime.memory)
+            aligned_zeros(capacity, np.int32),
+            aligned_zeros((capacity, 2), np.int32),
+            aligned_zeros(capacity, self.consts.dtype),
             self.params,
         )
         for dst, src in zip(out[:3], self[:3], strict=True):

@@ -41,6 +41,7 @@ from prospero_jax.ir.ops import OPS
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape, sample_indices
 from prospero_jax.renderers.view import Target
+from prospero_jax.runtime.memory import aligned_empty
 
 #: The compiled leaf tier: leaf boxes whose tapes keep (with :data:`FIXED_ROWS` added)
 #: more than ``1 / COMPILED_GAIN`` of the rows of the program the closure evaluates (of
@@ -111,7 +112,7 @@ def bounds_of(program: Program, points: Program, target: Target) -> Bounds | Non
         parents, _, lanes = boxes.shape
         count = parents * lanes
         calls = -(-count // BOUNDED_BOXES)
-        flat = np.empty((6, calls * BOUNDED_BOXES), boxes.dtype)
+        flat = aligned_empty((6, calls * BOUNDED_BOXES), boxes.dtype)
         flat[:, :count] = boxes.transpose(1, 0, 2).reshape(6, count)  # box p·lanes + k
         flat[:, count:] = flat[:, count - 1 : count]  # padded with the last box
         outs = [
@@ -260,7 +261,7 @@ def firsts(
 def _padded(rows: np.ndarray, count: int) -> np.ndarray:
     """``rows`` with its last row repeated to ``count`` rows (not ``np.pad``: its
     overhead, ~50 µs a call, was a third of the sphere's compiled leaves)."""
-    out = np.empty((count, *rows.shape[1:]), rows.dtype)
+    out = aligned_empty((count, *rows.shape[1:]), rows.dtype)  # see runtime.memory
     out[: len(rows)] = rows
     out[len(rows) :] = rows[-1]
     return out

@@ -43,6 +43,7 @@ from prospero_jax.renderers.hierarchy import (
     tile_duals,
 )
 from prospero_jax.renderers.view import Progress, Target
+from prospero_jax.runtime.memory import aligned_empty
 
 #: Points per call of the gradient kernel on CPU (the sphere's 1024² normals took 11.9 ms
 #: in calls of 16,384, 10.0 in calls of 65,536; its 256³ mesh the same) and on
@@ -212,7 +213,10 @@ def _chunked(
     sizes = [size] * whole + ([last] if rest else [])
     # Padded once (a call per chunk cost more than the chunk's work on small programs);
     # on the default device the kernel takes host arrays (JAX's C++ path moves them).
-    padded = [np.pad(v, (0, sum(sizes) - len(v)), mode="edge") for v in (px, py, pz)]
+    padded = [aligned_empty(sum(sizes), v.dtype) for v in (px, py, pz)]  # runtime.memory
+    for out, v in zip(padded, (px, py, pz), strict=True):
+        out[: len(v)] = v
+        out[len(v) :] = v[-1:]  # the last point repeated (none if there are no points)
     place = where.device != jax.local_devices()[0]
     chunks = len(sizes)
     for i, n in enumerate(sizes):

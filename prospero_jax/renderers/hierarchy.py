@@ -57,6 +57,7 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.sharding import line_mesh, pad_to
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
+from prospero_jax.runtime.memory import aligned_zeros
 
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
 LEAF_SIDE = 32
@@ -109,9 +110,9 @@ def _call_args(
     spans padded to ``capacity``, and its row count."""
     first, stop = int(starts[g0]), int(starts[g1 - 1] + lengths[g1 - 1])
     n_rows = max(max_rows, 1 << (stop - first - 1).bit_length())
-    local = np.zeros(capacity, np.int32)
+    local = aligned_zeros(capacity, np.int32)
     local[: g1 - g0] = starts[g0:g1] - first
-    count = np.zeros(capacity, np.int32)
+    count = aligned_zeros(capacity, np.int32)
     count[: g1 - g0] = lengths[g0:g1]
     return tapes.take(slice(first, stop)).padded(n_rows), local, count, stop - first
 
@@ -487,7 +488,7 @@ def tile_duals(
         padded, spans_, n_rows, _ = _call_args(
             tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
         )
-        at = np.zeros((capacity, 3, n), points.dtype)
+        at = aligned_zeros((capacity, 3, n), points.dtype)
         at[: t1 - t0] = points[t0:t1]
         registers = register_capacity(int(lengths[t0:t1].max()))
         calls.append(((padded, spans_, n_rows, np.int32(t1 - t0), at), registers))
@@ -634,7 +635,7 @@ def prune_level(
         padded, spans, counts, n_rows = _call_args(
             tapes, starts, lengths, g0, g1, _call_rows(rows, lanes), max_groups
         )
-        box = np.zeros((max_groups, 6, lanes), boxes.dtype)
+        box = aligned_zeros((max_groups, 6, lanes), boxes.dtype)
         box[: g1 - g0] = boxes[g0:g1]
         calls.append(((padded, spans, counts, np.int32(g1 - g0), box), registers))
         sizes.append((g1 - g0, n_rows))
@@ -687,17 +688,17 @@ def _leaves(
         padded, spans_in, n_rows, _ = _call_args(
             tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
         )
-        tx = np.zeros((capacity, side), xs.dtype)
-        ty = np.zeros((capacity, side), ys.dtype)
-        tz = np.zeros((capacity, *zs.shape[1:]), zs.dtype)
+        tx = aligned_zeros((capacity, side), xs.dtype)  # aligned: see runtime.memory
+        ty = aligned_zeros((capacity, side), ys.dtype)
+        tz = aligned_zeros((capacity, *zs.shape[1:]), zs.dtype)
         tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
         ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
         tz[: t1 - t0] = zs[t0:t1]
         args: tuple[Any, ...] = (padded, spans_in, n_rows, np.int32(t1 - t0), tx, ty, tz)
         if firsts:  # the depths each column needs searched (the padding: none)
-            limit = np.zeros((capacity, side * side), np.int32)
+            limit = aligned_zeros((capacity, side * side), np.int32)
             limit[: t1 - t0] = depth if limits is None else limits[t0:t1].reshape(-1, side * side)
-            offset = np.zeros(capacity, np.int32)
+            offset = aligned_zeros(capacity, np.int32)
             if offsets is not None:
                 offset[: t1 - t0] = offsets[t0:t1]
             none = np.int32(depth if offsets is None else NOT_FOUND)
