@@ -34,7 +34,7 @@ from jaxtyping import Int32
 from prospero_jax.ir.ops import ATOMS, CONST, OPS, PARAMS, QUADRIC, VAR_X, VAR_Y, VAR_Z, Op
 from prospero_jax.ir.passes import allocate_registers
 from prospero_jax.ir.program import Program
-from prospero_jax.runtime.memory import aligned_zeros
+from prospero_jax.runtime.memory import aligned_empty, aligned_zeros
 
 #: Operands per opcode, as an array kernels can index.
 ARITY = np.array([op.arity for op in OPS], dtype=np.int32)
@@ -160,11 +160,14 @@ class Tapes(NamedTuple):
         return free
 
     def padded(self, capacity: int) -> Tapes:
-        """A copy with zero rows appended up to ``capacity`` rows."""
-        out = Tapes(  # aligned: kernels take them as they are (runtime.memory)
-            aligned_zeros(capacity, np.int32),
-            aligned_zeros((capacity, 2), np.int32),
-            aligned_zeros(capacity, self.consts.dtype),
+        """A copy of ``capacity`` rows, these first, 64-byte aligned (kernels take it as it
+        is: :mod:`~prospero_jax.runtime.memory`); the rows after them are left unset, as no
+        kernel reads past a tape's span (not zeroing a leaf call's 65,536 rows saves
+        ~40 µs a call)."""
+        out = Tapes(
+            aligned_empty(capacity, np.int32),
+            aligned_empty((capacity, 2), np.int32),
+            aligned_empty(capacity, self.consts.dtype),
             self.params,
         )
         for dst, src in zip(out[:3], self[:3], strict=True):
