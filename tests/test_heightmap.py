@@ -219,23 +219,23 @@ def test_boxes_whose_tapes_read_no_z_search_their_first_depths_only(
 
     program = pj.parse(CAPPED_CYLINDER)
     searched: list[tuple[np.ndarray, np.ndarray]] = []
-    original = octree.leaf_firsts
+    original = octree.lower_firsts
 
-    def leaf_firsts(front, xs, ys, depths, target, limits=None, **kw):  # type: ignore[no-untyped-def]
+    def lower_firsts(front, xs, ys, depths, target, first, offsets, caps):  # type: ignore[no-untyped-def]
         free = octree.tapes_of(front).z_free(front.lengths)
-        searched.append((free, limits))
-        return original(front, xs, ys, depths, target, limits, **kw)
+        searched.append((free, caps))
+        return original(front, xs, ys, depths, target, first, offsets, caps)
 
-    monkeypatch.setattr(octree, "leaf_firsts", leaf_firsts)
+    monkeypatch.setattr(octree, "lower_firsts", lower_firsts)
     culled = pj.render_heightmap(program, 64, mode="culled", normals=False, exact=exact)
     monkeypatch.undo()
     brute = pj.render_heightmap(program, 64, mode="brute", normals=False, exact=exact)
     np.testing.assert_array_equal(culled.z, brute.z)
     free = np.concatenate([f for f, _ in searched])
-    limits = np.concatenate([lim for _, lim in searched])
+    caps = np.concatenate([cap for _, cap in searched])
     assert free.sum() >= 8  # boxes across the wall, in several layers
-    assert (limits[free] <= 1).all()
-    assert (limits[~free] > 1).any()
+    assert (caps[free] == 1).all()
+    assert (caps[~free] > 1).all()
 
 
 @pytest.mark.parametrize("model", ["colonnade", "sphere"])
@@ -254,13 +254,13 @@ def test_leaf_layers_merged_into_one_call_find_what_a_call_a_layer_finds(
         else pj.load(shared_path("models/colonnade.vm"))
     )  # fmt: skip
     calls: list[int] = []
-    leaf_firsts = octree.leaf_firsts
+    lower_firsts = octree.lower_firsts
 
-    def counted(front: object, *args: object, **kw: object) -> np.ndarray:
+    def counted(front: object, *args: object) -> object:
         calls.append(len(np.unique(args[2], axis=0)))  # its layers
-        return leaf_firsts(front, *args, **kw)  # type: ignore[arg-type]
+        return lower_firsts(front, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(octree, "leaf_firsts", counted)
+    monkeypatch.setattr(octree, "lower_firsts", counted)
     merged = pj.render_heightmap(program, 128, mode="culled", normals=False).z
     merged_calls, calls[:] = list(calls), []
     monkeypatch.setattr(octree, "MERGED_BOXES", 0)
@@ -985,3 +985,50 @@ def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
         empty = np.isnan(shared.z)
         assert empty.any()
         assert (np.isnan(shared.normal) == empty[..., None]).all()
+
+
+def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() -> None:
+    # lower_firsts: each square of columns lowered, in the kernel, to the least sample
+    # index inside that its boxes find (a box searching only above what is known and at
+    # most its cap's first depths), as the boxes' first inside depths reduced on the host
+    # give it: squares holding several boxes, columns known (a sample index), unknown
+    # (FAR) and never to search (-1), caps of 1 and of every depth, NaN values.
+    from prospero_jax.evaluators.cull import FIRSTS_CHUNK
+    from prospero_jax.renderers import hierarchy as H
+    from prospero_jax.renderers.octree import FAR
+
+    program = pj.parse(
+        "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"
+        "t add s zz\nr sqrt t\nh const 1.2\nd sub r h\nq sqrt x\nout add d q\n"
+    )  # NaN where x < 0
+    target = pj.Target()
+    tapes = H.root_tape(program, target.dtype)
+    side, boxes, count = 8, 60, 16
+    rng = np.random.default_rng(11)
+    rows, cols = (rng.integers(0, 4, boxes) * side for _ in range(2))  # 16 squares
+    front = H.Frontier(
+        tapes.take(np.tile(np.arange(len(tapes)), boxes)), np.full(boxes, len(tapes)),
+        rows, cols, side,
+    )  # fmt: skip
+    xs = np.linspace(-1, 1, 4 * side).astype(np.float32)
+    zs = np.linspace(1, -1, count).astype(np.float32)
+    tops = rng.integers(0, 5, boxes).astype(np.int32) * count
+    caps = np.where(rng.random(boxes) < 0.3, 1, count).astype(np.int32)
+    first = rng.choice([FAR, -1, 3, 20, 41, 70], (4 * side, 4 * side)).astype(np.int32)
+    # What each box finds, as sample indices: every depth searched, kept where its cap
+    # lets the search reach (depths go a chunk at a time: a cap of 1 searches the first).
+    found = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
+    reach = -(-caps // FIRSTS_CHUNK) * FIRSTS_CHUNK
+    found = np.where(found < reach[:, None, None], found + tops[:, None, None], FAR)
+    want = first.copy()
+    for box in range(boxes):
+        at = np.s_[rows[box] : rows[box] + side, cols[box] : cols[box] + side]
+        want[at] = np.minimum(want[at], found[box])
+    lowered = first.copy()
+    calls = H.lower_firsts(front, xs, xs[::-1].copy(), zs, target, lowered, tops, caps)
+    np.testing.assert_array_equal(lowered, want)
+    assert (lowered != first).any()
+    assert (want[first == -1] == -1).all()
+    (r, c, after), *_ = calls  # the squares lowered, as painted
+    assert len(r) == len(set(zip(rows.tolist(), cols.tolist(), strict=True))) < boxes
+    np.testing.assert_array_equal(after, H.read_tiles(lowered, side, r, c))

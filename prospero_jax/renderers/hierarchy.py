@@ -6,7 +6,9 @@ pixel-centre coordinates of a power-of-two square (``xs``, ``ys``: columns left 
 rows top to bottom), a z interval and a :class:`~prospero_jax.renderers.view.Target`.
 Output: :func:`descend` passes every tile the intervals prove inside to a ``paint``
 callback and returns the leaf tiles left ambiguous (a :class:`Frontier`: their pruned
-tapes and corners); :func:`leaf_pixels` evaluates those at given depths. The 2-D renderer
+tapes and corners); :func:`leaf_pixels` evaluates those at given depths,
+:func:`leaf_firsts` finds each column's first depth inside and :func:`lower_firsts`
+lowers a heightmap's columns to it. The 2-D renderer
 (:mod:`prospero_jax.renderers.culled`), the heightmap sweep and the mesher
 (:mod:`~prospero_jax.renderers.heightmap`, :mod:`~prospero_jax.renderers.mesh`)
 are built from these.
@@ -57,7 +59,7 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.sharding import line_mesh, pad_to
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
-from prospero_jax.runtime.memory import aligned_zeros
+from prospero_jax.runtime.memory import aligned_empty, aligned_zeros
 
 #: Side of the tiles evaluated point by point (see experiments/RESULTS.md for the choice).
 LEAF_SIDE = 32
@@ -384,6 +386,55 @@ def leaf_firsts(
     return first if offsets is None else sample_indices(first, count, offsets)
 
 
+def lower_firsts(
+    front: Frontier,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    depths: np.ndarray,
+    target: Target,
+    first: np.ndarray,
+    offsets: np.ndarray,
+    caps: np.ndarray,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Lower ``first`` (a heightmap's first sample known inside per column, 2-D int32, in
+    place) over ``front``'s leaf boxes (on the kernels, one device; a power of two of
+    ``depths``, a row a box, the box's samples from ``offsets`` on; in their order, a
+    square's boxes top down) to the first sample inside each finds, the boxes searching
+    only above what is known and within their ``caps`` first depths (1 where the value
+    is the same at every depth; the search goes a chunk of depths at a time, so it may
+    find one beyond). The leaf kernel lowers each call's squares itself
+    (:func:`~prospero_jax.evaluators.cull.leaf_kernel`'s ``squares``): read once and
+    written once a square here. Calls run one after another (a square in two calls
+    reads the first's result). Returns, per call, the corners (rows, cols) of the squares
+    it lowered and their columns after it, ``(squares, side, side)``."""
+    side, count = front.side, depths.shape[-1]
+    capacity = LEAF_PIXEL_CAPACITY // (side * side * count)
+    tapes, lengths = tapes_of(front), front.lengths
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    zs = np.broadcast_to(depths.astype(target.dtype), (len(lengths), count))
+    width, lowered = first.shape[1], []
+    for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, capacity):
+        rows, cols = front.rows[t0:t1], front.cols[t0:t1]
+        corners, square = np.unique(rows.astype(np.int64) * width + cols, return_inverse=True)
+        r, c = np.divmod(corners, width)
+        known = aligned_empty((capacity, side * side), np.int32)  # rows past them unread
+        known[: len(corners)] = read_tiles(first, side, r, c).reshape(len(corners), -1)
+        at, which, cap = aligned_zeros((3, capacity), np.int32)
+        at[: t1 - t0], which[: t1 - t0], cap[: t1 - t0] = offsets[t0:t1], square, caps[t0:t1]
+        boxes = _leaf_args(
+            tapes, starts, lengths, front.rows, front.cols, xs, ys, zs, t0, t1, capacity, side
+        )
+        args = (*boxes, known, at, np.int32(NOT_FOUND), which, cap)
+        registers = register_capacity(int(lengths[t0:t1].max()))
+        [out] = _dispatch(
+            leaf_kernel, [(args, registers)], target.device, (), side=side, depth=count, firsts=True
+        )
+        after = np.asarray(out)[: len(corners) * side * side].reshape(-1, side, side)
+        paint_tiles(first, side, r, c, after)
+        lowered.append((r, c, after))
+    return lowered
+
+
 def sample_indices(first: np.ndarray, count: int, offsets: np.ndarray) -> np.ndarray:
     """Boxes' first depths ``first`` (``(boxes, ...)``, ``count`` where none) as sample
     indices: plus each box's offset, :data:`~prospero_jax.evaluators.cull.NOT_FOUND`
@@ -679,22 +730,12 @@ def _leaves(
     every kernel call dispatched now, then read back one by one as the iterator is
     advanced, ``(first tile, (tiles, depth × side²))`` a call (``(tiles, side²)`` with
     ``firsts``)."""
-    pixel = np.arange(side)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     calls, spans = [], []
     capacity = LEAF_PIXEL_CAPACITY // (side * side * depth)
     per_call = _per_call(len(lengths), capacity, devices)
     for t0, t1 in _chunks(lengths, LEAF_ROW_CAPACITY, per_call):
-        padded, spans_in, n_rows, _ = _call_args(
-            tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
-        )
-        tx = aligned_zeros((capacity, side), xs.dtype)  # aligned: see runtime.memory
-        ty = aligned_zeros((capacity, side), ys.dtype)
-        tz = aligned_zeros((capacity, *zs.shape[1:]), zs.dtype)
-        tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
-        ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
-        tz[: t1 - t0] = zs[t0:t1]
-        args: tuple[Any, ...] = (padded, spans_in, n_rows, np.int32(t1 - t0), tx, ty, tz)
+        args = _leaf_args(tapes, starts, lengths, rows, cols, xs, ys, zs, t0, t1, capacity, side)
         if firsts:  # the depths each column needs searched (the padding: none)
             limit = aligned_zeros((capacity, side * side), np.int32)
             limit[: t1 - t0] = depth if limits is None else limits[t0:t1].reshape(-1, side * side)
@@ -719,6 +760,37 @@ def _leaves(
             yield t0, np.asarray(out)[: (t1 - t0) * pixels].reshape(-1, pixels)
 
     return read()
+
+
+def _leaf_args(
+    tapes: Tapes,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    zs: np.ndarray,
+    t0: int,
+    t1: int,
+    capacity: int,
+    side: int,
+) -> tuple[Any, ...]:
+    """A leaf kernel call's first inputs for tiles ``t0:t1`` (of tapes starting at
+    ``starts``, corners ``rows``, ``cols``, depths ``zs``, a row a tile): their tapes,
+    spans and count, and each tile's pixel axes and depths, padded to ``capacity`` tiles
+    (aligned: :mod:`~prospero_jax.runtime.memory`)."""
+    pixel = np.arange(side)
+    padded, spans, n_rows, _ = _call_args(
+        tapes, starts, lengths, t0, t1, LEAF_ROW_CAPACITY, capacity
+    )
+    tx = aligned_zeros((capacity, side), xs.dtype)
+    ty = aligned_zeros((capacity, side), ys.dtype)
+    tz = aligned_zeros((capacity, *zs.shape[1:]), zs.dtype)
+    tx[: t1 - t0] = xs[cols[t0:t1, None] + pixel]
+    ty[: t1 - t0] = ys[rows[t0:t1, None] + pixel]
+    tz[: t1 - t0] = zs[t0:t1]
+    return padded, spans, n_rows, np.int32(t1 - t0), tx, ty, tz
 
 
 def _on(device: jax.Device, args: tuple[Any, ...], place: bool) -> tuple[Any, ...]:

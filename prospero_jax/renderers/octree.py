@@ -22,11 +22,11 @@ at a time so that what a layer finds drops boxes of the next before they are spl
 rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :data:`THICK`
 samples) are evaluated point by point a layer at a time (a heightmap's short-taped
 layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
-leaf kernel (which reads back each column's first inside sample, not the box's signs),
-or where the pruned tapes stay long, by the source program's compiled closure once
-interpreting has cost what compiling would (:mod:`~prospero_jax.renderers.
-compiled_tier`; the level above such leaves is split by intervals alone, as nobody
-reads their tapes). A program whose tapes
+leaf kernel (which lowers each square's columns to the first inside sample it finds,
+searching only above what is known, not reading back the box's signs), or where the
+pruned tapes stay long, by the source program's compiled closure once interpreting has
+cost what compiling would (:mod:`~prospero_jax.renderers.compiled_tier`; the level above
+such leaves is split by intervals alone, as nobody reads their tapes). A program whose tapes
 nothing can prune has its levels bounded by its compiled interval closure on the same
 terms. So the upper levels run once for
 the whole depth (where a slab sweep ran them once per slab), and z is refined like x
@@ -64,6 +64,7 @@ from prospero_jax.renderers.hierarchy import (
     emitted,
     host_depths,
     leaf_firsts,
+    lower_firsts,
     next_tapes,
     paint_tiles,
     prune_level,
@@ -396,26 +397,35 @@ def first_inside(
         depths = zs[tops[:, None] + np.arange(THICK)]  # (boxes, THICK)
         side, rows, cols = part.side, part.rows, part.cols
         tops = tops.astype(np.int32)
+        # A box whose tape reads no z needs no depth below its first (each column's
+        # value is the same at every depth: colonnade 1024³'s walls below what is found,
+        # a quarter of its leaf boxes; its leaf calls 35 → 30 ms, experiments/RESULTS.md).
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
             index = _compiled.firsts(leaves, part, xs, ys, depths, tops)  # [box, y, x]
-        else:
-            # A column lowered to an index in the box needs no depth at or below it; a
-            # box whose tape reads no z, none below its first (each column's value is
-            # the same at every depth: colonnade 1024³'s walls below what is found, a
-            # quarter of its leaf boxes; its leaf calls 35 → 30 ms, its frame within
-            # noise, experiments/RESULTS.md). The kernel turns what it finds into
-            # sample indices (the box's top added), FAR where nothing.
+        elif part.depth is None and len(target.devices) < 2:
+            # The leaf kernel reads each square's ``first`` once, searches a box's columns
+            # only above what is known (an earlier box of the call may have found it) and
+            # lowers the square itself: no indices per box to lower here (colonnade
+            # 1024³: lowering a layer at a time cost ~7 ms a frame).
+            caps = np.where(tapes_of(part).z_free(part.lengths), 1, THICK).astype(np.int32)
+            calls = lower_firsts(part, xs, ys, depths, target, first, tops, caps)
+            _compiled.pay(leaves, time.perf_counter() - started)
+            for r, c, after in calls:
+                _lower_coarse(coarse, leaf, side, r, c, after)
+            index = None
+        else:  # the host tier, or calls spread over devices: indices per box (FAR: none)
             limits = read_tiles(first, side, rows, cols) - tops[:, None, None]
             flat = tapes_of(part).z_free(part.lengths)
             limits[flat] = np.minimum(limits[flat], 1)
             index = leaf_firsts(part, xs, ys, depths, target, limits, offsets=tops)
             _compiled.pay(leaves, time.perf_counter() - started)
-        # A layer at a time (merged layers hold a column once each; what an upper layer
-        # lowered, a lower one reads): each square read, lowered and written back; in
-        # ``first``'s dtype (int32) and a layer's boxes at a time, so that the temporaries
-        # stay in cache (over the whole call: 6 of colonnade's 1024³ 15 ms lowering).
+        # Indices lowered a layer at a time (merged layers hold a column once each; what
+        # an upper layer lowered, a lower one reads): each square read, lowered and
+        # written back; in ``first``'s dtype (int32) and a layer's boxes at a time, so
+        # that the temporaries stay in cache.
         layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
-        for a, b in itertools.pairwise(layers.tolist()):
+        for a, b in itertools.pairwise(layers.tolist() if index is not None else []):
+            assert index is not None
             r, c = rows[a:b], cols[a:b]
             lowered = read_tiles(first, side, r, c)
             np.minimum(lowered, index[a:b], out=lowered)
