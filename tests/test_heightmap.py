@@ -775,28 +775,52 @@ def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
     # Normals are made unit length in the target's dtype on the device: a zero, an
     # infinite or a NaN gradient, or a pixel not asked for, gives NaN; the others (also
     # one whose squares overflow float32) are the float64 unit vector, turned if asked.
-    from prospero_jax.renderers.heightmap import _unit_kernel
+    from prospero_jax.evaluators.cull import unit_vectors
 
     vectors = np.array(
         [[0, 0, 0], [np.inf, 0, 1], [np.nan, 1, 1], [3e38, -3e38, 1e38], [1, 2, 3], [1, 2, 3]],
         dtype,
     ).T[None]  # (1, 3, 6)
-    duals = np.concatenate([np.zeros((1, 1, 6), dtype), vectors], axis=1)  # value first
     where = np.array([[True] * 5 + [False]])
     turn = pj.rotation(0.4, 1.1)
     target = pj.Target(dtype=dtype)
     for matrix in (None, np.array(turn, dtype)):
         with target.precision():
-            unit = np.asarray(_unit_kernel(duals, where, matrix))
+            unit = np.asarray(jax.jit(unit_vectors)(vectors, where, matrix))
         assert unit.dtype == dtype
-        assert unit.shape == (1, 6, 3)  # a pixel's normal together
-        unit = unit.swapaxes(1, 2)
+        assert unit.shape == (1, 3, 6)
         assert np.isnan(unit[0, :, [0, 1, 2, 5]]).all()
         expected = vectors[0, :, 3:5].astype(np.float64)
         if matrix is not None:
             expected = matrix.astype(np.float64) @ expected
         expected /= np.linalg.norm(expected, axis=0)
         np.testing.assert_allclose(unit[0, :, 3:5], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_the_dual_kernel_makes_the_unit_normals_of_what_it_evaluates(turned: bool) -> None:
+    # The normals' dual kernel turns each tile's gradients and makes them unit length in
+    # the tile's step (not in a pass of its own): what the unit rule gives of the duals it
+    # returns, bit for bit, a point's vector together; NaN where no pixel is asked for.
+    from prospero_jax.evaluators.cull import unit_vectors
+    from prospero_jax.renderers.gradients import group_tapes, hulls_of
+    from prospero_jax.renderers.hierarchy import tile_duals
+
+    program = pj.load(shared_path("models/colonnade.vm"))
+    target = pj.Target()
+    rng = np.random.default_rng(5)
+    corners = rng.uniform(-0.9, 0.8, (40, 3, 1)).astype(np.float32)
+    points = corners + rng.uniform(0, 0.1, (40, 3, 256)).astype(np.float32)
+    tapes, lengths = group_tapes(program, hulls_of(points), target)
+    where = rng.random((40, 256)) < 0.8
+    turn = np.array(pj.rotation(0.3, -0.7), np.float32) if turned else None
+    duals = tile_duals(tapes, lengths, points, target)
+    unit = tile_duals(tapes, lengths, points, target, where, turn)
+    assert unit.shape == (40, 256, 3)
+    want = np.asarray(jax.jit(unit_vectors)(duals[:, 1:], where, turn)).swapaxes(1, 2)
+    np.testing.assert_array_equal(unit, want)
+    assert np.isnan(unit[~where]).all()
+    assert np.isfinite(unit[where]).mean() > 0.9
 
 
 @pytest.mark.parametrize("model", ["bear", "colonnade", "tanglecube"])
@@ -817,15 +841,15 @@ def test_heightmap_normals_of_any_count_of_tiles_share_one_compilation(size: int
     # made call by call of the dual kernel (whose shape is fixed), so no count compiles
     # anew (compiled per count, a bear view took 230 ms instead of 130); and they are
     # what the gradients give, made unit.
-    from prospero_jax.renderers import heightmap
+    from prospero_jax.evaluators.cull import dual_leaf_kernel
     from prospero_jax.renderers.gradients import gradients_at
 
     bear = pj.load(shared_path("models/bear.vm"))
     region = (-1.5, 1.5, -1.5, 1.5)
     pj.render_heightmap(bear, 80, region=region)  # compiled here, if not before
-    compiled = heightmap._unit_kernel._cache_size()
+    compiled = dual_leaf_kernel._cache_size()
     got = pj.render_heightmap(bear, size, region=region)
-    assert heightmap._unit_kernel._cache_size() == compiled
+    assert dual_leaf_kernel._cache_size() == compiled
     surface = np.isfinite(got.z)
     xs, ys = pj.View(size, region=region).axes()
     rows, cols = np.nonzero(surface)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
+from prospero_jax.evaluators.cull import unit_vectors
 from prospero_jax.evaluators.lower import to_function
 from prospero_jax.evaluators.tape import IMMEDIATE, Tapes, run_rows
 from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS
@@ -175,25 +176,6 @@ def _unit_kernel(vectors: jax.Array, turn: jax.Array | None) -> jax.Array:
     return unit_vectors(vectors, jnp.bool_(True), turn)
 
 
-def unit_vectors(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """The vectors along axis -2 of ``vectors`` (``(..., 3, n)``) turned by ``turn`` (a 3 ×
-    3 matrix, or None) and made unit length, traced (to be jitted); NaN where a vector is
-    0 or not finite or ``where`` (broadcast against ``(..., n)``) is False. Scaled by the
-    largest component first, so float32's range squared never overflows (the unit vector
-    within an ulp or two of float64's)."""
-    x, y, z = (vectors[..., i, :] for i in range(3))  # elementwise: one fused loop
-    if turn is not None:  # written out: as a dot, XLA:CPU took 4× as long
-        m = turn.astype(vectors.dtype)
-        x, y, z = (m[i, 0] * x + m[i, 1] * y + m[i, 2] * z for i in range(3))
-    scale = jnp.maximum(jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.abs(z))
-    x, y, z = x / scale, y / scale, z / scale
-    length = jnp.sqrt(x * x + y * y + z * z)
-    usable = (scale > 0) & jnp.isfinite(scale) & where
-    scaled = jnp.stack([x, y, z], axis=-2)
-    length, usable = jnp.expand_dims(length, -2), jnp.expand_dims(usable, -2)
-    return jnp.where(usable, scaled / length, jnp.nan)
-
-
 def _chunked(
     kernel: Callable[..., Any],
     points: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -300,7 +282,6 @@ def group_gradients(
     program: Program,
     grouped: Float[np.ndarray, "groups 3 n"],
     where: Target,
-    finish: Callable[[jax.Array, int], jax.Array] | None = None,
 ) -> Float[np.ndarray, "groups 4 n"]:
     """The value and gradient at each group's points ``grouped[g] = [x, y, z] × n`` (in
     the target's dtype): ``(groups, 4, n)``, the value then ∂f/∂x, ∂f/∂y, ∂f/∂z, what
@@ -310,11 +291,10 @@ def group_gradients(
     so the tape's value and partials are the program's at every point of the box (the
     root's need is its value, never its sign alone). In two levels: the whole tape over
     the hull of 16 consecutive groups' boxes, then that tape over each of them; the dual
-    leaf kernel evaluates the pruned tapes. ``finish``: as :func:`~prospero_jax.renderers.
-    hierarchy.tile_duals` takes it (then what it gives, ``(groups, ...)``)."""
+    leaf kernel evaluates the pruned tapes."""
     tapes, lengths = group_tapes(program, hulls_of(grouped), where)
     with where.precision():  # float64 targets' kernels trace in float64
-        return tile_duals(tapes, lengths, grouped, where, finish)
+        return tile_duals(tapes, lengths, grouped, where)
 
 
 def hulls_of(grouped: Float[np.ndarray, "groups 3 n"]) -> Float[np.ndarray, "groups 6"]:

@@ -54,7 +54,6 @@ from prospero_jax.renderers.gradients import (
     hulls_of,
     prunes_gradients,
     unit_chunks,
-    unit_vectors,
 )
 from prospero_jax.renderers.hierarchy import dual_call_groups, paint_tiles, root_side, tile_duals
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
@@ -409,13 +408,6 @@ def _tile_normals(
         )
     evaluated = np.flatnonzero(source == np.arange(len(source)))
 
-    def finish(duals: jax.Array, first: int) -> jax.Array:  # a call's, on the device
-        mask = np.zeros(duals.shape[::2], bool)
-        chosen = found[evaluated[first : first + len(mask)]]
-        mask[: len(chosen)] = chosen
-        unit: jax.Array = _unit_kernel(duals, mask, turn)
-        return unit
-
     copies = np.flatnonzero(source != np.arange(len(source)))
     if not len(copies):  # nothing shared
         tapes_evaluated, sizes = tapes, lengths
@@ -425,7 +417,7 @@ def _tile_normals(
         tapes_evaluated = tapes.take(run_rows(starts[evaluated], sizes))
     with target.precision():  # float64 targets' kernels trace in float64
         at = points(evaluated)
-        unit: np.ndarray = tile_duals(tapes_evaluated, sizes, at, target, finish)
+        unit: np.ndarray = tile_duals(tapes_evaluated, sizes, at, target, found[evaluated], turn)
     # A copy's vector: its tape's one, read at a surface pixel of the tile evaluated.
     origin = np.searchsorted(evaluated, source[copies])
     vector = unit[origin, found[source[copies]].argmax(axis=1)]
@@ -495,17 +487,6 @@ def _tiled(image: np.ndarray, dtype: DTypeLike) -> np.ndarray:
     tiles = np.empty((across, across, t, t), dtype)
     np.copyto(tiles, image.reshape(across, t, across, t).swapaxes(1, 2))
     return tiles.reshape(-1, t * t)
-
-
-@jax.jit
-def _unit_kernel(duals: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:
-    """The unit normals of a call's duals ``(tiles, 4, n)`` (value, then gradient) where
-    ``where`` (``(tiles, n)``), turned by ``turn``; NaN elsewhere (:func:`~prospero_jax.
-    renderers.gradients.unit_vectors`): ``(tiles, n, 3)``, a pixel's normal together (as
-    the image holds them). On the device, each dual kernel call's output as it comes
-    (one compiled shape for any count of tiles; padded to a power of two and made unit
-    in a pass of its own, colonnade's 1024² normals took 10 ms more)."""
-    return jnp.swapaxes(unit_vectors(duals[:, 1:], where, turn), 1, 2)
 
 
 def surface_depth(

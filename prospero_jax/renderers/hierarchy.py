@@ -523,14 +523,15 @@ def tile_duals(
     lengths: np.ndarray,
     points: np.ndarray,
     target: Target,
-    finish: Callable[[jax.Array, int], jax.Array] | None = None,
+    where: np.ndarray | None = None,
+    turn: np.ndarray | None = None,
 ) -> np.ndarray:
     """Value and gradient of each tape ``t`` of ``tapes`` (``lengths`` rows each) at its
     points ``points[t] = [x, y, z] × n``: ``(tapes, 4, n)``, the value then its partial
     derivatives in x, y and z (:func:`~prospero_jax.evaluators.cull.dual_leaf_kernel`, on
-    the target's device). ``finish(duals, first)``, if given, maps each call's duals on the
-    device (``(capacity, 4, n)``, tapes ``first`` on, the last padded) to what is read back
-    instead, ``(capacity, ...)``: then ``(tapes, ...)``."""
+    the target's device). With ``where`` (``(tapes, n)`` bool) and ``turn`` (a 3 × 3
+    matrix in the target's dtype, or None), the gradients turned and made unit length in
+    the kernel instead, NaN where ``where`` is False: ``(tapes, n, 3)``."""
     n = points.shape[2]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     capacity = dual_call_groups(n)
@@ -541,21 +542,23 @@ def tile_duals(
         )
         at = aligned_zeros((capacity, 3, n), points.dtype)
         at[: t1 - t0] = points[t0:t1]
+        args: tuple[Any, ...] = (padded, spans_, n_rows, np.int32(t1 - t0), at)
+        if where is not None:
+            mask = aligned_zeros((capacity, n), bool)
+            mask[: t1 - t0] = where[t0:t1]
+            args = (*args, mask, turn)
         registers = register_capacity(int(lengths[t0:t1].max()))
-        calls.append(((padded, spans_, n_rows, np.int32(t1 - t0), at), registers))
+        calls.append((args, registers))
         spans.append((t0, t1))
     outs = _dispatch(dual_leaf_kernel, calls, target.device, ())  # as the leaf pass does
-    if finish is None:
-        parts = [
-            np.asarray(out)[: (t1 - t0) * 4 * n] for (t0, t1), out in zip(spans, outs, strict=True)
-        ]
-        return np.concatenate(parts).reshape(-1, 4, n)
-    finished = [
-        finish(out.reshape(capacity, 4, n), t0) for (t0, _), out in zip(spans, outs, strict=True)
+    if where is not None:
+        return _joined(
+            [np.asarray(out)[: t1 - t0] for (t0, t1), out in zip(spans, outs, strict=True)]
+        )
+    parts = [
+        np.asarray(out)[: (t1 - t0) * 4 * n] for (t0, t1), out in zip(spans, outs, strict=True)
     ]
-    return np.concatenate(
-        [np.asarray(out)[: t1 - t0] for (t0, t1), out in zip(spans, finished, strict=True)]
-    )
+    return np.concatenate(parts).reshape(-1, 4, n)
 
 
 def _kernels(
