@@ -17,7 +17,7 @@ PACKAGE = ROOT / "prospero_jax"
 #: What each layer may import, besides itself.
 ALLOWED = {
     "ir": set(),
-    "evaluators": {"ir"},
+    "evaluators": {"ir", "runtime"},
     "runtime": set(),
     "renderers": {"ir", "evaluators", "runtime"},
     "io": {"ir", "evaluators", "runtime", "renderers"},
