@@ -218,24 +218,29 @@ def test_boxes_whose_tapes_read_no_z_search_their_first_depths_only(
     from prospero_jax.renderers import octree
 
     program = pj.parse(CAPPED_CYLINDER)
-    searched: list[tuple[np.ndarray, np.ndarray]] = []
-    original = octree.lower_firsts
+    searched: list[tuple[np.ndarray, np.ndarray]] = []  # per box: reads no z, depths searched
+    lower, leaf = octree.lower_firsts, octree.leaf_firsts
 
     def lower_firsts(front, xs, ys, depths, target, first, offsets, caps):  # type: ignore[no-untyped-def]
-        free = octree.tapes_of(front).z_free(front.lengths)
-        searched.append((free, caps))
-        return original(front, xs, ys, depths, target, first, offsets, caps)
+        searched.append((octree.tapes_of(front).z_free(front.lengths), caps))
+        return lower(front, xs, ys, depths, target, first, offsets, caps)
+
+    def leaf_firsts(front, xs, ys, depths, target, limits=None, **kw):  # type: ignore[no-untyped-def]
+        deepest = limits.reshape(len(limits), -1).max(axis=1)  # the host tier's frames
+        searched.append((octree.tapes_of(front).z_free(front.lengths), deepest))
+        return leaf(front, xs, ys, depths, target, limits, **kw)
 
     monkeypatch.setattr(octree, "lower_firsts", lower_firsts)
+    monkeypatch.setattr(octree, "leaf_firsts", leaf_firsts)
     culled = pj.render_heightmap(program, 64, mode="culled", normals=False, exact=exact)
     monkeypatch.undo()
     brute = pj.render_heightmap(program, 64, mode="brute", normals=False, exact=exact)
     np.testing.assert_array_equal(culled.z, brute.z)
     free = np.concatenate([f for f, _ in searched])
-    caps = np.concatenate([cap for _, cap in searched])
+    depths = np.concatenate([d for _, d in searched])
     assert free.sum() >= 8  # boxes across the wall, in several layers
-    assert (caps[free] == 1).all()
-    assert (caps[~free] > 1).all()
+    assert (depths[free] <= 1).all()
+    assert (depths[~free] > 1).any()
 
 
 @pytest.mark.parametrize("model", ["colonnade", "sphere"])
@@ -1056,3 +1061,32 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     (r, c, after), *_ = calls  # the squares lowered, as painted
     assert len(r) == len(set(zip(rows.tolist(), cols.tolist(), strict=True))) < boxes
     np.testing.assert_array_equal(after, H.read_tiles(lowered, side, r, c))
+
+
+def test_a_heightmaps_leaf_calls_are_among_the_kernels_readied_before_its_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A frame readies its kernels at once before its first level (compiled, or loaded,
+    # together); a leaf call of a shape not among them would compile inside the walk, its
+    # time counted as the leaves' interpreting (what buys the compiled tier early).
+    from prospero_jax.runtime import executables
+
+    prepared: set[object] = set()
+    called: list[tuple[str, object]] = []
+    prepare, call = executables.prepare, executables.call
+
+    def preparing(jobs, device):  # type: ignore[no-untyped-def]
+        prepared.update(executables._quick(k, a, s, device) for k, a, s in jobs)
+        return prepare(jobs, device)
+
+    def calling(kernel, args, device, **static):  # type: ignore[no-untyped-def]
+        called.append((kernel.__name__, executables._quick(kernel, args, static, device)))
+        return call(kernel, args, device, **static)
+
+    monkeypatch.setattr(executables, "prepare", preparing)
+    monkeypatch.setattr(executables, "call", calling)
+    program = pj.load(shared_path("models/colonnade.vm"))
+    pj.render_heightmap(program, 128, target=pj.Target(tier="kernels"), normals=False)
+    leaves = [key for name, key in called if name == "leaf_kernel"]
+    assert leaves
+    assert all(key in prepared for key in leaves)

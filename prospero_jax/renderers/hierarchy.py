@@ -576,8 +576,9 @@ def _kernels(
     ``root`` rows first) in the small call shape, and with ``large`` (a solid's levels,
     which hold many rows) in the large one too (else it compiles when met) and the last
     level's intervals-only variant (``prune=False``: above compiled leaves), and the leaf
-    kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when met);
-    ``atoms``: the rows of the atoms' table."""
+    kernel, for leaf tapes of up to 1,024 rows (a longer one compiles when met; with
+    ``depth``, as :func:`lower_firsts` calls it); ``atoms``: the rows of the atoms'
+    table."""
 
     def S(shape: tuple[int, ...], dtype: Any) -> Any:  # an abstract array, for lowering
         return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
@@ -607,9 +608,9 @@ def _kernels(
     static = {"registers": register_capacity(1), "side": leaf}
     if depth == 1:
         jobs.append((leaf_kernel, leaves, static))
-    else:  # boxes of samples, each column's depths searched as far as it needs: heightmaps'
-        limits, offsets = S((tiles, leaf * leaf), np.int32), S((tiles,), np.int32)
-        search = (*leaves, limits, offsets, S((), np.int32))
+    else:  # boxes of samples lowering a heightmap's squares (lower_firsts)
+        known, per_box = S((tiles, leaf * leaf), np.int32), S((tiles,), np.int32)
+        search = (*leaves, known, per_box, S((), np.int32), per_box, per_box)
         jobs.append((leaf_kernel, search, {**static, "depth": depth, "firsts": True}))
     return jobs
 

@@ -412,25 +412,25 @@ def first_inside(
             _compiled.pay(leaves, time.perf_counter() - started)
             for r, c, after in calls:
                 _lower_coarse(coarse, leaf, side, r, c, after)
-            index = None
+            index = None  # lowered already
         else:  # the host tier, or calls spread over devices: indices per box (FAR: none)
             limits = read_tiles(first, side, rows, cols) - tops[:, None, None]
             flat = tapes_of(part).z_free(part.lengths)
             limits[flat] = np.minimum(limits[flat], 1)
             index = leaf_firsts(part, xs, ys, depths, target, limits, offsets=tops)
             _compiled.pay(leaves, time.perf_counter() - started)
-        # Indices lowered a layer at a time (merged layers hold a column once each; what
-        # an upper layer lowered, a lower one reads): each square read, lowered and
-        # written back; in ``first``'s dtype (int32) and a layer's boxes at a time, so
-        # that the temporaries stay in cache.
-        layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
-        for a, b in itertools.pairwise(layers.tolist() if index is not None else []):
-            assert index is not None
-            r, c = rows[a:b], cols[a:b]
-            lowered = read_tiles(first, side, r, c)
-            np.minimum(lowered, index[a:b], out=lowered)
-            paint_tiles(first, side, r, c, lowered)
-            _lower_coarse(coarse, leaf, side, r, c, lowered)
+        if index is not None:
+            # Indices lowered a layer at a time (merged layers hold a column once each;
+            # what an upper layer lowered, a lower one reads): each square read, lowered
+            # and written back; in ``first``'s dtype (int32) and a layer's boxes at a
+            # time, so that the temporaries stay in cache.
+            layers = np.flatnonzero(np.r_[True, tops[1:] != tops[:-1], True])
+            for a, b in itertools.pairwise(layers.tolist()):
+                r, c = rows[a:b], cols[a:b]
+                lowered = read_tiles(first, side, r, c)
+                np.minimum(lowered, index[a:b], out=lowered)
+                paint_tiles(first, side, r, c, lowered)
+                _lower_coarse(coarse, leaf, side, r, c, lowered)
         if progress is not None:
             progress(int(tops.max()) // THICK + 1, layers_total)
 
