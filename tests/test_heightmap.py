@@ -410,6 +410,13 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     compiled_tier._rent.pop(shape(one))
 
 
+#: A sphere of radius 1.2 plus sqrt(x): NaN where x < 0 (never inside), for leaf boxes.
+HALF_NAN_SPHERE = (
+    "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"
+    "t add s zz\nr sqrt t\nh const 1.2\nd sub r h\nq sqrt x\nout add d q\n"
+)
+
+
 @pytest.mark.parametrize("count", [16, 32])
 def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: int) -> None:
     # The leaf kernel reduces a box's signs to each column's first inside depth; the same
@@ -418,10 +425,7 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     from prospero_jax.evaluators.cull import FIRSTS_CHUNK
     from prospero_jax.renderers import hierarchy as H
 
-    program = pj.parse(
-        "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"
-        "t add s zz\nr sqrt t\nh const 1.2\nd sub r h\nq sqrt x\nout add d q\n"
-    )  # NaN where x < 0
+    program = pj.parse(HALF_NAN_SPHERE)
     target = pj.Target()
     tapes = H.root_tape(program, target.dtype)
     side, boxes = 8, 40
@@ -1026,10 +1030,7 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     from prospero_jax.renderers import hierarchy as H
     from prospero_jax.renderers.octree import FAR
 
-    program = pj.parse(
-        "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"
-        "t add s zz\nr sqrt t\nh const 1.2\nd sub r h\nq sqrt x\nout add d q\n"
-    )  # NaN where x < 0
+    program = pj.parse(HALF_NAN_SPHERE)
     target = pj.Target()
     tapes = H.root_tape(program, target.dtype)
     side, boxes, count = 8, 60, 16
