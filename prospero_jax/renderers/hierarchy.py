@@ -632,10 +632,11 @@ def tapes_of(front: Frontier) -> Tapes:
 def emitted(level: Pruned, lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows ``level``'s children keep, lane-major (child by child, each in its parent's
     row order): each one's row of the parents' tapes and its place in ``level``'s per-row
-    arrays (``row · lanes + lane``), as :func:`next_tapes` takes them. One pass over a
-    contiguous copy of the lanes' rows, not a two-index ``nonzero`` over a transposed view
-    (colonnade 1024³'s level of 17 k rows × 32 lanes: 3.0 → 2.3 ms)."""
-    per_lane = np.ascontiguousarray(level.emit.reshape(-1, lanes).T)
+    arrays (``row · lanes + lane``), as :func:`next_tapes` takes them. One pass over the
+    lanes' rows as booleans, not a two-index ``nonzero`` over a transposed view
+    (colonnade 1024³'s level of 17 k rows × 32 lanes: 3.0 → 2.3 ms), nor over the codes'
+    transposed copy (int8: 17 k rows × 64 lanes, 5.2 → 3.4 ms)."""
+    per_lane = level.emit.reshape(-1, lanes).T.astype(bool)  # ravelled lane by lane below
     lane, row = np.divmod(np.flatnonzero(per_lane), per_lane.shape[1])
     return row, row * lanes + lane
 
