@@ -63,6 +63,7 @@ from prospero_jax.renderers.hierarchy import (
     built,
     emitted,
     host_depths,
+    kept_children,
     leaf_firsts,
     lower_firsts,
     next_tapes,
@@ -258,10 +259,10 @@ def walk(
         # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes): each bound read per parent and
         # column, row or layer of children, then broadcast (not read once per child).
         steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
-        left, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # first pixels
+        first, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # corners
         top, end = zs[layer], zs[layer + child_thick - 1]
         boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
-        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (left, left + child - 1))
+        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (first, first + child - 1))
         boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
         boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
         boxes = boxes.reshape(len(layers), 6, count)
@@ -275,19 +276,21 @@ def walk(
             level = prune_level(
                 parents, front.lengths, boxes, device, len(tapes), devices, prune=not tapeless
             )
-        proved = level.inside
-        inside(child, rows[proved], cols[proved], tops[proved], child_thick)
-        order = level.kept.T > 0
+        # Children as flat places in the (parent, lane) arrays, each mask searched once.
+        proved = np.flatnonzero(level.inside)
+        inside(child, *(a.ravel()[proved] for a in (rows, cols, tops)), child_thick)
+        left = kept_children(level.kept)  # lane by lane, as the next level's tapes are
+        rows, cols, tops = (a.ravel()[left] for a in (rows, cols, tops))
         if tapeless:
             children = Frontier(
-                parents.take(np.zeros(0, np.int64)), np.zeros(int(order.sum()), np.int64),
-                rows.T[order], cols.T[order], child,
+                parents.take(np.zeros(0, np.int64)), np.zeros(len(left), np.int64),
+                rows, cols, child,
             )  # fmt: skip
         elif bounds is not None:  # every box's tape is the root's
-            n = int(order.sum())
+            n = len(left)
             children = Frontier(
                 tapes.take(np.tile(np.arange(len(tapes)), n)), np.full(n, len(tapes)),
-                rows.T[order], cols.T[order], child,
+                rows, cols, child,
             )  # fmt: skip
         else:
             row, at = emitted(level, count)
@@ -297,19 +300,19 @@ def walk(
                 PendingTapes(parents, level, row, at)
                 if pending
                 else next_tapes(parents, row, level, at),
-                level.kept.T[order].astype(np.int64),
-                rows.T[order],
-                cols.T[order],
+                level.kept.ravel()[left].astype(np.int64),
+                rows,
+                cols,
                 child,
                 None if front.depth is None else front.depth[row],
             )
         entry = tallied(child, child_thick, depth)
         entry["boxes"] += len(front.lengths)
         entry["rows"] += int(front.lengths.sum())
-        entry["inside"] += int(proved.sum())
+        entry["inside"] += len(proved)
         entry["ambiguous"] += len(children.lengths)
         entry["seconds"] += time.perf_counter() - started
-        return children, tops.T[order], child_thick, depth + 1, rest
+        return children, tops, child_thick, depth + 1, rest
 
     def visit(
         front: Frontier, layers: np.ndarray, thick: int, depth: int, plan: Sequence[tuple[int, int]]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import sys
 from collections.abc import Callable
 
@@ -74,7 +75,8 @@ def _aligned(
     """An array of ``shape`` and ``dtype`` at an :data:`ALIGNMENT`-byte boundary, cut from
     a byte buffer ``make`` gives (``np.zeros`` or ``np.empty``)."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
+    # math.prod, not np.prod: ~7 µs a call, half the helper's time (a frame makes hundreds).
+    size = math.prod(shape if isinstance(shape, tuple) else (shape,)) * dtype.itemsize
     raw = make(size + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     out: np.ndarray = raw[start : start + size].view(dtype).reshape(shape)
