@@ -287,6 +287,20 @@ def test_the_kept_rows_come_lane_by_lane_each_in_its_parents_order() -> None:
     assert len(row) == np.count_nonzero(emit)
 
 
+def test_the_kept_children_come_lane_by_lane_as_their_tapes_do() -> None:
+    from prospero_jax.renderers.hierarchy import kept_children
+
+    assert kept_children(np.array([[0, 2, 1], [3, 0, 0]])).tolist() == [3, 1, 2]
+    rng = np.random.default_rng(12)
+    kept = np.where(rng.random((41, 16)) < 0.3, rng.integers(1, 9, (41, 16)), 0)
+    values = rng.random(kept.shape)  # any per-child array, (parents, lanes)
+    left = kept_children(kept)
+    np.testing.assert_array_equal(values.ravel()[left], values.T[kept.T > 0])  # as before
+    assert (np.diff(left % 16) >= 0).all()
+    assert len(left) == np.count_nonzero(kept)
+    assert kept_children(np.zeros((0, 4), np.int32)).tolist() == []
+
+
 def test_pending_tapes_taken_then_built_are_the_built_tapes_taken() -> None:
     # A heightmap's leaf boxes keep their tapes pending (next_tapes' arguments) until a
     # box is known to be evaluated; slicing and masking them first, then building, must

@@ -259,10 +259,10 @@ def walk(
         # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes): each bound read per parent and
         # column, row or layer of children, then broadcast (not read once per child).
         steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
-        first, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # corners
+        left, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # first pixels
         top, end = zs[layer], zs[layer + child_thick - 1]
         boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
-        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (first, first + child - 1))
+        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (left, left + child - 1))
         boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
         boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
         boxes = boxes.reshape(len(layers), 6, count)
@@ -279,15 +279,15 @@ def walk(
         # Children as flat places in the (parent, lane) arrays, each mask searched once.
         proved = np.flatnonzero(level.inside)
         inside(child, *(a.ravel()[proved] for a in (rows, cols, tops)), child_thick)
-        left = kept_children(level.kept)  # lane by lane, as the next level's tapes are
-        rows, cols, tops = (a.ravel()[left] for a in (rows, cols, tops))
+        kept = kept_children(level.kept)  # lane by lane, as the next level's tapes are
+        rows, cols, tops = (a.ravel()[kept] for a in (rows, cols, tops))
         if tapeless:
             children = Frontier(
-                parents.take(np.zeros(0, np.int64)), np.zeros(len(left), np.int64),
+                parents.take(np.zeros(0, np.int64)), np.zeros(len(kept), np.int64),
                 rows, cols, child,
             )  # fmt: skip
         elif bounds is not None:  # every box's tape is the root's
-            n = len(left)
+            n = len(kept)
             children = Frontier(
                 tapes.take(np.tile(np.arange(len(tapes)), n)), np.full(n, len(tapes)),
                 rows, cols, child,
@@ -300,7 +300,7 @@ def walk(
                 PendingTapes(parents, level, row, at)
                 if pending
                 else next_tapes(parents, row, level, at),
-                level.kept.ravel()[left].astype(np.int64),
+                level.kept.ravel()[kept].astype(np.int64),
                 rows,
                 cols,
                 child,
