@@ -278,7 +278,7 @@ def walk(
             )
         # Children as flat places in the (parent, lane) arrays, each mask searched once.
         proved = np.flatnonzero(level.inside)
-        inside(child, *(a.ravel()[proved] for a in (rows, cols, tops)), child_thick)
+        inside(child, rows.ravel()[proved], cols.ravel()[proved], tops.ravel()[proved], child_thick)
         kept = kept_children(level.kept)  # lane by lane, as the next level's tapes are
         rows, cols, tops = (a.ravel()[kept] for a in (rows, cols, tops))
         if tapeless:
