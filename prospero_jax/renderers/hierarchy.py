@@ -633,8 +633,8 @@ def kept_children(kept: np.ndarray) -> np.ndarray:
     """The children ``kept`` (``(parents, lanes)`` rows kept, 0: none) gives a tape, lane
     by lane (as :func:`emitted` orders their tapes), as flat places ``parent · lanes +
     lane`` in a level's per-child arrays: the mask searched once, then one gather per
-    array (a boolean index over each transposed array searched it each time: colonnade
-    1024³'s level of 1,936 × 64 children, 3.9 → 1.1 ms)."""
+    array (a boolean index over each transposed array searched it each time: four arrays
+    of a level shaped as colonnade 1024³'s, 1,936 × 64 children, 28 % left, 3.9 → 1.1 ms)."""
     lane, parent = np.divmod(np.flatnonzero(kept.T > 0), kept.shape[0])
     return np.asarray(parent * kept.shape[1] + lane)
 
@@ -645,7 +645,7 @@ def emitted(level: Pruned, lanes: int) -> tuple[np.ndarray, np.ndarray]:
     arrays (``row · lanes + lane``), as :func:`next_tapes` takes them. One pass over the
     lanes' rows as booleans, not a two-index ``nonzero`` over a transposed view
     (colonnade 1024³'s level of 17 k rows × 32 lanes: 3.0 → 2.3 ms), nor over the codes'
-    transposed copy (int8: 17 k rows × 64 lanes, 5.2 → 3.4 ms)."""
+    transposed copy (int8, 17 k rows × 64 lanes, 6 % kept: 5.2 → 3.4 ms)."""
     per_lane = level.emit.reshape(-1, lanes).T.astype(bool)  # ravelled lane by lane below
     lane, row = np.divmod(np.flatnonzero(per_lane), per_lane.shape[1])
     return row, row * lanes + lane
