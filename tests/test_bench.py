@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import prospero_jax as pj
 from cli.main import app
+from prospero_jax.benchmarks import measure
 from prospero_jax.benchmarks.measure import first_frame_s, hlo_facts
 from prospero_jax.ir.shapes import circle, difference, rectangle, to_program, union
 
@@ -97,6 +98,17 @@ def test_rows_are_consistent(report: dict[str, Any], mode: str) -> None:
             assert row["memory"] is None
             assert row["hlo"] is None
             assert "export" not in row
+
+
+@pytest.mark.parametrize(
+    ("hwm", "start", "peak"), [(620.84, 620.89, 620.89), (700.0, 620.0, 700.0), (None, 1.0, None)]
+)
+def test_a_rows_peak_holds_its_start(
+    monkeypatch: pytest.MonkeyPatch, hwm: float | None, start: float, peak: float | None
+) -> None:
+    """The kernel's approximate counters can read VmHWM a few pages under a later VmRSS."""
+    monkeypatch.setattr(measure, "_rss_mb", lambda field: hwm if field == "VmHWM" else None)
+    assert measure._peak_since(start) == peak
 
 
 def test_oracle_skipped_above_its_limit(model: pj.Program) -> None:
