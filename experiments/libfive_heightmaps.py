@@ -17,12 +17,23 @@ libfive; with ``--before TREE`` each round also times ours from another checkout
 allocators. Regions as in ``../shared/peers/README.md``: bear ±1.5, tanglecube ±3, the
 others ±1; ``sphere`` is ``sqrt(x² + y² + z²) - 0.6``, written to a temporary file.
 libfive samples voxel centres in z and always computes normals.
+
+With ``--paired`` (for a noisy machine, where the rounds above sit ~20 s apart, a
+compile between them), each column keeps ``--workers`` warm processes (compiled once,
+waiting on their standard input) and each round is a burst of ``--repeats`` renders per
+side, libfive's and then ours (the order swapped every other round), so the two sides of
+a round are timed within a second of each other; a round uses the next of a column's
+workers, so differences between processes are sampled too. The table then adds the
+median of the rounds' ratios and its quartiles.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -48,6 +59,111 @@ print(json.dumps({"first_s": first_s, "median_s": statistics.median(times),
 """
 
 
+#: ``--paired``'s worker: the first frame, renders for 3 s (at least 5: a compiled tier
+#: bought by what interpreting cost compiles in a later frame), then a burst of renders per
+#: line read.
+WARM_WORKER = """
+import json, statistics, sys, time
+import numpy as np
+import prospero_jax as pj
+model, size, half = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+if sys.argv[4] == "cli":
+    pj.reuse_freed_memory()
+program = pj.load(model)
+region = (-half, half, -half, half)
+run = lambda: pj.render_heightmap(program, size, region=region, normals=True)
+started = time.perf_counter(); first = run(); first_s = time.perf_counter() - started
+warm, frames = time.perf_counter(), 0  # steady: frames that buy compiled tiers done
+while frames < 5 or time.perf_counter() - warm < 3:
+    run(); frames += 1
+print(json.dumps({"first_s": first_s, "solid": float(np.isfinite(first.z).mean())}), flush=True)
+for line in sys.stdin:
+    times = []
+    for _ in range(int(line)):
+        started = time.perf_counter(); run(); times.append(time.perf_counter() - started)
+    print(json.dumps({"median_s": statistics.median(times)}), flush=True)
+"""
+
+
+class Warm:
+    """A warm worker process of one checkout (``tree``, None: this one)."""
+
+    def __init__(self, path: Path, n: int, half: float, allocator: str, tree: str | None):
+        env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+        command = [sys.executable, "-c", WARM_WORKER, str(path), str(n), str(half), allocator]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
+        )
+        self.ready = self._read()
+
+    def _read(self) -> dict[str, float]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"a worker stopped (exit {self.process.wait()})")
+        parsed: dict[str, float] = json.loads(line)
+        return parsed
+
+    def burst(self, repeats: int) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{repeats}\n")
+        self.process.stdin.flush()
+        return self._read()["median_s"]
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def paired(args: argparse.Namespace, models: list[str], sizes: list[int], columns: list) -> None:
+    """``--paired``: the module docstring's last paragraph."""
+    times: dict[tuple[str, int, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in models:
+            path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
+            for n in sizes:
+                workers = {
+                    column: [Warm(path, n, half, allocator, tree) for _ in range(args.workers)]
+                    for column, tree, allocator in columns
+                }
+                firsts = {c: [f"{w.ready['first_s']:.1f}" for w in ws] for c, ws in workers.items()}
+                print(f"{name} {n}: workers ready (first frames, s: {firsts})", flush=True)
+                for round_ in range(args.rounds):
+                    sides = ["libfive", *workers]
+                    line = f"round {round_ + 1}: {name} {n}:"
+                    for side in sides if round_ % 2 == 0 else sides[::-1]:
+                        if side == "libfive":
+                            got = libfive_run(args.libfive, path, "hm", n, half, args.repeats)
+                            seconds = float(got["median_s"])  # type: ignore[arg-type]
+                        else:
+                            seconds = workers[side][round_ % args.workers].burst(args.repeats)
+                        times.setdefault((name, n, side), []).append(seconds)
+                        line += f" {side} {seconds:.4f} s"
+                    print(line, flush=True)
+                for ws in workers.values():
+                    for worker in ws:
+                        worker.close()
+    head = " | ".join(f"{c} (s) | {c} ÷ libfive, rounds' median [quartiles]" for c, _, _ in columns)
+    print(f"\n| model | N | libfive, 1 thread (s) | {head} |")
+    print("|---|---|---|" + "---|---|" * len(columns))
+    for name in models:
+        for n in sizes:
+            peer = times[(name, n, "libfive")]
+            row = (
+                f"| {name} | {n} | {statistics.median(peer):.4f} [{min(peer):.4f}–{max(peer):.4f}] "
+            )
+            for column, _, _ in columns:
+                ours = times[(name, n, column)]
+                ratios = [o / p for o, p in zip(ours, peer, strict=True)]
+                q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+                row += (
+                    f"| {statistics.median(ours):.4f} [{min(ours):.4f}–{max(ours):.4f}] "
+                    f"| {statistics.median(ratios):.2f} [{q1:.2f}–{q3:.2f}] "
+                )
+            print(row + "|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--libfive", type=Path, default=Path("/tmp/libfive-build/vm_bench"))
@@ -57,6 +173,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", help="also time ours from another checkout")
+    parser.add_argument("--paired", action="store_true", help="warm workers, bursts paired")
+    parser.add_argument("--workers", type=int, default=3, help="--paired: processes a column")
     args = parser.parse_args()
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
@@ -69,6 +187,9 @@ def main() -> None:
         for name, tree in trees.items()
         for allocator in args.allocators.split(",")
     ]
+    if args.paired:
+        paired(args, models, sizes, columns)
+        return
     times: dict[tuple[str, int, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(args.rounds):
