@@ -128,7 +128,8 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
                     for column, tree, allocator in columns
                 }
                 firsts = {c: [f"{w.ready['first_s']:.1f}" for w in ws] for c, ws in workers.items()}
-                print(f"{name} {n}: workers ready (first frames, s: {firsts})", flush=True)
+                solids = {c: [f"{w.ready['solid']:.3f}" for w in ws] for c, ws in workers.items()}
+                print(f"{name} {n}: workers ready (first frames, s: {firsts}; solid {solids})")
                 for round_ in range(args.rounds):
                     sides = ["libfive", *workers]
                     line = f"round {round_ + 1}: {name} {n}:"
@@ -136,10 +137,11 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
                         if side == "libfive":
                             got = libfive_run(args.libfive, path, "hm", n, half, args.repeats)
                             seconds = float(got["median_s"])  # type: ignore[arg-type]
+                            solid = f" (solid {got['solid']:.3f})" if round_ == 0 else ""
                         else:
                             seconds = workers[side][round_ % args.workers].burst(args.repeats)
                         times.setdefault((name, n, side), []).append(seconds)
-                        line += f" {side} {seconds:.4f} s"
+                        line += f" {side} {seconds:.4f} s" + (solid if side == "libfive" else "")
                     print(line, flush=True)
                 for ws in workers.values():
                     for worker in ws:
@@ -188,6 +190,8 @@ def main() -> None:
         for allocator in args.allocators.split(",")
     ]
     if args.paired:
+        if args.workers < 1:
+            parser.error("--workers: at least 1")
         paired(args, models, sizes, columns)
         return
     times: dict[tuple[str, int, str], list[float]] = {}
