@@ -40,7 +40,9 @@ from pathlib import Path
 
 from libfive_peer import HALF, libfive_run, model_path, run_json
 
-WORKER = """
+#: What both workers do first: load the model, then time its first frame (argv: model,
+#: size, repeats, half, allocator).
+_PRELUDE = """
 import json, statistics, sys, time
 import numpy as np
 import prospero_jax as pj
@@ -51,38 +53,35 @@ program = pj.load(model)
 region = (-half, half, -half, half)
 run = lambda: pj.render_heightmap(program, size, region=region, normals=True)
 started = time.perf_counter(); first = run(); first_s = time.perf_counter() - started
+solid = float(np.isfinite(first.z).mean())
+"""
+#: A round's process: the first frame, then the median of ``repeats`` renders.
+WORKER = (
+    _PRELUDE
+    + """
 times = []
 for _ in range(repeats):
     started = time.perf_counter(); run(); times.append(time.perf_counter() - started)
-print(json.dumps({"first_s": first_s, "median_s": statistics.median(times),
-                  "solid": float(np.isfinite(first.z).mean())}))
+print(json.dumps({"first_s": first_s, "median_s": statistics.median(times), "solid": solid}))
 """
-
-
+)
 #: ``--paired``'s worker: the first frame, renders for 3 s (at least 5: a compiled tier
 #: bought by what interpreting cost compiles in a later frame), then a burst of renders per
 #: line read.
-WARM_WORKER = """
-import json, statistics, sys, time
-import numpy as np
-import prospero_jax as pj
-model, size, half = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-if sys.argv[4] == "cli":
-    pj.reuse_freed_memory()
-program = pj.load(model)
-region = (-half, half, -half, half)
-run = lambda: pj.render_heightmap(program, size, region=region, normals=True)
-started = time.perf_counter(); first = run(); first_s = time.perf_counter() - started
+WARM_WORKER = (
+    _PRELUDE
+    + """
 warm, frames = time.perf_counter(), 0  # steady: frames that buy compiled tiers done
 while frames < 5 or time.perf_counter() - warm < 3:
     run(); frames += 1
-print(json.dumps({"first_s": first_s, "solid": float(np.isfinite(first.z).mean())}), flush=True)
+print(json.dumps({"first_s": first_s, "solid": solid}), flush=True)
 for line in sys.stdin:
     times = []
     for _ in range(int(line)):
         started = time.perf_counter(); run(); times.append(time.perf_counter() - started)
     print(json.dumps({"median_s": statistics.median(times)}), flush=True)
 """
+)
 
 
 class Warm:
@@ -90,7 +89,8 @@ class Warm:
 
     def __init__(self, path: Path, n: int, half: float, allocator: str, tree: str | None):
         env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
-        command = [sys.executable, "-c", WARM_WORKER, str(path), str(n), str(half), allocator]
+        args = [str(path), str(n), "0", str(half), allocator]  # bursts say their repeats
+        command = [sys.executable, "-c", WARM_WORKER, *args]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
         )
