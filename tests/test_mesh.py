@@ -18,7 +18,7 @@ from cli.main import app
 from prospero_jax.renderers import mesh as mesh_module
 from prospero_jax.renderers.mesh import volume
 from tests.conftest import shared_path
-from tests.geometry import folds, self_intersections
+from tests.geometry import folds, overlapping_boxes, self_intersections
 from tests.programs import examples, programs, specialisable
 
 SPHERE = pj.parse(
@@ -343,6 +343,23 @@ def test_dual_contouring_keeps_the_corners_of_boxes_and_octahedra_placed_at_rand
     nearest = [np.linalg.norm(surface.vertices - p, axis=1).min() for p in corners]
     assert max(nearest) < 1e-3 * h
     assert len(self_intersections(surface.vertices, surface.faces)) == 0
+
+
+def test_the_checks_broad_phase_finds_every_pair_of_overlapping_boxes() -> None:
+    # Mostly small boxes with a few large and flat ones (a mesh's floors), some touching.
+    rng = np.random.default_rng(3)
+    for count in (2, 30, 300):
+        low = rng.uniform(-1, 1, (count, 3))
+        side = rng.exponential(0.05, (count, 3)) * np.where(rng.random((count, 1)) < 0.1, 20, 1)
+        side[::7, 2] = 0  # flat
+        touching = low[1::11]
+        touching[:] = (low + side)[::11][: len(touching)]  # on another's far corner
+        high = low + side
+        i, j = overlapping_boxes(low, high)
+        a, b = np.triu_indices(count, 1)
+        overlap = ((low[a] <= high[b]) & (low[b] <= high[a])).all(axis=1)
+        got = np.stack([i, j], 1)
+        assert np.array_equal(got[np.lexsort((j, i))], np.stack([a[overlap], b[overlap]], 1))
 
 
 def test_the_self_intersection_check_finds_crossings_and_folds() -> None:
