@@ -50,7 +50,7 @@ def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 def overlapping_boxes(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pairs ``(i, j)``, ``i < j``, of boxes ``low[i]..high[i]`` (``(n, 3)`` each) that
     overlap or touch: every box is entered in each cell of a uniform grid it meets (cells
-    the median box's largest side), and the boxes sharing a cell are compared.
+    as wide as the median box's largest side), and the boxes sharing a cell are compared.
     (Centres within twice the largest triangle's radius, as a k-d tree found them, made
     every pair of a mesh with a few large flat triangles a candidate: the colonnade's
     80³ mesh took 25 s here.)"""
