@@ -21,8 +21,11 @@ from prospero_jax.evaluators.oracle import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PROSPERO_SHARED", ROOT.parent / "shared"))
 
-# Compiled kernels survive between test runs (CI on the same machine, local reruns).
-pj.enable_compilation_cache(pj.default_cache_dir().parent / "jax-tests")
+# Compiled kernels survive between test runs (CI on the same machine, local reruns). Each
+# xdist worker has a directory of its own: JAX writes a cache entry in place, and a worker
+# reading one the other is writing would get a warning, which some tests make an error.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...; unset in one process
+pj.enable_compilation_cache(pj.default_cache_dir().parent / f"jax-tests-{_WORKER or 'main'}")
 
 
 def shared_path(name: str) -> Path:
