@@ -71,9 +71,12 @@ def oracle_values(prospero: pj.Program) -> dict[int, np.ndarray]:
     return values
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests that read the oracle's images run on one worker (``-n 2 --dist
-    loadgroup``, the README's test command), which computes them once."""
+    loadgroup``, the README's test command), which computes them once (with pytest-xdist
+    installed: its marker is unknown without it)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         if "oracle_values" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("oracle"))
