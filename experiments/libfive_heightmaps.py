@@ -24,7 +24,11 @@ waiting on their standard input) and each round is a burst of ``--repeats`` rend
 side, libfive's and then ours (the order swapped every other round), so the two sides of
 a round are timed within a second of each other; a round uses the next of a column's
 workers, so differences between processes are sampled too. The table then adds the
-median of the rounds' ratios and its quartiles.
+median of the rounds' ratios and its quartiles, and the ratio of each side's fastest
+round: where the machine slows the two sides unevenly (session 23: libfive's sphere 512³
+2.2× its quiet time, ours 1.3×), the median ratio leans to whichever side slowed more,
+while each side's fastest round is nearest its unloaded speed; where the two estimates
+disagree, neither is the quiet machine's.
 """
 
 from __future__ import annotations
@@ -146,7 +150,10 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
                 for ws in workers.values():
                     for worker in ws:
                         worker.close()
-    head = " | ".join(f"{c} (s) | {c} ÷ libfive, rounds' median [quartiles]" for c, _, _ in columns)
+    head = " | ".join(
+        f"{c} (s) | {c} ÷ libfive, rounds' median [quartiles]; fastest ÷ fastest"
+        for c, _, _ in columns
+    )
     print(f"\n| model | N | libfive, 1 thread (s) | {head} |")
     print("|---|---|---|" + "---|---|" * len(columns))
     for name in models:
@@ -161,7 +168,8 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
                 q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
                 row += (
                     f"| {statistics.median(ours):.4f} [{min(ours):.4f}–{max(ours):.4f}] "
-                    f"| {statistics.median(ratios):.2f} [{q1:.2f}–{q3:.2f}] "
+                    f"| {statistics.median(ratios):.2f} [{q1:.2f}–{q3:.2f}]; "
+                    f"{min(ours) / min(peer):.2f} "
                 )
             print(row + "|")
 
