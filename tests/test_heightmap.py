@@ -3,6 +3,7 @@ normals against the oracle's central differences; the images and the CLI command
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jax
@@ -25,6 +26,13 @@ from tests.programs import examples, programs
 
 #: The shared solids and a region that holds each.
 SOLIDS = {"bear": 1.5, "colonnade": 1.0, "tanglecube": 3.0}
+
+
+@pytest.fixture(autouse=True)
+def _unbought(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no program's compiled tier bought: what earlier tests of
+    the process interpreted does not send this one's leaves elsewhere."""
+    monkeypatch.setattr(compiled_tier, "_rent", {})
 
 
 def oracle_first(program: pj.Program, size: int, depth: int, half: float) -> np.ndarray:
@@ -232,6 +240,7 @@ def test_boxes_whose_tapes_read_no_z_search_their_first_depths_only(
 
     monkeypatch.setattr(octree, "lower_firsts", lower_firsts)
     monkeypatch.setattr(octree, "leaf_firsts", leaf_firsts)
+    monkeypatch.setattr(octree, "SEARCH_ROWS", 0)  # the leaf kernel's boxes (split_search's below)
     culled = pj.render_heightmap(program, 64, mode="culled", normals=False, exact=exact)
     monkeypatch.undo()
     brute = pj.render_heightmap(program, 64, mode="brute", normals=False, exact=exact)
@@ -266,6 +275,7 @@ def test_leaf_layers_merged_into_one_call_find_what_a_call_a_layer_finds(
         return lower_firsts(front, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(octree, "lower_firsts", counted)
+    monkeypatch.setattr(octree, "SEARCH_ROWS", 0)  # the leaves in calls of their own
     merged = pj.render_heightmap(program, 128, mode="culled", normals=False).z
     merged_calls, calls[:] = list(calls), []
     monkeypatch.setattr(octree, "MERGED_BOXES", 0)
@@ -1064,6 +1074,115 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     np.testing.assert_array_equal(after, H.read_tiles(lowered, side, r, c))
 
 
+NAN_AND_MAX = HALF_NAN_SPHERE + "c const 0.3\nw sub z c\nm max out w\n"
+# In a core of radius 0.5 the max is its immediate, -0.3, and the value z: boxes there
+# keep the max as a const row.
+CORE = (
+    "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns1 add xx yy\n"
+    "s2 add s1 zz\nr sqrt s2\nc const 0.8\ns sub r c\nk const -0.3\nm max s k\n"
+    "h const 0.3\nt add z h\nout add m t\n"
+)
+SEARCHED = {
+    "colonnade": lambda: pj.load(shared_path("models/colonnade.vm")),
+    "capped cylinder": lambda: pj.parse(CAPPED_CYLINDER),
+    "NaN and max": lambda: pj.parse(NAN_AND_MAX),
+    "a max's immediate": lambda: pj.parse(CORE),
+}
+
+
+def _searched(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The counts each split_search call returns, from now on."""
+    from prospero_jax.renderers import octree
+
+    counts: list[np.ndarray] = []
+    split_search = octree.split_search
+
+    def counted(*args, **kw):  # type: ignore[no-untyped-def]
+        lowered, found = split_search(*args, **kw)
+        counts.append(found)
+        return lowered, found
+
+    monkeypatch.setattr(octree, "split_search", counted)
+    return counts
+
+
+@pytest.mark.parametrize("turned", [False, True])
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("model", sorted(SEARCHED))
+def test_the_last_level_and_its_leaves_in_one_call_find_what_the_leaf_calls_find(
+    model: str, dtype: str, exact: bool, turned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # split_search: a heightmap's last level (parents of short tapes) pruned and its leaf
+    # boxes searched in one kernel call, children evaluated on their parents' rows: the
+    # first samples of prune_level then the leaf kernel's calls, bit for bit (boxes
+    # proved inside, boxes searched, tapes reading no z, const rows of a max's immediate,
+    # NaN).
+    from prospero_jax.renderers import octree
+
+    program = SEARCHED[model]()
+    options = {
+        "target": pj.Target(dtype=dtype, exact=exact, tier="kernels"),
+        "rotation": pj.rotation(30.0, -20.0) if turned else None,
+        "normals": False,
+    }
+    counts = _searched(monkeypatch)
+    together = pj.render_heightmap(program, 128, **options).z
+    monkeypatch.setattr(octree, "SEARCH_ROWS", 0)
+    apart = pj.render_heightmap(program, 128, **options).z
+    np.testing.assert_array_equal(together, apart)
+    proved, ambiguous, searched, rows, chunks = np.sum(counts, axis=0)
+    assert searched > 0
+    assert rows >= searched
+    assert chunks >= searched
+    assert ambiguous >= searched
+    assert proved > 0 or model == "colonnade"  # its boxes proved inside are larger
+    assert 0.05 < np.isfinite(together).mean() < 0.99  # a picture, not a blank
+
+
+def test_split_searchs_boxes_whose_tapes_read_no_z_search_one_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As the leaf kernel's (above): a box whose kept rows read no z searches the first
+    # chunk of its depths only, and finds what every depth would.
+    from prospero_jax.evaluators.tape import Tapes
+
+    program = pj.parse(CAPPED_CYLINDER)
+    target = pj.Target(tier="kernels")
+    counts = _searched(monkeypatch)
+    capped = pj.render_heightmap(program, 64, normals=False, target=target).z
+    chunks = sum(int(found[4]) for found in counts)
+    counts.clear()
+    monkeypatch.setattr(Tapes, "z_reads", lambda self: np.ones(len(self), bool))
+    every = pj.render_heightmap(program, 64, normals=False, target=target).z
+    np.testing.assert_array_equal(capped, every)
+    assert 0 < chunks < sum(int(found[4]) for found in counts)
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(
+    st.lists(st.integers(0, 12), max_size=60).map(sorted),
+    st.integers(1, 8),
+    st.integers(1, 5),
+)
+def test_split_search_calls_hold_at_most_their_parents_and_squares(
+    block: list[int], parents: int, squares: int
+) -> None:
+    # Parents sorted by square, cut into calls: every parent once, in order, no call over
+    # either budget, and a call cut short only where the next parent would pass one.
+    from prospero_jax.renderers.hierarchy import _search_calls
+
+    blocks = np.array(block, np.int64)
+    calls = _search_calls(blocks, parents, squares)
+    assert [g for call in calls for g in range(*call)] == list(range(len(block)))
+    for (g0, g1), after in itertools.zip_longest(calls, calls[1:]):
+        held = set(block[g0:g1])
+        assert 0 < g1 - g0 <= parents
+        assert len(held) <= squares
+        if after is not None:  # the next parent did not fit
+            assert g1 - g0 == parents or (len(held) == squares and block[g1] not in held)
+
+
 def test_a_heightmaps_leaf_calls_are_among_the_kernels_readied_before_its_walk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1088,6 +1207,6 @@ def test_a_heightmaps_leaf_calls_are_among_the_kernels_readied_before_its_walk(
     monkeypatch.setattr(executables, "call", calling)
     program = pj.load(shared_path("models/colonnade.vm"))
     pj.render_heightmap(program, 128, target=pj.Target(tier="kernels"), normals=False)
-    leaves = [key for name, key in called if name == "leaf_kernel"]
-    assert leaves
+    leaves = [key for name, key in called if name in ("leaf_kernel", "split_search_kernel")]
+    assert {name for name, _ in called} >= {"leaf_kernel", "split_search_kernel"}
     assert all(key in prepared for key in leaves)

@@ -14,6 +14,9 @@ Output, per kernel:
   the value no longer needs is dropped (the rows kept, and their operands renumbered);
 * :func:`leaf_kernel` (one tape → one square tile of pixels, or a box of them at several
   depths): where the value is < 0 (or the value, or each column's first depth inside);
+* :func:`split_search_kernel` (one parent tape → its leaf boxes, a heightmap's last
+  level): the prune kernel's passes, then each box's columns searched as the leaf kernel
+  searches them, on the parent's rows the box keeps;
 * :func:`dual_leaf_kernel` (one tape → its own points): value and gradient by dual
   numbers (the tapes must be pruned for values, not signs: see
   :func:`prospero_jax.renderers.gradients.grouped_gradients`).
@@ -304,6 +307,127 @@ class PruneOutputs(NamedTuple):
     new_b: jax.Array
 
 
+def _pruned(
+    tapes: Tapes,
+    start: jax.Array,
+    n: jax.Array,
+    box: jax.Array,
+    regs: PruneRegisters,
+    rows_out: tuple[jax.Array, jax.Array, jax.Array],
+    base: jax.Array | int,
+    rules: tuple[list[Callable[..., Any]], list[Callable[..., Any]]],
+    *,
+    prune: bool = True,
+    compact: bool = True,
+) -> tuple[PruneRegisters, tuple[jax.Array, ...], tuple[jax.Array, jax.Array, jax.Array]]:
+    """One parent tape (rows ``start`` to ``start + n``) interval-evaluated and pruned over
+    its child boxes ``box`` (``(6, lanes)``), as :func:`prune_kernel` does for each parent:
+    the registers after it; per child its interval ``lo``, ``hi``, whether it is inside
+    and its pruned tape's length (``prune=False``: 1 if ambiguous); and ``rows_out``
+    (``emit``, ``new_a``, ``new_b``, flat ``row · lanes + lane``) with the parent's row
+    ``i`` written at row ``base + i`` (left as they are with ``prune=False``). With
+    ``compact=False``, the operands are the parent's rows that stand for them (a child
+    evaluated on its parent's rows, those it does not emit skipped), not rows of the
+    child's own tape."""
+    ops, args, consts, _ = tapes
+    interval_rules, need_rules = rules
+    k4 = box.shape[1]
+    need_class = jnp.asarray(NEED_CLASS)
+    arity = jnp.asarray(ARITY)
+    lo, hi, choice, need, codes, stand_in = regs
+    emit, new_a, new_b = rows_out
+
+    def forward(i: jax.Array, regs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        lo, hi, choice, need = regs
+        op, c = ops[start + i], consts[start + i]
+        a, b, imm_a, imm_b = _operands(args[start + i])
+        ia, ib = _intervals(lo, hi, a, b, imm_a, imm_b, c, k4)
+        low, high, ch = lax.switch(op, interval_rules, ia, ib, c, box)
+        return (
+            _write(lo, i, low, k4),
+            _write(hi, i, high, k4),
+            _write(choice, i, ch, k4),
+            _write(need, i, jnp.zeros(k4, jnp.int32), k4),
+        )
+
+    lo, hi, choice, need = lax.fori_loop(0, n, forward, (lo, hi, choice, need))
+    r = n - 1
+    rlo, rhi = _read(lo, r, k4), _read(hi, r, k4)
+    inside = rhi < 0
+    ambiguous = ~inside & ~(rlo >= 0)  # NaN bounds are ambiguous too
+    need = _write(need, r, jnp.where(ambiguous, LESS, NONE), k4)
+    if not prune:
+        registers = PruneRegisters(lo, hi, choice, need, codes, stand_in)
+        return registers, (rlo, rhi, inside, ambiguous.astype(jnp.int32)), rows_out
+
+    def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+        need, codes = state
+        i = r - j
+        op, c = ops[start + i], consts[start + i]
+        a, b, imm_a, imm_b = _operands(args[start + i])
+        # All reads go into the switch and its results into the updates: with no read
+        # of `need` between its two updates, XLA updates it in place.
+        reads = (
+            (lo, hi, a, b, c),
+            _read(need, i, k4),
+            _read(choice, i, k4),
+            _read(need, a, k4),
+            _read(need, b, k4),
+            a == b,
+            imm_a,
+            imm_b,
+        )
+        need_a, need_b, code = lax.switch(need_class[op], need_rules, *reads)
+        need = _write(_write(need, a, need_a, k4), b, need_b, k4)
+        return need, _write(codes, i, code, k4)
+
+    need, codes = lax.fori_loop(0, n, backward, (need, codes))
+
+    def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        count, stand_in, emit = state
+        a, b, imm_a, imm_b = _operands(args[start + i])
+        code, ch = _read(codes, i, k4), _read(choice, i, k4)
+        ch = jnp.where(ch != 0, ch, code >> 3)  # interval choice, else sign choice
+        # A row replaced by its immediate becomes a `const` row (emit code 2).
+        to_constant = ((ch == 1) & imm_a) | ((ch == 2) & imm_b)
+        stays = (ch == 0) | to_constant
+        e = ((code & 7) != NONE) & stays
+        # stand_in[i]: the child-tape index that stands for row i: its own new index if
+        # kept, its choice's stand_in if replaced (operands' stand-ins are final already).
+        stand_in_a, stand_in_b = _read(stand_in, a, k4), _read(stand_in, b, k4)
+        own = count if compact else jnp.broadcast_to(i, (k4,))
+        mine = jnp.where(stays, own, jnp.where(ch == 1, stand_in_a, stand_in_b))
+        return (
+            count + e.astype(jnp.int32),
+            _write(stand_in, i, mine, k4),
+            _write(emit, base + i, e * (1 + to_constant), k4),
+        )
+
+    zero = jnp.zeros(k4, jnp.int32)
+    total, stand_in, emit = lax.fori_loop(0, n, renumber, (zero, stand_in, emit))
+
+    # The kept rows' operands, in a pass of their own: reading `stand_in` in the loop
+    # that writes it, for a third buffer, made XLA copy it every step.
+    def operands(i: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+        new_a, new_b = state
+        row = start + i
+        op, a, b = ops[row], args[row, 0], args[row, 1]
+        ar = arity[op]
+
+        def renumbered(index: jax.Array, used: jax.Array) -> jax.Array:
+            moved = _read(stand_in, jnp.maximum(index, 0), k4)
+            return jnp.where(used, jnp.where(index < 0, index, moved), 0)
+
+        return (
+            _write(new_a, base + i, renumbered(a, ar >= 1), k4),
+            _write(new_b, base + i, renumbered(b, ar >= 2), k4),
+        )
+
+    new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
+    registers = PruneRegisters(lo, hi, choice, need, codes, stand_in)
+    return registers, (rlo, rhi, inside, total), (emit, new_a, new_b)
+
+
 @functools.partial(
     jax.jit, static_argnames=("registers", "prune"), compiler_options=COMPILER_OPTIONS
 )
@@ -334,14 +458,10 @@ def prune_kernel(
     ambiguous and ``emit``, ``new_a``, ``new_b`` left 0 (the other three passes cost more
     than half of a level's call: experiments/RESULTS.md).
     """
-    ops, args, consts, params = tapes
-    dtype = consts.dtype
+    dtype = tapes.consts.dtype
     k4 = boxes.shape[2]  # children per parent: the lanes
-    interval_rules = _interval_branches(k4, params)
-    need_rules = _need_branches(k4)
-    need_class = jnp.asarray(NEED_CLASS)
-    arity = jnp.asarray(ARITY)
-    rows = ops.shape[0]
+    rules = (_interval_branches(k4, tapes.params), _need_branches(k4))
+    rows = tapes.ops.shape[0]
     groups = starts.shape[0]
 
     # Registers are carried from group to group without clearing: every register a row
@@ -351,112 +471,19 @@ def prune_kernel(
     def group(
         g: jax.Array, state: tuple[PruneRegisters, PruneOutputs]
     ) -> tuple[PruneRegisters, PruneOutputs]:
-        (lo, hi, choice, need, codes, stand_in), out = state
+        regs, out = state
         root_lo, root_hi, painted, kept, emit, new_a, new_b = out
-        start, n, box = starts[g], lengths[g], boxes[g]
-
-        def forward(i: jax.Array, regs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            lo, hi, choice, need = regs
-            op, c = ops[start + i], consts[start + i]
-            a, b, imm_a, imm_b = _operands(args[start + i])
-            ia, ib = _intervals(lo, hi, a, b, imm_a, imm_b, c, k4)
-            low, high, ch = lax.switch(op, interval_rules, ia, ib, c, box)
-            return (
-                _write(lo, i, low, k4),
-                _write(hi, i, high, k4),
-                _write(choice, i, ch, k4),
-                _write(need, i, jnp.zeros(k4, jnp.int32), k4),
-            )
-
-        lo, hi, choice, need = lax.fori_loop(0, n, forward, (lo, hi, choice, need))
-        r = n - 1
-        rlo, rhi = _read(lo, r, k4), _read(hi, r, k4)
-        inside = rhi < 0
-        ambiguous = ~inside & ~(rlo >= 0)  # NaN bounds are ambiguous too
-        need = _write(need, r, jnp.where(ambiguous, LESS, NONE), k4)
-        if not prune:
-            registers = PruneRegisters(lo, hi, choice, need, codes, stand_in)
-            return registers, PruneOutputs(
-                _write(root_lo, g, rlo, k4),
-                _write(root_hi, g, rhi, k4),
-                _write(painted, g, inside, k4),
-                _write(kept, g, ambiguous.astype(jnp.int32), k4),
-                emit,
-                new_a,
-                new_b,
-            )
-
-        def backward(j: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
-            need, codes = state
-            i = r - j
-            op, c = ops[start + i], consts[start + i]
-            a, b, imm_a, imm_b = _operands(args[start + i])
-            # All reads go into the switch and its results into the updates: with no read
-            # of `need` between its two updates, XLA updates it in place.
-            reads = (
-                (lo, hi, a, b, c),
-                _read(need, i, k4),
-                _read(choice, i, k4),
-                _read(need, a, k4),
-                _read(need, b, k4),
-                a == b,
-                imm_a,
-                imm_b,
-            )
-            need_a, need_b, code = lax.switch(need_class[op], need_rules, *reads)
-            need = _write(_write(need, a, need_a, k4), b, need_b, k4)
-            return need, _write(codes, i, code, k4)
-
-        need, codes = lax.fori_loop(0, n, backward, (need, codes))
-
-        def renumber(i: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            count, stand_in, emit = state
-            a, b, imm_a, imm_b = _operands(args[start + i])
-            code, ch = _read(codes, i, k4), _read(choice, i, k4)
-            ch = jnp.where(ch != 0, ch, code >> 3)  # interval choice, else sign choice
-            # A row replaced by its immediate becomes a `const` row (emit code 2).
-            to_constant = ((ch == 1) & imm_a) | ((ch == 2) & imm_b)
-            stays = (ch == 0) | to_constant
-            e = ((code & 7) != NONE) & stays
-            # stand_in[i]: the child-tape index that stands for row i: its own new index if
-            # kept, its choice's stand_in if replaced (operands' stand-ins are final already).
-            stand_in_a, stand_in_b = _read(stand_in, a, k4), _read(stand_in, b, k4)
-            mine = jnp.where(stays, count, jnp.where(ch == 1, stand_in_a, stand_in_b))
-            return (
-                count + e.astype(jnp.int32),
-                _write(stand_in, i, mine, k4),
-                _write(emit, start + i, e * (1 + to_constant), k4),
-            )
-
-        zero = jnp.zeros(k4, jnp.int32)
-        total, stand_in, emit = lax.fori_loop(0, n, renumber, (zero, stand_in, emit))
-
-        # The kept rows' operands, in a pass of their own: reading `stand_in` in the loop
-        # that writes it, for a third buffer, made XLA copy it every step.
-        def operands(i: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
-            new_a, new_b = state
-            row = start + i
-            op, a, b = ops[row], args[row, 0], args[row, 1]
-            ar = arity[op]
-
-            def renumbered(index: jax.Array, used: jax.Array) -> jax.Array:
-                moved = _read(stand_in, jnp.maximum(index, 0), k4)
-                return jnp.where(used, jnp.where(index < 0, index, moved), 0)
-
-            return (
-                _write(new_a, row, renumbered(a, ar >= 1), k4),
-                _write(new_b, row, renumbered(b, ar >= 2), k4),
-            )
-
-        new_a, new_b = lax.fori_loop(0, n, operands, (new_a, new_b))
-        return PruneRegisters(lo, hi, choice, need, codes, stand_in), PruneOutputs(
+        start = starts[g]
+        regs, (rlo, rhi, inside, total), rows_out = _pruned(
+            tapes, start, lengths[g], boxes[g], regs, (emit, new_a, new_b), start, rules,
+            prune=prune,
+        )  # fmt: skip
+        return regs, PruneOutputs(
             _write(root_lo, g, rlo, k4),
             _write(root_hi, g, rhi, k4),
             _write(painted, g, inside, k4),
             _write(kept, g, total, k4),
-            emit,
-            new_a,
-            new_b,
+            *rows_out,
         )
 
     int_rows = jnp.zeros(size, jnp.int32)
@@ -474,6 +501,63 @@ def prune_kernel(
     )
     _, outputs = lax.fori_loop(0, count, group, (registers_in, outputs_in))
     return cast(PruneOutputs, outputs)
+
+
+def _evaluated(
+    rows: tuple[Any, Any, Any],
+    value_rules: list[Callable[..., Any]],
+    regs: jax.Array,
+    start: jax.Array,
+    n: jax.Array,
+    point: tuple[jax.Array, jax.Array, jax.Array],
+) -> tuple[jax.Array, jax.Array]:
+    """The registers (``(rows, points)``) after the tape ``rows[start : start + n]``
+    (opcodes, operands, constants) at the points ``(x, y, z)``, and its value there."""
+    ops, args, consts = rows
+
+    def step(i: jax.Array, regs: jax.Array) -> jax.Array:
+        op, c = ops[start + i], consts[start + i]
+        a, b, imm_a, imm_b = _operands(args[start + i])
+        v = lax.switch(_kind(op, imm_a, imm_b), value_rules, regs, a, b, c, *point)
+        return _set_row(regs, i, v)
+
+    regs = lax.fori_loop(0, n, step, regs)
+    return regs, _row(regs, n - 1)
+
+
+def _first_depths(
+    evaluated: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+    regs: jax.Array,
+    depths: jax.Array,
+    limit: jax.Array,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A leaf box's column search (:func:`leaf_kernel`'s ``firsts``): its value
+    (``evaluated(regs, z) → (regs, value)``, at a chunk's points of the box's columns at
+    depths ``z``) at its ``depths``, ``chunk`` depths at a time, top down, until each
+    column has found a value < 0 or searched its ``limit`` first depths. Returns the
+    registers, each column's first depth inside (``len(depths)`` if none found) and the
+    chunks evaluated."""
+    depth = depths.shape[0]
+    column = limit.shape[0]
+    Carry = tuple[jax.Array, jax.Array, jax.Array]
+
+    def search(carry: Carry) -> Carry:
+        k, regs, first = carry  # depths k * chunk onwards
+        z = jnp.repeat(lax.dynamic_slice(depths, (k * chunk,), (chunk,)), column)
+        regs, value = evaluated(regs, z)
+        below = (value < 0).reshape(chunk, column)  # NaN is not inside
+        rank = k * chunk + jnp.arange(chunk, dtype=jnp.int32)[:, None]
+        found = jnp.where(below, rank, depth).min(axis=0)  # a min: argmax costs more
+        return k + 1, regs, jnp.minimum(first, found)
+
+    def unfinished(carry: Carry) -> jax.Array:
+        k, _, first = carry
+        return (k * chunk < depth) & jnp.any((first == depth) & (limit > k * chunk))
+
+    begin = (jnp.int32(0), regs, jnp.full(column, depth, jnp.int32))
+    chunks, regs, first = lax.while_loop(unfinished, search, begin)
+    return regs, first, chunks
 
 
 @functools.partial(
@@ -544,17 +628,7 @@ def leaf_kernel(
     def evaluated(
         regs: jax.Array, start: jax.Array, n: jax.Array, x: jax.Array, y: jax.Array, z: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        """The registers after tape ``ops[start : start + n]`` at the ``px`` points, and
-        its value there."""
-
-        def step(i: jax.Array, regs: jax.Array) -> jax.Array:
-            op, c = ops[start + i], consts[start + i]
-            a, b, imm_a, imm_b = _operands(args[start + i])
-            v = lax.switch(_kind(op, imm_a, imm_b), value_rules, regs, a, b, c, x, y, z)
-            return _set_row(regs, i, v)
-
-        regs = lax.fori_loop(0, n, step, regs)
-        return regs, _row(regs, n - 1)
+        return _evaluated((ops, args, consts), value_rules, regs, start, n, (x, y, z))
 
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         regs, out = state  # registers carried across tiles, never cleared (see above)
@@ -577,23 +651,9 @@ def leaf_kernel(
             known = _row(out, squares[t])
             limit = jnp.minimum(known - offsets[t], caps[t])
 
-        Carry = tuple[jax.Array, jax.Array, jax.Array]
-
-        def search(carry: Carry) -> Carry:
-            k, regs, first = carry  # depths k * chunk onwards
-            z = jnp.repeat(lax.dynamic_slice(zs[t], (k * chunk,), (chunk,)), column)
-            regs, value = evaluated(regs, start, n, x, y, z)
-            below = (value < 0).reshape(chunk, column)  # NaN is not inside
-            rank = k * chunk + jnp.arange(chunk, dtype=jnp.int32)[:, None]
-            found = jnp.where(below, rank, depth).min(axis=0)  # a min: argmax costs more
-            return k + 1, regs, jnp.minimum(first, found)
-
-        def unfinished(carry: Carry) -> jax.Array:
-            k, _, first = carry
-            return (k * chunk < depth) & jnp.any((first == depth) & (limit > k * chunk))
-
-        begin = (jnp.int32(0), regs, jnp.full(column, depth, jnp.int32))
-        _, regs, first = lax.while_loop(unfinished, search, begin)
+        regs, first, _ = _first_depths(
+            lambda regs, z: evaluated(regs, start, n, x, y, z), regs, zs[t], limit, chunk
+        )
         if offsets is not None and none is not None:
             first = jnp.where(first < depth, first + offsets[t], none)
         if squares is not None:
@@ -608,6 +668,146 @@ def leaf_kernel(
     state = (jnp.zeros((registers, px), consts.dtype), out)
     inside: jax.Array = lax.fori_loop(0, count, tile, state)[1]
     return inside.reshape(-1)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("registers", "side", "split"), compiler_options=COMPILER_OPTIONS
+)
+def split_search_kernel(
+    tapes: Tapes,
+    starts: jax.Array,
+    lengths: jax.Array,
+    count: jax.Array,
+    boxes: jax.Array,
+    xs: jax.Array,
+    ys: jax.Array,
+    zs: jax.Array,
+    tops: jax.Array,
+    squares: jax.Array,
+    known: jax.Array,
+    z_reads: jax.Array,
+    *,
+    registers: int,
+    side: int,
+    split: tuple[int, int],
+) -> tuple[jax.Array, jax.Array]:
+    """A heightmap's last level and its leaf boxes in one call: ``count`` parent tapes
+    (``tapes``' rows ``starts[g]`` on, ``lengths[g]`` of them, at most ``registers``)
+    pruned over their leaf boxes as :func:`prune_kernel` prunes them (``split = (k,
+    kz)``: ``k × k × kz`` boxes of ``side²`` columns, lane-ordered ``(z, row, column)``;
+    ``boxes[g]`` their bounds), then the boxes' columns searched as :func:`leaf_kernel`'s
+    ``squares`` search them: the same values, with no round trip to the host between
+    (the children's tapes gathered, the boxes behind what is found dropped, the leaf
+    calls' arguments: colonnade 512³ frames 0.82×, 1024³ 0.79×; experiments/RESULTS.md).
+
+    Parent ``g``'s columns lie at ``xs[g]``, ``ys[g]`` (``k · side`` each), its samples at
+    ``zs[g]`` (``kz`` boxes' depths, top first), the first of them sample ``tops[g]``.
+    ``known`` (``(squares, side²)``) holds each square of columns' first sample known
+    inside (``NOT_FOUND``: none, -1: never to search), child ``j`` of parent ``g`` lying
+    on square ``squares[g, j]``. Parents are taken in order (a square's top down), their
+    children lane by lane, and those of a square still open (a column above the child's
+    top not known inside): a child proved inside lowers its square to its top sample; an
+    ambiguous one evaluates its parent's rows that its pruned tape keeps (the others
+    skipped: no tape is gathered; the same rows, operands and constants as the tape
+    :func:`prune_kernel`'s outputs give it), searching each column above what is known,
+    all its samples if a row it keeps reads z (``z_reads``, per row of ``tapes``), else
+    the first chunk, and lowers the square to what it finds.
+
+    Returns ``known`` lowered (``(squares · side²,)``) and the counts of children proved
+    inside, left ambiguous and searched (ambiguous and open), the searched ones' rows and
+    the chunks of depths they evaluated."""
+    k, kz = split
+    lanes, column = k * k * kz, side * side
+    depth = zs.shape[1] // kz
+    chunk = FIRSTS_CHUNK if depth % FIRSTS_CHUNK == 0 else depth
+    dtype = tapes.consts.dtype
+    full = lambda c: jnp.full(column * chunk, c)  # noqa: E731
+    skipped = [lambda *_: jnp.zeros(column * chunk, dtype)]  # a row the child drops
+    value_rules = _reading(value_branches(tapes.params), _row, full) + skipped
+    rules = (_interval_branches(lanes, tapes.params), _need_branches(lanes))
+    lane_z, lane_row, lane_col = (
+        jnp.asarray(a, jnp.int32) for a in np.unravel_index(np.arange(lanes), (kz, k, k))
+    )
+    iota = jnp.arange(lanes, dtype=jnp.int32)
+
+    def parent(g: jax.Array, state: tuple[Any, ...]) -> tuple[Any, ...]:
+        pruning, rows_out, regs, known, tally = state
+        start, n = starts[g], lengths[g]
+        pruning, (_, _, inside, kept), rows_out = _pruned(
+            tapes, start, n, boxes[g], pruning, rows_out, 0, rules, compact=False
+        )
+        emit, new_a, new_b = rows_out
+
+        def z_read(i: jax.Array, reads: jax.Array) -> jax.Array:  # a child's rows read z
+            return reads | ((_read(emit, i, lanes) == 1) & z_reads[start + i])
+
+        reads = lax.fori_loop(0, n, z_read, jnp.zeros(lanes, bool))
+        top = tops[g] + depth * lane_z  # each child's first sample
+        square = squares[g]
+        root = _read(pruning.stand_in, n - 1, lanes)  # the row holding each child's value
+
+        def evaluated(
+            lane: jax.Array, regs: jax.Array, point: tuple[jax.Array, ...]
+        ) -> tuple[jax.Array, jax.Array]:
+            """Child ``lane``'s value at ``point``: the parent's rows it keeps."""
+
+            def step(i: jax.Array, regs: jax.Array) -> jax.Array:
+                at, row = i * lanes + lane, start + i
+                a, b, imm_a, imm_b = _operands(jnp.stack([new_a[at], new_b[at]]))
+                kind = _kind(tapes.ops[row], imm_a, imm_b)
+                e = emit[at]  # 0: dropped, 2: a const row (a min or max's immediate)
+                kind = jnp.where(e == 0, len(value_rules) - 1, jnp.where(e == 2, CONST, kind))
+                c = tapes.consts[row]
+                return _set_row(regs, i, lax.switch(kind, value_rules, regs, a, b, c, *point))
+
+            regs = lax.fori_loop(0, n, step, regs)
+            return regs, _row(regs, root[lane])
+
+        Visit = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+
+        def visit(state: Visit) -> Visit:
+            """The first child left: its square lowered to its top if it is inside,
+            else to what its search finds."""
+            left, regs, known, chunks = state
+            lane = jnp.argmax(left).astype(jnp.int32)
+            x = lax.dynamic_slice(xs[g], (side * lane_col[lane],), (side,))
+            y = lax.dynamic_slice(ys[g], (side * lane_row[lane],), (side,))
+            x, y = jnp.tile(x, side * chunk), jnp.tile(jnp.repeat(y, side), chunk)
+            depths = lax.dynamic_slice(zs[g], (depth * lane_z[lane],), (depth,))
+            # One read of the square, used only by the search and its update: a second
+            # read would make XLA copy ``known`` every step.
+            sample, where = top[lane], square[lane]
+            above = _row(known, where)
+            cap = jnp.where(inside[lane], 0, jnp.where(reads[lane], depth, 1))
+            limit = jnp.minimum(above - sample, cap)
+            regs, first, more = _first_depths(
+                lambda regs, z: evaluated(lane, regs, (x, y, z)), regs, depths, limit, chunk
+            )
+            first = jnp.where(first < depth, first + sample, NOT_FOUND)
+            first = jnp.where(inside[lane], sample, first)
+            known = _set_row(known, where, jnp.minimum(above, first))
+            return left & (iota != lane), regs, known, chunks + more
+
+        # Children whose columns all know a sample inside above their top are left alone
+        # (colonnade 512³ frames 0.98×).
+        open_ = known[square].max(axis=1) > top
+        begin = ((inside | (kept > 0)) & open_, regs, known, jnp.int32(0))
+        _, regs, known, chunks = lax.while_loop(lambda state: jnp.any(state[0]), visit, begin)
+        searched = (kept > 0) & open_
+        rows = jnp.where(searched, kept, 0).sum()
+        counts = jnp.stack([inside.sum(), (kept > 0).sum(), searched.sum(), rows, chunks])
+        return pruning, rows_out, regs, known, tally + counts.astype(jnp.int32)
+
+    size = registers * lanes
+    int_rows = jnp.zeros(size, jnp.int32)
+    pruning = PruneRegisters(
+        jnp.zeros(size, dtype), jnp.zeros(size, dtype), int_rows, int_rows, int_rows, int_rows
+    )
+    rows_out = (jnp.zeros(size, jnp.int8), int_rows, int_rows)
+    regs = jnp.zeros((registers, column * chunk), dtype)
+    state = (pruning, rows_out, regs, known, jnp.zeros(5, jnp.int32))
+    *_, known, tally = lax.fori_loop(0, count, parent, state)
+    return known.reshape(-1), tally
 
 
 def unit_vectors(vectors: jax.Array, where: jax.Array, turn: jax.Array | None) -> jax.Array:

@@ -144,6 +144,16 @@ class Tapes(NamedTuple):
         every z, bit for bit: no ``var-z`` row, and every atom's forms with a z
         coefficient of 0 (``0·z`` is a zero whose sign follows z's, so an affine form's
         constant must not be 0 either, unless the form is squared: a quadric's)."""
+        reads = self.z_reads()
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        free, rows = np.zeros(len(lengths), bool), lengths > 0  # no rows: no value at all
+        if rows.any():
+            free[rows] = np.add.reduceat(reads, starts[rows]) == 0
+        return free
+
+    def z_reads(self) -> np.ndarray:
+        """Per row, whether its value may differ with z (:meth:`z_free`'s rule for one
+        row: a ``var-z`` row, or an atom with a form that reads z)."""
         # The rule per opcode with forms and atom of the table (its few rows, not the
         # tapes' many: colonnade's 1024³ leaves 6 → 0.5 ms a frame), then looked up per row.
         zero = (self.params == 0).astype(np.int32)  # NaN is not 0: it reads z
@@ -152,12 +162,8 @@ class Tapes(NamedTuple):
         code = self.ops
         place = FORM_PLACE[code]
         atom = np.where(place > 0, self.consts, 0).astype(np.intp)
-        reads = per_atom[place, atom] | (code == VAR_Z)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        free, rows = np.zeros(len(lengths), bool), lengths > 0  # no rows: no value at all
-        if rows.any():
-            free[rows] = np.add.reduceat(reads, starts[rows]) == 0
-        return free
+        reads: np.ndarray = per_atom[place, atom] | (code == VAR_Z)
+        return reads
 
     def padded(self, capacity: int) -> Tapes:
         """A copy of ``capacity`` rows, these first, 64-byte aligned (kernels take it as it

@@ -21,7 +21,9 @@ has an inside sample at or above its top (occluded), splitting long-taped levels
 at a time so that what a layer finds drops boxes of the next before they are split; the
 rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :data:`THICK`
 samples) are evaluated point by point a layer at a time (a heightmap's short-taped
-layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do): by the
+layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do; where the
+leaves' parents hold short tapes, their level and the leaves in one kernel call,
+:func:`~prospero_jax.renderers.hierarchy.split_search`): by the
 leaf kernel (which lowers each square's columns to the first inside sample it finds,
 searching only above what is known, not reading back the box's signs), or where the
 pruned tapes stay long, by the source program's compiled closure once interpreting has
@@ -50,11 +52,12 @@ import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
 from prospero_jax.evaluators.cull import NOT_FOUND
-from prospero_jax.evaluators.tape import Pruned, run_rows
+from prospero_jax.evaluators.tape import Pruned, Tapes, run_rows
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers import compiled_tier as _compiled
 from prospero_jax.renderers.compiled_tier import Bounds
 from prospero_jax.renderers.hierarchy import (
+    SEARCH_ROWS,
     SPLIT,
     Frontier,
     PendingTapes,
@@ -71,6 +74,8 @@ from prospero_jax.renderers.hierarchy import (
     prune_level,
     read_tiles,
     root_tape,
+    search_job,
+    split_search,
     splits,
     tapes_of,
     tier,
@@ -154,6 +159,13 @@ Inside = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], None]
 #: ``leaves(part, tops)``: leaf boxes and their first samples (one layer, unless
 #: :func:`walk` merges layers), to evaluate.
 Leaves = Callable[[Frontier, np.ndarray], None]
+#: ``search(front, layers, thick, (k, kz), boxes)``: the boxes of ``front`` (``thick``
+#: samples from ``layers`` on) split ``k × k × kz`` into leaf boxes (their bounds
+#: ``boxes``), pruned and evaluated at once
+#: (:func:`~prospero_jax.renderers.hierarchy.split_search`): the counts of leaf boxes
+#: proved inside, left ambiguous and searched, the searched ones' rows and the chunks of
+#: depths they evaluated.
+Search = Callable[[Frontier, np.ndarray, int, tuple[int, int], np.ndarray], np.ndarray]
 #: ``keep(side, rows, cols, layers)``: which of these boxes (of ``side`` pixels, at those
 #: corners and first samples) still need work (a mask).
 Keep = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -176,6 +188,7 @@ def walk(
     small_first: bool = False,
     thin: bool = False,
     bounds: Bounds | None = None,
+    search: Search | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
     """The octree over the pixel-centre columns ``xs × ys`` (a power-of-two square, at
@@ -202,9 +215,14 @@ def walk(
     :func:`~prospero_jax.renderers.compiled_tier.never_prune` (every box then carries the
     root's tape; :func:`first_inside`; the prune kernels are then not readied, and a leaf
     kernel, if the compiled tier leaves any box to one, compiles when first called).
+    ``search``, if given, takes the leaves' parents with short tapes
+    (:data:`~prospero_jax.renderers.hierarchy.SEARCH_ROWS`; on the kernels, one device,
+    tapes that prune) and finds and evaluates their leaf boxes itself (``leaves`` gets
+    none of them).
     ``stats``, if a list, gets a dict per level and box shape (top down) and one for the
     leaves: box side and samples, boxes in, their rows, children proved inside, children
-    left, wall seconds."""
+    left, wall seconds (the leaves found by ``search``: those searched, their rows and
+    ``chunks`` of depths evaluated; its level's seconds count them)."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side, samples = len(xs), len(zs)
     if samples % THICK or samples & (samples - 1) or side & (side - 1) or side < leaf:
@@ -228,6 +246,9 @@ def walk(
         jobs = _kernels(
             _lanes(schedule), len(tapes), dtype, leaf, len(tapes.params), THICK, large=True
         )
+        if search is not None and prunes:  # the last levels' leaves found in one call
+            steps = dict.fromkeys((schedule[-1], thin_plan[-1]))
+            jobs += [search_job(s, dtype, leaf, len(tapes.params), THICK) for s in steps]
         host = tier(program, target, jobs, sweep=True) == "host"
         if not host and len(devices) < 2:
             _executables.prepare(jobs, device)
@@ -256,16 +277,7 @@ def walk(
         rows = front.rows[:, None] + child * lane_row  # (parents, lanes)
         cols = front.cols[:, None] + child * lane_col
         tops = layers[:, None] + child_thick * lane_z
-        # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes): each bound read per parent and
-        # column, row or layer of children, then broadcast (not read once per child).
-        steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
-        left, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # first pixels
-        top, end = zs[layer], zs[layer + child_thick - 1]
-        boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
-        boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (left, left + child - 1))
-        boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
-        boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
-        boxes = boxes.reshape(len(layers), 6, count)
+        boxes = _child_boxes(front, layers, thick, (k, kz), xs, ys, zs)
         tapeless = not rest and front.depth is None and bare is not None and bare(front)
         parents = tapes_of(front)
         if bounds is not None:
@@ -343,7 +355,11 @@ def walk(
             part = _boxes(front, boxes, starts)
             if plan:
                 short = depth == 1 and part.lengths.mean() <= THIN_ROWS
-                visit(*split(part, tops, thick, depth, thin_plan[1:] if short else plan))
+                rest = thin_plan[1:] if short else plan
+                if search is not None and len(rest) == 1 and searches(part, rest[0], thick):
+                    part, tops = searched(part, tops, thick, rest[0], depth)
+                if len(part.lengths):
+                    visit(*split(part, tops, thick, depth, rest))
                 continue
             started = time.perf_counter()
             leaves(built(part), tops)
@@ -351,6 +367,49 @@ def walk(
             entry["boxes"] += len(part.lengths)
             entry["rows"] += int(part.lengths.sum())
             entry["seconds"] += time.perf_counter() - started
+
+    def searched(
+        front: Frontier, layers: np.ndarray, thick: int, step: tuple[int, int], depth: int
+    ) -> tuple[Frontier, np.ndarray]:
+        """``front``'s boxes of short tapes (:data:`SEARCH_ROWS`) split by ``step`` into
+        leaf boxes and evaluated at once by ``search``; the others returned, with their
+        first samples, to be split as before (in any order, boxes find the same first
+        samples)."""
+        assert search is not None
+        started = time.perf_counter()
+        fits = front.lengths <= SEARCH_ROWS
+        within = np.concatenate([[0], np.cumsum(front.lengths)])
+        longer, later = _boxes(front, np.flatnonzero(~fits), within), layers[~fits]
+        if not fits.all():
+            front, layers = _boxes(front, np.flatnonzero(fits), within), layers[fits]
+        boxes = _child_boxes(front, layers, thick, step, xs, ys, zs)
+        found = search(front, layers, thick, step, boxes)
+        (k, kz), [proved, ambiguous, looked, rows, chunks] = step, found
+        entry = tallied(front.side // k, thick // kz, depth)
+        entry["boxes"] += len(front.lengths)
+        entry["rows"] += int(front.lengths.sum())
+        entry["inside"] += int(proved)
+        entry["ambiguous"] += int(ambiguous)
+        entry["seconds"] += time.perf_counter() - started
+        entry = tallied(front.side // k, thick // kz)  # the leaves: those searched
+        entry["boxes"] += int(looked)
+        entry["rows"] += int(rows)
+        entry["chunks"] = entry.get("chunks", 0) + int(chunks)
+        return longer, later
+
+    def searches(front: Frontier, step: tuple[int, int], thick: int) -> bool:
+        """Whether ``search`` takes ``front``'s boxes split by ``step`` into leaves."""
+        (k, kz), lengths = step, front.lengths
+        return (
+            prunes  # its kernel readied with the others (:func:`search_job`)
+            and front.depth is None
+            and len(devices) < 2
+            and front.side // k == leaf
+            and thick // kz == THICK
+            and isinstance(front.tapes, Tapes)
+            and int(lengths.min()) <= SEARCH_ROWS
+            and not (bare is not None and bare(front))
+        )
 
     zero = np.zeros(1, np.int64)
     root = Frontier(tapes, np.array([len(tapes)], np.int64), zero, zero, side, depths)
@@ -376,7 +435,9 @@ def first_inside(
     """Lower ``first`` (``(side, side)``, int32 (or int64), in place) to each column's first sample
     inside (module docstring), ``zs`` top first: :func:`walk`, each box proved inside
     lowering its columns to its top sample, boxes behind what is found dropped, leaves
-    evaluated by the leaf kernel or the compiled closure. ``points``: the program the
+    evaluated by the leaf kernel (with their parents' level, in one call, where its tapes
+    are short: :func:`~prospero_jax.renderers.hierarchy.split_search`) or the compiled
+    closure. ``points``: the program the
     compiled closure evaluates (default ``program``), one whose sign is ``program``'s
     (a sign program's source: its atoms, each a dense sum of products when its numbers are
     arguments, cost compiled code what they save interpreters; colonnade's sign program
@@ -440,11 +501,24 @@ def first_inside(
     def compiled(front: Frontier) -> bool:  # the leaves below go to the compiled tier
         return _compiled.compiles(front, target, leaves)
 
+    def search(
+        front: Frontier, tops: np.ndarray, thick: int, step: tuple[int, int], boxes: np.ndarray
+    ) -> np.ndarray:
+        started = time.perf_counter()
+        calls, counts = split_search(front, tops, step, boxes, xs, ys, zs, thick, target, first)
+        # Rent for the compiled tier, whose leaves would spare this level too.
+        _compiled.pay(leaves, time.perf_counter() - started)
+        for r, c, after in calls:
+            _lower_coarse(coarse, leaf, leaf, r, c, after)
+        if progress is not None:
+            progress(int(tops.max()) // THICK + 1, layers_total)
+        return counts
+
     walk(
         program, xs, ys, zs, target, lower, evaluate,
         keep=open_, bare=compiled, merge=True, merge_bare=_compiled.merges(leaves),
         leaf=leaf, small_first=True, thin=True,
-        bounds=_compiled.bounds_of(program, leaves, target), stats=stats,
+        bounds=_compiled.bounds_of(program, leaves, target), search=search, stats=stats,
     )  # fmt: skip
     if progress is not None:
         progress(layers_total, layers_total)
@@ -483,6 +557,31 @@ def _merged(bounds: np.ndarray, lengths: np.ndarray, boxes: int, rows: int) -> n
             last = before
     out.append(int(bounds[-1]))
     return np.array(out)
+
+
+def _child_boxes(
+    front: Frontier,
+    layers: np.ndarray,
+    thick: int,
+    step: tuple[int, int],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    zs: np.ndarray,
+) -> np.ndarray:
+    """The bounds of ``front``'s boxes' children (``thick`` samples from ``layers`` on,
+    split ``step = (k, kz)``): ``(parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)``, lanes
+    ``(z, row, column)``; each bound read per parent and column, row or layer of
+    children, then broadcast (not read once per child)."""
+    k, kz = step
+    child, child_thick = front.side // k, thick // kz
+    steps, layer = child * np.arange(k), layers[:, None] + child_thick * np.arange(kz)
+    left, upper = front.cols[:, None] + steps, front.rows[:, None] + steps  # first pixels
+    top, end = zs[layer], zs[layer + child_thick - 1]
+    boxes = np.empty((len(layers), 6, kz, k, k), xs.dtype)
+    boxes[:, 0], boxes[:, 1] = (xs[c][:, None, None, :] for c in (left, left + child - 1))
+    boxes[:, 2], boxes[:, 3] = (ys[r][:, None, :, None] for r in (upper + child - 1, upper))
+    boxes[:, 4], boxes[:, 5] = (f(top, end)[:, :, None, None] for f in (np.minimum, np.maximum))
+    return boxes.reshape(len(layers), 6, k * k * kz)
 
 
 def _lanes(plan: Sequence[tuple[int, int]]) -> list[int]:
