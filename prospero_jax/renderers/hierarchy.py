@@ -79,10 +79,10 @@ HOST_LEAF_ROWS = 2048
 #: every child its length).
 SEARCH_ROWS = 64
 #: Parents and squares of columns (64 to a parent split 8 × 8) in one :func:`split_search`
-#: call (a call's squares are read and written back whole: more a call cost colonnade
-#: 1024³'s frames 2 %).
-SEARCH_PARENTS = 256
-SEARCH_SQUARES = 4096
+#: call: colonnade 512³ in one call, 1024³ in about four (frames 0.95× and 0.95× those of
+#: 256 parents on 4,096 squares; 2,048 parents: no faster; experiments/RESULTS.md).
+SEARCH_PARENTS = 1024
+SEARCH_SQUARES = 16384
 #: Seconds a frame's kernels cost before their first call, by their
 #: :func:`~prospero_jax.runtime.executables.readiness`: none in memory, ~0.4 s to load
 #: prospero's three stored executables, ~3 s to compile them (2-core CPU,
