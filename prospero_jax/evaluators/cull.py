@@ -698,7 +698,8 @@ def split_search_kernel(
     ``boxes[g]`` their bounds), then the boxes' columns searched as :func:`leaf_kernel`'s
     ``squares`` search them: the same values, with no round trip to the host between
     (the children's tapes gathered, the boxes behind what is found dropped, the leaf
-    calls' arguments: colonnade 512³ frames 0.82×, 1024³ 0.79×; experiments/RESULTS.md).
+    calls' arguments: the colonnade's frames at 512³ and 1024³ take 0.76–0.83× as long;
+    experiments/RESULTS.md).
 
     Parent ``g``'s columns lie at ``xs[g]``, ``ys[g]`` (``k · side`` each), its samples at
     ``zs[g]`` (``kz`` boxes' depths, top first), the first of them sample ``tops[g]``.
