@@ -530,7 +530,9 @@ def split_search(
     return lowered, counts
 
 
-def search_job(split: tuple[int, int], dtype: str, leaf: int, atoms: int, thick: int) -> Any:
+def search_job(
+    split: tuple[int, int], dtype: str, leaf: int, atoms: int, thick: int
+) -> _executables.Job:
     """The call :func:`split_search` makes for parents split ``split`` into leaf boxes of
     ``leaf`` pixels and ``thick`` samples (``atoms``: the rows of the atoms' table), to
     ready with a frame's other kernels (:func:`_kernels`)."""
