@@ -72,9 +72,18 @@ def test_culled_equals_brute_and_the_oracle_on_the_shared_solids(model: str) -> 
 @settings(max_examples=examples(15), deadline=None)
 @given(programs(max_size=25, solid=True))
 def test_culled_equals_brute_on_random_solids(program: pj.Program) -> None:
+    # By default culling draws the sign program (brute force, the program op by op): the
+    # two may differ only where the deciding voxel's value is within rounding of 0 (the
+    # image contract's 1e-5; `2y + x + z` at z = -1: 0 as an affine form, -6e-8 op by op).
     culled = pj.render_heightmap(program, 24, 20, mode="culled", normals=False)
     brute = pj.render_heightmap(program, 24, 20, mode="brute", normals=False)
-    np.testing.assert_array_equal(culled.z, brute.z)
+    ours, theirs = index_of(culled), index_of(brute)
+    differ = np.argwhere(ours != theirs)
+    if len(differ):
+        _, values = oracle_first(program, 24, 20, 1.0)
+        for row, col in differ:
+            found = [k for k in (ours[row, col], theirs[row, col]) if k >= 0]
+            assert abs(values[min(found), row, col]) < 1e-5, (row, col)
 
 
 @settings(max_examples=examples(15), deadline=None)

@@ -503,28 +503,6 @@ def prune_kernel(
     return cast(PruneOutputs, outputs)
 
 
-def _evaluated(
-    rows: tuple[Any, Any, Any],
-    value_rules: list[Callable[..., Any]],
-    regs: jax.Array,
-    start: jax.Array,
-    n: jax.Array,
-    point: tuple[jax.Array, jax.Array, jax.Array],
-) -> tuple[jax.Array, jax.Array]:
-    """The registers (``(rows, points)``) after the tape ``rows[start : start + n]``
-    (opcodes, operands, constants) at the points ``(x, y, z)``, and its value there."""
-    ops, args, consts = rows
-
-    def step(i: jax.Array, regs: jax.Array) -> jax.Array:
-        op, c = ops[start + i], consts[start + i]
-        a, b, imm_a, imm_b = _operands(args[start + i])
-        v = lax.switch(_kind(op, imm_a, imm_b), value_rules, regs, a, b, c, *point)
-        return _set_row(regs, i, v)
-
-    regs = lax.fori_loop(0, n, step, regs)
-    return regs, _row(regs, n - 1)
-
-
 def _first_depths(
     evaluated: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
     regs: jax.Array,
@@ -628,7 +606,17 @@ def leaf_kernel(
     def evaluated(
         regs: jax.Array, start: jax.Array, n: jax.Array, x: jax.Array, y: jax.Array, z: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        return _evaluated((ops, args, consts), value_rules, regs, start, n, (x, y, z))
+        """The registers after tape ``ops[start : start + n]`` at the ``px`` points, and
+        its value there."""
+
+        def step(i: jax.Array, regs: jax.Array) -> jax.Array:
+            op, c = ops[start + i], consts[start + i]
+            a, b, imm_a, imm_b = _operands(args[start + i])
+            v = lax.switch(_kind(op, imm_a, imm_b), value_rules, regs, a, b, c, x, y, z)
+            return _set_row(regs, i, v)
+
+        regs = lax.fori_loop(0, n, step, regs)
+        return regs, _row(regs, n - 1)
 
     def tile(t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         regs, out = state  # registers carried across tiles, never cleared (see above)
