@@ -21,6 +21,7 @@ import numpy as np
 
 import prospero_jax as pj
 from prospero_jax.renderers import hierarchy as H
+from prospero_jax.renderers.tile_grid import paint_tiles
 
 PROGRAM = Path(__file__).resolve().parents[2] / "shared" / "prospero.vm"
 LEAF = 32
@@ -41,7 +42,7 @@ def descend(front: Frontier, k: int, xs: np.ndarray, ys: np.ndarray, z: Any,
     edges = [xs[child_cols], xs[child_cols + child - 1], ys[child_rows + child - 1], ys[child_rows]]
     boxes = np.stack([*edges, depth, depth], axis=1)
     level = H.prune_level(tapes, lengths, boxes, device, root, ())
-    H.paint_tiles(image, child, child_rows[level.inside], child_cols[level.inside], 255)
+    paint_tiles(image, child, child_rows[level.inside], child_cols[level.inside], 255)
     lane, row = np.nonzero(level.emit.reshape(-1, lanes).T)
     order = level.kept.T > 0
     return (
@@ -63,7 +64,7 @@ def finish(front: Frontier, schedule: tuple[int, ...], xs: np.ndarray, ys: np.nd
     if len(front[1]):
         leaves = H.Frontier(*front)
         inside = H.leaf_pixels(leaves, xs, ys, np.zeros(1), pj.Target(device=device))[:, 0]
-        H.paint_tiles(image, LEAF, front[2], front[3], inside.view(np.uint8) * np.uint8(255))
+        paint_tiles(image, LEAF, front[2], front[3], inside.view(np.uint8) * np.uint8(255))
 
 
 def render(program: pj.Program, size: int, devices: list[jax.Device],

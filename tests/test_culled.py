@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import prospero_jax as pj
-from prospero_jax.evaluators.cull import leaf_kernel, prune_kernel
+from prospero_jax.evaluators.cull import prune_kernel
+from prospero_jax.evaluators.leaf_kernels import leaf_kernel
 from prospero_jax.renderers.culled import prune
 from prospero_jax.runtime import executables as _executables
 from tests.conftest import shared_path
@@ -207,7 +208,7 @@ def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
 ) -> None:
     """paint_tiles moves a square's rows as whole elements: the same image as NumPy's
     pixel-by-pixel indexed assignment, for blocks and for a scalar, on any pixel type."""
-    from prospero_jax.renderers.hierarchy import as_tiles, paint_tiles
+    from prospero_jax.renderers.tile_grid import as_tiles, paint_tiles
 
     rng = np.random.default_rng(side)
     grid = side // tile
@@ -231,7 +232,7 @@ def test_painting_tiles_by_rows_equals_painting_them_pixel_by_pixel(
 def test_painting_tiles_of_pixels_that_hold_several_numbers() -> None:
     # A heightmap's normal image is painted as an image whose pixels are its three numbers
     # (a void of three floats): the same image as assigning through a tiled view.
-    from prospero_jax.renderers.hierarchy import paint_tiles
+    from prospero_jax.renderers.tile_grid import paint_tiles
 
     rng = np.random.default_rng(3)
     side, tile, across = 48, 16, 3
@@ -254,7 +255,7 @@ def test_painting_tiles_of_pixels_that_hold_several_numbers() -> None:
     ("shape", "tile"), [((64, 64), 8), ((5, 32, 32), 8), ((7, 8, 8), 8), ((16, 16), 1)]
 )
 def test_each_squares_largest_value_is_numpys(shape: tuple[int, ...], tile: int) -> None:
-    from prospero_jax.renderers.hierarchy import as_tiles, tile_max
+    from prospero_jax.renderers.tile_grid import as_tiles, tile_max
 
     values = np.random.default_rng(len(shape)).integers(-9, 99, shape).astype(np.int32)
     got = tile_max(values, tile)
@@ -306,13 +307,7 @@ def test_pending_tapes_taken_then_built_are_the_built_tapes_taken() -> None:
     # box is known to be evaluated; slicing and masking them first, then building, must
     # give the rows building first would, and nothing may read them unbuilt.
     from prospero_jax.evaluators.tape import Pruned, Tapes
-    from prospero_jax.renderers.hierarchy import (
-        Frontier,
-        PendingTapes,
-        built,
-        next_tapes,
-        tapes_of,
-    )
+    from prospero_jax.renderers.hierarchy import Frontier, PendingTapes, built, next_tapes, tapes_of
 
     rng = np.random.default_rng(7)
     rows, lanes, children = 40, 4, 90

@@ -27,7 +27,7 @@ import jax, numpy as np
 import prospero_jax as pj
 from typer.testing import CliRunner
 from cli.main import app
-from prospero_jax.renderers import hierarchy as _hierarchy
+from prospero_jax.renderers import kernel_calls as _kernel_calls
 from prospero_jax.renderers import brute as _render
 
 assert jax.device_count() == 4, jax.devices()
@@ -51,7 +51,7 @@ result = CliRunner().invoke(app, ["sweep", sys.argv[2], "--no-cache", "--devices
 assert result.exit_code == 0, result.output
 np.savez(sys.argv[1] + "/sharded.npz", **out)
 print(json.dumps({"batched": _render._batched.cache_info().misses,
-                  "sharded": _hierarchy._sharded.cache_info().misses}))
+                  "sharded": _kernel_calls._sharded.cache_info().misses}))
 """
 
 

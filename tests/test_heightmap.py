@@ -441,7 +441,8 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     # The leaf kernel reduces a box's signs to each column's first inside depth; the same
     # as reducing the signs it returns: on pruned tapes of a random solid, with NaN values
     # (never inside) and columns inside at no depth, at the first, and at the last.
-    from prospero_jax.evaluators.cull import FIRSTS_CHUNK
+    from prospero_jax.evaluators.leaf_kernels import FIRSTS_CHUNK
+    from prospero_jax.renderers import column_search as C
     from prospero_jax.renderers import hierarchy as H
 
     program = pj.parse(HALF_NAN_SPHERE)
@@ -458,21 +459,21 @@ def test_a_leaf_boxs_first_inside_is_read_where_its_signs_are_computed(count: in
     xs = np.linspace(-1, 1, 64).astype(np.float32)
     zs = np.linspace(1, -1, count).astype(np.float32)
     signs = H.leaf_pixels(front, xs, xs[::-1].copy(), zs, target)
-    firsts = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
-    np.testing.assert_array_equal(firsts, H.first_true(signs))
+    firsts = C.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
+    np.testing.assert_array_equal(firsts, C.first_true(signs))
     assert {0, count}.issubset(np.unique(firsts))
     assert len(np.unique(firsts)) > 3
     # With limits (a column needs only depths above its limit), a box's search stops once
     # every column is found or past its limit: exact below the limit, else exact or none.
     limits = rng.integers(0, count + 1, firsts.shape).astype(np.int32)
-    limited = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, limits)
+    limited = C.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, limits)
     below = firsts < limits
     np.testing.assert_array_equal(limited[below], firsts[below])
     assert ((limited[~below] == firsts[~below]) | (limited[~below] == count)).all()
     chunk = np.full_like(limits, FIRSTS_CHUNK)  # every column done after the first chunk
-    first_chunk = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, chunk)
+    first_chunk = C.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, chunk)
     np.testing.assert_array_equal(first_chunk, np.where(firsts < FIRSTS_CHUNK, firsts, count))
-    nothing = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, np.zeros_like(limits))
+    nothing = C.leaf_firsts(front, xs, xs[::-1].copy(), zs, target, np.zeros_like(limits))
     assert (nothing == count).all()  # no column needs a depth: no depth is evaluated
 
 
@@ -803,7 +804,7 @@ def test_unit_normals_are_nan_where_no_direction_is_known(dtype: str) -> None:
     # Normals are made unit length in the target's dtype on the device: a zero, an
     # infinite or a NaN gradient, or a pixel not asked for, gives NaN; the others (also
     # one whose squares overflow float32) are the float64 unit vector, turned if asked.
-    from prospero_jax.evaluators.cull import unit_vectors
+    from prospero_jax.evaluators.dual_kernel import unit_vectors
 
     vectors = np.array(
         [[0, 0, 0], [np.inf, 0, 1], [np.nan, 1, 1], [3e38, -3e38, 1e38], [1, 2, 3], [1, 2, 3]],
@@ -830,7 +831,7 @@ def test_the_dual_kernel_makes_the_unit_normals_of_what_it_evaluates(turned: boo
     # The normals' dual kernel turns each tile's gradients and makes them unit length in
     # the tile's step (not in a pass of its own): what the unit rule gives of the duals it
     # returns, bit for bit, a point's vector together; NaN where no pixel is asked for.
-    from prospero_jax.evaluators.cull import unit_vectors
+    from prospero_jax.evaluators.dual_kernel import unit_vectors
     from prospero_jax.renderers.gradients import group_tapes, hulls_of
     from prospero_jax.renderers.hierarchy import tile_duals
 
@@ -869,7 +870,7 @@ def test_heightmap_normals_of_any_count_of_tiles_share_one_compilation(size: int
     # made call by call of the dual kernel (whose shape is fixed), so no count compiles
     # anew (compiled per count, a bear view took 230 ms instead of 130); and they are
     # what the gradients give, made unit.
-    from prospero_jax.evaluators.cull import dual_leaf_kernel
+    from prospero_jax.evaluators.dual_kernel import dual_leaf_kernel
     from prospero_jax.renderers.gradients import gradients_at
 
     bear = pj.load(shared_path("models/bear.vm"))
@@ -1045,7 +1046,8 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     # most its cap's first depths), as the boxes' first inside depths reduced on the host
     # give it: squares holding several boxes, columns known (a sample index), unknown
     # (FAR) and never to search (-1), caps of 1 and of every depth, NaN values.
-    from prospero_jax.evaluators.cull import FIRSTS_CHUNK
+    from prospero_jax.evaluators.leaf_kernels import FIRSTS_CHUNK
+    from prospero_jax.renderers import column_search as C
     from prospero_jax.renderers import hierarchy as H
     from prospero_jax.renderers.octree import FAR
 
@@ -1066,7 +1068,7 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     first = rng.choice([FAR, -1, 3, 20, 41, 70], (4 * side, 4 * side)).astype(np.int32)
     # What each box finds, as sample indices: every depth searched, kept where its cap
     # lets the search reach (depths go a chunk at a time: a cap of 1 searches the first).
-    found = H.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
+    found = C.leaf_firsts(front, xs, xs[::-1].copy(), zs, target)
     reach = -(-caps // FIRSTS_CHUNK) * FIRSTS_CHUNK
     found = np.where(found < reach[:, None, None], found + tops[:, None, None], FAR)
     want = first.copy()
@@ -1074,13 +1076,13 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
         at = np.s_[rows[box] : rows[box] + side, cols[box] : cols[box] + side]
         want[at] = np.minimum(want[at], found[box])
     lowered = first.copy()
-    calls = H.lower_firsts(front, xs, xs[::-1].copy(), zs, target, lowered, tops, caps)
+    calls = C.lower_firsts(front, xs, xs[::-1].copy(), zs, target, lowered, tops, caps)
     np.testing.assert_array_equal(lowered, want)
     assert (lowered != first).any()
     assert (want[first == -1] == -1).all()
     (r, c, after), *_ = calls  # the squares lowered, as painted
     assert len(r) == len(set(zip(rows.tolist(), cols.tolist(), strict=True))) < boxes
-    np.testing.assert_array_equal(after, H.read_tiles(lowered, side, r, c))
+    np.testing.assert_array_equal(after, C.read_tiles(lowered, side, r, c))
 
 
 NAN_AND_MAX = HALF_NAN_SPHERE + "c const 0.3\nw sub z c\nm max out w\n"
@@ -1179,7 +1181,7 @@ def test_split_search_calls_hold_at_most_their_parents_and_squares(
 ) -> None:
     # Parents sorted by square, cut into calls: every parent once, in order, no call over
     # either budget, and a call cut short only where the next parent would pass one.
-    from prospero_jax.renderers.hierarchy import _search_calls
+    from prospero_jax.renderers.column_search import _search_calls
 
     blocks = np.array(block, np.int64)
     calls = _search_calls(blocks, parents, squares)

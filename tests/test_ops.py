@@ -51,7 +51,7 @@ import numpy as np
 import pytest
 
 import prospero_jax as pj
-from prospero_jax.evaluators.cull import leaf_kernel
+from prospero_jax.evaluators.leaf_kernels import leaf_kernel
 from prospero_jax.evaluators.scan import value_function
 from prospero_jax.evaluators.tape import Tapes, bucket, register_capacity
 from prospero_jax.ir.ops import OPS

@@ -5,7 +5,8 @@ are inputs, constants, atoms, ``min`` and ``max`` only (:func:`layered`: a sign 
 such as prospero's, its chains of ``min``/``max`` balanced by
 :func:`~prospero_jax.ir.passes.balance_extrema`), and each row's depth
 (:func:`row_depths`: the longest chain below it, 0 for a leaf).
-Output, what the XLA kernels of :mod:`~prospero_jax.evaluators.cull` give for the same
+Output, what the XLA kernels of :mod:`~prospero_jax.evaluators.cull` and
+:mod:`~prospero_jax.evaluators.leaf_kernels` give for the same
 tapes, with nothing to compile or load (the host tier of
 :func:`prospero_jax.renderers.hierarchy.tier`):
 
@@ -14,7 +15,7 @@ tapes, with nothing to compile or load (the host tier of
   interval, choice and sign-choice rules with NumPy as the array namespace, and the
   kernel's need, renumbering and stand-in rules (tests check the two agree row for row);
 * :func:`leaf_signs` (each tape → its tile of pixels): where the value is < 0, as
-  :func:`~prospero_jax.evaluators.cull.leaf_kernel` decides it, bit for bit.
+  :func:`~prospero_jax.evaluators.leaf_kernels.leaf_kernel` decides it, bit for bit.
 
 How: the rows of all tapes are grouped by (depth, opcode), and each group is one NumPy
 step for every row and child (or pixel) at once: the leaves first, then each depth's
@@ -45,7 +46,7 @@ import numpy as np
 from prospero_jax.evaluators.tape import IMMEDIATE, Pruned, Tapes
 from prospero_jax.ir.ops import CONST, OPCODE, OPS, VAR_X, VAR_Y, VAR_Z, Op, interval_step
 
-#: Needs, as in :mod:`prospero_jax.evaluators.cull`: nothing, the sign (< 0), the value.
+#: Needs, as in :mod:`prospero_jax.evaluators.kernel_rows`: nothing, the sign (< 0), the value.
 NONE, LESS, VALUE = 0, 1, 4
 MIN, MAX = OPCODE["min"], OPCODE["max"]
 _LEAVES = frozenset((VAR_X, VAR_Y, VAR_Z, CONST)) | {

@@ -6,7 +6,8 @@ op table, a few size buckets and the dtype, never on the program:
 
 * :class:`Tapes`: rows ``(opcode, operand a, operand b, constant)``, operands as indices
   local to the row's own tape (many tapes concatenated, each a ``(start, length)`` span):
-  the culling kernels (:mod:`prospero_jax.evaluators.cull`) read it, and prune it;
+  the culling kernels (:mod:`prospero_jax.evaluators.cull`,
+  :mod:`~prospero_jax.evaluators.leaf_kernels`) read it, and prune it;
 * :class:`RegisterTape`: the same rows with a register-file view (:func:`registers`):
   each row reads registers ``a``, ``b`` and writes ``dst``, registers reused after a
   value's last use, so the file has ``max_live`` rows, not one per instruction; constants

@@ -33,13 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prospero_jax.evaluators.cull import NOT_FOUND
 from prospero_jax.evaluators.interval import ShapedIntervals, to_shaped_intervals
+from prospero_jax.evaluators.leaf_kernels import NOT_FOUND
 from prospero_jax.evaluators.lower import Shaped, constant_array, to_shaped
 from prospero_jax.evaluators.tape import Tapes
 from prospero_jax.ir.ops import OPS
 from prospero_jax.ir.program import Program
-from prospero_jax.renderers.hierarchy import Frontier, first_true, root_tape, sample_indices
+from prospero_jax.renderers.column_search import first_true, sample_indices
+from prospero_jax.renderers.hierarchy import Frontier, root_tape
 from prospero_jax.renderers.view import Target
 from prospero_jax.runtime.memory import aligned_empty
 
@@ -193,7 +194,7 @@ def _firsts_kernel(program: Program) -> Callable[..., jax.Array]:
     """The jitted ``(numbers, x[b, s], y[b, s], z[b, d], offsets[b]) → index[b, s, s]`` of
     programs of ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth
     index where the value is < 0 plus the box's offset (its first sample), or
-    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` where none is (a heightmap's sample
+    :data:`~prospero_jax.evaluators.leaf_kernels.NOT_FOUND` where none is (a heightmap's sample
     index, as the leaf kernel gives it: on the host a pass over every column); for a
     program of over :data:`REDUCED_ROWS` rows, ``inside[b, d, s, s]`` instead (value
     < 0), reduced on the host. The points are built inside the compiled loop, so a call
@@ -233,8 +234,8 @@ def firsts(
 ) -> np.ndarray:
     """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
     the value is < 0 as a sample index: plus the box's ``offsets`` entry (int32), or
-    :data:`~prospero_jax.evaluators.cull.NOT_FOUND` where none is (as
-    :func:`~prospero_jax.renderers.hierarchy.sample_indices` makes them):
+    :data:`~prospero_jax.evaluators.leaf_kernels.NOT_FOUND` where none is (as
+    :func:`~prospero_jax.renderers.column_search.sample_indices` makes them):
     ``(boxes, side, side)`` int32, by the program's compiled closure
     (:func:`_firsts_kernel`), in calls of :data:`CALL_POINT_ROWS` point-rows (the last
     call padded)."""

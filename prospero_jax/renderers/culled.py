@@ -21,7 +21,7 @@ How (after Fidget's and MPR's hierarchical evaluation):
    ``min``, ``max`` and, flipped to ``> 0``, ``neg``) replaced by that side, dead rows
    dropped. Host NumPy gathers the kept rows into the next level's tapes (vectorized over
    all tiles; no Python loop per tile).
-3. At 32 × 32 pixels (:data:`LEAF_SIDE`), :func:`~prospero_jax.evaluators.cull.leaf_kernel`
+3. At 32 × 32 pixels (:data:`LEAF_SIDE`), :func:`~prospero_jax.evaluators.leaf_kernels.leaf_kernel`
    evaluates each ambiguous tile's short tape at its 1,024 pixels.
 
 Why the images are identical to brute force: intervals are sound for the dtype (see
@@ -52,12 +52,12 @@ from prospero_jax.renderers.hierarchy import (
     descend,
     leaf_parts,
     next_tapes,
-    paint_tiles,
     prune_level,
     root_side,
     root_tape,
     splits,
 )
+from prospero_jax.renderers.tile_grid import paint_tiles
 from prospero_jax.renderers.view import Progress, Region, Target, View
 
 #: The narrowest block a band of rows is cut into (see render_culled's ``rows``).

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from prospero_jax.evaluators.cull import unit_vectors
+from prospero_jax.evaluators.dual_kernel import unit_vectors
 from prospero_jax.evaluators.lower import to_function
 from prospero_jax.evaluators.tape import IMMEDIATE, Tapes, run_rows
 from prospero_jax.ir.ops import CONST, INPUTS, OPCODE, OPS

@@ -55,9 +55,10 @@ from prospero_jax.renderers.gradients import (
     prunes_gradients,
     unit_chunks,
 )
-from prospero_jax.renderers.hierarchy import dual_call_groups, paint_tiles, root_side, tile_duals
+from prospero_jax.renderers.hierarchy import dual_call_groups, root_side, tile_duals
 from prospero_jax.renderers.octree import FAR, LEAF, THICK, first_inside
 from prospero_jax.renderers.render import drawn
+from prospero_jax.renderers.tile_grid import paint_tiles
 from prospero_jax.renderers.view import (
     InvalidView,
     Progress,

@@ -48,14 +48,9 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.dual import Cells, contour
 from prospero_jax.renderers.gradients import onto_surface
 from prospero_jax.renderers.heightmap import check_solid
-from prospero_jax.renderers.hierarchy import (
-    SLAB,
-    Frontier,
-    as_tiles,
-    leaf_pixels,
-    root_side,
-)
+from prospero_jax.renderers.hierarchy import SLAB, Frontier, leaf_pixels, root_side
 from prospero_jax.renderers.octree import THICK, walk
+from prospero_jax.renderers.tile_grid import as_tiles
 from prospero_jax.renderers.view import (
     REGION_LIMIT,
     InvalidView,

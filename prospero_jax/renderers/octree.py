@@ -23,7 +23,7 @@ rest go on with their pruned tapes. The leaf boxes (``leaf × leaf`` pixels, :da
 samples) are evaluated point by point a layer at a time (a heightmap's short-taped
 layers a few at a time, :data:`MERGED_BOXES`: a call costs what ~200 boxes do; where the
 leaves' parents hold short tapes, their level and the leaves in one kernel call,
-:func:`~prospero_jax.renderers.hierarchy.split_search`): by the
+:func:`~prospero_jax.renderers.column_search.split_search`): by the
 leaf kernel (which lowers each square's columns to the first inside sample it finds,
 searching only above what is known, not reading back the box's signs), or where the
 pruned tapes stay long, by the source program's compiled closure once interpreting has
@@ -51,36 +51,35 @@ from typing import Any
 import numpy as np
 
 from prospero_jax.evaluators import host_cull as _host
-from prospero_jax.evaluators.cull import NOT_FOUND
+from prospero_jax.evaluators.leaf_kernels import NOT_FOUND
 from prospero_jax.evaluators.tape import Pruned, Tapes, run_rows
 from prospero_jax.ir.program import Program
 from prospero_jax.renderers import compiled_tier as _compiled
+from prospero_jax.renderers.column_search import (
+    SEARCH_ROWS,
+    leaf_firsts,
+    lower_firsts,
+    search_job,
+    split_search,
+)
 from prospero_jax.renderers.compiled_tier import Bounds
 from prospero_jax.renderers.hierarchy import (
-    SEARCH_ROWS,
     SPLIT,
     Frontier,
     PendingTapes,
     _kernels,
-    as_tiles,
     built,
     emitted,
     host_depths,
     kept_children,
-    leaf_firsts,
-    lower_firsts,
     next_tapes,
-    paint_tiles,
     prune_level,
-    read_tiles,
     root_tape,
-    search_job,
-    split_search,
     splits,
     tapes_of,
     tier,
-    tile_max,
 )
+from prospero_jax.renderers.tile_grid import as_tiles, paint_tiles, read_tiles, tile_max
 from prospero_jax.renderers.view import Progress, Target
 from prospero_jax.runtime import executables as _executables
 
@@ -162,7 +161,7 @@ Leaves = Callable[[Frontier, np.ndarray], None]
 #: ``search(front, layers, thick, (k, kz), boxes)``: the boxes of ``front`` (``thick``
 #: samples from ``layers`` on) split ``k × k × kz`` into leaf boxes (their bounds
 #: ``boxes``), pruned and evaluated at once
-#: (:func:`~prospero_jax.renderers.hierarchy.split_search`): the counts of leaf boxes
+#: (:func:`~prospero_jax.renderers.column_search.split_search`): the counts of leaf boxes
 #: proved inside, left ambiguous and searched, the searched ones' rows and the chunks of
 #: depths they evaluated.
 Search = Callable[[Frontier, np.ndarray, int, tuple[int, int], np.ndarray], np.ndarray]
@@ -216,7 +215,7 @@ def walk(
     root's tape; :func:`first_inside`; the prune kernels are then not readied, and a leaf
     kernel, if the compiled tier leaves any box to one, compiles when first called).
     ``search``, if given, takes the leaves' parents with short tapes
-    (:data:`~prospero_jax.renderers.hierarchy.SEARCH_ROWS`; on the kernels, one device,
+    (:data:`~prospero_jax.renderers.column_search.SEARCH_ROWS`; on the kernels, one device,
     tapes that prune) and finds and evaluates their leaf boxes itself (``leaves`` gets
     none of them).
     ``stats``, if a list, gets a dict per level and box shape (top down) and one for the
@@ -436,7 +435,7 @@ def first_inside(
     inside (module docstring), ``zs`` top first: :func:`walk`, each box proved inside
     lowering its columns to its top sample, boxes behind what is found dropped, leaves
     evaluated by the leaf kernel (with their parents' level, in one call, where its tapes
-    are short: :func:`~prospero_jax.renderers.hierarchy.split_search`) or the compiled
+    are short: :func:`~prospero_jax.renderers.column_search.split_search`) or the compiled
     closure. ``points``: the program the
     compiled closure evaluates (default ``program``), one whose sign is ``program``'s
     (a sign program's source: its atoms, each a dense sum of products when its numbers are
