@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import jax
 import numpy as np
 import pytest
@@ -335,3 +338,32 @@ def test_pending_tapes_taken_then_built_are_the_built_tapes_taken() -> None:
     with pytest.raises(TypeError, match="built"):
         tapes_of(front)
     np.testing.assert_array_equal(tapes_of(built(front)).ops, eager.ops)
+
+
+def test_a_2d_image_is_the_octrees_z_fixed_case(
+    quarter: pj.Program, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One hierarchy for 2-D and 3-D: the culled image walks the octree with one sample,
+    # leaf boxes one sample thick and (k, 1) splits; its per-level figures are the walk's,
+    # each level's tapes the ambiguous tiles the level above left.
+    from prospero_jax.renderers import culled, octree
+
+    walks: list[tuple[int, Any, Any]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        walks.append((len(args[3]), kwargs.get("leaf_thick"), kwargs.get("level_splits")))
+        octree.walk(*args, **kwargs)
+
+    monkeypatch.setattr(culled, "walk", spy)
+    stats: list[dict[str, Any]] = []
+    seen: list[tuple[int, int]] = []
+    image = pj.render(
+        quarter, 256, mode="culled", stats=stats, progress=lambda d, t: seen.append((d, t))
+    )
+    assert walks == [(1, 1, [(4, 1), (2, 1)])]  # 256 px: 64-px tiles, 32-px, then pixels
+    assert [level["tile"] for level in stats] == [64, 32, "pixels"]
+    assert stats[0]["tapes"] == 1
+    for above, below in itertools.pairwise(stats):
+        assert below["tapes"] == above["ambiguous"] > 0
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # each level, then the leaves
+    assert np.array_equal(image, pj.render(quarter, 256, mode="brute"))

@@ -20,6 +20,7 @@ from prospero_jax.evaluators import host_cull
 from prospero_jax.ir import passes
 from prospero_jax.ir.ops import OPCODE
 from prospero_jax.renderers import hierarchy
+from prospero_jax.renderers.octree import walk
 from prospero_jax.renderers.view import Target
 from tests.conftest import shared_path
 from tests.programs import examples, specialisable
@@ -38,11 +39,15 @@ def test_prospero_prunes_alike_row_for_row(prospero: pj.Program) -> None:
     sign = pj.specialise(prospero)
     side = 512
     xs = ((np.arange(side) + 0.5) / side * 2 - 1).astype(np.float32)
-    fronts = [
-        hierarchy.descend(sign, xs, xs[::-1].copy(), (0.0, 0.0), t, lambda *a: None)
-        for t in (HOST, KERNELS)
-    ]
-    host, kernels = fronts
+    fronts: list[list[hierarchy.Frontier]] = [[], []]
+    for target, leaves in zip((HOST, KERNELS), fronts, strict=True):
+        level_splits = [(k, 1) for k in hierarchy.splits(side // hierarchy.LEAF_SIDE)]
+        walk(
+            sign, xs, xs[::-1].copy(), np.zeros(1, np.float32), target, lambda *a: None,
+            lambda part, _, leaves=leaves: leaves.append(part), leaf=hierarchy.LEAF_SIDE,
+            level_splits=level_splits, leaf_thick=1,
+        )  # fmt: skip
+    [host], [kernels] = fronts
     assert host.depth is not None
     assert kernels.depth is None
     for field in ("lengths", "rows", "cols"):

@@ -10,8 +10,9 @@ How (after Fidget's and MPR's hierarchical evaluation):
    tile, carrying the simplified program's tape (constants folded into their users as
    immediates, :class:`~prospero_jax.evaluators.tape.Tapes`).
 2. Each level splits every ambiguous tile k × k (4 × 4, and 2 × 2 for what is left:
-   :func:`~prospero_jax.renderers.hierarchy.splits`; the levels are
-   :func:`~prospero_jax.renderers.hierarchy.descend`'s).
+   :func:`~prospero_jax.renderers.hierarchy.splits`; the levels are the octree's, z fixed:
+   :func:`~prospero_jax.renderers.octree.walk` with one sample and leaf boxes one sample
+   thick, the heightmaps' and meshes' hierarchy in its 2-D case).
    :func:`~prospero_jax.evaluators.cull.prune_kernel` evaluates the parent's tape on
    intervals over each child's box: a child
    whose interval is < 0 is painted inside, one whose interval is >= 0 is left outside,
@@ -49,7 +50,7 @@ from prospero_jax.ir.program import Program
 from prospero_jax.renderers.hierarchy import (
     LEAF_SIDE,
     SPLIT,
-    descend,
+    Frontier,
     leaf_parts,
     next_tapes,
     prune_level,
@@ -57,6 +58,7 @@ from prospero_jax.renderers.hierarchy import (
     root_tape,
     splits,
 )
+from prospero_jax.renderers.octree import walk
 from prospero_jax.renderers.tile_grid import paint_tiles
 from prospero_jax.renderers.view import Progress, Region, Target, View
 
@@ -122,15 +124,31 @@ def _render_square(
     xs = np.pad(xs, (0, side - width), mode="edge").astype(target.dtype)
     ys = np.pad(ys, (0, side - height), mode="edge").astype(target.dtype)
     image = np.zeros((side, side), np.uint8)
+    schedule = splits(side // leaf, split)
+    levels = len(schedule) + 1  # prune levels + the leaf pass
+    leaves: list[Frontier] = []  # the leaf tiles left ambiguous: one part, or none
 
-    def paint(tile: int, rows: np.ndarray, cols: np.ndarray) -> None:
+    def paint(tile: int, rows: np.ndarray, cols: np.ndarray, *_: Any) -> None:
         paint_tiles(image, tile, rows, cols, 255)
 
-    front = descend(
-        program, xs, ys, (z, z), target, paint, leaf=leaf, split=split, progress=progress,
-        stats=stats,
+    def counted(done: int) -> None:
+        if progress is not None:
+            progress(done, levels)
+
+    walked: list[dict[str, Any]] = []
+    walk(
+        program, xs, ys, np.array([z], target.dtype), target, paint,
+        lambda part, _: leaves.append(part), leaf=leaf, level_splits=[(k, 1) for k in schedule],
+        leaf_thick=1, level_done=counted, stats=walked,
     )  # fmt: skip
-    if len(front.lengths):
+    if stats is not None:  # the levels (not the leaves' collection), as a 2-D image counts
+        stats.extend(
+            {"tile": entry["side"], "tapes": entry["boxes"]}
+            | {key: entry[key] for key in ("rows", "inside", "ambiguous", "seconds")}
+            for entry in walked
+            if entry["level"]
+        )
+    for front in leaves:
         started = time.perf_counter()
         inside = 0
         for first, part in leaf_parts(front, xs, ys, np.array([z]), target):
@@ -150,7 +168,6 @@ def _render_square(
                 }
             )
     if progress is not None:
-        levels = len(splits(side // leaf, split)) + 1
         progress(levels, levels)
     return image[:height, :width]
 

@@ -1,24 +1,28 @@
-"""The culling hierarchy: prune levels over square tiles, then the leaf pass, as kernel
-calls made from the host.
+"""The culling hierarchy's parts: prune levels over tiles or boxes and the leaf pass, as
+kernel calls made from the host (or, on the host tier, in NumPy).
 
-Input: a Program (packed once as the root tape, constants folded in as immediates), the
-pixel-centre coordinates of a power-of-two square (``xs``, ``ys``: columns left to right,
-rows top to bottom), a z interval and a :class:`~prospero_jax.renderers.view.Target`.
-Output: :func:`descend` passes every tile the intervals prove inside to a ``paint``
-callback and returns the leaf tiles left ambiguous (a :class:`Frontier`: their pruned
-tapes and corners); :func:`leaf_pixels` evaluates those at given depths;
-:func:`tile_duals`, tapes' values and gradients at their own points. The 2-D renderer
-(:mod:`prospero_jax.renderers.culled`), the octree (:mod:`~prospero_jax.renderers.octree`:
-its leaves' columns searched by :mod:`~prospero_jax.renderers.column_search`) and the
-normals (:mod:`~prospero_jax.renderers.gradients`) are built from these; the calls'
-arguments are packed and dispatched by :mod:`~prospero_jax.renderers.kernel_calls`.
+Input: a Program (packed once as the root tape, constants folded in as immediates), boxes
+of pixel-centre coordinates (``[xlo, xhi, ylo, yhi, zlo, zhi]``, a 2-D image's with
+``zlo = zhi = z``) and a :class:`~prospero_jax.renderers.view.Target`.
+Output: :func:`prune_level` prunes a level's parent tapes over their children's boxes
+(intervals, inside, each child's pruned tape), :func:`next_tapes` gathers the children's
+tapes, :func:`leaf_pixels` evaluates leaf tiles at given depths and :func:`tile_duals`
+tapes' values and gradients at their own points; :func:`tier` picks the kernels or the
+host tier. The one walk over them is :func:`~prospero_jax.renderers.octree.walk`, boxes
+in x, y and z, front to back: the 2-D renderer (:mod:`prospero_jax.renderers.culled`)
+is its z-fixed case, the heightmaps and the mesher (its leaves' columns searched by
+:mod:`~prospero_jax.renderers.column_search`) its solid one; the normals
+(:mod:`~prospero_jax.renderers.gradients`) prune tapes over image tiles with the same
+levels. The calls' arguments are packed and dispatched by
+:mod:`~prospero_jax.renderers.kernel_calls`.
 
-How a level runs: each parent tile splits k × k (:func:`splits`, :data:`SPLIT`); the
-parents' tapes go to :func:`~prospero_jax.evaluators.cull.prune_kernel` in as few calls as
-fit its fixed capacities (a lane per child box), and host NumPy gathers each ambiguous
-child's kept rows into the next level's tapes (vectorized over all tiles). A frame's kernels
-are compiled at once before its first level (:func:`_kernels`, :func:`prospero_jax.runtime.
-executables.prepare`). With several target devices, a level's calls are spread over them as one
+How a level runs: each parent tile splits k × k (:func:`splits`, :data:`SPLIT`; a box
+``kz`` in z too); the parents' tapes go to
+:func:`~prospero_jax.evaluators.cull.prune_kernel` in as few calls as fit its fixed
+capacities (a lane per child box), and host NumPy gathers each ambiguous child's kept rows
+into the next level's tapes (vectorized over all tiles). A frame's kernels are compiled at
+once before its first level (:func:`_kernels`, :func:`prospero_jax.runtime.executables.
+prepare`). With several target devices, a level's calls are spread over them as one
 ``shard_map`` computation. On the *host tier* (:func:`tier`: a CPU, a sign program, a
 frame that would not repay readying the kernels) NumPy does the same work instead, layer
 by layer (:mod:`~prospero_jax.evaluators.host_cull`): the same tapes, the same images, and
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -64,7 +68,7 @@ from prospero_jax.renderers.kernel_calls import (
     joined,
     leaf_calls,
 )
-from prospero_jax.renderers.view import Progress, Target
+from prospero_jax.renderers.view import Target
 from prospero_jax.runtime import executables as _executables
 from prospero_jax.runtime.memory import aligned_empty, aligned_zeros
 
@@ -160,6 +164,12 @@ def host_depths(program: Program, dtype: str) -> np.ndarray | None:
     return depth if depth.max() <= _host.MAX_DEPTH else None
 
 
+def pay_rent(seconds: float) -> None:
+    """Count ``seconds`` of host-tier work towards the price of readying the kernels
+    (:func:`tier`)."""
+    _rent["seconds"] += seconds
+
+
 def tier(
     program: Program, target: Target, jobs: Sequence[_executables.Job], *, sweep: bool = False
 ) -> str:
@@ -185,100 +195,6 @@ def tier(
         return "kernels"
     price = KERNEL_PRICE[_executables.readiness(jobs, target.device)]
     return "host" if _rent["seconds"] < price else "kernels"
-
-
-#: ``paint(side, rows, cols)``: the tiles of ``side`` at those corners are inside.
-Paint = Callable[[int, np.ndarray, np.ndarray], None]
-
-
-def descend(
-    program: Program,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    z: tuple[float, float],
-    target: Target,
-    paint: Paint,
-    *,
-    leaf: int = LEAF_SIDE,
-    split: Sequence[int] = SPLIT,
-    progress: Progress | None = None,
-    stats: list[dict[str, Any]] | None = None,
-) -> Frontier:
-    """The prune levels over the square of pixel centres ``xs × ys`` (a power of two, at
-    least ``leaf``, in the target's dtype) with z in ``[z[0], z[1]]``: tiles proved inside
-    are passed to ``paint``, and the ``leaf``-side tiles left ambiguous are returned with
-    their pruned tapes. ``progress`` counts levels, the leaves' pass included (the caller
-    reports that last step)."""
-    dtype, device, devices = target.dtype, target.device, target.devices
-    side = len(xs)
-    tapes = root_tape(program, dtype)
-    root = len(tapes)
-    schedule = splits(side // leaf, split)
-    levels = len(schedule) + 1  # prune levels + the leaf pass
-    jobs = _kernels([k * k for k in schedule], root, dtype, leaf, len(tapes.params))
-    host = tier(program, target, jobs, sweep=z[0] != z[1]) == "host"
-    depths = host_depths(program, dtype) if host else None
-    if not host and len(devices) < 2:
-        _executables.prepare(jobs, device)
-    lengths = np.array([root], np.int64)
-    front = Frontier(tapes, lengths, *(np.zeros(1, np.int64),) * 2, side, depths)
-    started_host = time.perf_counter()
-    for depth, k in enumerate(schedule, 1):
-        if not len(front.lengths):
-            break
-        started = time.perf_counter()
-        _, lengths, rows, cols, tile, _ = front
-        tapes = tapes_of(front)
-        child, lanes = tile // k, k * k  # a k × k split
-        lane_rows, lane_cols = np.divmod(np.arange(lanes), k)
-        child_rows = rows[:, None] + child * lane_rows  # (parents, lanes), lane order
-        child_cols = cols[:, None] + child * lane_cols  # row-major within the parent
-        boxes = np.stack(
-            [
-                xs[child_cols],
-                xs[child_cols + child - 1],
-                ys[child_rows + child - 1],
-                ys[child_rows],
-                np.full(child_cols.shape, z[0], dtype),
-                np.full(child_cols.shape, z[1], dtype),
-            ],
-            axis=1,
-        )  # (parents, [xlo, xhi, ylo, yhi, zlo, zhi], lanes)
-        level = (
-            _host.prune_layers(tapes, lengths, front.depth, boxes)
-            if front.depth is not None
-            else prune_level(tapes, lengths, boxes, device, root, devices)
-        )
-        inside = np.flatnonzero(level.inside)
-        paint(child, child_rows.ravel()[inside], child_cols.ravel()[inside])
-
-        # Next level: every ambiguous child's kept rows, lane-major (child by child).
-        row, at = emitted(level, lanes)
-        left = kept_children(level.kept)
-        front = Frontier(
-            next_tapes(tapes, row, level, at),
-            level.kept.ravel()[left].astype(np.int64),
-            child_rows.ravel()[left],
-            child_cols.ravel()[left],
-            child,
-            None if front.depth is None else front.depth[row],
-        )
-        if stats is not None:
-            stats.append(
-                {
-                    "tile": child,
-                    "tapes": len(lengths),
-                    "rows": int(lengths.sum()),
-                    "inside": len(inside),
-                    "ambiguous": len(front.lengths),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-        if progress is not None:
-            progress(depth, levels)
-    if host:
-        _rent["seconds"] += time.perf_counter() - started_host
-    return front
 
 
 def leaf_pixels(

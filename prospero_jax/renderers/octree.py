@@ -1,8 +1,10 @@
-"""The interval hierarchy over boxes in x, y and z: heightmaps' first surfaces, meshes' grids.
+"""The interval hierarchy over boxes in x, y and z: heightmaps' first surfaces, meshes'
+grids, and 2-D images as its z-fixed case.
 
 Input: a Program of (x, y, z); the pixel-centre axes of a power-of-two square (``xs``,
-``ys``, as :func:`~prospero_jax.renderers.hierarchy.descend` takes them) and the depth
-samples ``zs`` (a power-of-two count, at least :data:`THICK`: pad with the last); a
+``ys``: columns left to right, rows top to bottom) and the depth samples ``zs`` (a
+power-of-two count, at least :data:`THICK` for a solid, padded with the last; one for a
+2-D image, whose leaf boxes are one sample thick); a
 :class:`~prospero_jax.renderers.view.Target`.
 Output: :func:`walk` passes every box proved inside to a callback and every leaf box left
 ambiguous (with its pruned tape) to another, a layer of samples at a time in the order of
@@ -73,6 +75,7 @@ from prospero_jax.renderers.hierarchy import (
     host_depths,
     kept_children,
     next_tapes,
+    pay_rent,
     prune_level,
     root_tape,
     splits,
@@ -188,13 +191,23 @@ def walk(
     thin: bool = False,
     bounds: Bounds | None = None,
     search: Search | None = None,
+    level_splits: Sequence[tuple[int, int]] | None = None,
+    leaf_thick: int = THICK,
+    level_done: Callable[[int], None] | None = None,
     stats: list[dict[str, Any]] | None = None,
 ) -> None:
     """The octree over the pixel-centre columns ``xs × ys`` (a power-of-two square, at
-    least ``leaf``) and the depth samples ``zs`` (a power-of-two count, at least
-    :data:`THICK`): boxes proved inside go to ``inside``, those proved outside are dropped,
-    and the leaf boxes left ambiguous go to ``leaves`` a layer at a time, in the order of
-    ``zs``. ``keep``, if given, drops boxes before they are split or evaluated (e.g. those
+    least ``leaf``) and the depth samples ``zs`` (a power-of-two count, a multiple of the
+    leaf boxes' ``leaf_thick`` samples): boxes proved inside go to ``inside``, those proved
+    outside are dropped, and the leaf boxes left ambiguous go to ``leaves`` a layer at a
+    time, in the order of ``zs``. ``level_splits``: each level's split ``(k, kz)`` (default
+    :func:`octree_splits`'). A 2-D image is the z-fixed case: one sample, leaf boxes one
+    sample thick, a plan of ``(k, 1)`` splits (:func:`~prospero_jax.renderers.culled.
+    render_culled`); then its kernels are the 2-D call shapes, and the host tier may take
+    it under ``Target(tier="auto")`` (:func:`~prospero_jax.renderers.hierarchy.tier`: a
+    single sample is no sweep), its levels' time paid as rent. ``level_done(levels)``, if
+    given, is called after each prune call with the levels done (the root's children:
+    1). ``keep``, if given, drops boxes before they are split or evaluated (e.g. those
     behind a surface already found); with it, levels whose boxes hold over
     :data:`LAYERED_ROWS` tape rows are split a layer at a time, so what one layer finds
     drops boxes of the next before they are split. ``bare``, if given and true of the
@@ -224,31 +237,35 @@ def walk(
     ``chunks`` of depths evaluated; its level's seconds count them)."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side, samples = len(xs), len(zs)
-    if samples % THICK or samples & (samples - 1) or side & (side - 1) or side < leaf:
+    if samples % leaf_thick or samples & (samples - 1) or side & (side - 1) or side < leaf:
         raise ValueError(f"{side}² columns × {samples} samples: not powers of two")
     tapes = root_tape(program, dtype)
-    tiles, layers_total = side // leaf, samples // THICK
-    schedule = octree_splits(tiles, layers_total, small_first=small_first)
+    tiles, layers_total = side // leaf, samples // leaf_thick
+    schedule = (
+        tuple(level_splits)
+        if level_splits is not None
+        else octree_splits(tiles, layers_total, small_first=small_first)
+    )
     thin_plan = schedule
     # The same root split, then z first, if that needs no kernel lanes the schedule does
     # not (a shape costs an uncached first frame ~1 s). Not for a program whose tapes
     # nothing prunes: its levels are bounded by its compiled closure once bought, where z
     # first gains nothing (sphere, tanglecube 512³), and its first frames would compile
     # kernels for nothing (tanglecube 512³: +1.2 s).
-    prunes = bounds is None and not _compiled.never_prune(tapes)
+    prunes = bounds is None and (thin or search is not None) and not _compiled.never_prune(tapes)
     if thin and prunes and len(schedule) > 1 and tiles // schedule[0][0] >= 16:
         (k, kz), *_ = schedule
-        plan = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
-        thin_plan = plan if set(_lanes(plan)) <= set(_lanes(schedule)) else schedule
-    host = False
+        z_first = schedule[:1] + octree_splits(tiles // k, layers_total // kz, z_first=True)
+        thin_plan = z_first if set(_lanes(z_first)) <= set(_lanes(schedule)) else schedule
+    host, solid = False, samples > 1
     if bounds is None:  # the kernels prune the levels (readied at once) or the host does
         jobs = _kernels(
-            _lanes(schedule), len(tapes), dtype, leaf, len(tapes.params), THICK, large=True
+            _lanes(schedule), len(tapes), dtype, leaf, len(tapes.params), leaf_thick, large=solid
         )
         if search is not None and prunes:  # the last levels' leaves found in one call
             steps = dict.fromkeys((schedule[-1], thin_plan[-1]))
-            jobs += [search_job(s, dtype, leaf, len(tapes.params), THICK) for s in steps]
-        host = tier(program, target, jobs, sweep=True) == "host"
+            jobs += [search_job(s, dtype, leaf, len(tapes.params), leaf_thick) for s in steps]
+        host = tier(program, target, jobs, sweep=solid) == "host"
         if not host and len(devices) < 2:
             _executables.prepare(jobs, device)
     depths = host_depths(program, dtype) if host else None
@@ -260,7 +277,8 @@ def walk(
         key = (depth, side, thick)
         if key not in tally:
             zeros = {"boxes": 0, "rows": 0, "inside": 0, "ambiguous": 0, "seconds": 0.0}
-            tally[key] = {"box": f"{side} px × {thick}", **zeros}
+            level = {"level": depth + 1, "box": f"{side} px × {thick}", "side": side}
+            tally[key] = {**level, "thick": thick, **zeros}
         return tally[key]
 
     def split(
@@ -323,6 +341,10 @@ def walk(
         entry["inside"] += len(proved)
         entry["ambiguous"] += len(children.lengths)
         entry["seconds"] += time.perf_counter() - started
+        if host:
+            pay_rent(time.perf_counter() - started)
+        if level_done is not None:
+            level_done(depth + 1)
         return children, tops, child_thick, depth + 1, rest
 
     def visit(
@@ -332,28 +354,35 @@ def walk(
         (depth first), or, past its end, evaluated."""
         if not len(front.lengths):
             return
-        # Boxes are sorted by layer, sliced into waves and kept by index; only the boxes
-        # kept get their tapes gathered (a leaf level's boxes behind what was found never
-        # do: tanglecube 512³'s leaf level reordered 483 k rows to evaluate 127 k).
-        order = np.argsort(layers, kind="stable")
-        layers = layers[order]
-        starts = np.concatenate([[0], np.cumsum(front.lengths)])  # each box's first row
-        big = keep is not None and front.lengths.sum() > LAYERED_ROWS
-        waves = layers if not plan or big else np.zeros_like(layers)
-        changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
+        if keep is None and layers.min() == layers.max():
+            changes, order = np.array([0, len(layers)]), None  # one layer, one wave: whole
+        else:
+            # Boxes are sorted by layer, sliced into waves and kept by index; only the
+            # boxes kept get their tapes gathered (a leaf level's boxes behind what was
+            # found never do: tanglecube 512³'s leaf level reordered 483 k rows to
+            # evaluate 127 k).
+            order = np.argsort(layers, kind="stable")
+            layers = layers[order]
+            big = keep is not None and front.lengths.sum() > LAYERED_ROWS
+            waves = layers if not plan or big else np.zeros_like(layers)
+            changes = np.flatnonzero(np.r_[True, waves[1:] != waves[:-1], True])
+            starts = np.concatenate([[0], np.cumsum(front.lengths)])  # each box's first row
         joins = len(front.tapes) or merge_bare
         if not plan and merge and keep is not None and joins:
             changes = _merged(changes, front.lengths[order], MERGED_BOXES, MERGED_ROWS)
         for a, b in itertools.pairwise(changes):
-            boxes, tops = order[a:b], layers[a:b]
-            if keep is not None:
-                mask = keep(front.side, front.rows[boxes], front.cols[boxes], tops)
-                boxes, tops = boxes[mask], tops[mask]
-            if not len(boxes):
-                continue
-            part = _boxes(front, boxes, starts)
+            if order is None:  # the whole front
+                part, tops = front, layers
+            else:
+                boxes, tops = order[a:b], layers[a:b]
+                if keep is not None:
+                    mask = keep(front.side, front.rows[boxes], front.cols[boxes], tops)
+                    boxes, tops = boxes[mask], tops[mask]
+                if not len(boxes):
+                    continue
+                part = _boxes(front, boxes, starts)
             if plan:
-                short = depth == 1 and part.lengths.mean() <= THIN_ROWS
+                short = thin and depth == 1 and part.lengths.mean() <= THIN_ROWS
                 rest = thin_plan[1:] if short else plan
                 if search is not None and len(rest) == 1 and searches(part, rest[0], thick):
                     part, tops = searched(part, tops, thick, rest[0], depth)
@@ -404,7 +433,7 @@ def walk(
             and front.depth is None
             and len(devices) < 2
             and front.side // k == leaf
-            and thick // kz == THICK
+            and thick // kz == leaf_thick
             and isinstance(front.tapes, Tapes)
             and int(lengths.min()) <= SEARCH_ROWS
             and not (bare is not None and bare(front))
