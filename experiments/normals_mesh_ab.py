@@ -4,8 +4,9 @@
     python experiments/normals_mesh_ab.py --before /tmp/before --rounds 2
 
 Each process imports one tree, times a call (the first: it compiles), then the median of
-3 steady calls: ``heightmap._normals`` on a 512² heightmap (``--normals N``), a whole
-heightmap with normals (``--heightmap N``: N² × N, off by default), or ``pj.mesh`` at 128³
+3 steady calls: the normals (``heightmap_normals.surface_normals``) of a 512² heightmap
+(``--normals N``), a whole heightmap with normals (``--heightmap N``: N² × N, off by
+default), or ``pj.mesh`` at 128³
 (``--mesh N``; ``--only mesh`` for meshes alone)
 (regions as in libfive_heightmaps.py). Prints a row per case: both trees' first and
 steady seconds (medians over rounds) and the steady ratio.
@@ -36,9 +37,13 @@ if kind == "normals":
     z = pj.render_heightmap(program, n, region=region, normals=False).z
     view = pj.View(n, region)
     import inspect  # the normals' signature gained the view's turn (session 8)
-    turned = "turn" in inspect.signature(heightmap._normals).parameters
+    try:  # a module of their own since session 25
+        from prospero_jax.renderers.heightmap_normals import surface_normals as normals
+    except ImportError:
+        normals = heightmap._normals
+    turned = "turn" in inspect.signature(normals).parameters
     extra = (None,) if turned else ()
-    run = lambda: heightmap._normals(program, *extra, view, z, pj.Target())
+    run = lambda: normals(program, *extra, view, z, pj.Target())
 elif kind == "heightmap":
     run = lambda: pj.render_heightmap(program, n, region=region)
 else:

@@ -513,7 +513,7 @@ def test_a_heightmap_is_the_same_whichever_split_comes_first(
 
 
 def test_normals_group_tiles_in_square_blocks() -> None:
-    from prospero_jax.renderers.heightmap import _z_order
+    from prospero_jax.renderers.heightmap_normals import _z_order
 
     rows, cols = np.divmod(np.arange(64), 8)  # an 8 × 8 grid of tiles, row-major
     order = _z_order(rows, cols)
@@ -1016,7 +1016,7 @@ def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
     # Tiles whose pruned tapes are one plane are evaluated once: their normals must be
     # what evaluating every tile gives (the colonnade's floors and walls; balls beside
     # planes, turned and not).
-    from prospero_jax.renderers import heightmap
+    from prospero_jax.renderers import heightmap_normals
     from prospero_jax.renderers.gradients import prunes_gradients
 
     program = (
@@ -1026,9 +1026,9 @@ def test_tiles_on_one_plane_share_its_normal_as_evaluating_each_would(
     )
     rotation = None if turn is None else pj.rotation(*turn)
     assert prunes_gradients(program, pj.Target())  # the tiles' path
-    monkeypatch.setattr(heightmap, "dual_call_groups", lambda n: 1)  # shared at any size
+    monkeypatch.setattr(heightmap_normals, "dual_call_groups", lambda n: 1)  # shared at any size
     shared = pj.render_heightmap(program, 128, rotation=rotation)
-    monkeypatch.setattr(heightmap, "constant_gradients", lambda t, lengths, r: lengths < 0)
+    monkeypatch.setattr(heightmap_normals, "constant_gradients", lambda t, lengths, r: lengths < 0)
     each = pj.render_heightmap(program, 128, rotation=rotation)
     assert shared.normal is not None
     assert each.normal is not None
