@@ -232,9 +232,10 @@ def walk(
     tapes that prune) and finds and evaluates their leaf boxes itself (``leaves`` gets
     none of them).
     ``stats``, if a list, gets a dict per level and box shape (top down) and one for the
-    leaves: box side and samples, boxes in, their rows, children proved inside, children
-    left, wall seconds (the leaves found by ``search``: those searched, their rows and
-    ``chunks`` of depths evaluated; its level's seconds count them)."""
+    leaves: the ``level`` (1: the root's children; 0: the leaves), the boxes' ``side``
+    and samples (``thick``; ``box`` says both), boxes in, their rows, children proved
+    inside, children left, wall seconds (the leaves found by ``search``: those searched,
+    their rows and ``chunks`` of depths evaluated; its level's seconds count them)."""
     dtype, device, devices = target.dtype, target.device, target.devices
     side, samples = len(xs), len(zs)
     if samples % leaf_thick or samples & (samples - 1) or side & (side - 1) or side < leaf:
