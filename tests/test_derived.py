@@ -5,6 +5,7 @@ served."""
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +129,20 @@ def test_quick_builds_are_not_kept_and_only_the_newest_files_are(
         derived.kept(f"n{i}", lambda: b"x", bytes.decode)
     kept = sorted(f.name.split("-", 1)[1] for f in cache.glob("*.bin"))
     assert len(kept) == 3
+
+
+def test_a_file_read_is_kept_over_newer_files_never_read(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What is kept is what was used last: a file read again outlives files written after
+    # it (the viewer's turned views must not push out prospero's sign program).
+    monkeypatch.setattr(derived, "KEEP", 3)
+    derived.kept("used", lambda: b"x", bytes.decode)
+    for i in range(4):
+        derived.kept(f"n{i}", lambda: b"x", bytes.decode)
+        path = next(cache.glob("*-used.bin"))
+        old = path.stat().st_mtime - 60
+        os.utime(path, (old, old))  # written long ago
+        assert derived.kept("used", lambda: pytest.fail("built again"), bytes.decode) == "x"
+    kept = sorted(f.name.split("-", 1)[1] for f in cache.glob("*.bin"))
+    assert kept == ["n2.bin", "n3.bin", "used.bin"]

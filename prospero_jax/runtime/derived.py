@@ -17,12 +17,16 @@ file removes other builds' files. Nothing touches the disk until
 :func:`prospero_jax.enable_compilation_cache` names a cache directory (its executables'
 sibling ``derived``); until then ``build`` runs every time. A file ``read`` refuses is
 built again and replaced. Only builds that take :data:`WORTH_KEEPING_S` or more are kept,
-and only the :data:`KEEP` newest files.
+and only the :data:`KEEP` most recently used files: a file read is touched, so what is
+kept is what was used last, not what was written last (the viewer turning a solid writes
+a sign program per view; before, 64 views pushed out prospero's, which every warm render
+reads).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -35,7 +39,7 @@ from prospero_jax.runtime.files import atomic_write
 T = TypeVar("T")
 #: Builds quicker than this are not kept (a small program's sign program: ~1 ms).
 WORTH_KEEPING_S = 0.02
-#: At most this many files are kept, the newest (prospero's sign program: ~0.3 MB).
+#: At most this many files are kept, those used last (prospero's sign program: ~0.3 MB).
 KEEP = 64
 
 
@@ -52,7 +56,10 @@ def kept(name: str, build: Callable[[], bytes], read: Callable[[bytes], T]) -> T
         return read(build())
     path = folder / f"{_executables.build_tag()}-{name}.bin"
     try:
-        return read(path.read_bytes())
+        served = read(path.read_bytes())
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the newest to keep (_keep_newest)
+        return served
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
@@ -77,8 +84,8 @@ def kept(name: str, build: Callable[[], bytes], read: Callable[[bytes], T]) -> T
 
 
 def _keep_newest(folder: Path) -> None:
-    """Remove all but the :data:`KEEP` newest files (a sweep over many programs must not
-    fill the disk; best effort)."""
+    """Remove all but the :data:`KEEP` files written or read last (a sweep over many
+    programs must not fill the disk; best effort)."""
     files = sorted(folder.glob("*.bin"), key=lambda f: f.stat().st_mtime, reverse=True)
     for stale in files[KEEP:]:
         stale.unlink(missing_ok=True)
