@@ -4,6 +4,7 @@ normals against the oracle's central differences; the images and the CLI command
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -67,6 +68,33 @@ def test_culled_equals_brute_and_the_oracle_on_the_shared_solids(model: str) -> 
         k = max(ours[row, col], first[row, col])
         assert abs(values[k, row, col]) < 1e-4, (model, row, col)
     assert len(differ) <= 0.01 * size * size
+
+
+@pytest.mark.parametrize("model", sorted(SOLIDS))
+def test_a_turned_view_turns_the_sources_sign_program_and_keeps_the_contract(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turned heightmap culls the source's sign program turned (its atoms' forms with
+    # it), derived once for every turn: a new turn specialises nothing. Its first samples
+    # are the float64 oracle's (of the turned program) but where the deciding voxel's
+    # value is within 1e-5 of 0 (the image contract).
+    from prospero_jax.renderers import render
+
+    program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
+    size, depth = 40, 2 * SLAB + 5
+    view = pj.View(40, (-half, half, -half, half), depth=depth, rotation=pj.rotation(30, -20))
+    pj.render_heightmap(program, replace(view, rotation=pj.rotation(10, 5)), normals=False)
+    monkeypatch.setattr(render, "specialise", lambda p: pytest.fail("specialised a turn"))
+    culled = pj.render_heightmap(program, view, normals=False)
+    turned, _ = view.pose(program)
+    first, values = oracle_first(turned, size, depth, half)
+    ours = index_of(culled)
+    differ = np.argwhere(ours != first)
+    for row, col in differ:
+        k = max(ours[row, col], first[row, col])
+        assert abs(values[k, row, col]) < 1e-5, (model, row, col, values[k, row, col])
+    assert len(differ) <= 0.01 * size * size
+    assert 0.05 < np.isfinite(culled.z).mean() < 0.95
 
 
 @settings(max_examples=examples(15), deadline=None)
