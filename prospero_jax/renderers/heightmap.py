@@ -6,7 +6,9 @@ default ``(-1, 1)``) and optionally a 3 × 3 ``rotation`` (:meth:`View.pose
 <prospero_jax.renderers.view.View.pose>`); a target.
 Output: a :class:`Heightmap`: ``z[row, col]``, the z of the first sample from the top
 where the value is < 0 at pixel ``(xs[col], ys[row])`` (NaN where the column is empty;
-"< 0" as images decide it: the sign program's unless the target is exact),
+"< 0" as images decide it: the sign program's unless the target is exact; a turned
+view's is the source's sign program turned, which :meth:`View.pose
+<prospero_jax.renderers.view.View.pose>` turns atom by atom),
 and ``normal``, ∇f/|∇f| there (forward mode through the op table's partials, at surface
 pixels only; on CPU on pruned tapes, a tape per tile of the image:
 :mod:`~prospero_jax.renderers.heightmap_normals`; NaN where empty). Images from it:
