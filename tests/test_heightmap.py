@@ -82,7 +82,7 @@ def test_a_turned_view_turns_the_sources_sign_program_and_keeps_the_contract(
 
     program, half = pj.load(shared_path(f"models/{model}.vm")), SOLIDS[model]
     size, depth = 40, 2 * SLAB + 5
-    view = pj.View(40, (-half, half, -half, half), depth=depth, rotation=pj.rotation(30, -20))
+    view = pj.View(size, (-half, half, -half, half), depth=depth, rotation=pj.rotation(30, -20))
     pj.render_heightmap(program, replace(view, rotation=pj.rotation(10, 5)), normals=False)
     monkeypatch.setattr(render, "specialise", lambda p: pytest.fail("specialised a turn"))
     culled = pj.render_heightmap(program, view, normals=False)
@@ -1078,6 +1078,7 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     from prospero_jax.renderers import column_search as C
     from prospero_jax.renderers import hierarchy as H
     from prospero_jax.renderers.octree import FAR
+    from prospero_jax.renderers.tile_grid import read_tiles
 
     program = pj.parse(HALF_NAN_SPHERE)
     target = pj.Target()
@@ -1110,7 +1111,7 @@ def test_the_leaf_kernel_lowers_a_heightmaps_squares_as_its_boxes_find_them() ->
     assert (want[first == -1] == -1).all()
     (r, c, after), *_ = calls  # the squares lowered, as painted
     assert len(r) == len(set(zip(rows.tolist(), cols.tolist(), strict=True))) < boxes
-    np.testing.assert_array_equal(after, C.read_tiles(lowered, side, r, c))
+    np.testing.assert_array_equal(after, read_tiles(lowered, side, r, c))
 
 
 NAN_AND_MAX = HALF_NAN_SPHERE + "c const 0.3\nw sub z c\nm max out w\n"
