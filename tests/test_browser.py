@@ -9,6 +9,7 @@ README's comes from here).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -75,6 +76,13 @@ def test_the_viewer_in_a_browser(page: Page, tmp_path: Path) -> None:
         shown = page.evaluate(SOURCES)
         program.write_text(text + "\n_bad frob 1 2\n")
         page.wait_for_selector("#error", state="visible", timeout=30_000)
+        # write_text is not atomic: the watcher may see the file truncated first (an
+        # empty program, shown as such), then whole, and show the line's error.
+        expected = json.dumps(f"{program}:59: ")
+        page.wait_for_function(
+            f"() => document.getElementById('error').innerText.startsWith({expected})",
+            timeout=30_000,
+        )
         error = page.inner_text("#error")
         assert error.startswith(f"{program}:59: ")
         assert page.evaluate(SOURCES) == shown
