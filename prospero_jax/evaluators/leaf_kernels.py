@@ -17,8 +17,10 @@ Output, per kernel:
 Invariants: a row is dispatched with ``lax.switch`` over the op table's value branches,
 each reading its own operands (:func:`~prospero_jax.evaluators.kernel_rows.reading`), so
 one compilation serves every program and tile; registers are a 2-D file, one row a
-register, carried from tape to tape and never cleared; the values are the program's op
-by op in the tapes' dtype (the same as the brute-force field's, bit for bit).
+register, carried from tape to tape and never cleared; the values are the op table's
+value rules on the tapes' rows, op by op in the tapes' dtype: the brute-force field's, but
+for a few ulps where XLA:CPU computes a transcendental function or a float32 division
+differently in fused code (:mod:`~prospero_jax.renderers.culled` says where that shows).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ and the pixel corners of tiles. Output: the tiles copied out (:func:`read_tiles`
 place (:func:`as_tiles`).
 
 Invariant: a tile's row of pixels moves as one element (a void of ``tile`` pixels), so
-indexed reads and writes pay per tile row, not per pixel; the images the renderers keep
-(a 2-D picture's pixels, a heightmap's first samples) are read and written only through
-these.
+indexed reads and writes pay per tile row, not per pixel (a 2-D picture's inside tiles
+and leaves are painted, and a heightmap's squares of first samples read and lowered,
+this way).
 """
 
 from __future__ import annotations
