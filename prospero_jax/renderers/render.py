@@ -69,9 +69,11 @@ def render(
     """
     view, where = resolve(size, options)
     check_memory(view.height * view.size)
-    program, view = view.pose(program)
     culled = culls(mode, where)
-    program = drawn(program, where, culled)
+    # A turned view turns what is drawn: the source's sign program, its atoms' forms
+    # turned with it (prospero turned: 2,550 rows, culled on the host tier at first,
+    # against 7,765 rows for the turned program's own, derived anew in ~0.2 s).
+    program, view = view.pose(drawn(program, where, culled))
     with where.precision():
         if culled:
             return render_culled(program, view, where, progress=progress, stats=stats)
@@ -81,7 +83,9 @@ def render(
 
 def drawn(program: Program, target: Target, culled: bool = True) -> Program:
     """The program an image of ``program`` evaluates: its sign program when it is culled,
-    the program itself in brute force or with ``target.exact`` (module docstring)."""
+    the program itself in brute force or with ``target.exact`` (module docstring). A
+    turned view draws this program turned (:meth:`View.pose
+    <prospero_jax.renderers.view.View.pose>`, which turns a sign program's atoms)."""
     return sign_program(program) if culled and not target.exact else program
 
 
