@@ -16,7 +16,9 @@ libfive; with ``--before TREE`` each round also times ours from another checkout
 ``git worktree add /tmp/before COMMIT``), right after this tree's, with the same
 allocators. Regions as in ``../shared/peers/README.md``: bear ±1.5, tanglecube ±3, the
 others ±1; ``sphere`` is ``sqrt(x² + y² + z²) - 0.6``, written to a temporary file.
-libfive samples voxel centres in z and always computes normals.
+libfive samples voxel centres in z and always computes normals. Both sides run on one
+core (``taskset -c 0``; ``--two-cores``: ours on both, as every run before session 26):
+our process has threads beyond Python's, which gave the bear 1.39 cores.
 
 With ``--paired`` (for a noisy machine, where the rounds above sit ~20 s apart, a
 compile between them), each column keeps ``--workers`` warm processes (compiled once,
@@ -42,7 +44,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from libfive_peer import HALF, libfive_run, model_path, run_json
+from libfive_peer import HALF, ONE_CORE, libfive_run, model_path, run_json
 
 #: What both workers do first: load the model, then time its first frame (argv: model,
 #: size, repeats, half, allocator).
@@ -91,10 +93,12 @@ for line in sys.stdin:
 class Warm:
     """A warm worker process of one checkout (``tree``, None: this one)."""
 
-    def __init__(self, path: Path, n: int, half: float, allocator: str, tree: str | None):
+    def __init__(
+        self, path: Path, n: int, half: float, allocator: str, tree: str | None, pin: list[str]
+    ):
         env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
         args = [str(path), str(n), "0", str(half), allocator]  # bursts say their repeats
-        command = [sys.executable, "-c", WARM_WORKER, *args]
+        command = [*pin, sys.executable, "-c", WARM_WORKER, *args]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
         )
@@ -128,7 +132,9 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
             path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
             for n in sizes:
                 workers = {
-                    column: [Warm(path, n, half, allocator, tree) for _ in range(args.workers)]
+                    column: [
+                        Warm(path, n, half, allocator, tree, args.pin) for _ in range(args.workers)
+                    ]
                     for column, tree, allocator in columns
                 }
                 firsts = {c: [f"{w.ready['first_s']:.1f}" for w in ws] for c, ws in workers.items()}
@@ -139,7 +145,9 @@ def paired(args: argparse.Namespace, models: list[str], sizes: list[int], column
                     line = f"round {round_ + 1}: {name} {n}:"
                     for side in sides if round_ % 2 == 0 else sides[::-1]:
                         if side == "libfive":
-                            got = libfive_run(args.libfive, path, "hm", n, half, args.repeats)
+                            got = libfive_run(
+                                args.libfive, path, "hm", n, half, args.repeats, args.pin
+                            )
                             seconds = float(got["median_s"])  # type: ignore[arg-type]
                             solid = f" (solid {got['solid']:.3f})" if round_ == 0 else ""
                         else:
@@ -185,7 +193,11 @@ def main() -> None:
     parser.add_argument("--before", help="also time ours from another checkout")
     parser.add_argument("--paired", action="store_true", help="warm workers, bursts paired")
     parser.add_argument("--workers", type=int, default=3, help="--paired: processes a column")
+    parser.add_argument(
+        "--two-cores", action="store_true", help="let ours use both cores (before session 26)"
+    )
     args = parser.parse_args()
+    args.pin = [] if args.two_cores else ONE_CORE
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
     if unknown := set(args.allocators.split(",")) - {"cli", "default"}:
@@ -208,13 +220,13 @@ def main() -> None:
             for name in models:
                 path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
                 for n in sizes:
-                    theirs = libfive_run(args.libfive, path, "hm", n, half, args.repeats)
+                    theirs = libfive_run(args.libfive, path, "hm", n, half, args.repeats, args.pin)
                     times.setdefault((name, n, "libfive"), []).append(float(theirs["median_s"]))  # type: ignore[arg-type]
                     line = f"round {round_ + 1}: {name} {n}: libfive {theirs['median_s']:.3f} s"
                     for column, tree, allocator in columns:
                         got = run_json(
-                            [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
-                             str(half), allocator],
+                            [*args.pin, sys.executable, "-c", WORKER, str(path), str(n),
+                             str(args.repeats), str(half), allocator],
                             tree=tree,
                         )  # fmt: skip
                         times.setdefault((name, n, column), []).append(float(got["median_s"]))  # type: ignore[arg-type]

@@ -61,9 +61,23 @@ def run_json(command: list[str], tree: str | None = None) -> dict[str, object]:
     return parsed
 
 
+#: A command's prefix that keeps it on one core (``taskset``): our process has threads
+#: beyond Python's (XLA's pool, asynchronous dispatch), which on two free cores gave the
+#: bear's 1024³ heightmap 1.39 cores (1.23 s; 1.7–2.0 s on one; experiments/RESULTS.md,
+#: "Twenty-sixth session"), so "one thread" against libfive's means one core.
+ONE_CORE = ["taskset", "-c", "0"]
+
+
 def libfive_run(
-    libfive: Path, model: Path, mode: str, size: int, half: float, repeats: int
+    libfive: Path,
+    model: Path,
+    mode: str,
+    size: int,
+    half: float,
+    repeats: int,
+    prefix: list[str] | None = None,
 ) -> dict[str, object]:
     """libfive's ``vm_bench MODEL MODE N 1 HALF R``: one thread, over ``[-half, half]³``,
-    the median of ``repeats`` runs after parsing."""
-    return run_json([str(libfive), str(model), mode, str(size), "1", str(half), str(repeats)])
+    the median of ``repeats`` runs after parsing; ``prefix``: e.g. :data:`ONE_CORE`."""
+    command = [str(libfive), str(model), mode, str(size), "1", str(half), str(repeats)]
+    return run_json([*(prefix or []), *command])
