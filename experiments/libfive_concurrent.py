@@ -4,18 +4,20 @@
     python experiments/libfive_concurrent.py --libfive /tmp/libfive-build/vm_bench \\
         --models colonnade,sphere --sizes 512,1024 --seconds 60
 
-Why: this machine's speed changes from second to second (libfive's colonnade 512³ runs
-at ~0.07 s a render for minutes, then at ~0.045 s for a few seconds), so two programs
+Why: this machine's cores change speed on their own, for seconds or minutes at a time
+(libfive's colonnade 512³: ~0.07 s a render, then ~0.04 s; session 26), so two programs
 timed one after the other can meet different machines, and a ratio of medians leans to
-whichever side slowed more. Here both run at once, pinned to the two cores
-(``taskset``): libfive's ``vm_bench MODEL hm N 1 HALF R`` (one thread) as a sequence of
-short processes, each a window of ~``--window`` seconds, and a warm process of ours
-(``pj.render_heightmap(program, N, region=±HALF, normals=True)``, depth ``D = N``,
-float32, freed arrays reused as the CLI does) rendering back to back meanwhile, each
-render timestamped. A window's ratio is the median of our renders that began and ended
-inside it over libfive's median in it. Halfway the two swap cores (each core has a
-worker of ours, warmed before the clock starts), so a difference between the cores is
-sampled too.
+whichever side slowed more. Running both at once also takes away what our process got
+from the second core when it ran alone (XLA's threads: the bear up to 1.39 cores).
+
+Here both run at once, pinned to the two cores (``taskset``): libfive's ``vm_bench MODEL
+hm N 1 HALF R`` (one thread) as a sequence of short processes, each a window of
+~``--window`` seconds, and a warm process of ours (``pj.render_heightmap(program, N,
+region=±HALF, normals=True)``, depth ``D = N``, float32, freed arrays reused as the CLI
+does) rendering back to back meanwhile, each render timestamped. A window's ratio is the
+median of our renders that began and ended inside it over libfive's median in it.
+Halfway the two swap cores (each core has a worker of ours, warmed before the clock
+starts), so a difference between the cores is sampled too.
 
 Printed per model and size: every window (libfive's median, ours, the ratio), then the
 ratio's median over all windows [quartiles]; each side's fast state, the windows where
