@@ -14,7 +14,8 @@ glibc keeping freed arrays for reuse as the CLI does (``pj.reuse_freed_memory()`
 table gives the median over rounds of each side's median, the min–max over rounds, the
 face counts, and ours ÷ libfive. Bounds: bear ±1.5, tanglecube ±3, the others ±1;
 ``sphere`` is ``sqrt(x² + y² + z²) - 0.6`` and ``boxes`` the union of two boxes of the
-mesh tests, written to a temporary file.
+mesh tests, written to a temporary file. Both sides run on one core (``taskset -c 0``;
+``--two-cores``: ours on both, as every run before session 26; libfive_peer.ONE_CORE).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from libfive_peer import HALF, libfive_run, model_path, run_json
+from libfive_peer import HALF, ONE_CORE, libfive_run, model_path, run_json
 
 WORKER = """
 import json, statistics, sys, time, warnings
@@ -56,7 +57,11 @@ def main() -> None:
     parser.add_argument("--allocators", default="cli", help="cli (freed arrays reused), default")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--two-cores", action="store_true", help="let ours use both cores (before session 26)"
+    )
     args = parser.parse_args()
+    pin = [] if args.two_cores else ONE_CORE
     if not args.libfive.exists():
         sys.exit(f"{args.libfive}: no vm_bench; build it with ../shared/peers/libfive/build.sh")
     models, sizes = args.models.split(","), [int(n) for n in args.sizes.split(",")]
@@ -71,12 +76,12 @@ def main() -> None:
             for name in models:
                 path, half = model_path(name, Path(scratch)), HALF.get(name, 1.0)
                 for n in sizes:
-                    theirs = libfive_run(args.libfive, path, "mesh", n, half, args.repeats)
+                    theirs = libfive_run(args.libfive, path, "mesh", n, half, args.repeats, pin)
                     mine_of: dict[str, object] = {}
                     for allocator in allocators:
                         got = run_json(
-                            [sys.executable, "-c", WORKER, str(path), str(n), str(args.repeats),
-                             str(half), ",".join(methods), allocator]
+                            [*pin, sys.executable, "-c", WORKER, str(path), str(n),
+                             str(args.repeats), str(half), ",".join(methods), allocator]
                         )  # fmt: skip
                         suffix = "" if allocator == "cli" else f"/{allocator}"
                         mine_of |= {f"{method}{suffix}": got[method] for method in methods}
