@@ -62,9 +62,9 @@ def run_json(command: list[str], tree: str | None = None) -> dict[str, object]:
 
 
 #: A command's prefix that keeps it on one core (``taskset``): our process has threads
-#: beyond Python's (XLA's pool, asynchronous dispatch), which on two free cores gave the
-#: bear's 1024³ heightmap 1.39 cores (1.23 s; 1.7–2.0 s on one; experiments/RESULTS.md,
-#: "Twenty-sixth session"), so "one thread" against libfive's means one core.
+#: beyond Python's (XLA's), which on two free cores gave the bear's 1024³ heightmap 1.39
+#: cores (1.23 s; 1.7–2.0 s on one; experiments/RESULTS.md, "Twenty-sixth session"), so
+#: "one thread" against libfive's means one core.
 ONE_CORE = ["taskset", "-c", "0"]
 
 
