@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from libfive_peer import HALF, model_path
+from libfive_peer import HALF, LineWorker, model_path
 
 #: A worker of ours pinned to a core: warm (compiled, steady), then per line read
 #: ("SECONDS"), renders back to back for that long and prints each render's monotonic
@@ -65,39 +65,16 @@ for line in sys.stdin:
 """
 
 
-class Worker:
+class Worker(LineWorker):
     """A warm process of ours, pinned to ``core``."""
 
     def __init__(self, path: Path, size: int, half: float, core: int):
         command = ["taskset", "-c", str(core), sys.executable, "-c", WORKER]
-        self.process = subprocess.Popen(
-            [*command, str(path), str(size), str(half)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._read()
-
-    def _read(self) -> dict[str, object]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            sys.exit(f"a worker stopped (exit {self.process.wait()})")
-        parsed: dict[str, object] = json.loads(line)
-        return parsed
-
-    def start(self, seconds: float) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{seconds}\n")
-        self.process.stdin.flush()
+        super().__init__([*command, str(path), str(size), str(half)])
+        self.read()  # ready
 
     def spans(self) -> list[tuple[float, float]]:
-        return [tuple(s) for s in self._read()["spans"]]  # type: ignore[attr-defined, misc]
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait()
+        return [tuple(s) for s in self.read()["spans"]]  # type: ignore[attr-defined]
 
 
 def libfive_windows(
@@ -106,7 +83,8 @@ def libfive_windows(
     """libfive's processes, one after another for ``seconds``: each one's monotonic start
     and end and its median render (``repeats`` renders after a warm-up render); at least
     one."""
-    until, windows = time.monotonic() + seconds, []
+    until = time.monotonic() + seconds
+    windows: list[tuple[float, float, float]] = []
     while not windows or time.monotonic() < until:
         command = ["taskset", "-c", str(core), str(libfive), str(path), "hm", str(size)]
         begin = time.monotonic()
@@ -194,7 +172,7 @@ def main() -> None:
                 pairs = []
                 for ours_core in (1, 0):  # then swapped
                     worker = workers[ours_core]
-                    worker.start(args.seconds / 2)
+                    worker.send(str(args.seconds / 2))
                     windows = libfive_windows(
                         args.libfive, path, size, half, 1 - ours_core, args.seconds / 2, repeats
                     )

@@ -36,15 +36,13 @@ disagree, neither is the quiet machine's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from libfive_peer import HALF, ONE_CORE, libfive_run, model_path, run_json
+from libfive_peer import HALF, ONE_CORE, LineWorker, libfive_run, model_path, run_json
 
 #: What both workers do first: load the model, then time its first frame (argv: model,
 #: size, repeats, half, allocator).
@@ -90,7 +88,7 @@ for line in sys.stdin:
 )
 
 
-class Warm:
+class Warm(LineWorker):
     """A warm worker process of one checkout (``tree``, None: this one)."""
 
     def __init__(
@@ -98,30 +96,12 @@ class Warm:
     ):
         env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
         args = [str(path), str(n), "0", str(half), allocator]  # bursts say their repeats
-        command = [*pin, sys.executable, "-c", WARM_WORKER, *args]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
-        )
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, float]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            sys.exit(f"a worker stopped (exit {self.process.wait()})")
-        parsed: dict[str, float] = json.loads(line)
-        return parsed
+        super().__init__([*pin, sys.executable, "-c", WARM_WORKER, *args], env=env, cwd=tree)
+        self.ready: dict[str, float] = self.read()  # type: ignore[assignment]
 
     def burst(self, repeats: int) -> float:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{repeats}\n")
-        self.process.stdin.flush()
-        return self._read()["median_s"]
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait()
+        self.send(str(repeats))
+        return float(self.read()["median_s"])  # type: ignore[arg-type]
 
 
 def paired(args: argparse.Namespace, models: list[str], sizes: list[int], columns: list) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,34 @@ def libfive_run(
     the median of ``repeats`` runs after parsing; ``prefix``: e.g. :data:`ONE_CORE`."""
     command = [str(libfive), str(model), mode, str(size), "1", str(half), str(repeats)]
     return run_json([*(prefix or []), *command])
+
+
+class LineWorker:
+    """A process that answers each line sent to it with one line of JSON (a warm worker of
+    ours: compiled once, then timed on request), with ``env`` and ``cwd`` as given."""
+
+    def __init__(
+        self, command: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+    ):
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
+
+    def read(self) -> dict[str, object]:
+        """Its next line of JSON; exits the script if the process has stopped."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"a worker stopped (exit {self.process.wait()})")
+        parsed: dict[str, object] = json.loads(line)
+        return parsed
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
