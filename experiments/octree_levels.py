@@ -62,7 +62,9 @@ def main() -> None:
             first[n:, :] = first[:, n:] = -1
             stats: list[dict[str, Any]] = []
             with target.precision():
-                octree.first_inside(sign, xs, ys, zs, target, first, leaf=args.leaf, stats=stats)
+                octree.first_inside(
+                    sign, xs, ys, zs, target, first, leaf=args.leaf, points=program, stats=stats
+                )
             runs.append(stats)
         runs = runs[1:]
         total = statistics.median(sum(s["seconds"] for s in run) for run in runs) * 1e3

@@ -414,6 +414,57 @@ def test_the_compiled_tier_buys_the_closures_at_the_first_frame(
     np.testing.assert_array_equal(bought.z, rented)
 
 
+@pytest.mark.parametrize("model", ["bear", "sphere"])
+def test_the_compiled_leaves_find_each_open_columns_first_inside_sample(model: str) -> None:
+    # compiled_tier.firsts on leaf boxes whose columns are known closed (a first inside
+    # sample at or above the box's top), open through the box, or open down to a sample
+    # inside or just below it: an open column gets its first sample where the value is
+    # < 0 (by the float64 oracle, up to values within 1e-5 of 0), NOT_FOUND if none; a
+    # closed one NOT_FOUND (nothing to lower). The bear's 657 rows evaluate its open
+    # columns only, the sphere's 11 its boxes whole (REDUCED_ROWS).
+    from prospero_jax.evaluators.leaf_kernels import NOT_FOUND
+    from prospero_jax.evaluators.oracle import evaluate
+    from prospero_jax.renderers.hierarchy import Frontier, root_tape
+
+    program = pj.parse(SPHERE) if model == "sphere" else pj.load(shared_path("models/bear.vm"))
+    assert (len(program) > compiled_tier.REDUCED_ROWS) == (model == "bear")
+    half = 1.5 if model == "bear" else 1.0
+    xs, ys = (a.astype(np.float32) for a in pj.View(64, (-half, half, -half, half)).axes())
+    zs = np.linspace(1, -1, 128).astype(np.float32)
+    rng = np.random.default_rng(5)
+    boxes = 300
+    rows, cols = (8 * rng.integers(0, 8, boxes) for _ in range(2))
+    tops = (16 * rng.integers(0, 8, boxes)).astype(np.int32)
+    tapes = root_tape(program, "float32")
+    part = Frontier(tapes.take(np.zeros(0, np.int64)), np.zeros(boxes, np.int64), rows, cols, 8)
+    # Known: closed (top - 3, top), open (FAR, top + 16, top + 40) or open to inside the box.
+    choices = np.array([-3, 0, NOT_FOUND, 16, 40, 1, 9, 15])
+    known = tops[:, None, None] + rng.choice(choices, (boxes, 8, 8))
+    known = np.minimum(known, NOT_FOUND).astype(np.int32)
+    depths = zs[tops[:, None] + np.arange(16)]
+    got = compiled_tier.firsts(program, part, xs, ys, depths, tops, known)
+
+    pixel = np.arange(8)
+    x = xs[cols[:, None] + pixel][:, None, None, :]
+    y = ys[rows[:, None] + pixel][:, None, :, None]
+    values = evaluate(program, x, y, depths[:, :, None, None])  # (boxes, 16, 8, 8)
+    inside, near = values < 0, np.abs(values) < 1e-5
+    expect = np.where(inside.any(1), inside.argmax(1) + tops[:, None, None], NOT_FOUND)
+    closed = known <= tops[:, None, None]
+    assert closed.any()
+    assert (expect[~closed] != NOT_FOUND).any()  # some open columns find a sample
+    if model == "bear":  # a short program's boxes are evaluated whole
+        assert (got[closed] == NOT_FOUND).all()
+    # A column may differ only where a sample above or at the deciding one is near 0.
+    above = (
+        np.arange(16)[None, :, None, None]
+        <= (np.minimum(got, expect) - tops[:, None, None])[:, None]
+    )
+    doubtful = (near & above).any(1)
+    wrong = (got != expect) & ~closed & ~doubtful
+    assert not wrong.any(), f"{wrong.sum()} open columns differ"
+
+
 def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     from prospero_jax.renderers.hierarchy import Frontier, root_tape
 

@@ -64,14 +64,16 @@ FIXED_ROWS = 4
 #: 0.04 s, the bear's 657 0.31 s, the colonnade's 808 0.25 s).
 COMPILE_SECONDS = 0.03
 COMPILE_SECONDS_PER_ROW = 4.5e-4
-#: A call of the compiled closure takes as many leaf boxes as hold about this many
-#: point-rows (a power of two, :data:`BOXES` of them at most, 32 at least; the last call
-#: padded): a long program's intermediate arrays then stay in cache (a bear 512³
-#: heightmap took 0.25 s in calls of 32 boxes, 0.28 of 64, 0.30 of 128) and a short one's
-#: calls cost less than their dispatch (tanglecube 1024³: 113 ms in calls of 32, 100 of
-#: 256, 102 of 1,024).
+#: A call of the compiled closure takes as many leaf boxes (or columns) as hold about
+#: this many point-rows (a power of two, :data:`COLUMNS` columns at most,
+#: :data:`LEAST_COLUMNS` (32 boxes) at least; the last call padded): a long program's
+#: intermediate arrays then stay in cache (a bear 512³ heightmap took 0.25 s in calls of
+#: 32 boxes, 0.28 of 64, 0.30 of 128; bear 1024³ in calls of 512 to 8,192 columns: 0.86,
+#: 0.84, 0.85, 0.88, 0.93 s) and a short one's calls cost less than their dispatch
+#: (tanglecube 1024³: 113 ms in calls of 32 boxes, 100 of 256, 102 of 1,024).
 CALL_POINT_ROWS = 1 << 23
-BOXES = 1024
+COLUMNS = 1 << 16
+LEAST_COLUMNS = 2048
 #: Programs of up to this many rows have their leaf boxes' depths reduced inside the
 #: compiled closure (:func:`_firsts_kernel`).
 REDUCED_ROWS = 512
@@ -191,37 +193,39 @@ def shaped(program: Program) -> Shaped:
 
 
 def _firsts_kernel(program: Program) -> Callable[..., jax.Array]:
-    """The jitted ``(numbers, x[b, s], y[b, s], z[b, d], offsets[b]) → index[b, s, s]`` of
-    programs of ``program``'s shape: per box ``b`` and column ``(y, x)``, the first depth
-    index where the value is < 0 plus the box's offset (its first sample), or
-    :data:`~prospero_jax.evaluators.leaf_kernels.NOT_FOUND` where none is (a heightmap's sample
-    index, as the leaf kernel gives it: on the host a pass over every column); for a
-    program of over :data:`REDUCED_ROWS` rows, ``inside[b, d, s, s]`` instead (value
-    < 0), reduced on the host. The points are built inside the compiled loop, so a call
-    reads a box's corners, not its points; a short program's depths are reduced there
-    too (a call then writes a column's index, not its signs: tanglecube, 262,144 points,
-    0.12 against 0.27 ms), a long one's not (in the loop, the bear's took 8.2 against
+    """The jitted closure that finds leaf columns' first inside depths for programs of
+    ``program``'s shape (the points built inside it from their coordinates, so a call
+    reads a column's ``x``, ``y`` and depths, not its samples' points). For a program of
+    up to :data:`REDUCED_ROWS` rows, ``(numbers, x[b, s], y[b, s], z[b, d], offsets[b]) →
+    index[b, s, s]``: every column ``(y, x)`` of each box ``b``, the first depth index
+    where the value is < 0 plus the box's offset (its first sample), or
+    :data:`~prospero_jax.evaluators.leaf_kernels.NOT_FOUND` where none is (a heightmap's
+    sample index, as the leaf kernel gives it), reduced in the loop (a call then writes a
+    column's index, not its signs: tanglecube, 262,144 points, 0.12 against 0.27 ms). For
+    a longer one, ``(numbers, x[c], y[c], z[c, d]) → inside[c, d]`` (value < 0) over a
+    list of columns ``c``, reduced on the host (in the loop, the bear's took 8.2 against
     5.1 ms). Compiled once per shape (the last 16)."""
     field = shaped(program).field
-    reduced = len(program) <= REDUCED_ROWS
 
-    def make() -> Callable[..., jax.Array]:
-        def firsts(
-            numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array, offsets: jax.Array
-        ) -> jax.Array:
-            shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
-            at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
-            flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
-            inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
-            if not reduced:
-                return inside
-            index = jax.lax.broadcasted_iota(np.int32, shape, 1) + offsets[:, None, None, None]
-            return jnp.min(jnp.where(inside, index, np.int32(NOT_FOUND)), axis=1)
+    def boxes(
+        numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array, offsets: jax.Array
+    ) -> jax.Array:
+        shape = (len(x), z.shape[1], x.shape[1], x.shape[1])
+        at = (x[:, None, None, :], y[:, None, :, None], z[:, :, None, None])
+        flat = (jnp.broadcast_to(v, shape).reshape(-1) for v in at)
+        inside = (field(numbers, *flat) < 0).reshape(shape)  # NaN: not inside
+        index = jax.lax.broadcasted_iota(np.int32, shape, 1) + offsets[:, None, None, None]
+        return jnp.min(jnp.where(inside, index, np.int32(NOT_FOUND)), axis=1)
 
-        return jax.jit(firsts)
+    def columns(numbers: Any, x: jax.Array, y: jax.Array, z: jax.Array) -> jax.Array:
+        flat = (jnp.broadcast_to(v, z.shape).reshape(-1) for v in (x[:, None], y[:, None], z))
+        return (field(numbers, *flat) < 0).reshape(z.shape)  # NaN: not inside
 
-    kernel: Callable[..., jax.Array] = _kept(_firsts_kernels, shaped(program).key, make)
-    return kernel
+    kernel = boxes if len(program) <= REDUCED_ROWS else columns
+    jitted: Callable[..., jax.Array] = _kept(
+        _firsts_kernels, shaped(program).key, lambda: jax.jit(kernel)
+    )
+    return jitted
 
 
 def firsts(
@@ -231,32 +235,52 @@ def firsts(
     ys: np.ndarray,
     zs: np.ndarray,
     offsets: np.ndarray,
+    known: np.ndarray,
 ) -> np.ndarray:
     """Per box of ``part`` and column, the first of the depths ``zs`` (a row a box) where
     the value is < 0 as a sample index: plus the box's ``offsets`` entry (int32), or
     :data:`~prospero_jax.evaluators.leaf_kernels.NOT_FOUND` where none is (as
     :func:`~prospero_jax.renderers.column_search.sample_indices` makes them):
     ``(boxes, side, side)`` int32, by the program's compiled closure
-    (:func:`_firsts_kernel`), in calls of :data:`CALL_POINT_ROWS` point-rows (the last
-    call padded)."""
-    pixel, boxes = np.arange(part.side), len(part.lengths)
-    fit = CALL_POINT_ROWS // (len(program) * part.side**2 * zs.shape[-1])
-    per_call = min(BOXES, 1 << max(5, fit.bit_length() - 1))
-    calls = -(-boxes // per_call)
-    x = _padded(xs[part.cols[:, None] + pixel], calls * per_call)
-    y = _padded(ys[part.rows[:, None] + pixel], calls * per_call)
-    z = _padded(zs, calls * per_call)
-    shift = _padded(offsets.astype(np.int32), calls * per_call)
+    (:func:`_firsts_kernel`, :func:`_called`). A short program's boxes are evaluated
+    whole (:data:`REDUCED_ROWS`). A long one's open columns only, those whose ``known``
+    first sample (``(boxes, side, side)``) is below the box's first; a closed column
+    gets ``NOT_FOUND`` (it has nothing to lower). A sixth of the bear's compiled leaf
+    samples at 1024³ lie in columns found above, and a column's 16 samples cost ~50 ns
+    each against a box's ~77 (bear 1024³, one core, in one process: 1.17 → 0.89 s;
+    the sphere's boxes picked by column took 23 → 92 ms, where picking costs more than
+    evaluating; experiments/RESULTS.md)."""
+    depth, boxes = zs.shape[-1], len(part.lengths)
+    if len(program) <= REDUCED_ROWS:
+        pixel = np.arange(part.side)
+        x, y = xs[part.cols[:, None] + pixel], ys[part.rows[:, None] + pixel]
+        return _called(program, (x, y, zs, offsets.astype(np.int32)), part.side**2)
+    found = np.full((boxes, part.side, part.side), NOT_FOUND, np.int32)
+    box, row, col = np.nonzero(known > offsets[:, None, None])
+    if len(box):
+        x, y = xs[part.cols[box] + col], ys[part.rows[box] + row]
+        inside = _called(program, (x, y, zs[box]), 1)
+        found[box, row, col] = sample_indices(first_true(inside), depth, offsets[box])
+    return found
+
+
+def _called(program: Program, args: tuple[np.ndarray, ...], unit: int) -> np.ndarray:
+    """``program``'s compiled closure (:func:`_firsts_kernel`) on ``args`` (boxes or
+    columns of ``unit`` columns each, one a row), in calls of a power of two rows
+    holding about :data:`CALL_POINT_ROWS` point-rows, :data:`LEAST_COLUMNS` columns at
+    least (the last call padded); its outputs, concatenated."""
+    count, depth = len(args[0]), args[2].shape[-1]
+    fit = CALL_POINT_ROWS // (len(program) * depth)
+    per_call = min(COLUMNS, 1 << max(LEAST_COLUMNS, fit).bit_length() - 1) // unit
+    calls = -(-count // per_call)
+    padded = [_padded(a, calls * per_call) for a in args]
     kernel = _firsts_kernel(program)
-    numbers = tuple(constant_array(v, x.dtype) for v in shaped(program).numbers)
+    numbers = tuple(constant_array(v, args[0].dtype) for v in shaped(program).numbers)
     outs = [
-        kernel(numbers, x[at], y[at], z[at], shift[at])
-        for at in (slice(k * per_call, (k + 1) * per_call) for k in range(calls))
+        kernel(numbers, *(a[k * per_call : (k + 1) * per_call] for a in padded))
+        for k in range(calls)
     ]
-    found = np.concatenate([np.asarray(out) for out in outs])[:boxes]
-    if found.dtype != bool:
-        return found
-    return sample_indices(first_true(found), zs.shape[-1], offsets)
+    return np.concatenate([np.asarray(out) for out in outs])[:count]
 
 
 def _padded(rows: np.ndarray, count: int) -> np.ndarray:

@@ -494,7 +494,8 @@ def first_inside(
         # value is the same at every depth: colonnade 1024³'s walls below what is found,
         # a quarter of its leaf boxes; its leaf calls 35 → 30 ms, experiments/RESULTS.md).
         if not len(part.tapes) or _compiled.compiles(part, target, leaves):  # no tapes
-            index = _compiled.firsts(leaves, part, xs, ys, depths, tops)  # [box, y, x]
+            known = read_tiles(first, side, rows, cols)
+            index = _compiled.firsts(leaves, part, xs, ys, depths, tops, known)  # [box, y, x]
         elif part.depth is None and len(target.devices) < 2:
             # The leaf kernel reads each square's ``first`` once, searches a box's columns
             # only above what is known (an earlier box of the call may have found it) and
