@@ -5,7 +5,8 @@
 
 For each model (regions as in libfive_heightmaps.py; depth = size), the sign program's
 first-inside search (:func:`prospero_jax.renderers.octree.first_inside`, normals not
-included): per level the box it splits into (pixels × samples), the boxes in, their tape
+included; compiled leaves evaluate the program as written, as ``render_heightmap`` has
+them): per level the box it splits into (pixels × samples), the boxes in, their tape
 rows, children proved inside, children left, and the median wall time over ``--repeats``
 (after a warm-up that compiles).
 """

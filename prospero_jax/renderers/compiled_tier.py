@@ -248,7 +248,7 @@ def firsts(
     gets ``NOT_FOUND`` (it has nothing to lower). A sixth of the bear's compiled leaf
     samples at 1024³ lie in columns found above, and XLA runs a column's 16 samples at
     ~50 ns each against a box's ~77 (bear 1024³ with normals, one core: 1.33 → 1.02 s a
-    frame; the sphere's boxes picked by column took 23 → 92 ms, where picking costs
+    frame; the sphere's boxes picked by column took 32 → 92 ms at 1024³, where picking costs
     more than evaluating; experiments/RESULTS.md, "Twenty-seventh session")."""
     depth, boxes = zs.shape[-1], len(part.lengths)
     if len(program) <= REDUCED_ROWS:
