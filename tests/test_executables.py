@@ -21,6 +21,7 @@ import pytest
 
 import prospero_jax as pj
 from prospero_jax.runtime import executables as _executables
+from tests.conftest import shared_path
 
 _RENDER = """
 import json, sys
@@ -137,3 +138,82 @@ def test_a_frames_kernels_are_prepared_at_once_before_it_runs(
     assert _executables.store.counts["compiled"] == counts["compiled"] + 3
     assert _executables.store.counts["loaded"] == counts["loaded"]
     np.testing.assert_array_equal(image, pj.render(hi, 200, mode="brute", dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_calls_run_at_once_give_what_calls_one_at_a_time_give(
+    monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    # On several cores a batch of kernel calls runs a thread each (whatever this machine
+    # has, two here); their outputs come back in the calls' order, the same arrays, in the
+    # caller's precision (a thread's own: float64 kernels in float64).
+    from prospero_jax.renderers import kernel_calls
+
+    program = pj.load(shared_path("models/bear.vm"))
+    threaded: list[int] = []
+    run_at_once = _executables.run_at_once
+
+    def counted(work: object, items: list[object], threads: int) -> list[object]:
+        threaded.append(len(items))
+        return run_at_once(work, items, threads)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernel_calls._executables, "run_at_once", counted)
+    frames = {}
+    for cores in (1, 2):
+        monkeypatch.setattr(kernel_calls._executables, "at_once", lambda _, c=cores: c)
+        target = pj.Target(tier="kernels", dtype=dtype)
+        frames[cores] = pj.render_heightmap(program, 96, region=(-1.5, 1.5) * 2, target=target)
+        if cores == 1:
+            assert not threaded
+    assert threaded  # batches of several calls ran threaded
+    assert max(threaded) > 1
+    np.testing.assert_array_equal(frames[1].z, frames[2].z)
+    np.testing.assert_array_equal(frames[1].normal, frames[2].normal)
+    assert np.isfinite(frames[1].z).any()
+    assert frames[2].normal.dtype == dtype
+
+
+def _doubled(a: jax.Array) -> jax.Array:
+    return a * 2 + 1
+
+
+def test_threads_calling_a_kernel_not_yet_compiled_compile_it_once(store: Path) -> None:
+    import threading
+
+    kernel, device = jax.jit(_doubled), jax.devices()[0]
+    args = (np.arange(12, dtype=np.float32).reshape(3, 4),)
+    before = _executables.store.counts["compiled"]
+    start = threading.Barrier(4)
+
+    def call(_: int) -> np.ndarray:
+        start.wait()
+        return np.asarray(_executables.call(kernel, args, device))
+
+    outs = _executables.run_at_once(call, range(4), 4)
+    assert _executables.store.counts["compiled"] == before + 1
+    for out in outs:
+        np.testing.assert_array_equal(out, args[0] * 2 + 1)
+
+
+def test_calls_at_once_run_in_the_callers_precision_and_context() -> None:
+    # jax.enable_x64 is a thread's own, NumPy's errstate a context variable: a pool thread
+    # has neither unless they are carried (a float64 kernel would get float32 arrays).
+    def state(_: int) -> tuple[str, str]:
+        return str(jax.numpy.zeros(1).dtype), np.geterr()["over"]
+
+    for x64, dtype in ((True, "float64"), (False, "float32")):
+        with jax.enable_x64(x64), np.errstate(over="ignore"):
+            assert _executables.run_at_once(state, range(4), 2) == [(dtype, "ignore")] * 4
+    assert _executables.run_at_once(state, range(2), 2)[0][1] == np.geterr()["over"]
+
+
+def test_calls_at_once_are_the_cores_this_process_may_use() -> None:
+    import os
+
+    class Accelerator:
+        platform = "gpu"
+
+    assert _executables.at_once(Accelerator()) == 1  # type: ignore[arg-type]
+    cpu = jax.devices("cpu")[0]
+    if hasattr(os, "sched_getaffinity"):
+        assert _executables.at_once(cpu) == len(os.sched_getaffinity(0))

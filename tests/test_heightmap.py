@@ -508,6 +508,25 @@ def test_the_compiled_leaf_tier_is_rented_before_it_is_bought() -> None:
     compiled_tier._rent.pop(shape(one))
 
 
+@pytest.mark.parametrize("depths", [1, 7, 8, 16, 24, 40])
+def test_a_columns_first_inside_is_its_first_true_depth(depths: int) -> None:
+    # Columns of a multiple of 8 depths are read as words; the others, the boxes' 4-D
+    # signs and strided views, by argmax. All as a column's first True depth says.
+    from prospero_jax.renderers.column_search import first_true
+
+    rng = np.random.default_rng(depths)
+    for density in (0.0, 0.02, 0.3, 1.0):
+        signs = rng.random((3000, depths)) < density
+        signs[:depths, :] = np.eye(depths, dtype=bool)  # each depth the first somewhere
+        expected = [next((d for d in range(depths) if row[d]), depths) for row in signs]
+        assert first_true(signs).dtype == np.int32
+        np.testing.assert_array_equal(first_true(signs), expected)
+        strided = signs[::2]
+        np.testing.assert_array_equal(first_true(strided), expected[::2])
+        boxes = signs.reshape(-1, 1, depths).transpose(0, 2, 1)  # (boxes, depths, 1)
+        np.testing.assert_array_equal(first_true(boxes)[:, 0], expected)
+
+
 #: A sphere of radius 1.2 plus sqrt(x): NaN where x < 0 (never inside), for leaf boxes.
 HALF_NAN_SPHERE = (
     "x var-x\ny var-y\nz var-z\nxx mul x x\nyy mul y y\nzz mul z z\ns add xx yy\n"

@@ -254,33 +254,62 @@ def firsts(
     if len(program) <= REDUCED_ROWS:
         pixel = np.arange(part.side)
         x, y = xs[part.cols[:, None] + pixel], ys[part.rows[:, None] + pixel]
-        return _called(program, (x, y, zs, offsets.astype(np.int32)), part.side**2)
+        args = (x, y, zs, offsets.astype(np.int32))
+        per_call = _per_call(program, depth, part.side**2)
+        padded = tuple(_padded(a, -(-boxes // per_call) * per_call) for a in args)
+        return _called(program, padded, boxes, per_call)
     found = np.full((boxes, part.side, part.side), NOT_FOUND, np.int32)
     box, row, col = np.nonzero(known > offsets[:, None, None])
     if len(box):
-        x, y = xs[part.cols[box] + col], ys[part.rows[box] + row]
-        inside = _called(program, (x, y, zs[box]), 1)
-        found[box, row, col] = sample_indices(first_true(inside), depth, offsets[box])
+        per_call = _per_call(program, depth, 1)
+        count = -(-len(box) // per_call) * per_call  # the last call padded
+        x = _gathered(xs, part.cols[box] + col, count)
+        y = _gathered(ys, part.rows[box] + row, count)
+        z = _gathered(zs, box, count)
+        first = _called(program, (x, y, z), len(box), per_call, first_true)
+        found[box, row, col] = sample_indices(first, depth, offsets[box])
     return found
 
 
-def _called(program: Program, args: tuple[np.ndarray, ...], unit: int) -> np.ndarray:
-    """``program``'s compiled closure (:func:`_firsts_kernel`) on ``args`` (boxes or
-    columns of ``unit`` columns each, one a row), in calls of a power of two rows
-    holding about :data:`CALL_POINT_ROWS` point-rows, :data:`LEAST_COLUMNS` columns at
-    least (the last call padded); its outputs, concatenated."""
-    count, depth = len(args[0]), args[2].shape[-1]
+def _per_call(program: Program, depth: int, unit: int) -> int:
+    """How many boxes (or columns) of ``unit`` columns and ``depth`` samples a call of
+    ``program``'s closure takes: a power of two holding about :data:`CALL_POINT_ROWS`
+    point-rows, :data:`LEAST_COLUMNS` columns at least, :data:`COLUMNS` at most."""
     fit = CALL_POINT_ROWS // (len(program) * depth)
-    per_call = min(COLUMNS, 1 << max(LEAST_COLUMNS, fit).bit_length() - 1) // unit
-    calls = -(-count // per_call)
-    padded = [_padded(a, calls * per_call) for a in args]
+    return min(COLUMNS, 1 << max(LEAST_COLUMNS, fit).bit_length() - 1) // unit
+
+
+def _called(
+    program: Program,
+    args: tuple[np.ndarray, ...],
+    count: int,
+    per_call: int,
+    reduce: Callable[[np.ndarray], np.ndarray] = np.asarray,
+) -> np.ndarray:
+    """``program``'s compiled closure (:func:`_firsts_kernel`) on ``args`` (a box or a
+    column a row, a multiple of ``per_call`` rows: the last call's padding included), in
+    calls of ``per_call`` rows; each call's output ``reduce``-d, concatenated, its first
+    ``count`` rows. A call is dispatched before the last one's output is read and
+    reduced, so that on a second core the host's work overlaps the closure's."""
     kernel = _firsts_kernel(program)
     numbers = tuple(constant_array(v, args[0].dtype) for v in shaped(program).numbers)
-    outs = [
-        kernel(numbers, *(a[k * per_call : (k + 1) * per_call] for a in padded))
-        for k in range(calls)
-    ]
-    return np.concatenate([np.asarray(out) for out in outs])[:count]
+    outs, pending = [], None
+    for start in range(0, len(args[0]), per_call):
+        out = kernel(numbers, *(a[start : start + per_call] for a in args))  # dispatched
+        if pending is not None:
+            outs.append(reduce(np.asarray(pending)))
+        pending = out
+    outs.append(reduce(np.asarray(pending)))
+    return np.concatenate(outs)[:count]
+
+
+def _gathered(source: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
+    """``source[index]`` (rows of ``source``) in an aligned array of ``count`` rows, the
+    last row repeated into the rest (a call's padding), gathered in one pass."""
+    out = aligned_empty((count, *source.shape[1:]), source.dtype)  # see runtime.memory
+    np.take(source, index, axis=0, out=out[: len(index)])
+    out[len(index) :] = out[len(index) - 1]
+    return out
 
 
 def _padded(rows: np.ndarray, count: int) -> np.ndarray:

@@ -182,8 +182,10 @@ def dispatch(
 ) -> list[Any]:
     """``kernel(*args, registers=r, **static)`` for each ``(args, r)`` of ``calls``.
 
-    On one device each call is dispatched asynchronously (through the stored executables).
-    On several, calls go in batches of one per device: their inputs padded to the batch's
+    On one device each call is dispatched asynchronously (through the stored executables),
+    or on a CPU with several cores (:func:`~prospero_jax.runtime.executables.at_once`),
+    several calls run at once, a thread each, and are returned computed. On several
+    devices, calls go in batches of one per device: their inputs padded to the batch's
     largest tape, stacked, sharded over a 1-D mesh and run by ``shard_map``.
     """
     if len(devices) < 2:
@@ -191,10 +193,23 @@ def dispatch(
         # path transfers them, which costs less than jax.device_put's Python path (6 % of a
         # 1024² frame; experiments/RESULTS.md). Elsewhere they are placed first.
         place = device != jax.local_devices()[0]
-        return [
-            _executables.call(kernel, _on(device, args, place), device, registers=r, **static)
-            for args, r in calls
-        ]
+
+        def run(call: tuple[tuple[Any, ...], int]) -> Any:
+            args, r = call
+            on = _on(device, args, place)
+            return _executables.call(kernel, on, device, registers=r, **static)
+
+        threads = min(len(calls), _executables.at_once(device))
+        if threads < 2:
+            return [run(call) for call in calls]
+
+        # XLA:CPU runs one call's loop on one core, and queues a device's calls in order:
+        # run in threads, they share the cores (bear 1024³ with normals on two cores, its
+        # prune and dual calls: see experiments/RESULTS.md, "Twenty-eighth session").
+        def computed(call: tuple[tuple[Any, ...], int]) -> Any:
+            return jax.block_until_ready(run(call))  # type: ignore[no-untyped-call]
+
+        return _executables.run_at_once(computed, calls, threads)
     share = len(devices)
     dispatched = []  # every batch is sent before any is read back, so devices overlap
     for first in range(0, len(calls), share):

@@ -25,10 +25,12 @@ loaded: like JAX's own cache, the directory must be one only its user writes.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import os
 import pickle
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -97,6 +99,12 @@ def _build() -> tuple[str, str, str]:
     return jax.__version__, version("jaxlib"), digest.hexdigest()
 
 
+#: One thread at a time loads or compiles an executable (:func:`call`).
+_slow_path = threading.Lock()
+#: The thread pools of :func:`run_at_once`, by size.
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
 def build_tag() -> str:
     """A short name for this build (jax, jaxlib, package source), the files' prefix."""
     return hashlib.sha256(repr(_build()).encode()).hexdigest()[:8]
@@ -155,7 +163,9 @@ def _quick(kernel: Any, args: tuple[Any, ...], static: dict[str, Any], device: j
 def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) -> Any:
     """``kernel(*args, **static)``, through a stored executable when a directory is set.
 
-    ``args`` must already live on ``device`` (the executable runs there).
+    ``args`` must already live on ``device`` (the executable runs there). Safe to call
+    from several threads at once (:func:`run_at_once`): an executable not yet in memory is
+    loaded or compiled by one thread at a time.
     """
     quick = _quick(kernel, args, static, device)
     if store.directory is None:
@@ -164,11 +174,51 @@ def call(kernel: Any, args: tuple[Any, ...], device: jax.Device, **static: Any) 
     executable = store.memo.get(quick)
     if executable is not None:
         return executable(*args)
+    with _slow_path:
+        return _loaded_call(kernel, args, device, static, quick)
+
+
+def at_once(device: jax.Device) -> int:
+    """How many independent kernel calls to run at once on ``device``: on a CPU, the
+    cores this process may run on (``taskset -c 0`` makes it 1), as XLA:CPU runs an
+    interpreter's loop on one core; elsewhere 1 (the device queues them)."""
+    if device.platform != "cpu":
+        return 1
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(cores) if cores is not None else (os.cpu_count() or 1)
+
+
+def run_at_once(work: Callable[[Any], Any], items: Sequence[Any], threads: int) -> list[Any]:
+    """``[work(item) for item in items]``, ``threads`` items at a time on a pool of
+    threads kept for the process (made when first needed), each in the caller's float
+    precision (``jax.enable_x64``, :meth:`~prospero_jax.renderers.view.Target.precision`,
+    is a thread's own: a pool thread would call a float64 kernel with float32 arrays) and
+    context variables (NumPy's ``errstate``); ``work`` must not wait on the pool itself."""
+    pool = _pools.get(threads)
+    if pool is None:
+        pool = _pools.setdefault(threads, ThreadPoolExecutor(threads, "prospero-calls"))
+    x64, context = _flag("jax_enable_x64"), contextvars.copy_context()
+
+    def carried(item: Any) -> Any:
+        with jax.enable_x64(x64):
+            return context.copy().run(work, item)
+
+    return list(pool.map(carried, items))
+
+
+def _loaded_call(
+    kernel: Any, args: tuple[Any, ...], device: jax.Device, static: dict[str, Any], quick: Any
+) -> Any:
+    """:func:`call`'s way for an executable not yet in memory (the lock held)."""
+    executable = store.memo.get(quick)
+    if executable is not None:  # another thread loaded it meanwhile
+        return executable(*args)
     key = _key(kernel, args, static, device)
     executable = store.loaded.get(key)
     if executable is not None:
         store.memo[quick] = executable
         return executable(*args)
+    assert store.directory is not None
     path = store.directory / f"{build_tag()}-{key}.bin"
     executable = _load(path, device)
     if executable is not None:
