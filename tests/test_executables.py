@@ -161,7 +161,7 @@ def test_calls_run_at_once_give_what_calls_one_at_a_time_give(
     frames = {}
     for cores in (1, 2):
         monkeypatch.setattr(kernel_calls._executables, "at_once", lambda _, c=cores: c)
-        target = pj.Target(tier="kernels", dtype=dtype)
+        target = pj.Target(tier="kernels", dtype=dtype)  # "auto": the host tier, no calls
         frames[cores] = pj.render_heightmap(program, 96, region=(-1.5, 1.5) * 2, target=target)
         if cores == 1:
             assert not threaded

@@ -302,7 +302,7 @@ def first_true(inside: np.ndarray) -> np.ndarray:
     ``True``'s index, the number of depths where there is none (int32). Columns of a
     multiple of 8 depths (``(columns, depths)``, contiguous: the compiled leaves') are read
     8 at a time as words, the lowest set byte of each found from its lowest set bit (the
-    bear's 1024³ compiled leaves, 625 k columns of 16: 36 → 24 ms a frame)."""
+    bear's 1024³ compiled leaves, 625 k columns of 16: 36.6 → 24.4 ms a frame)."""
     columns, depths = inside.shape[:2]
     if inside.ndim != 2 or depths % 8 or not inside.flags.c_contiguous or not np.little_endian:
         first: np.ndarray = np.where(inside.any(axis=1), inside.argmax(axis=1), depths)
